@@ -1,0 +1,31 @@
+# Wraps the two commands the README names. Everything else lives in CMake
+# and scripts/.
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= 2
+
+.PHONY: all deps build build-asan test demo clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+build-asan: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DTXM_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD_ASAN) -j$(JOBS)
+
+# Runs every test twice, plain and under ASan+UBSan, with private servers.
+test: build build-asan
+	@scripts/check-style
+	@scripts/with-servers scripts/run-tests $(BUILD) $(BUILD_ASAN)
+
+demo: build
+	@scripts/demo $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

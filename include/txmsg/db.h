@@ -1,0 +1,92 @@
+/* Database: a handle over SQLite or PostgreSQL chosen by URL, holding a small
+ * pool of connections, with the txmsg tables migrated at open. */
+#ifndef TXMSG_DB_H
+#define TXMSG_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "txmsg/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct txm_db txm_db;
+
+/* Log callback: level 0 debug, 1 info, 2 warning, 3 error. The library never
+ * prints; it reports through this when set. Thread: any thread may call it. */
+typedef void (*txm_log_fn)(void *ctx, int level, const char *text);
+
+typedef struct txm_db_options {
+    int pool_size;          /* most open connections; default 4 */
+    int busy_timeout_ms;    /* SQLite lock wait, PostgreSQL pool wait; default 5000 */
+    bool migrate;           /* apply the txmsg schema at open; default true */
+    bool sqlite_sync_full;  /* SQLite synchronous=FULL (default NORMAL, durable in WAL
+                               except on power loss) */
+    txm_log_fn log;         /* optional */
+    void *log_ctx;
+} txm_db_options;
+
+/* Fills o with the defaults. */
+TXM_API void txm_db_options_init(txm_db_options *o);
+
+/* Opens url: "sqlite:PATH" (WAL mode; the file is created) or
+ * "postgresql://..." / "postgres://..." (libpq connection URI).
+ * opts may be NULL for the defaults; it is copied.
+ * Returns TXM_INVALID for an unknown scheme, TXM_DB when the database cannot
+ * be reached or migrated. Owns: *out is the caller's (txm_db_close); NULL on
+ * failure. Thread: the handle may be used from any number of threads. */
+TXM_API txm_status txm_db_open(const char *url, const txm_db_options *opts, txm_db **out,
+                               txm_error *err);
+
+/* Closes every connection. NULL-safe. No unit of work may be open. */
+TXM_API void txm_db_close(txm_db *db);
+
+/* "sqlite" or "postgresql": applications write their own SQL per dialect. */
+TXM_API const char *txm_db_dialect(const txm_db *db);
+
+/* Applies the txmsg schema migrations. Idempotent; safe when several
+ * processes do it at once. txm_db_open calls it unless options say not. */
+TXM_API txm_status txm_db_migrate(txm_db *db, txm_error *err);
+
+/* A bound parameter. SQL text uses $1, $2, ... on both dialects; values are
+ * always bound, never spliced into the text. */
+typedef enum { TXM_VALUE_NULL, TXM_VALUE_INT, TXM_VALUE_TEXT } txm_value_type;
+
+typedef struct txm_value {
+    txm_value_type type;
+    int64_t i;          /* TXM_VALUE_INT */
+    const char *text;   /* TXM_VALUE_TEXT, NUL-terminated; borrowed */
+} txm_value;
+
+#define TXM_NULL_VALUE ((txm_value){TXM_VALUE_NULL, 0, NULL})
+#define TXM_INT(v) ((txm_value){TXM_VALUE_INT, (int64_t)(v), NULL})
+#define TXM_TEXT(s) ((txm_value){TXM_VALUE_TEXT, 0, (s)})
+
+/* Rows returned by a query, copied out of the driver. Column values are text
+ * (NULL for SQL NULL) in the database's text form. */
+typedef struct txm_rows txm_rows;
+
+TXM_API size_t txm_rows_count(const txm_rows *rows);
+TXM_API size_t txm_rows_columns(const txm_rows *rows);
+/* Borrows: valid while rows lives. NULL for SQL NULL or out of range. */
+TXM_API const char *txm_rows_text(const txm_rows *rows, size_t row, size_t col);
+/* The value parsed as a decimal integer; 0 for NULL or non-numbers. */
+TXM_API int64_t txm_rows_int(const txm_rows *rows, size_t row, size_t col);
+TXM_API bool txm_rows_is_null(const txm_rows *rows, size_t row, size_t col);
+TXM_API void txm_rows_free(txm_rows *rows); /* NULL-safe */
+
+/* Runs one statement outside any unit of work (autocommit), on a pooled
+ * connection. rows (may be NULL) receives the result rows; changes (may be
+ * NULL) the number of rows written. Returns TXM_CONSTRAINT on a unique or
+ * other constraint violation, TXM_DB on other errors. */
+TXM_API txm_status txm_db_exec(txm_db *db, const char *sql, const txm_value *params,
+                               size_t n_params, txm_rows **rows, int64_t *changes,
+                               txm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,94 @@
+/* Message: one event on its way through the outbox, the broker and the inbox,
+ * and its CloudEvents 1.0 JSON envelope (structured mode). */
+#ifndef TXMSG_MESSAGE_H
+#define TXMSG_MESSAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "txmsg/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TXM_UUID_LEN 36                 /* text form, without the NUL */
+#define TXM_TOPIC_MAX 255               /* bytes */
+#define TXM_ID_MAX 255                  /* aggregate id, source: bytes */
+#define TXM_PAYLOAD_MAX (64u << 20)     /* bytes of JSON data */
+#define TXM_ENVELOPE_MAX (TXM_PAYLOAD_MAX + 4096u)
+
+typedef struct txm_msg txm_msg;
+
+/* Fills out (TXM_UUID_LEN + 1 bytes) with a new UUID version 7 (time-ordered,
+ * RFC 9562) in lower-case text form. Returns TXM_IO if no randomness is
+ * available. Thread: any. */
+TXM_API txm_status txm_uuid_v7(char out[TXM_UUID_LEN + 1], txm_error *err);
+
+/* True if s is a UUID in 8-4-4-4-12 hexadecimal text form. */
+TXM_API int txm_uuid_is_valid(const char *s);
+
+/* Creates a message with a new UUID v7 id and created_at = now.
+ * topic: 1..TXM_TOPIC_MAX bytes of [A-Za-z0-9._-]; aggregate_id: 1..TXM_ID_MAX
+ * bytes; correlation_id: a UUID, or NULL for a new one; payload_json: a JSON
+ * object or array (the event data), validated here.
+ * Returns TXM_INVALID for bad arguments, TXM_MALFORMED for bad JSON,
+ * TXM_TOO_BIG past TXM_PAYLOAD_MAX. Owns: *out is the caller's (txm_msg_free);
+ * it is NULL on failure. Borrows: the strings are copied. */
+TXM_API txm_status txm_msg_new(const char *topic, const char *aggregate_id,
+                               const char *correlation_id, const char *payload_json,
+                               txm_msg **out, txm_error *err);
+
+/* Same, with every field given: used to rebuild a stored message.
+ * created_at_us: microseconds since the Unix epoch. source may be NULL. */
+TXM_API txm_status txm_msg_new_with(const char *id, const char *source, const char *topic,
+                                    const char *aggregate_id, const char *correlation_id,
+                                    const char *payload_json, int64_t created_at_us,
+                                    txm_msg **out, txm_error *err);
+
+/* Returns a deep copy, or NULL when out of memory. */
+TXM_API txm_msg *txm_msg_copy(const txm_msg *msg);
+
+TXM_API void txm_msg_free(txm_msg *msg); /* NULL-safe */
+
+/* Sets the producing service's name (CloudEvents "source"). NULL clears it.
+ * Returns TXM_INVALID past TXM_ID_MAX bytes. */
+TXM_API txm_status txm_msg_set_source(txm_msg *msg, const char *source, txm_error *err);
+
+/* Getters. Borrows: valid while msg lives and is not changed. */
+TXM_API const char *txm_msg_id(const txm_msg *msg);
+TXM_API const char *txm_msg_source(const txm_msg *msg);  /* "" when unset */
+TXM_API const char *txm_msg_topic(const txm_msg *msg);
+TXM_API const char *txm_msg_aggregate_id(const txm_msg *msg);
+TXM_API const char *txm_msg_correlation_id(const txm_msg *msg);
+TXM_API const char *txm_msg_payload(const txm_msg *msg); /* compact JSON text */
+TXM_API int64_t txm_msg_created_at_us(const txm_msg *msg);
+
+/* Encodes msg as a CloudEvents 1.0 JSON document. Owns: *out is the caller's
+ * (txm_free), NUL-terminated, *len (may be NULL) its length. */
+TXM_API txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len,
+                                  txm_error *err);
+
+/* Decodes a CloudEvents document of len bytes (need not be NUL-terminated).
+ * Returns TXM_MALFORMED naming the first problem (not JSON, wrong type, missing
+ * or invalid attribute), TXM_TOO_BIG past TXM_ENVELOPE_MAX. Never crashes on
+ * any input. Owns: *out is the caller's; NULL on failure. */
+TXM_API txm_status txm_msg_decode(const char *buf, size_t len, txm_msg **out,
+                                  txm_error *err);
+
+/* Formats a time in microseconds since the epoch as RFC 3339 UTC with
+ * microseconds: "2026-11-26T22:44:31.123456Z". out needs 28 bytes. */
+#define TXM_TIME_LEN 27
+TXM_API void txm_time_format(int64_t us, char out[TXM_TIME_LEN + 1]);
+
+/* Parses RFC 3339 (any offset, 0..9 fraction digits) into microseconds since
+ * the epoch, UTC. Returns TXM_MALFORMED on bad text. */
+TXM_API txm_status txm_time_parse(const char *s, int64_t *us, txm_error *err);
+
+/* Microseconds since the Unix epoch, from the real-time clock. */
+TXM_API int64_t txm_now_us(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

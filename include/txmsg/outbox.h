@@ -1,0 +1,61 @@
+/* Outbox repository (Transactional Outbox): messages written in the same
+ * transaction as the domain change, later published by the relay. */
+#ifndef TXMSG_OUTBOX_H
+#define TXMSG_OUTBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "txmsg/db.h"
+#include "txmsg/message.h"
+#include "txmsg/uow.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One outbox row: the message and its dispatch bookkeeping. */
+typedef struct txm_outbox_entry txm_outbox_entry;
+
+/* Adds msg to the outbox inside uow. Owns: takes *msg on every path and sets
+ * *msg = NULL. Returns TXM_ALREADY_PUBLISHED if its id exists (the unit of
+ * work then fails). Thread: the uow's thread. */
+TXM_API txm_status txm_outbox_publish(txm_uow *uow, txm_msg **msg, txm_error *err);
+
+/* Reads one row by message id. Returns TXM_NOT_FOUND when absent.
+ * Owns: *out is the caller's (txm_outbox_entry_free). */
+TXM_API txm_status txm_outbox_get(txm_db *db, const char *message_id, txm_outbox_entry **out,
+                                  txm_error *err);
+
+/* Marks messages as dispatched: is_dispatched = true, last_dispatched_at = now,
+ * approximate_dispatch_count + 1, in one statement per call. Unknown ids are
+ * ignored; *marked (may be NULL) receives how many rows changed. */
+TXM_API txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids,
+                                              size_t count, size_t *marked, txm_error *err);
+
+/* Lists up to limit not-dispatched rows, oldest (lowest sequence) first.
+ * Owns: *out is an array of *count entries, freed by txm_outbox_list_free. */
+TXM_API txm_status txm_outbox_list_not_dispatched(txm_db *db, size_t limit,
+                                                  txm_outbox_entry ***out, size_t *count,
+                                                  txm_error *err);
+TXM_API void txm_outbox_list_free(txm_outbox_entry **list, size_t count);
+
+/* Age in microseconds of the oldest not-dispatched message, measured from its
+ * created_at; 0 with *found = false when all are dispatched. */
+TXM_API txm_status txm_outbox_oldest_age(txm_db *db, int64_t *age_us, bool *found,
+                                         txm_error *err);
+
+/* Entry getters. Borrows: valid while the entry lives. */
+TXM_API const txm_msg *txm_outbox_entry_msg(const txm_outbox_entry *e);
+TXM_API int64_t txm_outbox_entry_seq(const txm_outbox_entry *e);
+TXM_API bool txm_outbox_entry_is_dispatched(const txm_outbox_entry *e);
+TXM_API int64_t txm_outbox_entry_dispatch_count(const txm_outbox_entry *e);
+/* Microseconds since the epoch; 0 if never dispatched. */
+TXM_API int64_t txm_outbox_entry_last_dispatched_at_us(const txm_outbox_entry *e);
+TXM_API void txm_outbox_entry_free(txm_outbox_entry *e); /* NULL-safe */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,14 @@
+/* txmsg: transactional messaging for C services. Include this one header. */
+#ifndef TXMSG_H
+#define TXMSG_H
+
+#include "txmsg/api.h"
+#include "txmsg/status.h"
+#include "txmsg/error.h"
+#include "txmsg/message.h"
+#include "txmsg/db.h"
+#include "txmsg/uow.h"
+#include "txmsg/outbox.h"
+#include "txmsg/inbox.h"
+
+#endif

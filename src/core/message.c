@@ -1,0 +1,401 @@
+/* The message object: construction with validation of every field, copies,
+ * getters, and the payload JSON helpers shared with the envelope codec. */
+#include "txmsg/message.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "core/core_int.h"
+
+struct txm_msg {
+    char *id;             /* message id, usually a UUID v7 */
+    char *source;         /* producing service; NULL when unset */
+    char *topic;          /* CloudEvents "type" */
+    char *aggregate_id;   /* CloudEvents "subject" and "partitionkey" */
+    char *correlation_id; /* usually a UUID */
+    char *payload;        /* compact JSON text of an object or array */
+    size_t payload_len;   /* bytes of payload without the NUL */
+    int64_t created_at_us; /* microseconds since the Unix epoch */
+};
+
+/* Length of the UTF-8 sequence starting at s (at most n bytes available),
+ * or 0 if it is invalid: overlong, a surrogate, past U+10FFFF or cut short. */
+static size_t utf8_seq_len(const unsigned char *s, size_t n)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (len == 0 || s[0] > 0xF4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    if (len == 3 && s[0] == 0xE0 && s[1] < 0xA0)
+        return 0; /* overlong */
+    if (len == 3 && s[0] == 0xED && s[1] >= 0xA0)
+        return 0; /* UTF-16 surrogate */
+    if (len == 4 && s[0] == 0xF0 && s[1] < 0x90)
+        return 0; /* overlong */
+    if (len == 4 && s[0] == 0xF4 && s[1] >= 0x90)
+        return 0; /* past U+10FFFF */
+    return len;
+}
+
+txm_status txm__check_text(const char *what, const char *s, size_t max, int allow_empty,
+                           txm_status st, txm_error *err)
+{
+    if (s == NULL)
+        return txm_errf(err, st, "%s: missing", what);
+    size_t len = strnlen(s, max + 1);
+    if (len > max)
+        return txm_errf(err, st, "%s: longer than %zu bytes", what, max);
+    if (len == 0 && !allow_empty)
+        return txm_errf(err, st, "%s: empty", what);
+    const unsigned char *u = (const unsigned char *)s;
+    for (size_t i = 0; i < len;) {
+        if (u[i] < 0x20 || u[i] == 0x7F)
+            return txm_errf(err, st, "%s: control character at byte %zu", what, i);
+        size_t n = utf8_seq_len(u + i, len - i);
+        if (n == 0)
+            return txm_errf(err, st, "%s: invalid UTF-8 at byte %zu", what, i);
+        i += n;
+    }
+    return TXM_OK;
+}
+
+txm_status txm__check_topic(const char *what, const char *s, txm_status st, txm_error *err)
+{
+    if (s == NULL)
+        return txm_errf(err, st, "%s: missing", what);
+    size_t len = strnlen(s, TXM_TOPIC_MAX + 1);
+    if (len == 0)
+        return txm_errf(err, st, "%s: empty", what);
+    if (len > TXM_TOPIC_MAX)
+        return txm_errf(err, st, "%s: longer than %d bytes", what, TXM_TOPIC_MAX);
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        if (!ok)
+            return txm_errf(err, st, "%s: byte %zu is not one of [A-Za-z0-9._-]", what, i);
+    }
+    return TXM_OK;
+}
+
+/* True if no array or object inside json (at level depth) lies deeper than
+ * TXM__JSON_DEPTH_MAX. Recursion is bounded by that limit. */
+static int depth_ok(const json_t *json, int depth)
+{
+    if (!json_is_array(json) && !json_is_object(json))
+        return 1;
+    if (depth > TXM__JSON_DEPTH_MAX)
+        return 0;
+    if (json_is_array(json)) {
+        for (size_t i = 0; i < json_array_size(json); i++)
+            if (!depth_ok(json_array_get(json, i), depth + 1))
+                return 0;
+        return 1;
+    }
+    /* jansson's iteration API is not const-qualified; it does not modify. */
+    json_t *obj = (json_t *)json;
+    for (void *it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it))
+        if (!depth_ok(json_object_iter_value(it), depth + 1))
+            return 0;
+    return 1;
+}
+
+txm_status txm__check_payload(const char *what, const json_t *json, txm_error *err)
+{
+    if (!json_is_object(json) && !json_is_array(json))
+        return txm_errf(err, TXM_MALFORMED, "%s: not a JSON object or array", what);
+    if (!depth_ok(json, 1))
+        return txm_errf(err, TXM_MALFORMED, "%s: nested deeper than %d levels", what,
+                        TXM__JSON_DEPTH_MAX);
+    return TXM_OK;
+}
+
+txm_status txm__parse_payload(const char *text, size_t len, json_t **out, txm_error *err)
+{
+    if (out == NULL || text == NULL)
+        return txm_errf(err, TXM_INVALID, "payload: NULL argument");
+    *out = NULL;
+    if (len > TXM_PAYLOAD_MAX)
+        return txm_errf(err, TXM_TOO_BIG, "payload: %zu bytes, limit %u", len, TXM_PAYLOAD_MAX);
+    json_error_t jerr;
+    json_t *json = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (json == NULL && json_error_code(&jerr) == json_error_out_of_memory)
+        return txm_errf(err, TXM_NOMEM, "payload: out of memory while parsing");
+    if (json == NULL)
+        return txm_errf(err, TXM_MALFORMED, "payload: not JSON: %s (line %d, column %d)",
+                        jerr.text, jerr.line, jerr.column);
+    txm_status st = txm__check_payload("payload", json, err);
+    if (st != TXM_OK) {
+        json_decref(json);
+        return st;
+    }
+    *out = json;
+    return TXM_OK;
+}
+
+/* A growing output buffer for json_dump_callback, capped at cap bytes. */
+typedef struct dumpbuf {
+    char *data;     /* NUL-terminated once anything is written */
+    size_t len;     /* bytes written, without the NUL */
+    size_t size;    /* bytes allocated */
+    size_t cap;     /* most bytes allowed, without the NUL */
+    txm_status st;  /* why the callback stopped jansson, or TXM_OK */
+} dumpbuf;
+
+static int dump_cb(const char *buf, size_t n, void *arg)
+{
+    dumpbuf *b = arg;
+    if (n > b->cap - b->len) {
+        b->st = TXM_TOO_BIG;
+        return -1;
+    }
+    size_t want = b->len + n + 1; /* at most cap + 1 */
+    if (want > b->size) {
+        size_t size = b->size < 128 ? 256 : b->size * 2;
+        if (size < want)
+            size = want;
+        if (size > b->cap + 1)
+            size = b->cap + 1;
+        char *p = txm__realloc(b->data, size);
+        if (p == NULL) {
+            b->st = TXM_NOMEM;
+            return -1;
+        }
+        b->data = p;
+        b->size = size;
+    }
+    memcpy(b->data + b->len, buf, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return 0;
+}
+
+txm_status txm__json_dump(const json_t *json, size_t cap, char **out, size_t *len,
+                          txm_error *err)
+{
+    if (out == NULL || json == NULL)
+        return txm_errf(err, TXM_INVALID, "json_dump: NULL argument");
+    *out = NULL;
+    if (len != NULL)
+        *len = 0;
+    dumpbuf b = {.cap = cap, .st = TXM_OK};
+    int rc = json_dump_callback(json, dump_cb, &b, JSON_COMPACT);
+    if (rc == 0 && b.data == NULL) { /* nothing written: cannot happen for containers */
+        b.data = txm__strdup("");
+        rc = b.data == NULL ? -1 : 0;
+        b.st = rc == 0 ? TXM_OK : TXM_NOMEM;
+    }
+    if (rc != 0) {
+        txm_free(b.data);
+        if (b.st == TXM_TOO_BIG)
+            return txm_errf(err, TXM_TOO_BIG, "json: serialised form exceeds %zu bytes", cap);
+        /* jansson fails on its own only when its allocations fail. */
+        return txm_errf(err, TXM_NOMEM, "json: out of memory while serialising");
+    }
+    *out = b.data;
+    if (len != NULL)
+        *len = b.len;
+    return TXM_OK;
+}
+
+/* Validates every field but the payload; TXM_INVALID names the first bad one. */
+static txm_status check_fields(const txm__msg_fields *f, txm_error *err)
+{
+    txm_status st = txm__check_text("id", f->id, TXM_ID_MAX, 0, TXM_INVALID, err);
+    if (st == TXM_OK && f->source != NULL)
+        st = txm__check_text("source", f->source, TXM_ID_MAX, 1, TXM_INVALID, err);
+    if (st == TXM_OK)
+        st = txm__check_topic("topic", f->topic, TXM_INVALID, err);
+    if (st == TXM_OK)
+        st = txm__check_text("aggregate_id", f->aggregate_id, TXM_ID_MAX, 0, TXM_INVALID, err);
+    /* A UUID is expected, but foreign producers may send other strings. */
+    if (st == TXM_OK && f->correlation_id != NULL)
+        st = txm__check_text("correlation_id", f->correlation_id, TXM_ID_MAX, 0, TXM_INVALID,
+                             err);
+    if (st == TXM_OK && (f->created_at_us < TXM__TIME_MIN_US || f->created_at_us > TXM__TIME_MAX_US))
+        st = txm_errf(err, TXM_INVALID, "created_at_us: %lld is outside years 0000..9999",
+                      (long long)f->created_at_us);
+    return st;
+}
+
+/* Copies s into *dst; returns TXM_NOMEM naming what when out of memory. */
+static txm_status dup_field(char **dst, const char *s, const char *what, txm_error *err)
+{
+    *dst = txm__strdup(s);
+    return *dst != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "msg: out of memory copying %s", what);
+}
+
+txm_status txm__msg_create(const txm__msg_fields *f, const json_t *data, txm_msg **out,
+                           txm_error *err)
+{
+    if (out == NULL || f == NULL || data == NULL)
+        return txm_errf(err, TXM_INVALID, "msg_create: NULL argument");
+    *out = NULL;
+    txm_status st = check_fields(f, err);
+    if (st == TXM_OK)
+        st = txm__check_payload("payload", data, err);
+    char corr[TXM_UUID_LEN + 1] = "";
+    const char *corr_id = f->correlation_id;
+    if (st == TXM_OK && corr_id == NULL) {
+        st = txm_uuid_v7(corr, err);
+        corr_id = corr;
+    }
+    if (st != TXM_OK)
+        return st;
+    txm_msg *m = txm__calloc(1, sizeof *m);
+    if (m == NULL)
+        return txm_errf(err, TXM_NOMEM, "msg: out of memory");
+    m->created_at_us = f->created_at_us;
+    st = txm__json_dump(data, TXM_PAYLOAD_MAX, &m->payload, &m->payload_len, err);
+    if (st == TXM_OK)
+        st = dup_field(&m->id, f->id, "id", err);
+    if (st == TXM_OK && f->source != NULL && f->source[0] != '\0')
+        st = dup_field(&m->source, f->source, "source", err);
+    if (st == TXM_OK)
+        st = dup_field(&m->topic, f->topic, "topic", err);
+    if (st == TXM_OK)
+        st = dup_field(&m->aggregate_id, f->aggregate_id, "aggregate_id", err);
+    if (st == TXM_OK)
+        st = dup_field(&m->correlation_id, corr_id, "correlation_id", err);
+    if (st != TXM_OK) {
+        txm_msg_free(m);
+        return st;
+    }
+    *out = m;
+    return TXM_OK;
+}
+
+txm_status txm_msg_new_with(const char *id, const char *source, const char *topic,
+                            const char *aggregate_id, const char *correlation_id,
+                            const char *payload_json, int64_t created_at_us, txm_msg **out,
+                            txm_error *err)
+{
+    if (out == NULL)
+        return txm_errf(err, TXM_INVALID, "msg_new: NULL out");
+    *out = NULL;
+    if (payload_json == NULL)
+        return txm_errf(err, TXM_INVALID, "payload: missing");
+    txm__msg_fields f = {id, source, topic, aggregate_id, correlation_id, created_at_us};
+    /* Check the cheap fields before parsing a payload of up to 64 MiB. */
+    txm_status st = check_fields(&f, err);
+    if (st != TXM_OK)
+        return st;
+    json_t *data = NULL;
+    st = txm__parse_payload(payload_json, strnlen(payload_json, TXM_PAYLOAD_MAX + 1), &data,
+                            err);
+    if (st == TXM_OK)
+        st = txm__msg_create(&f, data, out, err);
+    json_decref(data);
+    return st;
+}
+
+txm_status txm_msg_new(const char *topic, const char *aggregate_id, const char *correlation_id,
+                       const char *payload_json, txm_msg **out, txm_error *err)
+{
+    if (out == NULL)
+        return txm_errf(err, TXM_INVALID, "msg_new: NULL out");
+    *out = NULL;
+    char id[TXM_UUID_LEN + 1];
+    txm_status st = txm_uuid_v7(id, err);
+    if (st != TXM_OK)
+        return st;
+    return txm_msg_new_with(id, NULL, topic, aggregate_id, correlation_id, payload_json,
+                            txm_now_us(), out, err);
+}
+
+txm_msg *txm_msg_copy(const txm_msg *msg)
+{
+    if (msg == NULL)
+        return NULL;
+    txm_msg *m = txm__calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->created_at_us = msg->created_at_us;
+    m->payload_len = msg->payload_len;
+    m->id = txm__strdup(msg->id);
+    m->source = msg->source != NULL ? txm__strdup(msg->source) : NULL;
+    m->topic = txm__strdup(msg->topic);
+    m->aggregate_id = txm__strdup(msg->aggregate_id);
+    m->correlation_id = txm__strdup(msg->correlation_id);
+    m->payload = txm__strndup(msg->payload, msg->payload_len);
+    if (m->id == NULL || (msg->source != NULL && m->source == NULL) || m->topic == NULL ||
+        m->aggregate_id == NULL || m->correlation_id == NULL || m->payload == NULL) {
+        txm_msg_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+void txm_msg_free(txm_msg *msg)
+{
+    if (msg == NULL)
+        return;
+    txm_free(msg->id);
+    txm_free(msg->source);
+    txm_free(msg->topic);
+    txm_free(msg->aggregate_id);
+    txm_free(msg->correlation_id);
+    txm_free(msg->payload);
+    txm_free(msg);
+}
+
+txm_status txm_msg_set_source(txm_msg *msg, const char *source, txm_error *err)
+{
+    if (msg == NULL)
+        return txm_errf(err, TXM_INVALID, "msg_set_source: NULL msg");
+    char *copy = NULL;
+    if (source != NULL && source[0] != '\0') {
+        txm_status st = txm__check_text("source", source, TXM_ID_MAX, 1, TXM_INVALID, err);
+        if (st != TXM_OK)
+            return st;
+        copy = txm__strdup(source);
+        if (copy == NULL)
+            return txm_errf(err, TXM_NOMEM, "msg_set_source: out of memory");
+    }
+    /* Replace only after the copy succeeded, so a failure leaves msg as it was. */
+    txm_free(msg->source);
+    msg->source = copy;
+    return TXM_OK;
+}
+
+const char *txm_msg_id(const txm_msg *msg)
+{
+    return msg != NULL ? msg->id : NULL;
+}
+
+const char *txm_msg_source(const txm_msg *msg)
+{
+    if (msg == NULL)
+        return NULL;
+    return msg->source != NULL ? msg->source : "";
+}
+
+const char *txm_msg_topic(const txm_msg *msg)
+{
+    return msg != NULL ? msg->topic : NULL;
+}
+
+const char *txm_msg_aggregate_id(const txm_msg *msg)
+{
+    return msg != NULL ? msg->aggregate_id : NULL;
+}
+
+const char *txm_msg_correlation_id(const txm_msg *msg)
+{
+    return msg != NULL ? msg->correlation_id : NULL;
+}
+
+const char *txm_msg_payload(const txm_msg *msg)
+{
+    return msg != NULL ? msg->payload : NULL;
+}
+
+int64_t txm_msg_created_at_us(const txm_msg *msg)
+{
+    return msg != NULL ? msg->created_at_us : 0;
+}

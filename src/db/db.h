@@ -1,0 +1,48 @@
+/* Database internals shared with other modules (store, relay, transport):
+ * pooled connections and dialect-specific SQL selection. */
+#ifndef TXM_DB_DB_H
+#define TXM_DB_DB_H
+
+#include <stdbool.h>
+
+#include "txmsg/db.h"
+
+typedef struct txm__conn txm__conn; /* one driver connection, used by one thread at a time */
+
+typedef enum { TXM__DIALECT_SQLITE, TXM__DIALECT_PG } txm__dialect;
+
+txm__dialect txm__db_dialect(const txm_db *db);
+
+/* Takes an idle connection from the pool, opening one when the pool is not
+ * full, else waits up to the busy timeout (TXM_BUSY). Thread: any. */
+txm_status txm__db_acquire(txm_db *db, txm__conn **conn, txm_error *err);
+
+/* Returns conn to the pool; a connection the driver reports broken is closed
+ * instead. NULL-safe. */
+void txm__db_release(txm_db *db, txm__conn *conn);
+
+/* Runs one statement on conn (prepared once per connection and cached).
+ * rows, changes may be NULL. TXM_CONSTRAINT on constraint violations,
+ * TXM_BUSY on lock timeouts, TXM_DB otherwise. */
+txm_status txm__conn_exec(txm_db *db, txm__conn *conn, const char *sql, const txm_value *params,
+                          size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
+
+/* Transaction control on conn. begin takes the write lock at once on SQLite. */
+txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err);
+txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err);
+void txm__conn_rollback(txm_db *db, txm__conn *conn);
+
+/* Logs through the db's callback, if any. */
+void txm__db_log(const txm_db *db, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Builds a result set row by row (drivers use these). */
+txm_rows *txm__rows_new(size_t columns);
+/* Appends one row of columns values; vals[i] NULL for SQL NULL, lens[i] its
+ * length. TXM_NOMEM / TXM_TOO_BIG (past 1 GiB of result). */
+txm_status txm__rows_add(txm_rows *rows, const char *const *vals, const size_t *lens);
+
+#endif

@@ -1,0 +1,241 @@
+/* SQLite driver: WAL mode, a busy timeout, prepared statements cached per
+ * connection, $N parameters bound by number. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "db/db_int.h"
+
+typedef struct cached_stmt {
+    char *sql;            /* key, owned */
+    sqlite3_stmt *stmt;
+    uint64_t last_used;   /* use counter for LRU eviction */
+} cached_stmt;
+
+struct txm__conn {
+    sqlite3 *db;
+    cached_stmt cache[TXM__STMT_CACHE_SIZE];
+    uint64_t uses;
+};
+
+static txm_status sqlite_status(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        return TXM_CONSTRAINT;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return TXM_BUSY;
+    case SQLITE_NOMEM:
+        return TXM_NOMEM;
+    case SQLITE_TOOBIG:
+        return TXM_TOO_BIG;
+    default:
+        return TXM_DB;
+    }
+}
+
+static txm_status fail(txm__conn *c, int rc, const char *what, txm_error *err)
+{
+    return txm_errf(err, sqlite_status(rc), "sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+}
+
+static txm_status run_simple(txm__conn *c, const char *sql, txm_error *err)
+{
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? TXM_OK : fail(c, rc, sql, err);
+}
+
+static void sqlite_disconnect(txm__conn *c)
+{
+    if (c == NULL)
+        return;
+    for (size_t i = 0; i < TXM__STMT_CACHE_SIZE; i++) {
+        sqlite3_finalize(c->cache[i].stmt);
+        free(c->cache[i].sql);
+    }
+    sqlite3_close(c->db);
+    free(c);
+}
+
+static txm_status sqlite_connect(const char *url, const txm_db_options *o, txm__conn **out,
+                                 txm_error *err)
+{
+    *out = NULL;
+    const char *path = url + strlen("sqlite:");
+    if (path[0] == '\0')
+        return txm_errf(err, TXM_INVALID, "sqlite: empty path in URL");
+    txm__conn *c = txm__calloc(1, sizeof *c);
+    if (c == NULL)
+        return txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
+    /* NOMUTEX: the pool hands a connection to one thread at a time. */
+    int rc = sqlite3_open_v2(path, &c->db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c, rc, path, err);
+    if (st == TXM_OK)
+        sqlite3_busy_timeout(c->db, o->busy_timeout_ms);
+    if (st == TXM_OK)
+        st = run_simple(c, "PRAGMA journal_mode=WAL", err);
+    if (st == TXM_OK)
+        st = run_simple(c, o->sqlite_sync_full ? "PRAGMA synchronous=FULL"
+                                               : "PRAGMA synchronous=NORMAL",
+                        err);
+    if (st == TXM_OK)
+        st = run_simple(c, "PRAGMA foreign_keys=ON", err);
+    if (st != TXM_OK) {
+        sqlite_disconnect(c);
+        return st;
+    }
+    *out = c;
+    return TXM_OK;
+}
+
+/* Returns the cached statement for sql, preparing (and evicting the least
+ * recently used entry) on a miss. */
+static txm_status prepare(txm__conn *c, const char *sql, sqlite3_stmt **out, txm_error *err)
+{
+    cached_stmt *victim = &c->cache[0];
+    for (size_t i = 0; i < TXM__STMT_CACHE_SIZE; i++) {
+        cached_stmt *e = &c->cache[i];
+        if (e->sql != NULL && strcmp(e->sql, sql) == 0) {
+            e->last_used = ++c->uses;
+            *out = e->stmt;
+            return TXM_OK;
+        }
+        if (e->last_used < victim->last_used)
+            victim = e;
+    }
+    char *key = txm__strdup(sql);
+    if (key == NULL)
+        return txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
+    sqlite3_stmt *stmt = NULL;
+    int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
+    if (rc != SQLITE_OK) {
+        free(key);
+        return fail(c, rc, "prepare", err);
+    }
+    sqlite3_finalize(victim->stmt);
+    free(victim->sql);
+    *victim = (cached_stmt){key, stmt, ++c->uses};
+    *out = stmt;
+    return TXM_OK;
+}
+
+/* Binds params to the statement's parameters: "$N" or "?N" takes params[N-1],
+ * a bare "?" takes the parameter at its position. */
+static txm_status bind_all(txm__conn *c, sqlite3_stmt *stmt, const txm_value *params, size_t n,
+                           txm_error *err)
+{
+    int count = sqlite3_bind_parameter_count(stmt);
+    for (int j = 1; j <= count; j++) {
+        const char *name = sqlite3_bind_parameter_name(stmt, j);
+        long idx = j;
+        if (name != NULL) {
+            char *end = NULL;
+            idx = strtol(name + 1, &end, 10);
+            if ((name[0] != '$' && name[0] != '?') || end == name + 1 || *end != '\0')
+                return txm_errf(err, TXM_INVALID, "sqlite: parameter %s is not $N", name);
+        }
+        if (idx < 1 || (size_t)idx > n)
+            return txm_errf(err, TXM_INVALID, "sqlite: statement uses $%ld, %zu given", idx, n);
+        const txm_value *v = &params[idx - 1];
+        int rc = SQLITE_OK;
+        if (v->type == TXM_VALUE_INT)
+            rc = sqlite3_bind_int64(stmt, j, v->i);
+        else if (v->type == TXM_VALUE_TEXT && v->text != NULL)
+            rc = sqlite3_bind_text(stmt, j, v->text, -1, SQLITE_STATIC);
+        else
+            rc = sqlite3_bind_null(stmt, j);
+        if (rc != SQLITE_OK)
+            return fail(c, rc, "bind", err);
+    }
+    return TXM_OK;
+}
+
+static txm_status collect_row(sqlite3_stmt *stmt, txm_rows *rows)
+{
+    enum { MAX_COLS = 64 };
+    const char *vals[MAX_COLS];
+    size_t lens[MAX_COLS];
+    int ncol = sqlite3_column_count(stmt);
+    if (ncol > MAX_COLS)
+        return TXM_TOO_BIG;
+    for (int i = 0; i < ncol; i++) {
+        vals[i] = (const char *)sqlite3_column_text(stmt, i);
+        lens[i] = (size_t)sqlite3_column_bytes(stmt, i);
+    }
+    return txm__rows_add(rows, vals, lens);
+}
+
+static txm_status sqlite_exec(txm__conn *c, const char *sql, const txm_value *params, size_t n,
+                              txm_rows **rows, int64_t *changes, txm_error *err)
+{
+    sqlite3_stmt *stmt = NULL;
+    txm_status st = prepare(c, sql, &stmt, err);
+    if (st == TXM_OK)
+        st = bind_all(c, stmt, params, n, err);
+    txm_rows *result = NULL;
+    if (st == TXM_OK && rows != NULL &&
+        (result = txm__rows_new((size_t)sqlite3_column_count(stmt))) == NULL)
+        st = txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
+    while (st == TXM_OK) {
+        int rc = sqlite3_step(stmt);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW)
+            st = fail(c, rc, "step", err);
+        else if (result != NULL && (st = collect_row(stmt, result)) != TXM_OK)
+            txm_errf(err, st, "sqlite: result too large or out of memory");
+    }
+    if (stmt != NULL) {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+    }
+    if (st != TXM_OK) {
+        txm_rows_free(result);
+        return st;
+    }
+    if (changes != NULL)
+        *changes = sqlite3_changes64(c->db);
+    if (rows != NULL)
+        *rows = result;
+    return TXM_OK;
+}
+
+/* IMMEDIATE takes the write lock now: WAL readers that upgrade later can
+ * fail with SQLITE_BUSY_SNAPSHOT, which no busy timeout can wait out. */
+static txm_status sqlite_begin(txm__conn *c, txm_error *err)
+{
+    return run_simple(c, "BEGIN IMMEDIATE", err);
+}
+
+static txm_status sqlite_commit(txm__conn *c, txm_error *err)
+{
+    return run_simple(c, "COMMIT", err);
+}
+
+static void sqlite_rollback(txm__conn *c)
+{
+    if (!sqlite3_get_autocommit(c->db))
+        sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static bool sqlite_is_broken(const txm__conn *c)
+{
+    return !sqlite3_get_autocommit(c->db); /* left inside a transaction */
+}
+
+const txm__driver txm__driver_sqlite = {
+    .dialect = "sqlite",
+    .id = TXM__DIALECT_SQLITE,
+    .connect = sqlite_connect,
+    .disconnect = sqlite_disconnect,
+    .exec = sqlite_exec,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .is_broken = sqlite_is_broken,
+};

@@ -1,0 +1,127 @@
+/* Schema migrations: each version is a list of statements applied in one
+ * transaction and recorded in txmsg_schema_migrations. Concurrent starts are
+ * serialised by the SQLite write lock or a PostgreSQL advisory lock, so every
+ * version is applied exactly once. */
+#include <stddef.h>
+
+#include "db/db_int.h"
+#include "db/migrate.h"
+
+typedef struct migration {
+    int version;
+    const char *const *statements; /* NULL-terminated */
+} migration;
+
+static const char *const sqlite_v1[] = {
+    "CREATE TABLE txmsg_outbox ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " message_id TEXT NOT NULL UNIQUE,"
+    " source TEXT NOT NULL DEFAULT '',"
+    " aggregate_id TEXT NOT NULL,"
+    " correlation_id TEXT NOT NULL,"
+    " topic TEXT NOT NULL,"
+    " payload TEXT NOT NULL,"
+    " created_at TEXT NOT NULL,"
+    " approximate_dispatch_count INTEGER NOT NULL DEFAULT 0,"
+    " is_dispatched INTEGER NOT NULL DEFAULT 0,"
+    " last_dispatched_at TEXT)",
+    "CREATE INDEX txmsg_outbox_not_dispatched ON txmsg_outbox (seq) WHERE is_dispatched = 0",
+    "CREATE INDEX txmsg_outbox_created_at ON txmsg_outbox (created_at)",
+    "CREATE TABLE txmsg_inbox ("
+    " subscription TEXT NOT NULL,"
+    " message_id TEXT NOT NULL,"
+    " created_at TEXT NOT NULL,"
+    " PRIMARY KEY (subscription, message_id)) WITHOUT ROWID",
+    "CREATE INDEX txmsg_inbox_created_at ON txmsg_inbox (created_at)",
+    NULL,
+};
+
+static const char *const pg_v1[] = {
+    "CREATE TABLE txmsg_outbox ("
+    " seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+    " message_id text NOT NULL UNIQUE,"
+    " source text NOT NULL DEFAULT '',"
+    " aggregate_id text NOT NULL,"
+    " correlation_id text NOT NULL,"
+    " topic text NOT NULL,"
+    " payload jsonb NOT NULL,"
+    " created_at timestamptz NOT NULL,"
+    " approximate_dispatch_count integer NOT NULL DEFAULT 0,"
+    " is_dispatched boolean NOT NULL DEFAULT false,"
+    " last_dispatched_at timestamptz)",
+    "CREATE INDEX txmsg_outbox_not_dispatched ON txmsg_outbox (seq) WHERE NOT is_dispatched",
+    "CREATE INDEX txmsg_outbox_created_at ON txmsg_outbox (created_at)",
+    "CREATE TABLE txmsg_inbox ("
+    " subscription text NOT NULL,"
+    " message_id text NOT NULL,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (subscription, message_id))",
+    "CREATE INDEX txmsg_inbox_created_at ON txmsg_inbox (created_at)",
+    NULL,
+};
+
+static const migration sqlite_migrations[] = {{1, sqlite_v1}};
+static const migration pg_migrations[] = {{1, pg_v1}};
+
+static const char SQL_SQLITE_TABLE[] =
+    "CREATE TABLE IF NOT EXISTS txmsg_schema_migrations ("
+    " version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)";
+static const char SQL_PG_TABLE[] =
+    "CREATE TABLE IF NOT EXISTS txmsg_schema_migrations ("
+    " version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())";
+/* An arbitrary constant naming the txmsg migration lock among advisory locks. */
+static const char SQL_PG_LOCK[] = "SELECT pg_advisory_xact_lock(7316871640)";
+static const char SQL_CURRENT[] = "SELECT COALESCE(MAX(version), 0) FROM txmsg_schema_migrations";
+static const char SQL_RECORD[] = "INSERT INTO txmsg_schema_migrations (version) VALUES ($1)";
+
+static txm_status apply_missing(txm_db *db, txm__conn *c, txm_error *err)
+{
+    bool pg = txm__db_dialect(db) == TXM__DIALECT_PG;
+    const migration *list = pg ? pg_migrations : sqlite_migrations;
+    size_t count = pg ? sizeof pg_migrations / sizeof *pg_migrations
+                      : sizeof sqlite_migrations / sizeof *sqlite_migrations;
+    txm_status st = TXM_OK;
+    if (pg)
+        st = txm__conn_exec(db, c, SQL_PG_LOCK, NULL, 0, NULL, NULL, err);
+    if (st == TXM_OK)
+        st = txm__conn_exec(db, c, pg ? SQL_PG_TABLE : SQL_SQLITE_TABLE, NULL, 0, NULL, NULL, err);
+    txm_rows *rows = NULL;
+    if (st == TXM_OK)
+        st = txm__conn_exec(db, c, SQL_CURRENT, NULL, 0, &rows, NULL, err);
+    int64_t current = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    if (st == TXM_OK && current > TXM__SCHEMA_VERSION)
+        return txm_errf(err, TXM_UNSUPPORTED,
+                        "db: schema version %lld is newer than this txmsg (%d)",
+                        (long long)current, TXM__SCHEMA_VERSION);
+    for (size_t m = 0; st == TXM_OK && m < count; m++) {
+        if (list[m].version <= current)
+            continue;
+        for (const char *const *s = list[m].statements; st == TXM_OK && *s != NULL; s++)
+            st = txm__conn_exec(db, c, *s, NULL, 0, NULL, NULL, err);
+        txm_value v = TXM_INT(list[m].version);
+        if (st == TXM_OK)
+            st = txm__conn_exec(db, c, SQL_RECORD, &v, 1, NULL, NULL, err);
+        if (st == TXM_OK)
+            txm__db_log(db, 1, "db: applied schema migration %d", list[m].version);
+    }
+    return st;
+}
+
+txm_status txm_db_migrate(txm_db *db, txm_error *err)
+{
+    if (db == NULL)
+        return txm_errf(err, TXM_INVALID, "db_migrate: NULL db");
+    txm__conn *c = NULL;
+    txm_status st = txm__db_acquire(db, &c, err);
+    if (st == TXM_OK)
+        st = txm__conn_begin(db, c, err);
+    if (st == TXM_OK)
+        st = apply_missing(db, c, err);
+    if (st == TXM_OK)
+        st = txm__conn_commit(db, c, err);
+    else if (c != NULL)
+        txm__conn_rollback(db, c);
+    txm__db_release(db, c);
+    return st;
+}

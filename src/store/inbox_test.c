@@ -1,0 +1,78 @@
+/* Inbox repository on SQLite and PostgreSQL. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testdb.h"
+
+static void inbox_saved_pair_is_found_with_its_time(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    int64_t before = txm_now_us();
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, "customer--order-created", "m-1", NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    int64_t at = 0;
+    assert_int_equal(txm_inbox_get(fx->db, "customer--order-created", "m-1", &at, NULL), TXM_OK);
+    assert_true(at >= before && at <= txm_now_us());
+    txm_error err;
+    assert_int_equal(txm_inbox_get(fx->db, "customer--order-created", "m-2", &at, &err),
+                     TXM_NOT_FOUND);
+}
+
+static void inbox_same_message_in_two_subscriptions_is_not_duplicate(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, "sub-a", "m-1", NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, "sub-b", "m-1", NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    txm_error err;
+    assert_int_equal(txm_inbox_save(uow, "sub-b", "m-1", &err), TXM_DUPLICATE);
+    assert_int_equal(txm_uow_commit(&uow, &err), TXM_DUPLICATE);
+    assert_string_equal(err.text, "inbox: m-1 already processed by sub-b");
+}
+
+static void inbox_rolled_back_save_is_not_recorded(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, "sub-a", "m-9", NULL), TXM_OK);
+    txm_uow_rollback(&uow);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-a", "m-9", NULL, NULL), TXM_NOT_FOUND);
+}
+
+static void inbox_bad_keys_are_invalid(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    char longid[300];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, "", "m", NULL), TXM_INVALID);
+    assert_int_equal(txm_inbox_save(uow, "s", longid, NULL), TXM_INVALID);
+    assert_int_equal(txm_inbox_save(uow, NULL, "m", NULL), TXM_INVALID);
+    /* Refused arguments do not fail the unit of work. */
+    assert_int_equal(txm_inbox_save(uow, "s", "m", NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TXM_TEST_BOTH(inbox_saved_pair_is_found_with_its_time),
+        TXM_TEST_BOTH(inbox_same_message_in_two_subscriptions_is_not_duplicate),
+        TXM_TEST_BOTH(inbox_rolled_back_save_is_not_recorded),
+        TXM_TEST_BOTH(inbox_bad_keys_are_invalid),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

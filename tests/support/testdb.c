@@ -1,0 +1,158 @@
+/* Test databases: temporary SQLite files and throw-away PostgreSQL databases. */
+#include "testdb.h"
+
+#include <libpq-fe.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static atomic_int db_counter;
+
+const char *txm_testdb_name(txm_test_backend b)
+{
+    return b == TXM_TEST_PG ? "postgresql" : "sqlite";
+}
+
+bool txm_testdb_available(txm_test_backend b)
+{
+    if (b == TXM_TEST_SQLITE)
+        return true;
+    const char *u = getenv("TXMSG_TEST_PG_URL");
+    return u != NULL && u[0] != '\0';
+}
+
+static bool admin_command(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("TXMSG_TEST_PG_URL"));
+    bool ok = PQstatus(c) == CONNECTION_OK;
+    if (ok) {
+        PGresult *r = PQexec(c, sql);
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        if (!ok)
+            fprintf(stderr, "testdb: %s: %s", sql, PQerrorMessage(c));
+        PQclear(r);
+    } else {
+        fprintf(stderr, "testdb: %s", PQerrorMessage(c));
+    }
+    PQfinish(c);
+    return ok;
+}
+
+/* Replaces the database part of the admin URL (after the last '/'). */
+static char *pg_url_with_db(const char *dbname)
+{
+    const char *admin = getenv("TXMSG_TEST_PG_URL");
+    const char *slash = strrchr(admin, '/');
+    size_t base = slash != NULL && slash > admin + 2 && slash[-1] != '/' ? (size_t)(slash - admin)
+                                                                        : strlen(admin);
+    size_t n = base + 1 + strlen(dbname) + 1;
+    char *url = malloc(n);
+    if (url != NULL)
+        snprintf(url, n, "%.*s/%s", (int)base, admin, dbname);
+    return url;
+}
+
+char *txm_testdb_create(txm_test_backend b)
+{
+    char name[64];
+    snprintf(name, sizeof name, "txmtest_%d_%d", (int)getpid(), atomic_fetch_add(&db_counter, 1));
+    if (b == TXM_TEST_PG) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        return admin_command(sql) ? pg_url_with_db(name) : NULL;
+    }
+    char dir[] = "/tmp/txmtest-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        perror("testdb: mkdtemp");
+        return NULL;
+    }
+    size_t n = strlen(dir) + 64;
+    char *url = malloc(n);
+    if (url != NULL)
+        snprintf(url, n, "sqlite:%s/%s.db", dir, name);
+    return url;
+}
+
+void txm_testdb_drop(txm_test_backend b, char *url)
+{
+    if (url == NULL)
+        return;
+    if (b == TXM_TEST_PG) {
+        char sql[160];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", strrchr(url, '/') + 1);
+        admin_command(sql);
+    } else {
+        const char *path = url + strlen("sqlite:");
+        char buf[512];
+        static const char *const suffix[] = {"", "-wal", "-shm"};
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(buf, sizeof buf, "%s%s", path, suffix[i]);
+            unlink(buf);
+        }
+        snprintf(buf, sizeof buf, "%s", path);
+        char *slash = strrchr(buf, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            rmdir(buf);
+        }
+    }
+    free(url);
+}
+
+/* cmocka fixtures -------------------------------------------------------- */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+const txm_test_backend txm_backend_sqlite = TXM_TEST_SQLITE;
+const txm_test_backend txm_backend_pg = TXM_TEST_PG;
+
+int txm_fixture_setup(void **state)
+{
+    txm_fixture *fx = calloc(1, sizeof *fx);
+    if (fx == NULL)
+        return -1;
+    fx->backend = *(const txm_test_backend *)*state;
+    *state = fx;
+    if (!txm_testdb_available(fx->backend))
+        return 0;
+    fx->url = txm_testdb_create(fx->backend);
+    if (fx->url == NULL)
+        return -1;
+    txm_error err;
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 16;
+    if (txm_db_open(fx->url, &o, &fx->db, &err) != TXM_OK) {
+        fprintf(stderr, "fixture: open %s: %s\n", fx->url, err.text);
+        return -1;
+    }
+    return 0;
+}
+
+int txm_fixture_teardown(void **state)
+{
+    txm_fixture *fx = *state;
+    if (fx == NULL)
+        return 0;
+    txm_db_close(fx->db);
+    txm_testdb_drop(fx->backend, fx->url);
+    free(fx);
+    return 0;
+}
+
+txm_fixture *txm_fixture_get(void **state)
+{
+    txm_fixture *fx = *state;
+    if (fx->db == NULL) {
+        fprintf(stderr, "skipped: %s not available (set TXMSG_TEST_PG_URL)\n",
+                txm_testdb_name(fx->backend));
+        skip();
+    }
+    return fx;
+}

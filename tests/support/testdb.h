@@ -1,0 +1,50 @@
+/* Test support: a fresh, private database per test on each backend. */
+#ifndef TXM_TESTDB_H
+#define TXM_TESTDB_H
+
+#include <stdbool.h>
+
+/* Backends tests run on. PostgreSQL is used when TXMSG_TEST_PG_URL names an
+ * admin URL (make test sets it); without it PostgreSQL cases are skipped. */
+typedef enum { TXM_TEST_SQLITE, TXM_TEST_PG } txm_test_backend;
+
+/* True if the backend can be used in this run. */
+bool txm_testdb_available(txm_test_backend b);
+
+/* Creates an empty database (a temporary SQLite file, or a new PostgreSQL
+ * database) and returns its txmsg URL, owned by the caller (free()). NULL on
+ * failure, with a message on stderr. */
+char *txm_testdb_create(txm_test_backend b);
+
+/* Removes what txm_testdb_create made and frees url. NULL-safe. */
+void txm_testdb_drop(txm_test_backend b, char *url);
+
+const char *txm_testdb_name(txm_test_backend b); /* "sqlite" or "postgresql" */
+
+#endif
+
+/* cmocka fixture: a fresh migrated database per test, on one backend. */
+#include "txmsg/txmsg.h"
+
+typedef struct txm_fixture {
+    txm_test_backend backend;
+    char *url;
+    txm_db *db; /* NULL when the backend is not available: the test skips */
+} txm_fixture;
+
+extern const txm_test_backend txm_backend_sqlite;
+extern const txm_test_backend txm_backend_pg;
+
+/* setup: *state points to a txm_test_backend on entry, a txm_fixture after. */
+int txm_fixture_setup(void **state);
+int txm_fixture_teardown(void **state);
+
+/* Returns the fixture, or skips the test when its backend is unavailable. */
+txm_fixture *txm_fixture_get(void **state);
+
+/* Two cmocka test entries for f: one on SQLite, one on PostgreSQL. */
+#define TXM_TEST_BOTH(f)                                                                       \
+    {#f "/sqlite", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_sqlite},   \
+    {                                                                                          \
+        #f "/postgresql", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_pg \
+    }
