@@ -1,0 +1,41 @@
+/* Test support: brokers for the conformance suite, and a private
+ * nats-server that a test can stop and start on the same store. */
+#ifndef TXM_TESTBROKER_H
+#define TXM_TESTBROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef enum { TXM_TEST_EMBEDDED, TXM_TEST_NATS } txm_test_transport;
+
+extern const txm_test_transport txm_transport_embedded_kind;
+extern const txm_test_transport txm_transport_nats_kind;
+
+/* True if the transport can be used: NATS needs TXMSG_TEST_NATS_URL. */
+bool txm_testbroker_available(txm_test_transport k);
+const char *txm_testbroker_name(txm_test_transport k);
+
+/* Writes "<prefix>-<pid>-<n>-<random>" into out: names unique across tests
+ * that share one nats-server. */
+void txm_test_unique(const char *prefix, char *out, size_t len);
+
+/* Creates a temporary folder (mkdtemp) and returns it, caller frees.
+ * txm_test_rmdir removes it with everything inside. */
+char *txm_test_mkdtemp(void);
+void txm_test_rmdir(const char *dir);
+
+/* A free TCP port on 127.0.0.1. */
+int txm_test_free_port(void);
+
+/* Starts nats-server -js on 127.0.0.1:port with store dir; returns its pid
+ * once it accepts connections, or -1. */
+pid_t txm_testnats_start(const char *store, int port);
+/* SIGTERM, then waits for the process to exit. */
+void txm_testnats_stop(pid_t pid);
+
+/* Milliseconds of a monotonic clock. */
+long long txm_test_now_ms(void);
+void txm_test_sleep_ms(int ms);
+
+#endif
