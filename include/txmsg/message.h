@@ -14,7 +14,8 @@ extern "C" {
 
 #define TXM_UUID_LEN 36                 /* text form, without the NUL */
 #define TXM_TOPIC_MAX 255               /* bytes */
-#define TXM_ID_MAX 255                  /* aggregate id, source: bytes */
+#define TXM_ID_MAX 255                  /* message, aggregate, correlation id, source: bytes */
+#define TXM_JSON_DEPTH_MAX 64           /* nesting levels of a payload */
 #define TXM_PAYLOAD_MAX (64u << 20)     /* bytes of JSON data */
 #define TXM_ENVELOPE_MAX (TXM_PAYLOAD_MAX + 4096u)
 
@@ -30,8 +31,10 @@ TXM_API int txm_uuid_is_valid(const char *s);
 
 /* Creates a message with a new UUID v7 id and created_at = now.
  * topic: 1..TXM_TOPIC_MAX bytes of [A-Za-z0-9._-]; aggregate_id: 1..TXM_ID_MAX
- * bytes; correlation_id: a UUID, or NULL for a new one; payload_json: a JSON
- * object or array (the event data), validated here.
+ * bytes; correlation_id: printable text (normally a UUID), or NULL for a new
+ * one; payload_json: a JSON object or array (the event data) nested at most
+ * TXM_JSON_DEPTH_MAX levels, validated here. Ids are UTF-8 without control
+ * characters.
  * Returns TXM_INVALID for bad arguments, TXM_MALFORMED for bad JSON,
  * TXM_TOO_BIG past TXM_PAYLOAD_MAX. Owns: *out is the caller's (txm_msg_free);
  * it is NULL on failure. Borrows: the strings are copied. */
@@ -40,7 +43,8 @@ TXM_API txm_status txm_msg_new(const char *topic, const char *aggregate_id,
                                txm_msg **out, txm_error *err);
 
 /* Same, with every field given: used to rebuild a stored message.
- * created_at_us: microseconds since the Unix epoch. source may be NULL. */
+ * created_at_us: microseconds since the Unix epoch, within years 0000-9999
+ * (else TXM_INVALID). source may be NULL. */
 TXM_API txm_status txm_msg_new_with(const char *id, const char *source, const char *topic,
                                     const char *aggregate_id, const char *correlation_id,
                                     const char *payload_json, int64_t created_at_us,
@@ -77,7 +81,8 @@ TXM_API txm_status txm_msg_decode(const char *buf, size_t len, txm_msg **out,
                                   txm_error *err);
 
 /* Formats a time in microseconds since the epoch as RFC 3339 UTC with
- * microseconds: "2026-11-26T22:44:31.123456Z". out needs 28 bytes. */
+ * microseconds: "2026-11-26T22:44:31.123456Z". out needs 28 bytes. Times
+ * outside years 0000-9999 are clamped to that range. */
 #define TXM_TIME_LEN 27
 TXM_API void txm_time_format(int64_t us, char out[TXM_TIME_LEN + 1]);
 

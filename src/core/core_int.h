@@ -51,8 +51,7 @@ txm_status txm__parse_payload(const char *text, size_t len, json_t **out, txm_er
 /* Serialises json compactly into a new NUL-terminated buffer of at most cap
  * bytes before the NUL. Returns TXM_TOO_BIG past cap, TXM_NOMEM. Owns: *out
  * is the caller's (txm_free), NULL on failure; *len (may be NULL) its length. */
-txm_status txm__json_dump(const json_t *json, size_t cap, char **out, size_t *len,
-                          txm_error *err);
+txm_status txm__json_dump(const json_t *json, size_t cap, char **out, size_t *len, txm_error *err);
 
 /* Validates f and data (the payload, an object or array) and builds a message
  * whose payload is data serialised compactly. Returns TXM_INVALID for a bad

@@ -11,8 +11,7 @@
 /* Builds the envelope object around data, attributes in the documented order.
  * Returns TXM_NOMEM when jansson cannot allocate. Owns: *out is the
  * caller's (json_decref), NULL on failure. Borrows: msg and data. */
-static txm_status build_envelope(const txm_msg *msg, json_t *data, json_t **out,
-                                 txm_error *err)
+static txm_status build_envelope(const txm_msg *msg, json_t *data, json_t **out, txm_error *err)
 {
     char when[TXM_TIME_LEN + 1];
     txm_time_format(txm_msg_created_at_us(msg), when);
@@ -71,8 +70,8 @@ txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len, txm_error
 /* Looks up attribute name in root. Sets *out to its text, or to NULL when it
  * is absent and not required. Returns TXM_MALFORMED when it is required and
  * absent, or present and not a string. Borrows: *out lives as long as root. */
-static txm_status get_string(const json_t *root, const char *name, int required,
-                             const char **out, txm_error *err)
+static txm_status get_string(const json_t *root, const char *name, int required, const char **out,
+                             txm_error *err)
 {
     *out = NULL;
     json_t *v = json_object_get(root, name);
@@ -141,8 +140,7 @@ static txm_status get_time(const json_t *root, int64_t *us, txm_error *err)
     if (st == TXM_OK)
         st = txm_time_parse(s, us, err);
     if (st == TXM_OK && (*us < TXM__TIME_MIN_US || *us > TXM__TIME_MAX_US))
-        st = txm_errf(err, TXM_MALFORMED, "envelope: time \"%.40s\" is outside years 0000..9999",
-                      s);
+        st = txm_errf(err, TXM_MALFORMED, "envelope: time \"%.40s\" is outside 0000..9999", s);
     return st;
 }
 
@@ -192,8 +190,7 @@ txm_status txm_msg_decode(const char *buf, size_t len, txm_msg **out, txm_error 
     if (buf == NULL && len > 0)
         return txm_errf(err, TXM_INVALID, "decode: NULL buffer");
     if (len > TXM_ENVELOPE_MAX)
-        return txm_errf(err, TXM_TOO_BIG, "envelope: %zu bytes, limit %u", len,
-                        TXM_ENVELOPE_MAX);
+        return txm_errf(err, TXM_TOO_BIG, "envelope: %zu bytes, limit %u", len, TXM_ENVELOPE_MAX);
     if (len == 0)
         return txm_errf(err, TXM_MALFORMED, "envelope: empty");
     json_error_t jerr;

@@ -9,13 +9,13 @@
 #include "core/core_int.h"
 
 struct txm_msg {
-    char *id;             /* message id, usually a UUID v7 */
-    char *source;         /* producing service; NULL when unset */
-    char *topic;          /* CloudEvents "type" */
-    char *aggregate_id;   /* CloudEvents "subject" and "partitionkey" */
-    char *correlation_id; /* usually a UUID */
-    char *payload;        /* compact JSON text of an object or array */
-    size_t payload_len;   /* bytes of payload without the NUL */
+    char *id;              /* message id, usually a UUID v7 */
+    char *source;          /* producing service; NULL when unset */
+    char *topic;           /* CloudEvents "type" */
+    char *aggregate_id;    /* CloudEvents "subject" and "partitionkey" */
+    char *correlation_id;  /* usually a UUID */
+    char *payload;         /* compact JSON text of an object or array */
+    size_t payload_len;    /* bytes of payload without the NUL */
     int64_t created_at_us; /* microseconds since the Unix epoch */
 };
 
@@ -127,8 +127,8 @@ txm_status txm__parse_payload(const char *text, size_t len, json_t **out, txm_er
     if (json == NULL && json_error_code(&jerr) == json_error_out_of_memory)
         return txm_errf(err, TXM_NOMEM, "payload: out of memory while parsing");
     if (json == NULL)
-        return txm_errf(err, TXM_MALFORMED, "payload: not JSON: %s (line %d, column %d)",
-                        jerr.text, jerr.line, jerr.column);
+        return txm_errf(err, TXM_MALFORMED, "payload: not JSON: %s (line %d, column %d)", jerr.text,
+                        jerr.line, jerr.column);
     txm_status st = txm__check_payload("payload", json, err);
     if (st != TXM_OK) {
         json_decref(json);
@@ -140,11 +140,11 @@ txm_status txm__parse_payload(const char *text, size_t len, json_t **out, txm_er
 
 /* A growing output buffer for json_dump_callback, capped at cap bytes. */
 typedef struct dumpbuf {
-    char *data;     /* NUL-terminated once anything is written */
-    size_t len;     /* bytes written, without the NUL */
-    size_t size;    /* bytes allocated */
-    size_t cap;     /* most bytes allowed, without the NUL */
-    txm_status st;  /* why the callback stopped jansson, or TXM_OK */
+    char *data;    /* NUL-terminated once anything is written */
+    size_t len;    /* bytes written, without the NUL */
+    size_t size;   /* bytes allocated */
+    size_t cap;    /* most bytes allowed, without the NUL */
+    txm_status st; /* why the callback stopped jansson, or TXM_OK */
 } dumpbuf;
 
 static int dump_cb(const char *buf, size_t n, void *arg)
@@ -175,8 +175,7 @@ static int dump_cb(const char *buf, size_t n, void *arg)
     return 0;
 }
 
-txm_status txm__json_dump(const json_t *json, size_t cap, char **out, size_t *len,
-                          txm_error *err)
+txm_status txm__json_dump(const json_t *json, size_t cap, char **out, size_t *len, txm_error *err)
 {
     if (out == NULL || json == NULL)
         return txm_errf(err, TXM_INVALID, "json_dump: NULL argument");
@@ -215,9 +214,9 @@ static txm_status check_fields(const txm__msg_fields *f, txm_error *err)
         st = txm__check_text("aggregate_id", f->aggregate_id, TXM_ID_MAX, 0, TXM_INVALID, err);
     /* A UUID is expected, but foreign producers may send other strings. */
     if (st == TXM_OK && f->correlation_id != NULL)
-        st = txm__check_text("correlation_id", f->correlation_id, TXM_ID_MAX, 0, TXM_INVALID,
-                             err);
-    if (st == TXM_OK && (f->created_at_us < TXM__TIME_MIN_US || f->created_at_us > TXM__TIME_MAX_US))
+        st = txm__check_text("correlation_id", f->correlation_id, TXM_ID_MAX, 0, TXM_INVALID, err);
+    if (st == TXM_OK &&
+        (f->created_at_us < TXM__TIME_MIN_US || f->created_at_us > TXM__TIME_MAX_US))
         st = txm_errf(err, TXM_INVALID, "created_at_us: %lld is outside years 0000..9999",
                       (long long)f->created_at_us);
     return st;
@@ -286,8 +285,7 @@ txm_status txm_msg_new_with(const char *id, const char *source, const char *topi
     if (st != TXM_OK)
         return st;
     json_t *data = NULL;
-    st = txm__parse_payload(payload_json, strnlen(payload_json, TXM_PAYLOAD_MAX + 1), &data,
-                            err);
+    st = txm__parse_payload(payload_json, strnlen(payload_json, TXM_PAYLOAD_MAX + 1), &data, err);
     if (st == TXM_OK)
         st = txm__msg_create(&f, data, out, err);
     json_decref(data);

@@ -158,8 +158,7 @@ txm_status txm_time_parse(const char *s, int64_t *us, txm_error *err)
     if (!fraction(&p, &frac))
         return txm_errf(err, TXM_MALFORMED, "time \"%.40s\": fraction needs 1..9 digits", s);
     if (!zone(&p, &off) || *p != '\0')
-        return txm_errf(err, TXM_MALFORMED, "time \"%.40s\": expected Z or +HH:MM at the end",
-                        s);
+        return txm_errf(err, TXM_MALFORMED, "time \"%.40s\": expected Z or +HH:MM at the end", s);
     /* RFC 3339 allows second 60 for leap seconds, but Unix time cannot hold
      * one, so it is rejected along with the other out-of-range fields. */
     if (mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 || sec > 59)

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/random.h>
+#include <sys/types.h>
 
 /* Fills buf with len random bytes from getrandom(2), retrying on EINTR and
  * short reads. Returns 0, or the errno of the failure. */
