@@ -25,6 +25,9 @@ typedef struct txm_db_options {
     bool migrate;           /* apply the txmsg schema at open; default true */
     bool sqlite_sync_full;  /* SQLite synchronous=FULL (default NORMAL, durable in WAL
                                except on power loss) */
+    bool pg_relay_slot;     /* PostgreSQL: create the relay's logical replication slot
+                               (txm_db_relay_slot) at open when missing, before the
+                               outbox exists, so the relay sees every row; default true */
     txm_log_fn log;         /* optional */
     void *log_ctx;
 } txm_db_options;
@@ -50,6 +53,17 @@ TXM_API const char *txm_db_dialect(const txm_db *db);
 /* Applies the txmsg schema migrations. Idempotent; safe when several
  * processes do it at once. txm_db_open calls it unless options say not. */
 TXM_API txm_status txm_db_migrate(txm_db *db, txm_error *err);
+
+/* PostgreSQL: the name of the logical replication slot txmsg-relay uses by
+ * default for this database, "txmsg_<database>" with characters outside
+ * [a-z0-9_] replaced by '_' (at most 63 bytes). Slots are shared by the whole
+ * cluster, so the name includes the database. TXM_UNSUPPORTED on SQLite. */
+#define TXM_SLOT_NAME_MAX 63
+TXM_API txm_status txm_db_relay_slot(txm_db *db, char out[TXM_SLOT_NAME_MAX + 1],
+                                     txm_error *err);
+
+/* The publication of txmsg_outbox inserts that the relay streams. */
+#define TXM_PUBLICATION_NAME "txmsg_outbox_pub"
 
 /* A bound parameter. SQL text uses $1, $2, ... on both dialects; values are
  * always bound, never spliced into the text. */

@@ -10,5 +10,8 @@
 #include "txmsg/uow.h"
 #include "txmsg/outbox.h"
 #include "txmsg/inbox.h"
+#include "txmsg/transport.h"
+#include "txmsg/consumer.h"
+#include "txmsg/service.h"
 
 #endif

@@ -21,6 +21,7 @@ void txm_db_options_init(txm_db_options *o)
     o->pool_size = 4;
     o->busy_timeout_ms = 5000;
     o->migrate = true;
+    o->pg_relay_slot = true;
 }
 
 static const txm__driver *driver_for(const char *url)

@@ -3,6 +3,7 @@
  * serialised by the SQLite write lock or a PostgreSQL advisory lock, so every
  * version is applied exactly once. */
 #include <stddef.h>
+#include <stdio.h>
 
 #include "db/db_int.h"
 #include "db/migrate.h"
@@ -33,6 +34,11 @@ static const char *const sqlite_v1[] = {
     " created_at TEXT NOT NULL,"
     " PRIMARY KEY (subscription, message_id)) WITHOUT ROWID",
     "CREATE INDEX txmsg_inbox_created_at ON txmsg_inbox (created_at)",
+    /* The relay's position in the outbox (PostgreSQL keeps it in the slot). */
+    "CREATE TABLE txmsg_relay_cursor ("
+    " name TEXT PRIMARY KEY,"
+    " position INTEGER NOT NULL,"
+    " updated_at TEXT NOT NULL)",
     NULL,
 };
 
@@ -57,6 +63,9 @@ static const char *const pg_v1[] = {
     " created_at timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (subscription, message_id))",
     "CREATE INDEX txmsg_inbox_created_at ON txmsg_inbox (created_at)",
+    /* Inserts only: the relay's own "mark dispatched" updates never come
+     * back to it. Created with the table, so no row predates it. */
+    "CREATE PUBLICATION " TXM_PUBLICATION_NAME " FOR TABLE txmsg_outbox WITH (publish = 'insert')",
     NULL,
 };
 
@@ -108,10 +117,63 @@ static txm_status apply_missing(txm_db *db, txm__conn *c, txm_error *err)
     return st;
 }
 
+txm_status txm_db_relay_slot(txm_db *db, char out[TXM_SLOT_NAME_MAX + 1], txm_error *err)
+{
+    out[0] = '\0';
+    if (db == NULL || txm__db_dialect(db) != TXM__DIALECT_PG)
+        return txm_errf(err, TXM_UNSUPPORTED, "relay slots exist on PostgreSQL only");
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_exec(db, "SELECT current_database()", NULL, 0, &rows, NULL, err);
+    const char *name = txm_rows_text(rows, 0, 0);
+    if (st == TXM_OK && name == NULL)
+        st = txm_errf(err, TXM_DB, "db: no current database");
+    if (st == TXM_OK) {
+        size_t n = (size_t)snprintf(out, TXM_SLOT_NAME_MAX + 1, "txmsg_%s", name);
+        for (size_t i = 6; i < n && i < TXM_SLOT_NAME_MAX; i++) {
+            char ch = out[i];
+            if (ch >= 'A' && ch <= 'Z')
+                out[i] = (char)(ch - 'A' + 'a');
+            else if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_'))
+                out[i] = '_';
+        }
+    }
+    txm_rows_free(rows);
+    return st;
+}
+
+/* Creates the relay's slot when missing. It runs before the migration that
+ * creates the outbox, so the slot's start precedes every outbox row: rows
+ * written before a slot exists would never be decoded. Failure (wal_level
+ * is not logical, no free slot) is logged, not fatal: the library works
+ * without a relay, and the relay reports the problem itself. */
+static void ensure_relay_slot(txm_db *db)
+{
+    char slot[TXM_SLOT_NAME_MAX + 1];
+    txm_error err;
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_relay_slot(db, slot, &err);
+    txm_value p = TXM_TEXT(slot);
+    if (st == TXM_OK)
+        st = txm_db_exec(db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &p, 1,
+                         &rows, NULL, &err);
+    bool exists = txm_rows_count(rows) > 0;
+    txm_rows_free(rows);
+    if (st == TXM_OK && !exists)
+        st = txm_db_exec(db, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &p, 1,
+                         NULL, NULL, &err);
+    if (st == TXM_OK && !exists)
+        txm__db_log(db, 1, "db: created logical replication slot %s", slot);
+    else if (st != TXM_OK && st != TXM_CONSTRAINT) /* CONSTRAINT: another process won */
+        txm__db_log(db, 2, "db: cannot create replication slot %s for the relay: %s", slot,
+                    err.text);
+}
+
 txm_status txm_db_migrate(txm_db *db, txm_error *err)
 {
     if (db == NULL)
         return txm_errf(err, TXM_INVALID, "db_migrate: NULL db");
+    if (txm__db_dialect(db) == TXM__DIALECT_PG && db->opts.pg_relay_slot)
+        ensure_relay_slot(db);
     txm__conn *c = NULL;
     txm_status st = txm__db_acquire(db, &c, err);
     if (st == TXM_OK)

@@ -40,6 +40,14 @@ static bool admin_command(const char *sql)
     return ok;
 }
 
+static void admin_query(const char *sql)
+{
+    PGconn *c = PQconnectdb(getenv("TXMSG_TEST_PG_URL"));
+    if (PQstatus(c) == CONNECTION_OK)
+        PQclear(PQexec(c, sql));
+    PQfinish(c);
+}
+
 /* Replaces the database part of the admin URL (after the last '/'). */
 static char *pg_url_with_db(const char *dbname)
 {
@@ -80,8 +88,15 @@ void txm_testdb_drop(txm_test_backend b, char *url)
     if (url == NULL)
         return;
     if (b == TXM_TEST_PG) {
-        char sql[160];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", strrchr(url, '/') + 1);
+        /* Logical slots (the relay's) pin a database: drop them first. */
+        char sql[256];
+        const char *name = strrchr(url, '/') + 1;
+        snprintf(sql, sizeof sql,
+                 "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                 " WHERE database = '%s' AND NOT active",
+                 name);
+        admin_query(sql);
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
         admin_command(sql);
     } else {
         const char *path = url + strlen("sqlite:");
@@ -155,4 +170,41 @@ txm_fixture *txm_fixture_get(void **state)
         skip();
     }
     return fx;
+}
+
+/* PostgreSQL restarts -------------------------------------------------------- */
+#include <sys/wait.h>
+
+bool txm_testdb_pg_restart(void)
+{
+    const char *data = getenv("TXMSG_TEST_PG_DATA");
+    const char *bin = getenv("TXMSG_TEST_PG_BIN");
+    if (data == NULL || bin == NULL)
+        return false;
+    char pg_ctl[512], log[512];
+    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
+    snprintf(log, sizeof log, "%s/../log", data);
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* runuser keeps the working directory, which postgres may not read;
+         * the log file keeps the server off our stdout. */
+        if (chdir("/") != 0)
+            _exit(126);
+        if (getuid() == 0)
+            execlp("runuser", "runuser", "-u", "postgres", "--", pg_ctl, "-D", data, "-l", log,
+                   "-m", "fast", "-w", "-t", "60", "restart", (char *)NULL);
+        else
+            execl(pg_ctl, "pg_ctl", "-D", data, "-l", log, "-m", "fast", "-w", "-t", "60",
+                  "restart", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+const char *txm_testdb_pg_name(const char *url)
+{
+    const char *slash = strrchr(url, '/');
+    return slash != NULL ? slash + 1 : url;
 }

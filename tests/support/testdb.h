@@ -48,3 +48,10 @@ txm_fixture *txm_fixture_get(void **state);
     {                                                                                          \
         #f "/postgresql", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_pg \
     }
+
+/* Restarts the test PostgreSQL cluster (pg_ctl restart -m fast). Returns
+ * true when it is accepting connections again. */
+bool txm_testdb_pg_restart(void);
+
+/* The database name at the end of a PostgreSQL URL. Borrows url. */
+const char *txm_testdb_pg_name(const char *url);

@@ -1,0 +1,239 @@
+/* The relay loop. Each batch is published and acknowledged before its
+ * position is confirmed, so a relay killed at any instant loses nothing and
+ * at worst publishes the unconfirmed tail again (consumers are idempotent).
+ * Any failure drops the tailer and the batch; reopening the tailer rewinds
+ * to the confirmed position, which keeps commit order across retries. */
+#include "relay.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+
+#define MAX_TOPICS 1024
+#define BACKOFF_MAX_MS 5000
+
+typedef struct loop {
+    const relay_config *cfg;
+    relay_stats *stats;
+    volatile sig_atomic_t *stop;
+    txm_transport *transport;
+    txm_db *db;                 /* for marking dispatched */
+    relay_tailer *tailer;
+    char *topics[MAX_TOPICS];   /* declared already on the transport */
+    size_t n_topics;
+    int backoff_ms;
+} loop;
+
+void relay_config_init(relay_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->batch_size = 500;
+    c->idle_wait_ms = 200;
+    c->mark_dispatched = true;
+}
+
+static void say(const loop *l, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void say(const loop *l, int level, const char *fmt, ...)
+{
+    if (l->cfg->log == NULL)
+        return;
+    char text[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    l->cfg->log(l->cfg->log_ctx, level, text);
+}
+
+static void sleep_ms(const loop *l, int ms)
+{
+    for (int slept = 0; slept < ms && !*l->stop; slept += 50) {
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void back_off(loop *l)
+{
+    l->backoff_ms = l->backoff_ms == 0 ? 100 : l->backoff_ms * 2;
+    if (l->backoff_ms > BACKOFF_MAX_MS)
+        l->backoff_ms = BACKOFF_MAX_MS;
+    sleep_ms(l, l->backoff_ms);
+}
+
+static void drop_tailer(loop *l)
+{
+    if (l->tailer != NULL)
+        l->tailer->ops->close(l->tailer);
+    l->tailer = NULL;
+    atomic_store(&l->stats->connected, false);
+}
+
+static txm_status connect_all(loop *l, txm_error *err)
+{
+    txm_status st = TXM_OK;
+    if (l->transport == NULL)
+        st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
+    if (st == TXM_OK && l->db == NULL) {
+        txm_db_options o;
+        txm_db_options_init(&o);
+        o.pool_size = 1;
+        st = txm_db_open(l->cfg->database_url, &o, &l->db, err);
+    }
+    if (st == TXM_OK && l->tailer == NULL) {
+        relay_tail_config tc = l->cfg->tail;
+        char slot[TXM_SLOT_NAME_MAX + 1];
+        tc.database_url = l->cfg->database_url;
+        bool pg = strncmp(tc.database_url, "sqlite:", 7) != 0;
+        if (pg && tc.slot_name == NULL && txm_db_relay_slot(l->db, slot, err) == TXM_OK)
+            tc.slot_name = slot;
+        tc.log = l->cfg->log;
+        tc.log_ctx = l->cfg->log_ctx;
+        st = pg ? relay_tail_open_pg(&tc, &l->tailer, err)
+                : relay_tail_open_sqlite(&tc, &l->tailer, err);
+    }
+    return st;
+}
+
+/* Declares topics the transport has not seen from this relay yet. */
+static txm_status declare_topics(loop *l, const relay_batch *b, txm_error *err)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->entries[i].msg == NULL)
+            continue;
+        const char *topic = txm_msg_topic(b->entries[i].msg);
+        bool known = false;
+        for (size_t k = 0; k < l->n_topics && !known; k++)
+            known = strcmp(l->topics[k], topic) == 0;
+        if (known)
+            continue;
+        txm_status st = txm_transport_declare_topic(l->transport, topic, err);
+        if (st != TXM_OK)
+            return st;
+        if (l->n_topics < MAX_TOPICS && (l->topics[l->n_topics] = txm__strdup(topic)) != NULL)
+            l->n_topics++;
+    }
+    return TXM_OK;
+}
+
+/* Publishes every valid entry of b in order; logs and counts the others. */
+static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
+{
+    const txm_msg **msgs = txm__calloc(b->count, sizeof *msgs);
+    if (msgs == NULL)
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+    size_t n = 0;
+    int64_t newest_us = 0;
+    for (size_t i = 0; i < b->count; i++) {
+        const relay_entry *e = &b->entries[i];
+        if (e->msg == NULL) {
+            atomic_fetch_add(&l->stats->bad_rows, 1);
+            say(l, 3, "relay: skipping outbox row %s: %s",
+                e->message_id != NULL ? e->message_id : "(no id)", e->bad_reason);
+            continue;
+        }
+        msgs[n++] = e->msg;
+        if (txm_msg_created_at_us(e->msg) > newest_us)
+            newest_us = txm_msg_created_at_us(e->msg);
+    }
+    txm_status st = declare_topics(l, b, err);
+    if (st == TXM_OK && n > 0)
+        st = txm_transport_publish_msgs(l->transport, msgs, n, NULL, err);
+    free(msgs);
+    if (st == TXM_OK && n > 0) {
+        atomic_fetch_add(&l->stats->published, n);
+        atomic_fetch_add(&l->stats->batches, 1);
+        atomic_store(&l->stats->lag_us, txm_now_us() - newest_us);
+    }
+    return st;
+}
+
+/* Marking is bookkeeping for operators, not part of the guarantee: a
+ * failure is logged and counted, and the relay goes on. */
+static void mark_dispatched(loop *l, const relay_batch *b)
+{
+    if (!l->cfg->mark_dispatched || b->count == 0)
+        return;
+    const char **ids = txm__calloc(b->count, sizeof *ids);
+    if (ids == NULL)
+        return;
+    size_t n = 0;
+    for (size_t i = 0; i < b->count; i++)
+        if (b->entries[i].msg != NULL)
+            ids[n++] = txm_msg_id(b->entries[i].msg);
+    txm_error err;
+    if (n > 0 && txm_outbox_mark_dispatched(l->db, ids, n, NULL, &err) != TXM_OK) {
+        atomic_fetch_add(&l->stats->errors_db, 1);
+        say(l, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
+    }
+    free(ids);
+}
+
+/* One step: read a batch, publish it, confirm it. */
+static void step(loop *l, relay_batch *b)
+{
+    txm_error err;
+    txm_status st = connect_all(l, &err);
+    if (st == TXM_OK)
+        st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, l->cfg->idle_wait_ms, b, &err);
+    if (st == TXM_BUSY) {
+        if (!atomic_exchange(&l->stats->standby, true))
+            say(l, 1, "relay: standing by: %s", err.text);
+        sleep_ms(l, 1000);
+        return;
+    }
+    if (st != TXM_OK) {
+        atomic_fetch_add(&l->stats->errors_db, 1);
+        say(l, 3, "relay: %s: %s", txm_status_name(st), err.text);
+        drop_tailer(l);
+        back_off(l);
+        return;
+    }
+    if (atomic_exchange(&l->stats->standby, false))
+        say(l, 1, "relay: active");
+    atomic_store(&l->stats->connected, true);
+    if (b->count > 0 && (st = publish_batch(l, b, &err)) != TXM_OK) {
+        atomic_fetch_add(&l->stats->errors_broker, 1);
+        say(l, 3, "relay: publish of %zu messages failed, will retry: %s", b->count, err.text);
+        drop_tailer(l);
+        back_off(l);
+        return;
+    }
+    mark_dispatched(l, b);
+    if (b->confirm_position != 0) {
+        if ((st = l->tailer->ops->confirm(l->tailer, b->confirm_position, &err)) != TXM_OK) {
+            atomic_fetch_add(&l->stats->errors_db, 1);
+            say(l, 3, "relay: confirming position failed: %s", err.text);
+            drop_tailer(l);
+            back_off(l);
+            return;
+        }
+        atomic_store(&l->stats->position, b->confirm_position);
+    }
+    l->backoff_ms = 0;
+}
+
+int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop)
+{
+    loop l = {.cfg = cfg, .stats = stats, .stop = stop};
+    relay_batch b;
+    relay_batch_init(&b);
+    say(&l, 1, "relay: starting");
+    while (!*stop) {
+        step(&l, &b);
+        relay_batch_clear(&b);
+    }
+    free(b.entries);
+    drop_tailer(&l);
+    txm_transport_close(l.transport);
+    txm_db_close(l.db);
+    for (size_t i = 0; i < l.n_topics; i++)
+        free(l.topics[i]);
+    say(&l, 1, "relay: stopped");
+    return 0;
+}

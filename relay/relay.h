@@ -1,0 +1,45 @@
+/* The relay loop: tail the outbox, publish in commit order, mark dispatched,
+ * and only then advance the position. */
+#ifndef RELAY_RELAY_H
+#define RELAY_RELAY_H
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tail.h"
+#include "txmsg/txmsg.h"
+
+typedef struct relay_config {
+    const char *database_url;
+    const char *broker_url;
+    size_t batch_size;          /* rows per publish; default 500 */
+    int idle_wait_ms;           /* tailer wait per call; default 200 */
+    bool mark_dispatched;       /* default true */
+    relay_tail_config tail;     /* slot, publication, cursor names */
+    txm_log_fn log;
+    void *log_ctx;
+} relay_config;
+
+void relay_config_init(relay_config *c);
+
+/* Counters the metrics endpoint reads while the loop runs. */
+typedef struct relay_stats {
+    atomic_uint_fast64_t published;     /* messages acknowledged by the broker */
+    atomic_uint_fast64_t batches;
+    atomic_uint_fast64_t bad_rows;      /* rows that could not become an envelope */
+    atomic_uint_fast64_t errors_db;     /* tailer or marking failures */
+    atomic_uint_fast64_t errors_broker; /* publish failures (the batch is retried) */
+    atomic_int_fast64_t lag_us;         /* age of the newest published message, at publish */
+    atomic_uint_fast64_t position;      /* last confirmed sequence or LSN */
+    atomic_bool standby;                /* another relay holds the log */
+    atomic_bool connected;              /* tailer and broker are up */
+} relay_stats;
+
+/* Runs until *stop becomes non-zero; reconnects on failures by itself.
+ * Returns 0 after a clean stop. */
+int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop);
+
+#endif

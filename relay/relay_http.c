@@ -1,0 +1,126 @@
+/* Relay logging and metrics. Metric values are read from the loop's atomic
+ * counters when /metrics is rendered, so the loop never waits on HTTP. */
+#include "relay_http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "txmsg/service.h"
+
+struct relay_http {
+    txm_logger logger;
+    txm_metrics *metrics;
+    txm_http_server *server;
+    relay_stats *stats;
+};
+
+#define COUNTER_READER(fn_name, field)                                                         \
+    static txm_status fn_name(void *ctx, double *value)                                        \
+    {                                                                                          \
+        *value = (double)atomic_load(&((relay_stats *)ctx)->field);                            \
+        return TXM_OK;                                                                         \
+    }
+
+COUNTER_READER(read_published, published)
+COUNTER_READER(read_batches, batches)
+COUNTER_READER(read_bad_rows, bad_rows)
+COUNTER_READER(read_errors_db, errors_db)
+COUNTER_READER(read_errors_broker, errors_broker)
+COUNTER_READER(read_position, position)
+COUNTER_READER(read_standby, standby)
+
+static txm_status read_lag(void *ctx, double *value)
+{
+    *value = (double)atomic_load(&((relay_stats *)ctx)->lag_us) / 1e6;
+    return TXM_OK;
+}
+
+static txm_status register_metrics(relay_http *h, txm_error *err)
+{
+    txm_metrics *m = h->metrics;
+    void *s = h->stats;
+    txm_status st = txm_metrics_counter_fn(m, "txmsg_relay_published_total",
+                                           "Messages published and acknowledged by the broker.",
+                                           NULL, read_published, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_relay_batches_total", "Batches published.", NULL,
+                                    read_batches, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_relay_bad_rows_total",
+                                    "Outbox rows skipped: they do not form a valid envelope.",
+                                    NULL, read_bad_rows, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_relay_errors_total", "Relay errors by kind.",
+                                    TXM_LABELS("kind", "database"), read_errors_db, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_relay_errors_total", NULL,
+                                    TXM_LABELS("kind", "broker"), read_errors_broker, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_gauge_fn(m, "txmsg_relay_lag_seconds",
+                                  "Age of the newest published message when it was published "
+                                  "(iterator age).",
+                                  NULL, read_lag, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_gauge_fn(m, "txmsg_relay_position",
+                                  "Confirmed log position: SQLite sequence or PostgreSQL LSN.",
+                                  NULL, read_position, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_gauge_fn(m, "txmsg_relay_standby",
+                                  "1 while another relay holds the replication slot.", NULL,
+                                  read_standby, s, err);
+    return st;
+}
+
+static txm_status start_server(relay_http *h, const char *address, int port, txm_error *err)
+{
+    txm_http_options o;
+    txm_http_options_init(&o);
+    o.bind_address = address;
+    o.port = (uint16_t)port;
+    o.health_path = "/health";
+    o.logger = &h->logger;
+    txm_status st = txm_metrics_new(&h->metrics, err);
+    o.metrics = h->metrics;
+    if (st == TXM_OK)
+        st = register_metrics(h, err);
+    if (st == TXM_OK)
+        st = txm_http_server_new(&o, &h->server, err);
+    if (st == TXM_OK)
+        st = txm_http_server_start(h->server, err);
+    if (st == TXM_OK)
+        txm_log_write(&h->logger, TXM_LOG_INFO, NULL, "relay: metrics on http://%s:%u/metrics",
+                      address, txm_http_server_port(h->server));
+    return st;
+}
+
+int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
+                    relay_http **out)
+{
+    *out = NULL;
+    relay_http *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return -1;
+    txm_logger_init(&h->logger, "txmsg-relay");
+    h->stats = stats;
+    cfg->log = txm_logger_fn;
+    cfg->log_ctx = &h->logger;
+    txm_error err;
+    if (port >= 0 && start_server(h, address, port, &err) != TXM_OK) {
+        txm_log_write(&h->logger, TXM_LOG_ERROR, NULL, "relay: cannot serve metrics: %s",
+                      err.text);
+        relay_http_close(h);
+        return -1;
+    }
+    *out = h;
+    return 0;
+}
+
+void relay_http_close(relay_http *h)
+{
+    if (h == NULL)
+        return;
+    txm_http_server_stop(h->server);
+    txm_http_server_free(h->server);
+    txm_metrics_free(h->metrics);
+    free(h);
+}

@@ -1,0 +1,17 @@
+/* The relay's outside: JSON log lines, and /metrics and /health over HTTP. */
+#ifndef RELAY_RELAY_HTTP_H
+#define RELAY_RELAY_HTTP_H
+
+#include "relay.h"
+
+typedef struct relay_http relay_http;
+
+/* Sets cfg's log to JSON lines on stderr and, when port >= 0, serves
+ * /metrics and /health on address:port. Returns 0, or -1 after logging why.
+ * Borrows cfg and stats until relay_http_close. */
+int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
+                    relay_http **out);
+
+void relay_http_close(relay_http *h); /* NULL-safe */
+
+#endif

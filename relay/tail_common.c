@@ -1,0 +1,87 @@
+/* What both tailers share: batches of entries, and turning an outbox row's
+ * text columns into a message. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "tail.h"
+
+void relay_batch_init(relay_batch *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+txm_status relay_batch_add(relay_batch *b, txm_msg **msg, const char *message_id,
+                           const char *bad_reason)
+{
+    txm_msg *m = msg != NULL ? *msg : NULL;
+    if (msg != NULL)
+        *msg = NULL;
+    if (b->count == b->cap) {
+        size_t cap = b->cap == 0 ? 64 : b->cap * 2;
+        relay_entry *e = txm__realloc(b->entries, cap * sizeof *e);
+        if (e == NULL) {
+            txm_msg_free(m);
+            return TXM_NOMEM;
+        }
+        b->entries = e;
+        b->cap = cap;
+    }
+    relay_entry *e = &b->entries[b->count];
+    e->msg = m;
+    e->message_id = txm__strdup(message_id);
+    e->bad_reason = txm__strdup(bad_reason);
+    if ((message_id != NULL && e->message_id == NULL) ||
+        (bad_reason != NULL && e->bad_reason == NULL)) {
+        free(e->message_id);
+        free(e->bad_reason);
+        txm_msg_free(m);
+        return TXM_NOMEM;
+    }
+    b->count++;
+    return TXM_OK;
+}
+
+void relay_batch_clear(relay_batch *b)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        txm_msg_free(b->entries[i].msg);
+        free(b->entries[i].message_id);
+        free(b->entries[i].bad_reason);
+    }
+    b->count = 0;
+    b->confirm_position = 0;
+}
+
+/* PostgreSQL prints timestamptz as "2026-11-26 22:44:31.123456+00"; RFC 3339
+ * wants the offset as "+00:00". */
+static void normalise_pg_time(const char *in, char *out, size_t len)
+{
+    size_t n = strlen(in);
+    if (n >= 3 && n + 4 < len && (in[n - 3] == '+' || in[n - 3] == '-') &&
+        strchr(in, 'T') == NULL && in[n - 1] >= '0' && in[n - 1] <= '9' && in[n - 2] >= '0' &&
+        in[n - 2] <= '9')
+        snprintf(out, len, "%s:00", in);
+    else
+        snprintf(out, len, "%s", in);
+}
+
+txm_status relay_row_to_msg(const char *message_id, const char *source, const char *aggregate_id,
+                            const char *correlation_id, const char *topic, const char *payload,
+                            const char *created_at, txm_msg **out, txm_error *err)
+{
+    *out = NULL;
+    if (message_id == NULL || aggregate_id == NULL || correlation_id == NULL || topic == NULL ||
+        payload == NULL || created_at == NULL)
+        return txm_errf(err, TXM_MALFORMED, "outbox row has a NULL column");
+    char when[64];
+    normalise_pg_time(created_at, when, sizeof when);
+    int64_t created_us = 0;
+    txm_status st = txm_time_parse(when, &created_us, err);
+    if (st != TXM_OK)
+        return txm_errf(err, TXM_MALFORMED, "outbox row: created_at \"%.40s\" is not a time",
+                        created_at);
+    return txm_msg_new_with(message_id, source, topic, aggregate_id, correlation_id, payload,
+                            created_us, out, err);
+}

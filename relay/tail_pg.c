@@ -1,0 +1,733 @@
+/* PostgreSQL tailer: reads outbox inserts in commit order from a logical
+ * replication slot with the pgoutput plugin, over libpq's streaming
+ * replication protocol (replication=database, START_REPLICATION ... LOGICAL).
+ * The slot's flush position advances only to what the caller confirmed, so
+ * after any failure PostgreSQL resends everything not yet published.
+ *
+ * Thread safety: a tailer is used by one thread; it keeps no global state,
+ * so different tailers may run in different threads. */
+#include <errno.h>
+#include <inttypes.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "pgoutput.h"
+#include "tail.h"
+
+#define DEFAULT_SLOT "txmsg_relay"
+#define DEFAULT_PUBLICATION "txmsg_outbox_pub"
+#define OUTBOX_TABLE "txmsg_outbox"
+/* Longest slot or publication name: PostgreSQL's NAMEDATALEN - 1. */
+#define NAME_MAX_LEN 63
+/* A standby status update goes out at least this often, well inside the
+ * server's wal_sender_timeout (60 s by default). */
+#define STATUS_INTERVAL_MS 10000
+/* Used unless the URL sets connect_timeout. */
+#define CONNECT_TIMEOUT_S "10"
+/* Microseconds from the Unix epoch to PostgreSQL's (2000-01-01). */
+#define PG_EPOCH_OFFSET_US 946684800000000LL
+/* XLogData: Byte1('w'), Int64 walStart, Int64 walEnd, Int64 sendTime, then
+ * the pgoutput message. */
+#define XLOGDATA_HEADER_LEN 25
+/* Primary keepalive: Byte1('k'), Int64 walEnd, Int64 sendTime, Byte1 reply. */
+#define KEEPALIVE_LEN 18
+/* Standby status update: Byte1('r'), Int64 write, flush and apply positions,
+ * Int64 clock, Byte1 reply requested. */
+#define STATUS_LEN 34
+
+typedef struct tail_pg {
+    relay_tailer base; /* first member: the ops receive &base */
+    char *url;
+    char slot[NAME_MAX_LEN + 1];
+    char publication[NAME_MAX_LEN + 1];
+    txm_log_fn log; /* may be NULL */
+    void *log_ctx;
+    PGconn *conn;            /* replication connection; NULL while disconnected */
+    bool streaming;          /* conn is copying after START_REPLICATION */
+    bool standby;            /* the last start found the slot in use */
+    relay_pgoutput dec;      /* relation cache of the current session */
+    bool in_txn;             /* between a Begin and its Commit */
+    size_t txn_rows;         /* outbox rows of the open transaction */
+    uint64_t received_lsn;   /* highest WAL position seen in the stream */
+    uint64_t confirmed_lsn;  /* the flush position: published and confirmed */
+    uint64_t row_commit_lsn; /* end LSN of the last transaction that had outbox rows */
+    long long status_due_ms; /* monotonic time when a status update is due */
+    char *held;              /* a CopyData message read but left for the next batch */
+    int held_len;            /* its bytes */
+} tail_pg;
+
+/* What pg_replication_slots says about the slot. */
+typedef struct slot_info {
+    bool exists;
+    bool active;            /* a walsender streams from it now */
+    uint64_t confirmed_lsn; /* its confirmed_flush_lsn, 0 if none */
+} slot_info;
+
+static void tlog(const tail_pg *t, int level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+static void tlog(const tail_pg *t, int level, const char *fmt, ...)
+{
+    if (t->log == NULL)
+        return;
+    char text[TXM_ERROR_TEXT_LEN + 128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    t->log(t->log_ctx, level, text);
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+/* Copies a libpq message into buf as one line. Returns buf. */
+static const char *one_line(const char *msg, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", msg != NULL ? msg : "");
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    for (char *p = buf; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    return buf;
+}
+
+/* Server notices go to the log; libpq's default would print them to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    char line[TXM_ERROR_TEXT_LEN];
+    tlog(arg, 2, "postgresql: %s", one_line(message, line, sizeof line));
+}
+
+/* Identifiers cannot be bound as parameters, so the names spliced into
+ * CREATE PUBLICATION and the replication commands are restricted to
+ * [a-z0-9_]{1,63}. */
+static bool valid_name(const char *s)
+{
+    size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_");
+    return n >= 1 && n <= NAME_MAX_LEN && s[n] == '\0';
+}
+
+/* "X/X" as PostgreSQL prints a pg_lsn. False for anything else. */
+static bool parse_lsn(const char *s, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long hi = strtoull(s, &end, 16);
+    if (end == s || *end != '/' || hi > UINT32_MAX || errno != 0)
+        return false;
+    const char *lo_text = end + 1;
+    unsigned long long lo = strtoull(lo_text, &end, 16);
+    if (end == lo_text || *end != '\0' || lo > UINT32_MAX || errno != 0)
+        return false;
+    *out = (uint64_t)hi << 32 | lo;
+    return true;
+}
+
+/* Checks that res has status want. Otherwise fills err (TXM_DB) and state
+ * with the SQLSTATE ("" when the server sent none). */
+static txm_status check_result(PGconn *c, const PGresult *res, ExecStatusType want,
+                               char state[6], txm_error *err)
+{
+    state[0] = '\0';
+    if (res != NULL && PQresultStatus(res) == want)
+        return TXM_OK;
+    const char *s = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(state, 6, "%s", s != NULL ? s : "");
+    const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
+    if (msg[0] == '\0')
+        msg = PQerrorMessage(c);
+    if (msg[0] == '\0' && res != NULL)
+        msg = PQresStatus(PQresultStatus(res));
+    char line[TXM_ERROR_TEXT_LEN];
+    return txm_errf(err, TXM_DB, "postgresql: %s%s%s%s", one_line(msg, line, sizeof line),
+                    state[0] != '\0' ? " (SQLSTATE " : "", state, state[0] != '\0' ? ")" : "");
+}
+
+/* Runs a command without parameters and checks its result status. */
+static txm_status run(PGconn *c, const char *sql, ExecStatusType want, char state[6],
+                      txm_error *err)
+{
+    PGresult *res = PQexec(c, sql);
+    txm_status st = check_result(c, res, want, state, err);
+    PQclear(res);
+    return st;
+}
+
+/* Opens a session on the txmsg URL: a normal one for catalog queries, or a
+ * walsender one (replication=database) for the replication commands. The
+ * keywords after dbname win over the URL's, so replication is always ours. */
+static txm_status pg_connect(tail_pg *t, bool replication, PGconn **out, txm_error *err)
+{
+    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname",
+                                replication ? "replication" : NULL, NULL};
+    const char *const values[] = {CONNECT_TIMEOUT_S, "txmsg-relay", t->url, "database", NULL};
+    char state[6];
+    *out = PQconnectdbParams(keys, values, 1);
+    if (*out == NULL)
+        return txm_errf(err, TXM_NOMEM, "postgresql: out of memory");
+    if (PQstatus(*out) != CONNECTION_OK) {
+        char line[TXM_ERROR_TEXT_LEN];
+        txm_status st = txm_errf(err, TXM_DB, "postgresql: connect: %s",
+                                 one_line(PQerrorMessage(*out), line, sizeof line));
+        PQfinish(*out);
+        *out = NULL;
+        return st;
+    }
+    PQsetNoticeProcessor(*out, on_notice, t);
+    /* pgoutput prints values with the walsender session's settings; the
+     * outbox's created_at must come as ISO text in UTC for relay_row_to_msg. */
+    txm_status st = run(*out, "SET DateStyle = 'ISO'", PGRES_COMMAND_OK, state, err);
+    if (st == TXM_OK)
+        st = run(*out, "SET TimeZone = 'UTC'", PGRES_COMMAND_OK, state, err);
+    if (st != TXM_OK) {
+        PQfinish(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+/* Migrates the database through the library, so the outbox table exists
+ * before the publication names it. */
+static txm_status ensure_schema(const tail_pg *t, txm_error *err)
+{
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 1;
+    o.log = t->log;
+    o.log_ctx = t->log_ctx;
+    txm_db *db = NULL;
+    txm_status st = txm_db_open(t->url, &o, &db, err);
+    txm_db_close(db);
+    return st;
+}
+
+static const char SQL_PUBLICATION[] =
+    "SELECT p.pubinsert AND EXISTS (SELECT 1 FROM pg_publication_tables pt"
+    " WHERE pt.pubname = p.pubname AND pt.tablename = '" OUTBOX_TABLE "')"
+    " FROM pg_publication p WHERE p.pubname = $1";
+
+/* Creates the publication unless it exists. It publishes inserts only, so
+ * the relay's own "mark dispatched" updates never come back to it. */
+static txm_status ensure_publication(tail_pg *t, PGconn *c, txm_error *err)
+{
+    const char *const params[] = {t->publication};
+    char state[6];
+    PGresult *res = PQexecParams(c, SQL_PUBLICATION, 1, NULL, params, NULL, NULL, 0);
+    txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
+    bool exists = st == TXM_OK && PQntuples(res) == 1;
+    if (exists && strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        tlog(t, 2, "relay: publication %s does not publish inserts into " OUTBOX_TABLE,
+             t->publication);
+    PQclear(res);
+    if (st != TXM_OK || exists)
+        return st;
+    char sql[160];
+    snprintf(sql, sizeof sql,
+             "CREATE PUBLICATION %s FOR TABLE " OUTBOX_TABLE " WITH (publish = 'insert')",
+             t->publication);
+    st = run(c, sql, PGRES_COMMAND_OK, state, err);
+    /* 42710 duplicate_object: another relay created it first. */
+    if (st == TXM_DB && strcmp(state, "42710") == 0)
+        return TXM_OK;
+    if (st == TXM_OK)
+        tlog(t, 1, "relay: created publication %s", t->publication);
+    return st;
+}
+
+static const char SQL_SLOT[] =
+    "SELECT confirmed_flush_lsn::text, active, plugin = 'pgoutput' AND slot_type = 'logical'"
+    " AND database = current_database() FROM pg_replication_slots WHERE slot_name = $1";
+
+/* Reads the slot's row. TXM_INVALID when the name belongs to a slot that is
+ * not a pgoutput slot of this database. */
+static txm_status query_slot(tail_pg *t, PGconn *c, slot_info *out, txm_error *err)
+{
+    *out = (slot_info){0};
+    const char *const params[] = {t->slot};
+    char state[6];
+    PGresult *res = PQexecParams(c, SQL_SLOT, 1, NULL, params, NULL, NULL, 0);
+    txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
+    if (st == TXM_OK && PQntuples(res) == 1) {
+        out->exists = true;
+        out->active = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        if (!PQgetisnull(res, 0, 0) && !parse_lsn(PQgetvalue(res, 0, 0), &out->confirmed_lsn))
+            st = txm_errf(err, TXM_DB, "postgresql: slot %s: bad LSN \"%.32s\"", t->slot,
+                          PQgetvalue(res, 0, 0));
+        if (st == TXM_OK && strcmp(PQgetvalue(res, 0, 2), "t") != 0)
+            st = txm_errf(err, TXM_INVALID,
+                          "relay: slot %s exists but is not a pgoutput slot of this database",
+                          t->slot);
+    }
+    PQclear(res);
+    return st;
+}
+
+/* Creates the slot on a replication connection. NOEXPORT_SNAPSHOT: the
+ * relay streams from the slot's start and needs no snapshot of the data. */
+static txm_status create_slot(tail_pg *t, txm_error *err)
+{
+    PGconn *c = NULL;
+    char state[6];
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+             t->slot);
+    txm_status st = pg_connect(t, true, &c, err);
+    if (st == TXM_OK)
+        st = run(c, sql, PGRES_TUPLES_OK, state, err);
+    PQfinish(c);
+    /* 42710 duplicate_object: another relay created it first. */
+    if (st == TXM_DB && strcmp(state, "42710") == 0)
+        return TXM_OK;
+    if (st == TXM_OK)
+        tlog(t, 1, "relay: created replication slot %s", t->slot);
+    return st;
+}
+
+/* Makes sure the outbox, the publication and the slot exist, and starts
+ * from the slot's confirmed position. The publication comes before the
+ * slot: pgoutput looks it up as of each decoded transaction. */
+static txm_status setup(tail_pg *t, txm_error *err)
+{
+    PGconn *c = NULL;
+    slot_info info = {0};
+    txm_status st = ensure_schema(t, err);
+    if (st == TXM_OK)
+        st = pg_connect(t, false, &c, err);
+    if (st == TXM_OK)
+        st = ensure_publication(t, c, err);
+    if (st == TXM_OK)
+        st = query_slot(t, c, &info, err);
+    PQfinish(c);
+    if (st == TXM_OK && !info.exists)
+        st = create_slot(t, err);
+    if (st == TXM_OK)
+        t->confirmed_lsn = info.confirmed_lsn;
+    return st;
+}
+
+/* Ends the replication session and forgets its partial state. What was read
+ * but not confirmed comes again from the slot in the next session. */
+static void disconnect(tail_pg *t)
+{
+    PQfreemem(t->held);
+    t->held = NULL;
+    t->held_len = 0;
+    PQfinish(t->conn);
+    t->conn = NULL;
+    t->streaming = false;
+    t->in_txn = false;
+    t->txn_rows = 0;
+    relay_pgoutput_reset(&t->dec);
+}
+
+/* Sends a standby status update ('r'). Only confirmed positions are
+ * reported as flushed and applied: PostgreSQL keeps the WAL after the flush
+ * position and resends it from there after a restart. */
+static txm_status send_status(tail_pg *t, txm_error *err)
+{
+    uint8_t msg[STATUS_LEN];
+    uint64_t write = t->received_lsn > t->confirmed_lsn ? t->received_lsn : t->confirmed_lsn;
+    msg[0] = 'r';
+    put_be64(msg + 1, write);
+    put_be64(msg + 9, t->confirmed_lsn);
+    put_be64(msg + 17, t->confirmed_lsn);
+    put_be64(msg + 25, (uint64_t)(txm_now_us() - PG_EPOCH_OFFSET_US));
+    msg[33] = 0; /* no reply requested */
+    t->status_due_ms = mono_ms() + STATUS_INTERVAL_MS;
+    if (PQputCopyData(t->conn, (const char *)msg, STATUS_LEN) != 1 || PQflush(t->conn) != 0) {
+        char line[TXM_ERROR_TEXT_LEN];
+        return txm_errf(err, TXM_DB, "postgresql: sending status update: %s",
+                        one_line(PQerrorMessage(t->conn), line, sizeof line));
+    }
+    return TXM_OK;
+}
+
+static txm_status slot_busy(tail_pg *t, txm_error *err)
+{
+    if (!t->standby)
+        tlog(t, 1, "relay: slot %s is in use by another relay; standing by", t->slot);
+    t->standby = true;
+    return txm_errf(err, TXM_BUSY, "relay: slot %s is in use by another relay", t->slot);
+}
+
+/* START_REPLICATION on t->conn from the confirmed position. 55006
+ * object_in_use means another relay streams from the slot: TXM_BUSY. */
+static txm_status start_replication(tail_pg *t, txm_error *err)
+{
+    char sql[256];
+    char state[6];
+    snprintf(sql, sizeof sql,
+             "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names "
+             "'%s')",
+             t->slot, (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn,
+             t->publication);
+    txm_status st = run(t->conn, sql, PGRES_COPY_BOTH, state, err);
+    if (st == TXM_DB && strcmp(state, "55006") == 0)
+        return slot_busy(t, err);
+    return st;
+}
+
+/* Starts a replication session. A slot another walsender holds answers
+ * TXM_BUSY without opening the replication connection. */
+static txm_status start_stream(tail_pg *t, txm_error *err)
+{
+    PGconn *c = NULL;
+    slot_info info = {0};
+    txm_status st = pg_connect(t, false, &c, err);
+    if (st == TXM_OK)
+        st = query_slot(t, c, &info, err);
+    PQfinish(c);
+    if (st == TXM_OK && !info.exists)
+        st = txm_errf(err, TXM_DB, "relay: replication slot %s does not exist", t->slot);
+    if (st == TXM_OK && info.active)
+        st = slot_busy(t, err);
+    if (st != TXM_OK)
+        return st;
+    /* Never report less than the slot holds: PostgreSQL 15 would move its
+     * confirmed_flush_lsn back (another relay may have advanced it). */
+    if (info.confirmed_lsn > t->confirmed_lsn)
+        t->confirmed_lsn = info.confirmed_lsn;
+    st = pg_connect(t, true, &t->conn, err);
+    if (st == TXM_OK)
+        st = start_replication(t, err);
+    if (st == TXM_OK) {
+        t->streaming = true;
+        st = send_status(t, err);
+    }
+    if (st != TXM_OK) {
+        disconnect(t);
+        return st;
+    }
+    tlog(t, 1, "relay: %s slot %s at %X/%X", t->standby ? "took over" : "streaming from",
+         t->slot, (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn);
+    t->standby = false;
+    return TXM_OK;
+}
+
+/* Turns an Insert into the outbox into a batch entry, found by column name.
+ * A row that is not a valid message becomes an entry with its reason. */
+static txm_status add_row(const relay_pgoutput_msg *m, relay_batch *out, txm_error *err)
+{
+    const char *id = relay_pgoutput_text(m, "message_id");
+    txm_msg *msg = NULL;
+    txm_error why = {0};
+    txm_status row_st = relay_row_to_msg(
+        id, relay_pgoutput_text(m, "source"), relay_pgoutput_text(m, "aggregate_id"),
+        relay_pgoutput_text(m, "correlation_id"), relay_pgoutput_text(m, "topic"),
+        relay_pgoutput_text(m, "payload"), relay_pgoutput_text(m, "created_at"), &msg, &why);
+    if (row_st == TXM_NOMEM)
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+    txm_status st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
+    if (st != TXM_OK)
+        return txm_errf(err, st, "relay: out of memory");
+    return TXM_OK;
+}
+
+/* XLogData ('w'): the header, then one pgoutput message. Begin opens a
+ * transaction, each Insert into the outbox adds an entry, and Commit makes
+ * its end LSN the batch's position to confirm. */
+static txm_status on_xlogdata(tail_pg *t, const uint8_t *buf, size_t len, relay_batch *out,
+                              txm_error *err)
+{
+    if (len < XLOGDATA_HEADER_LEN)
+        return txm_errf(err, TXM_MALFORMED, "replication: XLogData of %zu bytes", len);
+    uint64_t wal_start = be64(buf + 1);
+    if (wal_start > t->received_lsn)
+        t->received_lsn = wal_start;
+    relay_pgoutput_msg m;
+    txm_status st = relay_pgoutput_decode(&t->dec, buf + XLOGDATA_HEADER_LEN,
+                                          len - XLOGDATA_HEADER_LEN, &m, err);
+    if (st != TXM_OK)
+        return st;
+    switch (m.type) {
+    case RELAY_PGOUTPUT_BEGIN:
+        t->in_txn = true;
+        t->txn_rows = 0;
+        break;
+    case RELAY_PGOUTPUT_COMMIT:
+        t->in_txn = false;
+        out->confirm_position = m.commit.end_lsn;
+        if (t->txn_rows > 0)
+            t->row_commit_lsn = m.commit.end_lsn;
+        if (m.commit.end_lsn > t->received_lsn)
+            t->received_lsn = m.commit.end_lsn;
+        break;
+    case RELAY_PGOUTPUT_INSERT:
+        if (strcmp(m.relation->name, OUTBOX_TABLE) != 0)
+            break;
+        t->txn_rows++;
+        return add_row(&m, out, err);
+    default:
+        break;
+    }
+    return TXM_OK;
+}
+
+/* Primary keepalive ('k'): the server's WAL end and whether it wants an
+ * answer now (it disconnects after wal_sender_timeout without one). */
+static txm_status on_keepalive(tail_pg *t, const uint8_t *buf, size_t len, txm_error *err)
+{
+    if (len < KEEPALIVE_LEN)
+        return txm_errf(err, TXM_MALFORMED, "replication: keepalive of %zu bytes", len);
+    uint64_t wal_end = be64(buf + 1);
+    if (wal_end > t->received_lsn)
+        t->received_lsn = wal_end;
+    /* Everything before wal_end has been sent to us, and the stream is in
+     * order. With no transaction open and every outbox row confirmed, the
+     * WAL up to there holds nothing left to publish: advancing the flush
+     * position lets PostgreSQL recycle it while the outbox is idle. */
+    if (!t->in_txn && t->held == NULL && t->confirmed_lsn >= t->row_commit_lsn &&
+        wal_end > t->confirmed_lsn)
+        t->confirmed_lsn = wal_end;
+    return buf[KEEPALIVE_LEN - 1] != 0 ? send_status(t, err) : TXM_OK;
+}
+
+static txm_status on_copy(tail_pg *t, const uint8_t *buf, size_t len, relay_batch *out,
+                          txm_error *err)
+{
+    if (buf[0] == 'w')
+        return on_xlogdata(t, buf, len, out, err);
+    if (buf[0] == 'k')
+        return on_keepalive(t, buf, len, err);
+    return txm_errf(err, TXM_MALFORMED, "replication: unknown CopyData message 0x%02x",
+                    (unsigned)buf[0]);
+}
+
+/* The stream ended: PostgreSQL shut down, was restarted, or failed. */
+static txm_status stream_ended(tail_pg *t, txm_error *err)
+{
+    char line[TXM_ERROR_TEXT_LEN];
+    PGresult *res = PQgetResult(t->conn);
+    const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
+    if (msg[0] == '\0')
+        msg = PQerrorMessage(t->conn);
+    txm_status st = txm_errf(err, TXM_DB, "postgresql: replication stream ended: %s",
+                             one_line(msg, line, sizeof line));
+    PQclear(res);
+    tlog(t, 2, "relay: %s", err != NULL ? err->text : "replication stream ended");
+    return st;
+}
+
+/* Waits until the socket is readable or timeout_ms passes, and reads what
+ * arrived. *interrupted is set when a signal cut the wait short, so the
+ * caller's loop can look at its stop flag. */
+static txm_status wait_input(tail_pg *t, long long timeout_ms, bool *interrupted,
+                             txm_error *err)
+{
+    struct pollfd p = {.fd = PQsocket(t->conn), .events = POLLIN};
+    if (p.fd < 0)
+        return txm_errf(err, TXM_DB, "postgresql: replication connection lost");
+    int timeout = timeout_ms < 0 ? 0 : timeout_ms > INT_MAX ? INT_MAX : (int)timeout_ms;
+    int r = poll(&p, 1, timeout);
+    if (r < 0 && errno == EINTR) {
+        *interrupted = true;
+        return TXM_OK;
+    }
+    if (r < 0) {
+        int e = errno;
+        txm_status st = txm_errf(err, TXM_IO, "relay: poll: %s", strerror(e));
+        if (err != NULL)
+            err->sys_errno = e;
+        return st;
+    }
+    if (r > 0 && PQconsumeInput(t->conn) == 0)
+        return stream_ended(t, err);
+    return TXM_OK;
+}
+
+/* An XLogData carrying an Insert: one more row, which a full batch leaves
+ * for the next call. */
+static bool is_insert(const char *buf, int len)
+{
+    return len > XLOGDATA_HEADER_LEN && buf[0] == 'w' &&
+           buf[XLOGDATA_HEADER_LEN] == RELAY_PGOUTPUT_INSERT;
+}
+
+/* Worth returning: at a transaction boundary with something to give
+ * (entries, or a position to confirm). */
+static bool batch_ready(const tail_pg *t, const relay_batch *out)
+{
+    return !t->in_txn && (out->count > 0 || out->confirm_position != 0);
+}
+
+/* Reads the stream into out until a transaction boundary with nothing more
+ * buffered, or the deadline. A full batch still takes the messages that add
+ * no row, waiting for the next one if need be, so the Commit right after its
+ * last row lands in it; an Insert is held back for the next call. pgoutput
+ * sends a transaction in one go once it is committed, so that wait is short. */
+static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *out,
+                       txm_error *err)
+{
+    for (;;) {
+        long long now = mono_ms();
+        txm_status st = now >= t->status_due_ms ? send_status(t, err) : TXM_OK;
+        if (st != TXM_OK || (now >= deadline && batch_ready(t, out)))
+            return st;
+        char *buf = t->held;
+        int n = buf != NULL ? t->held_len : PQgetCopyData(t->conn, &buf, 1);
+        t->held = NULL;
+        if (n > 0 && out->count >= max && is_insert(buf, n)) {
+            t->held = buf;
+            t->held_len = n;
+            return TXM_OK;
+        }
+        if (n > 0) {
+            st = on_copy(t, (const uint8_t *)buf, (size_t)n, out, err);
+            PQfreemem(buf);
+            if (st != TXM_OK)
+                return st;
+            continue;
+        }
+        if (n < 0)
+            return stream_ended(t, err);
+        if (batch_ready(t, out) || now >= deadline)
+            return TXM_OK;
+        long long until = deadline < t->status_due_ms ? deadline : t->status_due_ms;
+        bool interrupted = false;
+        st = wait_input(t, until - now, &interrupted, err);
+        if (st != TXM_OK || interrupted)
+            return st;
+    }
+}
+
+static txm_status pg_next(relay_tailer *base, size_t max, int wait_ms, relay_batch *out,
+                          txm_error *err)
+{
+    tail_pg *t = (tail_pg *)base;
+    if (t == NULL || out == NULL || max == 0)
+        return txm_errf(err, TXM_INVALID, "tail_pg next: NULL argument or max 0");
+    long long deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+    /* Reconnecting is part of reading: while PostgreSQL is away each call
+     * tries once and returns TXM_DB, and the caller backs off. */
+    txm_status st = t->streaming ? TXM_OK : start_stream(t, err);
+    if (st == TXM_OK)
+        st = fill(t, max, deadline, out, err);
+    if (st != TXM_OK && st != TXM_BUSY) {
+        relay_batch_clear(out);
+        disconnect(t);
+    }
+    return st;
+}
+
+/* Records position and reports it at once. A failed send only ends the
+ * session: the next one starts from this position anyway. */
+static txm_status pg_confirm(relay_tailer *base, uint64_t position, txm_error *err)
+{
+    tail_pg *t = (tail_pg *)base;
+    if (t == NULL)
+        return txm_errf(err, TXM_INVALID, "tail_pg confirm: NULL tailer");
+    if (position <= t->confirmed_lsn)
+        return TXM_OK;
+    t->confirmed_lsn = position;
+    txm_error why;
+    if (t->streaming && send_status(t, &why) != TXM_OK) {
+        tlog(t, 2, "relay: %s; reconnecting", why.text);
+        disconnect(t);
+    }
+    return TXM_OK;
+}
+
+static void pg_position_text(const relay_tailer *base, char *out, size_t len)
+{
+    const tail_pg *t = (const tail_pg *)base;
+    if (out == NULL || len == 0)
+        return;
+    uint64_t lsn = t != NULL ? t->confirmed_lsn : 0;
+    snprintf(out, len, "%X/%X", (unsigned)(lsn >> 32), (unsigned)lsn);
+}
+
+static void pg_close(relay_tailer *base)
+{
+    tail_pg *t = (tail_pg *)base;
+    if (t == NULL)
+        return;
+    /* The last confirmed position may not have gone out yet. */
+    if (t->streaming)
+        send_status(t, NULL);
+    disconnect(t);
+    relay_pgoutput_fini(&t->dec);
+    free(t->url);
+    free(t);
+}
+
+static const relay_tailer_ops pg_ops = {
+    .next = pg_next,
+    .confirm = pg_confirm,
+    .position_text = pg_position_text,
+    .close = pg_close,
+};
+
+/* Checks cfg and copies it into a new tailer. */
+static txm_status tailer_new(const relay_tail_config *cfg, tail_pg **out, txm_error *err)
+{
+    const char *slot = cfg->slot_name != NULL ? cfg->slot_name : DEFAULT_SLOT;
+    const char *pub = cfg->publication_name != NULL ? cfg->publication_name : DEFAULT_PUBLICATION;
+    if (!valid_name(slot))
+        return txm_errf(err, TXM_INVALID, "relay: slot name \"%.64s\" is not [a-z0-9_]{1,63}",
+                        slot);
+    if (!valid_name(pub))
+        return txm_errf(err, TXM_INVALID,
+                        "relay: publication name \"%.64s\" is not [a-z0-9_]{1,63}", pub);
+    tail_pg *t = txm__calloc(1, sizeof *t);
+    if (t == NULL || (t->url = txm__strdup(cfg->database_url)) == NULL) {
+        free(t);
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+    }
+    t->base.ops = &pg_ops;
+    snprintf(t->slot, sizeof t->slot, "%s", slot);
+    snprintf(t->publication, sizeof t->publication, "%s", pub);
+    t->log = cfg->log;
+    t->log_ctx = cfg->log_ctx;
+    relay_pgoutput_init(&t->dec);
+    *out = t;
+    return TXM_OK;
+}
+
+txm_status relay_tail_open_pg(const relay_tail_config *cfg, relay_tailer **out, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (cfg == NULL || out == NULL || cfg->database_url == NULL)
+        return txm_errf(err, TXM_INVALID, "relay_tail_open_pg: NULL argument");
+    tail_pg *t = NULL;
+    txm_status st = tailer_new(cfg, &t, err);
+    if (st == TXM_OK)
+        st = setup(t, err);
+    if (st != TXM_OK) {
+        pg_close(t != NULL ? &t->base : NULL);
+        return st;
+    }
+    *out = &t->base;
+    return TXM_OK;
+}

@@ -1,0 +1,150 @@
+/* SQLite tailer: reads outbox rows by sequence number after a cursor kept
+ * in the same database. Writers hold SQLite's single write lock from begin
+ * to commit, so sequence order is commit order and no row can appear later
+ * behind the cursor. Idle, it sleeps on the WAL watch and wakes on the next
+ * commit. Thread safety: one thread uses a tailer. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "db/wal_watch.h"
+#include "tail.h"
+
+typedef struct sqlite_tailer {
+    relay_tailer base;
+    txm_db *db;
+    txm__wal_watch *watch;
+    char *cursor_name;
+    int64_t read_seq;       /* last sequence handed out by next() */
+    int64_t confirmed_seq;  /* last sequence stored in the cursor row */
+} sqlite_tailer;
+
+static const char SQL_CURSOR[] = "SELECT position FROM txmsg_relay_cursor WHERE name = $1";
+static const char SQL_SAVE_CURSOR[] =
+    "INSERT INTO txmsg_relay_cursor (name, position, updated_at) VALUES ($1, $2, $3)"
+    " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
+    " updated_at = excluded.updated_at";
+static const char SQL_NEXT[] =
+    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at"
+    " FROM txmsg_outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
+
+static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_error *err)
+{
+    txm_value p[2] = {TXM_INT(t->read_seq), TXM_INT(max)};
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_exec(t->db, SQL_NEXT, p, 2, &rows, NULL, err);
+    for (size_t r = 0; st == TXM_OK && r < txm_rows_count(rows); r++) {
+        txm_msg *msg = NULL;
+        txm_error why;
+        const char *id = txm_rows_text(rows, r, 1);
+        txm_status row_st = relay_row_to_msg(
+            id, txm_rows_text(rows, r, 2), txm_rows_text(rows, r, 3), txm_rows_text(rows, r, 4),
+            txm_rows_text(rows, r, 5), txm_rows_text(rows, r, 6), txm_rows_text(rows, r, 7), &msg,
+            &why);
+        st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
+        if (st != TXM_OK)
+            txm_errf(err, st, "relay: out of memory");
+        t->read_seq = txm_rows_int(rows, r, 0);
+        out->confirm_position = (uint64_t)t->read_seq;
+    }
+    txm_rows_free(rows);
+    return st;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static txm_status sqlite_next(relay_tailer *base, size_t max, int wait_ms, relay_batch *out,
+                              txm_error *err)
+{
+    sqlite_tailer *t = (sqlite_tailer *)base;
+    long long end = mono_ms() + wait_ms;
+    for (;;) {
+        txm_status st = read_rows(t, max, out, err);
+        if (st != TXM_OK || out->count > 0)
+            return st;
+        long long left = end - mono_ms();
+        if (left <= 0)
+            return TXM_OK;
+        /* A commit between the query and the wait is not lost: the watch
+         * queues its event, so the wait returns at once. */
+        txm__wal_watch_wait(t->watch, (int)(left < 1000 ? left : 1000));
+    }
+}
+
+static txm_status sqlite_confirm(relay_tailer *base, uint64_t position, txm_error *err)
+{
+    sqlite_tailer *t = (sqlite_tailer *)base;
+    if (position == 0 || (int64_t)position <= t->confirmed_seq)
+        return TXM_OK;
+    char now[TXM_TIME_LEN + 1];
+    txm_time_format(txm_now_us(), now);
+    txm_value p[3] = {TXM_TEXT(t->cursor_name), TXM_INT(position), TXM_TEXT(now)};
+    txm_status st = txm_db_exec(t->db, SQL_SAVE_CURSOR, p, 3, NULL, NULL, err);
+    if (st == TXM_OK)
+        t->confirmed_seq = (int64_t)position;
+    return st;
+}
+
+static void sqlite_position_text(const relay_tailer *base, char *out, size_t len)
+{
+    const sqlite_tailer *t = (const sqlite_tailer *)base;
+    snprintf(out, len, "%" PRId64, t->confirmed_seq);
+}
+
+static void sqlite_close(relay_tailer *base)
+{
+    sqlite_tailer *t = (sqlite_tailer *)base;
+    if (t == NULL)
+        return;
+    txm__wal_watch_close(t->watch);
+    txm_db_close(t->db);
+    free(t->cursor_name);
+    free(t);
+}
+
+static const relay_tailer_ops sqlite_ops = {
+    .next = sqlite_next,
+    .confirm = sqlite_confirm,
+    .position_text = sqlite_position_text,
+    .close = sqlite_close,
+};
+
+txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out,
+                                  txm_error *err)
+{
+    *out = NULL;
+    sqlite_tailer *t = txm__calloc(1, sizeof *t);
+    if (t == NULL)
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+    t->base.ops = &sqlite_ops;
+    t->cursor_name = txm__strdup(cfg->cursor_name != NULL ? cfg->cursor_name : "default");
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 1;
+    o.log = cfg->log;
+    o.log_ctx = cfg->log_ctx;
+    txm_status st = t->cursor_name == NULL ? txm_errf(err, TXM_NOMEM, "relay: out of memory")
+                                           : txm_db_open(cfg->database_url, &o, &t->db, err);
+    if (st == TXM_OK)
+        st = txm__wal_watch_open(cfg->database_url + strlen("sqlite:"), &t->watch, err);
+    txm_value p = TXM_TEXT(t->cursor_name);
+    txm_rows *rows = NULL;
+    if (st == TXM_OK)
+        st = txm_db_exec(t->db, SQL_CURSOR, &p, 1, &rows, NULL, err);
+    t->confirmed_seq = t->read_seq = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    if (st != TXM_OK) {
+        sqlite_close(&t->base);
+        return st;
+    }
+    *out = &t->base;
+    return TXM_OK;
+}

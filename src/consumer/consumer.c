@@ -1,0 +1,300 @@
+/* Idempotent consumer runtime: for every delivery, decode; inbox insert,
+ * handler and commit in one unit of work; then ack. Duplicates are acked
+ * without calling the handler; failures are nacked with backoff, and the
+ * transport dead-letters them after max_receive_count.
+ *
+ * Thread safety: registrations are fixed once started. Each subscription
+ * runs its own worker threads; counters are atomics; `stopping` is the only
+ * state shared between the stopping thread and the workers. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "consumer/backoff.h"
+#include "core/alloc.h"
+#include "txmsg/consumer.h"
+#include "txmsg/inbox.h"
+
+#define MAX_SUBSCRIPTIONS 64
+#define MAX_CONCURRENCY 64
+
+typedef struct subscription {
+    struct txm_consumer *owner;
+    char *topic;
+    char *queue;
+    txm_handler_fn handler;
+    void *ctx;
+    txm_handler_options opts;
+    pthread_t threads[MAX_CONCURRENCY];
+    int n_threads;                  /* started */
+    atomic_uint_fast64_t processed, duplicates, failures, dead_lettered;
+} subscription;
+
+struct txm_consumer {
+    txm_db *db;                     /* borrowed */
+    txm_transport *transport;       /* borrowed */
+    txm_consumer_options opts;
+    subscription *subs[MAX_SUBSCRIPTIONS];
+    int n_subs;
+    atomic_bool stopping;
+    bool started;
+};
+
+void txm_consumer_options_init(txm_consumer_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->backoff_base_ms = 1000;
+    o->backoff_max_ms = 60000;
+}
+
+void txm_handler_options_init(txm_handler_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->concurrency = 1;
+    o->batch_size = 16;
+    o->wait_ms = 500;
+    txm_subscription_options_init(&o->subscription);
+}
+
+static void logf_(const txm_consumer *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void logf_(const txm_consumer *c, int level, const char *fmt, ...)
+{
+    if (c->opts.log == NULL)
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    c->opts.log(c->opts.log_ctx, level, text);
+}
+
+txm_status txm_consumer_new(txm_db *db, txm_transport *transport,
+                            const txm_consumer_options *opts, txm_consumer **out, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (db == NULL || transport == NULL || out == NULL)
+        return txm_errf(err, TXM_INVALID, "consumer_new: NULL argument");
+    txm_consumer *c = txm__calloc(1, sizeof *c);
+    if (c == NULL)
+        return txm_errf(err, TXM_NOMEM, "consumer_new: out of memory");
+    c->db = db;
+    c->transport = transport;
+    if (opts != NULL)
+        c->opts = *opts;
+    else
+        txm_consumer_options_init(&c->opts);
+    atomic_init(&c->stopping, false);
+    *out = c;
+    return TXM_OK;
+}
+
+static void subscription_free(subscription *s)
+{
+    if (s == NULL)
+        return;
+    free(s->topic);
+    free(s->queue);
+    free(s);
+}
+
+static txm_status check_add(const txm_consumer *c, const char *queue, txm_handler_fn handler,
+                            const txm_handler_options *o, txm_error *err)
+{
+    if (handler == NULL || queue == NULL)
+        return txm_errf(err, TXM_INVALID, "consumer_add: NULL handler or queue");
+    if (c->started)
+        return txm_errf(err, TXM_STATE, "consumer_add: consumer already started");
+    if (c->n_subs == MAX_SUBSCRIPTIONS)
+        return txm_errf(err, TXM_TOO_BIG, "consumer_add: more than %d subscriptions",
+                        MAX_SUBSCRIPTIONS);
+    if (o->concurrency < 1 || o->concurrency > MAX_CONCURRENCY || o->batch_size < 1 ||
+        o->batch_size > 1000 || o->wait_ms < 0)
+        return txm_errf(err, TXM_INVALID,
+                        "consumer_add: concurrency must be 1..%d, batch_size 1..1000",
+                        MAX_CONCURRENCY);
+    for (int i = 0; i < c->n_subs; i++)
+        if (strcmp(c->subs[i]->queue, queue) == 0)
+            return txm_errf(err, TXM_INVALID, "consumer_add: queue %s registered twice", queue);
+    return TXM_OK;
+}
+
+txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queue,
+                            txm_handler_fn handler, void *ctx, const txm_handler_options *opts,
+                            txm_error *err)
+{
+    if (c == NULL)
+        return txm_errf(err, TXM_INVALID, "consumer_add: NULL consumer");
+    txm_handler_options o;
+    if (opts != NULL)
+        o = *opts;
+    else
+        txm_handler_options_init(&o);
+    txm_status st = check_add(c, queue, handler, &o, err);
+    if (st == TXM_OK)
+        st = txm_transport_declare_subscription(c->transport, topic, queue, &o.subscription, err);
+    if (st != TXM_OK)
+        return st;
+    subscription *s = txm__calloc(1, sizeof *s);
+    if (s == NULL || (s->topic = txm__strdup(topic)) == NULL ||
+        (s->queue = txm__strdup(queue)) == NULL) {
+        subscription_free(s);
+        return txm_errf(err, TXM_NOMEM, "consumer_add: out of memory");
+    }
+    s->owner = c;
+    s->handler = handler;
+    s->ctx = ctx;
+    s->opts = o;
+    s->opts.subscription.dlq = NULL; /* declared already; do not keep a borrowed pointer */
+    c->subs[c->n_subs++] = s;
+    return TXM_OK;
+}
+
+/* Runs the handler for msg in one unit of work behind the inbox. */
+static txm_status handle_in_uow(subscription *s, const txm_msg *msg, txm_error *err)
+{
+    txm_uow *uow = NULL;
+    txm_status st = txm_uow_begin(s->owner->db, &uow, err);
+    if (st != TXM_OK)
+        return st;
+    st = txm_inbox_save(uow, s->queue, txm_msg_id(msg), err);
+    if (st == TXM_OK) {
+        st = s->handler(s->ctx, uow, msg, err);
+        if (st != TXM_OK) {
+            txm_uow_rollback(&uow);
+            return st;
+        }
+    }
+    return txm_uow_commit(&uow, err);
+}
+
+static void process_one(subscription *s, txm_delivery *d)
+{
+    txm_consumer *c = s->owner;
+    size_t len = 0;
+    const char *body = txm_delivery_body(d, &len);
+    txm_msg *msg = NULL;
+    txm_error err;
+    txm_error_clear(&err);
+    txm_status st = txm_msg_decode(body, len, &msg, &err);
+    if (st != TXM_OK) {
+        char reason[TXM_ERROR_TEXT_LEN + 32];
+        snprintf(reason, sizeof reason, "undecodable: %s", err.text);
+        logf_(c, 2, "consumer %s: dead-lettering message %s: %s", s->queue,
+              txm_delivery_message_id(d), reason);
+        if (txm_transport_dead_letter(c->transport, d, reason, &err) == TXM_OK)
+            atomic_fetch_add(&s->dead_lettered, 1);
+        return;
+    }
+    st = handle_in_uow(s, msg, &err);
+    if (st == TXM_OK || st == TXM_DUPLICATE) {
+        atomic_fetch_add(st == TXM_OK ? &s->processed : &s->duplicates, 1);
+        if (txm_transport_ack(c->transport, d, &err) != TXM_OK)
+            logf_(c, 2, "consumer %s: ack of %s failed (it will come back as a duplicate): %s",
+                  s->queue, txm_msg_id(msg), err.text);
+    } else {
+        atomic_fetch_add(&s->failures, 1);
+        int delay = txm__backoff_ms(c->opts.backoff_base_ms, c->opts.backoff_max_ms,
+                                    txm_delivery_receive_count(d));
+        logf_(c, 2, "consumer %s: message %s failed (receive %d, retry in %d ms): %s: %s",
+              s->queue, txm_msg_id(msg), txm_delivery_receive_count(d), delay,
+              txm_status_name(st), err.text);
+        char reason[TXM_ERROR_TEXT_LEN + 32];
+        snprintf(reason, sizeof reason, "%s: %s", txm_status_name(st), err.text);
+        txm_transport_nack(c->transport, d, delay, reason, NULL);
+    }
+    txm_msg_free(msg);
+}
+
+static void *worker(void *arg)
+{
+    subscription *s = arg;
+    txm_consumer *c = s->owner;
+    while (!atomic_load(&c->stopping)) {
+        txm_delivery **batch = NULL;
+        size_t n = 0;
+        txm_error err;
+        txm_status st = txm_transport_receive(c->transport, s->queue, s->opts.batch_size,
+                                              s->opts.wait_ms, &batch, &n, &err);
+        if (st != TXM_OK) {
+            logf_(c, 3, "consumer %s: receive failed: %s", s->queue, err.text);
+            struct timespec pause = {0, 200 * 1000000L}; /* broker down: do not spin */
+            nanosleep(&pause, NULL);
+            continue;
+        }
+        /* Once received, a batch is finished even when stop is requested:
+         * these messages are in flight and get committed and acked. */
+        for (size_t i = 0; i < n; i++)
+            process_one(s, batch[i]);
+        txm_delivery_list_free(batch, n);
+    }
+    return NULL;
+}
+
+txm_status txm_consumer_start(txm_consumer *c, txm_error *err)
+{
+    if (c == NULL)
+        return txm_errf(err, TXM_INVALID, "consumer_start: NULL consumer");
+    if (c->started)
+        return txm_errf(err, TXM_STATE, "consumer_start: already started");
+    c->started = true;
+    for (int i = 0; i < c->n_subs; i++) {
+        subscription *s = c->subs[i];
+        for (int k = 0; k < s->opts.concurrency; k++) {
+            if (pthread_create(&s->threads[k], NULL, worker, s) != 0) {
+                txm_consumer_stop(c);
+                return txm_errf(err, TXM_IO, "consumer_start: cannot start a thread");
+            }
+            s->n_threads++;
+        }
+    }
+    return TXM_OK;
+}
+
+void txm_consumer_stop(txm_consumer *c)
+{
+    if (c == NULL)
+        return;
+    atomic_store(&c->stopping, true);
+    for (int i = 0; i < c->n_subs; i++) {
+        subscription *s = c->subs[i];
+        for (int k = 0; k < s->n_threads; k++)
+            pthread_join(s->threads[k], NULL);
+        s->n_threads = 0;
+    }
+}
+
+txm_status txm_consumer_stats_get(txm_consumer *c, const char *queue, txm_consumer_stats *out,
+                                  txm_error *err)
+{
+    if (c == NULL || queue == NULL || out == NULL)
+        return txm_errf(err, TXM_INVALID, "consumer_stats: NULL argument");
+    for (int i = 0; i < c->n_subs; i++) {
+        subscription *s = c->subs[i];
+        if (strcmp(s->queue, queue) != 0)
+            continue;
+        out->processed = atomic_load(&s->processed);
+        out->duplicates = atomic_load(&s->duplicates);
+        out->failures = atomic_load(&s->failures);
+        out->dead_lettered = atomic_load(&s->dead_lettered);
+        return TXM_OK;
+    }
+    return txm_errf(err, TXM_NOT_FOUND, "consumer_stats: queue %s not registered", queue);
+}
+
+void txm_consumer_free(txm_consumer *c)
+{
+    if (c == NULL)
+        return;
+    txm_consumer_stop(c);
+    for (int i = 0; i < c->n_subs; i++)
+        subscription_free(c->subs[i]);
+    free(c);
+}

@@ -1,0 +1,106 @@
+/* Commit notification for SQLite across processes. A commit in WAL mode
+ * writes the -wal file; inotify reports that write to every watcher of the
+ * folder, so an idle reader sleeps in poll() and wakes within a millisecond
+ * or so of another process's commit. The folder is watched, not the file,
+ * because SQLite creates and deletes the -wal file as connections come and
+ * go. */
+#include "db/wal_watch.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+
+#define FALLBACK_POLL_MS 10
+
+struct txm__wal_watch {
+    int fd;                  /* inotify descriptor, or -1 for timed polling */
+    char name[NAME_MAX + 1]; /* the database file's name within its folder */
+    size_t name_len;
+};
+
+txm_status txm__wal_watch_open(const char *path, txm__wal_watch **out, txm_error *err)
+{
+    *out = NULL;
+    txm__wal_watch *w = txm__calloc(1, sizeof *w);
+    if (w == NULL)
+        return txm_errf(err, TXM_NOMEM, "wal_watch: out of memory");
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    char dir[PATH_MAX];
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash == path ? 1 : slash - path), path);
+    snprintf(w->name, sizeof w->name, "%s", base);
+    w->name_len = strlen(w->name);
+    w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (w->fd >= 0 && inotify_add_watch(w->fd, dir, IN_MODIFY | IN_CREATE | IN_CLOSE_WRITE) < 0) {
+        close(w->fd);
+        w->fd = -1;
+    }
+    *out = w;
+    return TXM_OK;
+}
+
+/* True if the inotify events in buf name our database or its -wal/-shm. */
+static int names_ours(const txm__wal_watch *w, const char *buf, ssize_t len)
+{
+    int ours = 0;
+    for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= len;) {
+        const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
+        if (ev->len > 0 && strncmp(ev->name, w->name, w->name_len) == 0)
+            ours = 1;
+        off += (ssize_t)sizeof(struct inotify_event) + ev->len;
+    }
+    return ours;
+}
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void txm__wal_watch_wait(txm__wal_watch *w, int timeout_ms)
+{
+    if (w == NULL || w->fd < 0) {
+        int ms = timeout_ms < FALLBACK_POLL_MS ? timeout_ms : FALLBACK_POLL_MS;
+        struct timespec ts = {0, (long)ms * 1000000L};
+        nanosleep(&ts, NULL);
+        return;
+    }
+    long long end = now_ms() + timeout_ms;
+    for (;;) {
+        long long left = end - now_ms();
+        if (left <= 0)
+            return;
+        struct pollfd p = {.fd = w->fd, .events = POLLIN};
+        int rc = poll(&p, 1, (int)left);
+        if (rc <= 0)
+            return; /* timeout, or EINTR: let the caller look again */
+        _Alignas(struct inotify_event) char buf[4096];
+        ssize_t n = read(w->fd, buf, sizeof buf);
+        if (n > 0 && names_ours(w, buf, n))
+            return;
+        if (n < 0 && errno != EAGAIN)
+            return;
+    }
+}
+
+void txm__wal_watch_close(txm__wal_watch *w)
+{
+    if (w == NULL)
+        return;
+    if (w->fd >= 0)
+        close(w->fd);
+    free(w);
+}

@@ -1,0 +1,338 @@
+/* Transport dispatch: argument checks shared by both variants, then the
+ * variant chosen by the URL scheme does the work. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "transport/transport_int.h"
+
+void txm_transport_options_init(txm_transport_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->connect_timeout_ms = 5000;
+    o->publish_timeout_ms = 10000;
+    o->max_message_len = 1u << 20;
+}
+
+void txm_subscription_options_init(txm_subscription_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->max_receive_count = 3;
+    o->visibility_timeout_ms = 30000;
+}
+
+bool txm__transport_name_ok(const char *name)
+{
+    if (name == NULL)
+        return false;
+    size_t n = strlen(name);
+    if (n == 0 || n > TXM_TOPIC_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+void txm__transport_dlq_name(const char *queue, const txm_subscription_options *o,
+                             char out[TXM__DLQ_NAME_MAX])
+{
+    const char *given = o != NULL ? o->dlq : NULL;
+    if (given != NULL && given[0] != '\0')
+        snprintf(out, TXM__DLQ_NAME_MAX, "%s", given);
+    else
+        snprintf(out, TXM__DLQ_NAME_MAX, "%s--dlq", queue);
+}
+
+txm_delivery *txm__delivery_new(const char *body, size_t len, const char *message_id,
+                                const char *topic, const char *queue, const char *last_error,
+                                int receive_count, void *handle, void (*free_handle)(void *))
+{
+    txm_delivery *d = txm__calloc(1, sizeof *d);
+    if (d == NULL)
+        return NULL;
+    d->body = txm__strndup(body != NULL ? body : "", body != NULL ? len : 0);
+    d->len = body != NULL ? len : 0;
+    d->message_id = txm__strdup(message_id != NULL ? message_id : "");
+    d->topic = txm__strdup(topic != NULL ? topic : "");
+    d->queue = txm__strdup(queue != NULL ? queue : "");
+    d->last_error = txm__strdup(last_error != NULL ? last_error : "");
+    d->receive_count = receive_count;
+    d->handle = handle;
+    d->free_handle = free_handle;
+    if (d->body == NULL || d->message_id == NULL || d->topic == NULL || d->queue == NULL ||
+        d->last_error == NULL) {
+        d->handle = NULL; /* the caller still owns the handle on failure */
+        txm_delivery_free(d);
+        return NULL;
+    }
+    return d;
+}
+
+void txm_delivery_free(txm_delivery *d)
+{
+    if (d == NULL)
+        return;
+    if (d->handle != NULL && d->free_handle != NULL)
+        d->free_handle(d->handle);
+    free(d->body);
+    free(d->message_id);
+    free(d->topic);
+    free(d->queue);
+    free(d->last_error);
+    free(d);
+}
+
+void txm_delivery_list_free(txm_delivery **list, size_t count)
+{
+    if (list == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        txm_delivery_free(list[i]);
+    free(list);
+}
+
+const char *txm_delivery_body(const txm_delivery *d, size_t *len)
+{
+    if (len != NULL)
+        *len = d == NULL ? 0 : d->len;
+    return d == NULL ? NULL : d->body;
+}
+
+const char *txm_delivery_message_id(const txm_delivery *d)
+{
+    return d == NULL ? "" : d->message_id;
+}
+
+const char *txm_delivery_topic(const txm_delivery *d)
+{
+    return d == NULL ? "" : d->topic;
+}
+
+const char *txm_delivery_queue(const txm_delivery *d)
+{
+    return d == NULL ? "" : d->queue;
+}
+
+int txm_delivery_receive_count(const txm_delivery *d)
+{
+    return d == NULL ? 0 : d->receive_count;
+}
+
+const char *txm_delivery_last_error(const txm_delivery *d)
+{
+    return d == NULL ? "" : d->last_error;
+}
+
+static const txm__transport_ops *ops_for(const char *url)
+{
+    if (strncmp(url, "embedded:", 9) == 0)
+        return &txm__transport_embedded;
+    if (strncmp(url, "nats://", 7) == 0)
+        return &txm__transport_nats;
+    return NULL;
+}
+
+txm_status txm_transport_open(const char *url, const txm_transport_options *opts,
+                              txm_transport **out, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (url == NULL || out == NULL)
+        return txm_errf(err, TXM_INVALID, "transport_open: NULL argument");
+    const txm__transport_ops *ops = ops_for(url);
+    if (ops == NULL)
+        return txm_errf(err, TXM_INVALID,
+                        "transport_open: unknown broker URL scheme (want embedded:PATH or "
+                        "nats://host:port)");
+    txm_transport *t = txm__calloc(1, sizeof *t);
+    if (t == NULL)
+        return txm_errf(err, TXM_NOMEM, "transport_open: out of memory");
+    if (opts != NULL)
+        t->opts = *opts;
+    else
+        txm_transport_options_init(&t->opts);
+    t->ops = ops;
+    txm_status st = ops->open(url, &t->opts, &t->broker, err);
+    if (st != TXM_OK) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    return TXM_OK;
+}
+
+void txm_transport_close(txm_transport *t)
+{
+    if (t == NULL)
+        return;
+    t->ops->close(t->broker);
+    free(t);
+}
+
+txm_status txm_transport_declare_topic(txm_transport *t, const char *topic, txm_error *err)
+{
+    if (t == NULL || !txm__transport_name_ok(topic))
+        return txm_errf(err, TXM_INVALID, "declare_topic: bad topic name");
+    return t->ops->declare_topic(t->broker, topic, err);
+}
+
+txm_status txm_transport_declare_subscription(txm_transport *t, const char *topic,
+                                              const char *queue,
+                                              const txm_subscription_options *opts,
+                                              txm_error *err)
+{
+    txm_subscription_options o;
+    if (opts != NULL)
+        o = *opts;
+    else
+        txm_subscription_options_init(&o);
+    if (t == NULL || !txm__transport_name_ok(topic) || !txm__transport_name_ok(queue))
+        return txm_errf(err, TXM_INVALID, "declare_subscription: bad topic or queue name");
+    if (o.dlq != NULL && !txm__transport_name_ok(o.dlq))
+        return txm_errf(err, TXM_INVALID, "declare_subscription: bad dead-letter queue name");
+    if (o.max_receive_count < 1 || o.visibility_timeout_ms < 1)
+        return txm_errf(err, TXM_INVALID,
+                        "declare_subscription: max_receive_count and visibility timeout must "
+                        "be positive");
+    return t->ops->declare_subscription(t->broker, topic, queue, &o, err);
+}
+
+txm_status txm_transport_publish(txm_transport *t, const txm_outgoing *msgs, size_t n,
+                                 txm_status *results, txm_error *err)
+{
+    if (t == NULL || (n > 0 && msgs == NULL))
+        return txm_errf(err, TXM_INVALID, "publish: NULL argument");
+    for (size_t i = 0; i < n; i++) {
+        if (!txm__transport_name_ok(msgs[i].topic) || msgs[i].message_id == NULL ||
+            msgs[i].message_id[0] == '\0' || (msgs[i].len > 0 && msgs[i].body == NULL))
+            return txm_errf(err, TXM_INVALID, "publish: message %zu has a bad topic or id", i);
+        if (msgs[i].len > t->opts.max_message_len)
+            return txm_errf(err, TXM_TOO_BIG, "publish: message %zu is %zu bytes, limit %zu",
+                            i, msgs[i].len, t->opts.max_message_len);
+    }
+    if (n == 0)
+        return TXM_OK;
+    return t->ops->publish(t->broker, msgs, n, results, err);
+}
+
+txm_status txm_transport_publish_msgs(txm_transport *t, const txm_msg *const *msgs, size_t n,
+                                      txm_status *results, txm_error *err)
+{
+    if (t == NULL || (n > 0 && msgs == NULL))
+        return txm_errf(err, TXM_INVALID, "publish: NULL argument");
+    txm_outgoing *out = txm__calloc(n, sizeof *out);
+    char **bodies = txm__calloc(n, sizeof *bodies);
+    txm_status st = out == NULL || bodies == NULL ? txm_errf(err, TXM_NOMEM, "out of memory")
+                                                   : TXM_OK;
+    for (size_t i = 0; st == TXM_OK && i < n; i++) {
+        size_t len = 0;
+        st = txm_msg_encode(msgs[i], &bodies[i], &len, err);
+        out[i] = (txm_outgoing){txm_msg_topic(msgs[i]), txm_msg_id(msgs[i]), bodies[i], len};
+    }
+    if (st == TXM_OK)
+        st = txm_transport_publish(t, out, n, results, err);
+    for (size_t i = 0; bodies != NULL && i < n; i++)
+        free(bodies[i]);
+    free(bodies);
+    free(out);
+    return st;
+}
+
+txm_status txm_transport_receive(txm_transport *t, const char *queue, size_t max, int wait_ms,
+                                 txm_delivery ***out, size_t *count, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) ||
+        max == 0 || max > 10000 || wait_ms < 0)
+        return txm_errf(err, TXM_INVALID, "receive: bad argument");
+    return t->ops->receive(t->broker, queue, max, wait_ms, out, count, err);
+}
+
+static txm_status check_settle(txm_transport *t, txm_delivery *d, txm_error *err)
+{
+    if (t == NULL || d == NULL)
+        return txm_errf(err, TXM_INVALID, "ack/nack: NULL argument");
+    if (d->handle == NULL || d->settled)
+        return txm_errf(err, TXM_STATE, "ack/nack: delivery already settled or not ackable");
+    return TXM_OK;
+}
+
+txm_status txm_transport_ack(txm_transport *t, txm_delivery *d, txm_error *err)
+{
+    txm_status st = check_settle(t, d, err);
+    if (st == TXM_OK && (st = t->ops->ack(t->broker, d, err)) == TXM_OK)
+        d->settled = true;
+    return st;
+}
+
+txm_status txm_transport_nack(txm_transport *t, txm_delivery *d, int delay_ms,
+                              const char *reason, txm_error *err)
+{
+    txm_status st = check_settle(t, d, err);
+    if (st == TXM_OK && delay_ms < 0)
+        st = txm_errf(err, TXM_INVALID, "nack: negative delay");
+    if (st == TXM_OK && (st = t->ops->nack(t->broker, d, delay_ms, reason, err)) == TXM_OK)
+        d->settled = true;
+    return st;
+}
+
+txm_status txm_transport_dead_letter(txm_transport *t, txm_delivery *d, const char *reason,
+                                     txm_error *err)
+{
+    txm_status st = check_settle(t, d, err);
+    if (st == TXM_OK && (st = t->ops->dead_letter(t->broker, d, reason, err)) == TXM_OK)
+        d->settled = true;
+    return st;
+}
+
+txm_status txm_transport_queue_depth(txm_transport *t, const char *queue, int64_t *depth,
+                                     txm_error *err)
+{
+    if (depth != NULL)
+        *depth = 0;
+    if (t == NULL || depth == NULL || !txm__transport_name_ok(queue))
+        return txm_errf(err, TXM_INVALID, "queue_depth: bad argument");
+    return t->ops->queue_depth(t->broker, queue, depth, err);
+}
+
+txm_status txm_transport_dlq_list(txm_transport *t, const char *queue, size_t limit,
+                                  txm_delivery ***out, size_t *count, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) ||
+        limit == 0 || limit > 100000)
+        return txm_errf(err, TXM_INVALID, "dlq_list: bad argument");
+    return t->ops->dlq_list(t->broker, queue, limit, out, count, err);
+}
+
+txm_status txm_transport_dlq_redrive(txm_transport *t, const char *queue, const char *message_id,
+                                     size_t *moved, txm_error *err)
+{
+    if (moved != NULL)
+        *moved = 0;
+    if (t == NULL || !txm__transport_name_ok(queue))
+        return txm_errf(err, TXM_INVALID, "dlq_redrive: bad argument");
+    return t->ops->dlq_redrive(t->broker, queue, message_id, moved, err);
+}
+
+txm_status txm_transport_dlq_purge(txm_transport *t, const char *queue, size_t *purged,
+                                   txm_error *err)
+{
+    if (purged != NULL)
+        *purged = 0;
+    if (t == NULL || !txm__transport_name_ok(queue))
+        return txm_errf(err, TXM_INVALID, "dlq_purge: bad argument");
+    return t->ops->dlq_purge(t->broker, queue, purged, err);
+}

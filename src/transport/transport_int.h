@@ -1,0 +1,73 @@
+/* The transport variant interface: transport.c dispatches to
+ * transport_embedded.c and transport_nats.c. */
+#ifndef TXM_TRANSPORT_TRANSPORT_INT_H
+#define TXM_TRANSPORT_TRANSPORT_INT_H
+
+#include "txmsg/transport.h"
+
+typedef struct txm__broker txm__broker; /* a variant's own state */
+
+typedef struct txm__transport_ops {
+    const char *scheme; /* "embedded" or "nats" */
+    txm_status (*open)(const char *url, const txm_transport_options *o, txm__broker **out,
+                       txm_error *err);
+    void (*close)(txm__broker *b);
+    txm_status (*declare_topic)(txm__broker *b, const char *topic, txm_error *err);
+    txm_status (*declare_subscription)(txm__broker *b, const char *topic, const char *queue,
+                                       const txm_subscription_options *o, txm_error *err);
+    txm_status (*publish)(txm__broker *b, const txm_outgoing *msgs, size_t n,
+                          txm_status *results, txm_error *err);
+    txm_status (*receive)(txm__broker *b, const char *queue, size_t max, int wait_ms,
+                          txm_delivery ***out, size_t *count, txm_error *err);
+    txm_status (*ack)(txm__broker *b, txm_delivery *d, txm_error *err);
+    txm_status (*nack)(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
+                       txm_error *err);
+    txm_status (*dead_letter)(txm__broker *b, txm_delivery *d, const char *reason,
+                              txm_error *err);
+    txm_status (*queue_depth)(txm__broker *b, const char *queue, int64_t *depth,
+                              txm_error *err);
+    txm_status (*dlq_list)(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
+                           size_t *count, txm_error *err);
+    txm_status (*dlq_redrive)(txm__broker *b, const char *queue, const char *message_id,
+                              size_t *moved, txm_error *err);
+    txm_status (*dlq_purge)(txm__broker *b, const char *queue, size_t *purged, txm_error *err);
+} txm__transport_ops;
+
+extern const txm__transport_ops txm__transport_embedded;
+extern const txm__transport_ops txm__transport_nats;
+
+struct txm_transport {
+    const txm__transport_ops *ops;
+    txm__broker *broker;
+    txm_transport_options opts;
+};
+
+/* A delivery: common fields, plus the variant's handle for ack/nack. */
+struct txm_delivery {
+    char *body;            /* NUL-terminated copy, len bytes before the NUL */
+    size_t len;
+    char *message_id;
+    char *topic;
+    char *queue;
+    char *last_error;
+    int receive_count;
+    void *handle;          /* variant-owned: lease token, natsMsg, ... */
+    void (*free_handle)(void *handle);
+    bool settled;          /* acked, nacked or dead-lettered */
+};
+
+/* Builds a delivery, copying every string (NULL becomes ""). NULL when out of
+ * memory. The handle is the variant's; free_handle (may be NULL) frees it. */
+txm_delivery *txm__delivery_new(const char *body, size_t len, const char *message_id,
+                                const char *topic, const char *queue, const char *last_error,
+                                int receive_count, void *handle, void (*free_handle)(void *));
+
+/* Names: 1..TXM_TOPIC_MAX bytes of [A-Za-z0-9._-] (NATS subject-safe). */
+bool txm__transport_name_ok(const char *name);
+
+/* "<queue>--dlq" into out (TXM_TOPIC_MAX + 8 bytes). */
+#define TXM__DLQ_NAME_MAX (TXM_TOPIC_MAX + 8)
+void txm__transport_dlq_name(const char *queue, const txm_subscription_options *o,
+                             char out[TXM__DLQ_NAME_MAX]);
+
+#endif

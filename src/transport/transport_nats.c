@@ -1,0 +1,1264 @@
+/* NATS JetStream transport ("nats://host:port"): topics are subjects
+ * txmsg.<topic> of one stream, queues are durable pull consumers filtered on
+ * their topic, and dead letters are kept in a second stream.
+ *
+ * Layout on the server:
+ * - stream TXMSG, subjects "txmsg.>", file storage, interest retention,
+ *   de-duplication window 2 min on Nats-Msg-Id (= the message id).
+ *   Interest retention gives SNS/SQS semantics: a message stays until every
+ *   queue subscribed to its topic has acked it, and a message published to a
+ *   topic nobody subscribes to is accepted and dropped. Redelivery, leases and
+ *   durability are those of the consumers and do not depend on retention.
+ * - per queue a durable pull consumer on TXMSG. Its name is the queue name
+ *   with '.' mapped to '_' (JetStream forbids '.' in consumer names), so
+ *   queues "a.b" and "a_b" would collide: the second is refused with
+ *   TXM_CONFLICT. FilterSubject txmsg.<topic>, AckPolicy explicit, AckWait =
+ *   visibility timeout, DeliverPolicy all, MaxDeliver = max_receive_count + 1,
+ *   Description "txmsg queue=<queue> dlq=<dead-letter queue>". The transport
+ *   moves a message to the dead-letter queue itself: on the nack of its
+ *   max_receive_count-th receive, or when a receive sees a delivery count
+ *   above max_receive_count (the last lease expired without an ack). The one
+ *   delivery past the maximum exists for that second case; with MaxDeliver =
+ *   max_receive_count such a message would stay in the stream forever.
+ * - stream TXMSG_DLQ, subjects "txmsg-dlq.>", limits retention, direct get
+ *   allowed. A dead letter of a queue is a message on txmsg-dlq.<dlq> with the
+ *   body and the headers Txmsg-Original-Subject, Txmsg-Message-Id,
+ *   Txmsg-Queue, Txmsg-Delivery-Count and Txmsg-Last-Error. Its Nats-Msg-Id
+ *   is "dlq:<queue>:<stream sequence of the original>", unique per stored
+ *   message, so a dead-lettering retried after a failed ack is stored once,
+ *   while a redriven message (a new stream message) can dead-letter again.
+ * - redrive republishes to the original subject with Nats-Msg-Id
+ *   "<id>:redrive:<dlq sequence>" (the plain id would be dropped by the
+ *   de-duplication window), Txmsg-Message-Id = the message id, and
+ *   Txmsg-Queue = the source queue: other queues of the same topic ack such a
+ *   message without returning it, so a redrive reaches only its own queue.
+ *
+ * Receiving uses the JetStream pull API directly: one request per receive
+ * on a private inbox, answered at once with what is there or as soon as
+ * something arrives (SQS long poll). Acks go to each delivery's reply
+ * subject as requests, so the server has applied them when they return.
+ *
+ * Thread safety: the natsConnection and jsCtx are thread-safe, and receives
+ * share nothing. b->mu guards the queue cache. b->pub_mu makes publish
+ * batches take turns: libnats keeps one set of outstanding asynchronous
+ * publishes per jsCtx. b->batch_mu guards the batch being published, which
+ * the acknowledgement handler (a libnats thread) fills in. A delivery is
+ * used by one thread at a time. The connection reconnects by itself for
+ * ever; while it is down operations fail fast with TXM_BROKER (TXM_TIMEOUT
+ * when it drops during a call) and work again once it is back.
+ */
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nats/nats.h>
+
+#include "core/alloc.h"
+#include "transport/transport_int.h"
+
+#define STREAM "TXMSG"
+#define STREAM_SUBJECTS "txmsg.>"
+#define SUBJECT_PREFIX "txmsg."
+#define DLQ_STREAM "TXMSG_DLQ"
+#define DLQ_STREAM_SUBJECTS "txmsg-dlq.>"
+#define DLQ_SUBJECT_PREFIX "txmsg-dlq."
+
+#define PULL_PREFIX "$JS.API.CONSUMER.MSG.NEXT." /* + <stream>.<consumer> */
+#define ACK_PREFIX "$JS.ACK."                    /* reply subject of a delivery */
+
+#define HDR_MSG_ID "Nats-Msg-Id"
+#define HDR_SEQUENCE "Nats-Sequence"
+#define HDR_TXM_ID "Txmsg-Message-Id"
+#define HDR_QUEUE "Txmsg-Queue"
+#define HDR_SUBJECT "Txmsg-Original-Subject"
+#define HDR_COUNT "Txmsg-Delivery-Count"
+#define HDR_ERROR "Txmsg-Last-Error"
+#define HDR_STATUS "Status"           /* libnats' name for a status line's code */
+#define HDR_DESCRIPTION "Description" /* and for its text */
+
+#define SUBJECT_MAX 320        /* bytes: prefix + TXM__DLQ_NAME_MAX */
+#define DESC_MAX 600           /* bytes of a consumer description */
+#define MSGID_MAX 320          /* bytes of a Nats-Msg-Id we build */
+#define REASON_MAX 512         /* bytes of a last error kept in a header */
+#define ERRTEXT_MAX 160        /* bytes of a broker error kept per batch */
+#define DUPLICATE_WINDOW_S 120 /* JetStream de-duplication window */
+#define MAX_ACK_PENDING 20000  /* leased messages per queue, above receive's 10000 */
+#define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
+#define RECONNECT_WAIT_MS 250
+#define CLOSE_WAIT_MS 10000 /* for the closed callback at close */
+#define NS_PER_MS 1000000LL
+
+/* What the transport knows about a queue, copied out of the cache. */
+typedef struct qinfo {
+    char queue[TXM_TOPIC_MAX + 1];
+    char durable[TXM_TOPIC_MAX + 1]; /* consumer name: queue with '.' -> '_' */
+    char topic[TXM_TOPIC_MAX + 1];
+    char dlq[TXM__DLQ_NAME_MAX];
+    int max_receive_count;
+} qinfo;
+
+/* A cached queue. Freed at close. */
+typedef struct nqueue {
+    qinfo info;
+    struct nqueue *next;
+} nqueue;
+
+/* One publish batch, shared with the acknowledgement handler. */
+typedef struct pubbatch {
+    natsMsg **inflight; /* message i until its ack arrives, then NULL */
+    txm_status *res;    /* per message; TXM_TIMEOUT until answered */
+    size_t n;
+    size_t hint;       /* where the next ack is likely: acks come in order */
+    size_t text_index; /* message the text below is about; n if none */
+    char text[ERRTEXT_MAX];
+} pubbatch;
+
+struct txm__broker {
+    natsOptions *nopts;
+    natsConnection *nc;
+    jsCtx *js;
+    jsOptions api; /* Wait = API and ack timeout, ms */
+    int publish_timeout_ms;
+    txm_log_fn log;
+    void *log_ctx;
+    pthread_mutex_t mu; /* queues */
+    nqueue *queues;
+    pthread_mutex_t pub_mu;   /* one publish batch at a time */
+    pthread_mutex_t batch_mu; /* batch, with the ack handler */
+    pubbatch *batch;
+    pthread_mutex_t closed_mu; /* closed, set by the closed callback */
+    pthread_cond_t closed_cond;
+    bool closed;
+};
+
+/* ---- errors, names, headers ---- */
+
+static txm_status map_status(natsStatus s, jsErrCode jerr)
+{
+    if (s == NATS_TIMEOUT)
+        return TXM_TIMEOUT;
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr ||
+        jerr == JSNoMessageFoundErr)
+        return TXM_NOT_FOUND;
+    if (s == NATS_NO_MEMORY)
+        return TXM_NOMEM;
+    if (s == NATS_MAX_PAYLOAD)
+        return TXM_TOO_BIG;
+    return TXM_BROKER;
+}
+
+/* Fills err from a libnats failure: "nats: <what> <name>: <detail>". The
+ * detail is libnats' thread-local last error, set by the failing call. */
+static txm_status nfail(txm_error *err, natsStatus s, jsErrCode jerr, const char *what,
+                        const char *name)
+{
+    const char *detail = nats_GetLastError(NULL);
+    if (detail == NULL || detail[0] == '\0')
+        detail = natsStatus_GetText(s);
+    return txm_errf(err, map_status(s, jerr), "nats: %s %s: %s", what, name, detail);
+}
+
+/* A name is used as subject tokens: no empty token ("a..b", ".a", "a."). */
+static bool tokens_ok(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 0 && name[0] != '.' && name[n - 1] != '.' && strstr(name, "..") == NULL;
+}
+
+static void durable_name(const char *queue, char out[TXM_TOPIC_MAX + 1])
+{
+    snprintf(out, TXM_TOPIC_MAX + 1, "%s", queue);
+    for (char *p = out; *p != '\0'; p++)
+        if (*p == '.')
+            *p = '_';
+}
+
+/* Returns the header's value, "" when absent. Borrows: valid while m lives. */
+static const char *hdr(natsMsg *m, const char *key)
+{
+    const char *v = NULL;
+    if (natsMsgHeader_Get(m, key, &v) != NATS_OK || v == NULL)
+        return "";
+    return v;
+}
+
+/* Copies text into out as one header line: control characters would end the
+ * header, so they become spaces. */
+static void header_text(const char *text, char out[REASON_MAX])
+{
+    snprintf(out, REASON_MAX, "%s", text != NULL ? text : "");
+    for (char *p = out; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
+}
+
+static int parse_count(const char *s)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || v < 0)
+        return 0;
+    return v > INT_MAX ? INT_MAX : (int)v;
+}
+
+static void blog(txm__broker *b, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void blog(txm__broker *b, int level, const char *fmt, ...)
+{
+    if (b->log == NULL)
+        return;
+    char text[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    b->log(b->log_ctx, level, text);
+}
+
+static txm_status check_connected(txm__broker *b, txm_error *err)
+{
+    if (natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
+        return TXM_OK;
+    return txm_errf(err, TXM_BROKER, "nats: not connected to the server (reconnecting)");
+}
+
+/* ---- connection ---- */
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    blog(closure, 2, "nats: disconnected from the server; reconnecting");
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    blog(closure, 1, "nats: reconnected to the server");
+}
+
+/* The last callback libnats makes for a connection: close waits for it so no
+ * callback can run on a freed broker. */
+static void on_closed(natsConnection *nc, void *closure)
+{
+    (void)nc;
+    txm__broker *b = closure;
+    pthread_mutex_lock(&b->closed_mu);
+    b->closed = true;
+    pthread_cond_signal(&b->closed_cond);
+    pthread_mutex_unlock(&b->closed_mu);
+}
+
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
+
+static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, txm_error *err)
+{
+    natsStatus s = natsOptions_Create(&b->nopts);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(b->nopts, url);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(b->nopts, "txmsg");
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(b->nopts, timeout_ms);
+    /* Reconnect for ever: a broker restart must not need a process restart.
+     * The first connect is not retried, so open reports an unreachable
+     * server at once instead of blocking. */
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(b->nopts, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(b->nopts, RECONNECT_WAIT_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectJitter(b->nopts, 100, 1000);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(b->nopts, 5000);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(b->nopts, on_disconnected, b);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(b->nopts, on_reconnected, b);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(b->nopts, on_closed, b);
+    if (s != NATS_OK)
+        return nfail(err, s, 0, "options for", url);
+    s = natsConnection_Connect(&b->nc, b->nopts);
+    if (s != NATS_OK)
+        return nfail(err, s, 0, "cannot connect to", url);
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = b->api.Wait;
+    jo.PublishAsync.MaxPending = PUB_MAX_PENDING;
+    jo.PublishAsync.StallWait = b->publish_timeout_ms;
+    jo.PublishAsync.AckHandler = on_pub_ack;
+    jo.PublishAsync.AckHandlerClosure = b;
+    s = natsConnection_JetStream(&b->js, b->nc, &jo);
+    if (s != NATS_OK)
+        return nfail(err, s, 0, "JetStream context for", url);
+    return TXM_OK;
+}
+
+/* Creates the stream unless it exists. Safe when several processes race:
+ * the same configuration again succeeds, and "name already in use" (the
+ * stream exists with another configuration) is taken as existing. */
+static txm_status ensure_stream(txm__broker *b, const char *name, const char *subjects,
+                                bool interest, txm_error *err)
+{
+    const char *subj[1] = {subjects};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subj;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = interest ? js_InterestPolicy : js_LimitsPolicy;
+    cfg.Duplicates = (int64_t)DUPLICATE_WINDOW_S * 1000 * NS_PER_MS;
+    cfg.AllowDirect = !interest;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(NULL, b->js, &cfg, &b->api, &jerr);
+    if (s == NATS_OK || jerr == JSStreamNameExistErr)
+        return TXM_OK;
+    return nfail(err, s, jerr, "create stream", name);
+}
+
+static txm_status ensure_streams(txm__broker *b, txm_error *err)
+{
+    txm_status st = ensure_stream(b, STREAM, STREAM_SUBJECTS, true, err);
+    if (st == TXM_OK)
+        st = ensure_stream(b, DLQ_STREAM, DLQ_STREAM_SUBJECTS, false, err);
+    return st;
+}
+
+static void close_nats(txm__broker *b);
+
+/* Connects and makes sure both streams exist, so a publish before any
+ * declaration is stored. TXM_BROKER/TXM_TIMEOUT when the server cannot be
+ * reached or has no JetStream. */
+static txm_status open_nats(const char *url, const txm_transport_options *o, txm__broker **out,
+                            txm_error *err)
+{
+    *out = NULL;
+    txm__broker *b = txm__calloc(1, sizeof *b);
+    if (b == NULL)
+        return txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    b->log = o->log;
+    b->log_ctx = o->log_ctx;
+    b->publish_timeout_ms = o->publish_timeout_ms > 0 ? o->publish_timeout_ms : 10000;
+    jsOptions_Init(&b->api);
+    b->api.Wait = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->pub_mu, NULL);
+    pthread_mutex_init(&b->batch_mu, NULL);
+    pthread_mutex_init(&b->closed_mu, NULL);
+    pthread_cond_init(&b->closed_cond, NULL);
+    txm_status st = connect_nats(b, url, (int)b->api.Wait, err);
+    if (st == TXM_OK)
+        st = ensure_streams(b, err);
+    if (st != TXM_OK) {
+        close_nats(b);
+        return st;
+    }
+    *out = b;
+    return TXM_OK;
+}
+
+static void wait_closed(txm__broker *b)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += CLOSE_WAIT_MS / 1000;
+    pthread_mutex_lock(&b->closed_mu);
+    while (!b->closed)
+        if (pthread_cond_timedwait(&b->closed_cond, &b->closed_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&b->closed_mu);
+}
+
+/* Closes the connection. Deliveries may be freed later but no longer
+ * settled. nats_Close is not called: it is process-wide, and other users of
+ * libnats may remain in the process. */
+static void close_nats(txm__broker *b)
+{
+    if (b == NULL)
+        return;
+    for (nqueue *q = b->queues, *next = NULL; q != NULL; q = next) {
+        next = q->next;
+        free(q);
+    }
+    jsCtx_Destroy(b->js);
+    if (b->nc != NULL) {
+        natsConnection_Close(b->nc);
+        wait_closed(b);
+        natsConnection_Destroy(b->nc);
+    }
+    natsOptions_Destroy(b->nopts);
+    pthread_cond_destroy(&b->closed_cond);
+    pthread_mutex_destroy(&b->closed_mu);
+    pthread_mutex_destroy(&b->batch_mu);
+    pthread_mutex_destroy(&b->pub_mu);
+    pthread_mutex_destroy(&b->mu);
+    free(b);
+}
+
+/* ---- queues: declaration and cache ---- */
+
+static nqueue *queue_find(txm__broker *b, const char *queue)
+{
+    for (nqueue *q = b->queues; q != NULL; q = q->next)
+        if (strcmp(q->info.queue, queue) == 0)
+            return q;
+    return NULL;
+}
+
+static txm_status queue_cache(txm__broker *b, const qinfo *info, txm_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    nqueue *q = queue_find(b, info->queue);
+    if (q == NULL && (q = txm__calloc(1, sizeof *q)) != NULL) {
+        q->next = b->queues;
+        b->queues = q;
+    }
+    if (q != NULL)
+        q->info = *info;
+    pthread_mutex_unlock(&b->mu);
+    return q != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "nats: out of memory");
+}
+
+static void describe(const qinfo *q, char desc[DESC_MAX])
+{
+    snprintf(desc, DESC_MAX, "txmsg queue=%s dlq=%s", q->queue, q->dlq);
+}
+
+/* Reads what a consumer made by declare_subscription says about its queue.
+ * Description "txmsg queue=<queue> dlq=<dlq>"; without it (a consumer made
+ * by hand) the queue is the consumer and the dead-letter queue the default. */
+static void info_from_consumer(const jsConsumerInfo *ci, const char *queue, qinfo *q)
+{
+    const jsConsumerConfig *c = ci->Config;
+    memset(q, 0, sizeof *q);
+    snprintf(q->queue, sizeof q->queue, "%s", queue);
+    durable_name(queue, q->durable);
+    const char *filter = c != NULL && c->FilterSubject != NULL ? c->FilterSubject : "";
+    size_t plen = strlen(SUBJECT_PREFIX);
+    snprintf(q->topic, sizeof q->topic, "%s",
+             strncmp(filter, SUBJECT_PREFIX, plen) == 0 ? filter + plen : filter);
+    int64_t md = c != NULL ? c->MaxDeliver : -1;
+    q->max_receive_count = md <= 0 || md - 1 > INT_MAX ? INT_MAX : md > 1 ? (int)(md - 1) : 1;
+    txm__transport_dlq_name(queue, NULL, q->dlq);
+    const char *desc = c != NULL && c->Description != NULL ? c->Description : "";
+    const char *qs = strstr(desc, "queue=");
+    const char *ds = strstr(desc, " dlq=");
+    if (strncmp(desc, "txmsg ", 6) == 0 && qs != NULL && ds != NULL && ds > qs) {
+        snprintf(q->queue, sizeof q->queue, "%.*s", (int)(ds - qs - 6), qs + 6);
+        snprintf(q->dlq, sizeof q->dlq, "%s", ds + 5);
+    }
+}
+
+/* Copies the queue's information out of the cache, or reads it from its
+ * consumer. TXM_NOT_FOUND when the queue was never declared. */
+static txm_status queue_lookup(txm__broker *b, const char *queue, qinfo *out, txm_error *err)
+{
+    pthread_mutex_lock(&b->mu);
+    nqueue *q = queue_find(b, queue);
+    if (q != NULL)
+        *out = q->info;
+    pthread_mutex_unlock(&b->mu);
+    if (q != NULL)
+        return TXM_OK;
+    char durable[TXM_TOPIC_MAX + 1];
+    durable_name(queue, durable);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, b->js, STREAM, durable, &b->api, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
+        return txm_errf(err, TXM_NOT_FOUND, "nats: no subscription for queue %s", queue);
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "consumer info of", queue);
+    info_from_consumer(ci, queue, out);
+    jsConsumerInfo_Destroy(ci);
+    /* The consumer may belong to a queue whose name maps to the same one. */
+    if (strcmp(out->queue, queue) != 0)
+        return txm_errf(err, TXM_NOT_FOUND, "nats: no subscription for queue %s", queue);
+    return queue_cache(b, out, err);
+}
+
+static void consumer_config(const qinfo *q, int visibility_ms, char filter[SUBJECT_MAX],
+                            char desc[DESC_MAX], jsConsumerConfig *cfg)
+{
+    snprintf(filter, SUBJECT_MAX, "%s%s", SUBJECT_PREFIX, q->topic);
+    describe(q, desc);
+    jsConsumerConfig_Init(cfg);
+    cfg->Durable = q->durable;
+    cfg->Description = desc;
+    cfg->FilterSubject = filter;
+    cfg->DeliverPolicy = js_DeliverAll;
+    cfg->AckPolicy = js_AckExplicit;
+    cfg->ReplayPolicy = js_ReplayInstant;
+    cfg->AckWait = (int64_t)visibility_ms * NS_PER_MS;
+    cfg->MaxDeliver = (int64_t)q->max_receive_count + 1;
+    cfg->MaxAckPending = MAX_ACK_PENDING;
+}
+
+/* Brings an existing consumer in line with want: another topic (or another
+ * queue mapped to the same consumer name) is a conflict; other options are
+ * updated, as SQS lets a queue's attributes change. */
+static txm_status reconcile(txm__broker *b, const jsConsumerInfo *ci, const qinfo *want,
+                            jsConsumerConfig *cfg, txm_error *err)
+{
+    const jsConsumerConfig *have = ci->Config;
+    if (have == NULL)
+        return txm_errf(err, TXM_BROKER, "nats: consumer %s has no configuration", want->durable);
+    qinfo got;
+    info_from_consumer(ci, want->queue, &got);
+    if (have->FilterSubject == NULL || strcmp(have->FilterSubject, cfg->FilterSubject) != 0)
+        return txm_errf(err, TXM_CONFLICT, "nats: queue %s already subscribes to %s", want->queue,
+                        have->FilterSubject != NULL ? have->FilterSubject : "all");
+    if (strcmp(got.queue, want->queue) != 0)
+        return txm_errf(err, TXM_CONFLICT, "nats: queue %s maps to consumer %s of queue %s",
+                        want->queue, want->durable, got.queue);
+    bool same = have->AckWait == cfg->AckWait && have->MaxDeliver == cfg->MaxDeliver &&
+                have->Description != NULL && strcmp(have->Description, cfg->Description) == 0;
+    if (same)
+        return TXM_OK;
+    jsErrCode jerr = 0;
+    natsStatus s = js_UpdateConsumer(NULL, b->js, STREAM, cfg, &b->api, &jerr);
+    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "update consumer", want->durable);
+}
+
+static txm_status declare_topic_nats(txm__broker *b, const char *topic, txm_error *err)
+{
+    if (!tokens_ok(topic))
+        return txm_errf(err, TXM_INVALID, "nats: topic %s has an empty subject token", topic);
+    txm_status st = check_connected(b, err);
+    return st == TXM_OK ? ensure_stream(b, STREAM, STREAM_SUBJECTS, true, err) : st;
+}
+
+/* Creates the queue's durable consumer, or checks and updates it. Several
+ * processes may race: a create that finds the name taken re-reads it. */
+static txm_status declare_subscription_nats(txm__broker *b, const char *topic, const char *queue,
+                                            const txm_subscription_options *o, txm_error *err)
+{
+    qinfo want;
+    memset(&want, 0, sizeof want);
+    snprintf(want.queue, sizeof want.queue, "%s", queue);
+    snprintf(want.topic, sizeof want.topic, "%s", topic);
+    durable_name(queue, want.durable);
+    txm__transport_dlq_name(queue, o, want.dlq);
+    want.max_receive_count = o->max_receive_count;
+    if (!tokens_ok(topic) || !tokens_ok(want.dlq))
+        return txm_errf(err, TXM_INVALID, "nats: topic or dead-letter queue has an empty token");
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = ensure_streams(b, err);
+    if (st != TXM_OK)
+        return st;
+    char filter[SUBJECT_MAX], desc[DESC_MAX];
+    jsConsumerConfig cfg;
+    consumer_config(&want, o->visibility_timeout_ms, filter, desc, &cfg);
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, b->js, STREAM, want.durable, &b->api, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr) {
+        s = js_AddConsumer(&ci, b->js, STREAM, &cfg, &b->api, &jerr);
+        if (s != NATS_OK && jerr == JSConsumerNameExistErr)
+            s = js_GetConsumerInfo(&ci, b->js, STREAM, want.durable, &b->api, &jerr);
+    }
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "create consumer", want.durable);
+    st = reconcile(b, ci, &want, &cfg, err);
+    jsConsumerInfo_Destroy(ci);
+    return st == TXM_OK ? queue_cache(b, &want, err) : st;
+}
+
+/* ---- publish ---- */
+
+/* Finds msg among the batch's in-flight messages, starting where the last
+ * one was found. Returns n when it is not there. Under batch_mu. */
+static size_t batch_find(pubbatch *pb, const natsMsg *msg)
+{
+    for (size_t k = 0; k < pb->n; k++) {
+        size_t i = (pb->hint + k) % pb->n;
+        if (pb->inflight[i] == msg) {
+            pb->hint = i + 1;
+            return i;
+        }
+    }
+    return pb->n;
+}
+
+/* Records message i's failure; the text kept is the first message's. Under
+ * batch_mu. */
+static void batch_fail(pubbatch *pb, size_t i, txm_status st, const char *text)
+{
+    pb->res[i] = st;
+    if (i < pb->text_index) {
+        pb->text_index = i;
+        snprintf(pb->text, sizeof pb->text, "%s", text != NULL ? text : txm_strerror(st));
+    }
+}
+
+/* libnats calls this on its thread for each acknowledgement (or failure) of
+ * an asynchronous publish. Owns: msg is ours to destroy. */
+static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    txm__broker *b = closure;
+    pthread_mutex_lock(&b->batch_mu);
+    pubbatch *pb = b->batch;
+    size_t i = pb != NULL ? batch_find(pb, msg) : 0;
+    if (pb != NULL && i < pb->n) {
+        pb->inflight[i] = NULL;
+        /* A duplicate inside the window is stored already: a success. */
+        if (pa != NULL)
+            pb->res[i] = TXM_OK;
+        else
+            batch_fail(pb, i, pae != NULL ? map_status(pae->Err, pae->ErrCode) : TXM_BROKER,
+                       pae != NULL ? pae->ErrText : NULL);
+    }
+    pthread_mutex_unlock(&b->batch_mu);
+    natsMsg_Destroy(msg);
+}
+
+static void send_one(txm__broker *b, pubbatch *pb, const txm_outgoing *o, size_t i)
+{
+    char subject[SUBJECT_MAX];
+    snprintf(subject, sizeof subject, "%s%s", SUBJECT_PREFIX, o->topic);
+    if (!tokens_ok(o->topic) || o->len > INT_MAX) {
+        pthread_mutex_lock(&b->batch_mu);
+        batch_fail(pb, i, o->len > INT_MAX ? TXM_TOO_BIG : TXM_INVALID, "bad topic or size");
+        pthread_mutex_unlock(&b->batch_mu);
+        return;
+    }
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subject, NULL, o->body, (int)o->len);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(m, HDR_MSG_ID, o->message_id);
+    if (s == NATS_OK) {
+        pthread_mutex_lock(&b->batch_mu);
+        pb->inflight[i] = m;
+        pthread_mutex_unlock(&b->batch_mu);
+        natsMsg *handed = m;
+        /* On success libnats owns the message and hands it to on_pub_ack. */
+        s = js_PublishMsgAsync(b->js, &handed, NULL);
+        if (s == NATS_OK)
+            return;
+    }
+    pthread_mutex_lock(&b->batch_mu);
+    if (pb->inflight[i] == m)
+        pb->inflight[i] = NULL;
+    batch_fail(pb, i, map_status(s, 0), nats_GetLastError(NULL));
+    pthread_mutex_unlock(&b->batch_mu);
+    natsMsg_Destroy(m);
+}
+
+/* Waits for the batch's acknowledgements until deadline_ms (nats_Now). The
+ * unanswered are withdrawn from libnats and keep TXM_TIMEOUT: they may still
+ * be stored, which a later re-publish with the same id covers. */
+static void wait_batch(txm__broker *b, pubbatch *pb, int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - nats_Now();
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = left > 0 ? left : 1;
+    if (js_PublishAsyncComplete(b->js, &po) != NATS_TIMEOUT)
+        return;
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, b->js) != NATS_OK)
+        return;
+    pthread_mutex_lock(&b->batch_mu);
+    for (int k = 0; k < pending.Count; k++) {
+        size_t i = batch_find(pb, pending.Msgs[k]);
+        if (i < pb->n) {
+            pb->inflight[i] = NULL;
+            batch_fail(pb, i, TXM_TIMEOUT, "no acknowledgement from the server in time");
+        }
+    }
+    pthread_mutex_unlock(&b->batch_mu);
+    natsMsgList_Destroy(&pending);
+}
+
+/* Publishes asynchronously (a window of outstanding acks is ~10x faster
+ * than one at a time) and returns once every message is acknowledged or
+ * failed. Returns the first failure; results gets each message's status. */
+static txm_status publish_nats(txm__broker *b, const txm_outgoing *msgs, size_t n,
+                               txm_status *results, txm_error *err)
+{
+    txm_status st = check_connected(b, err);
+    if (st != TXM_OK)
+        return st;
+    pubbatch pb = {.n = n, .text_index = n};
+    pb.inflight = txm__calloc(n, sizeof *pb.inflight);
+    pb.res = txm__calloc(n, sizeof *pb.res);
+    if (pb.inflight == NULL || pb.res == NULL) {
+        free(pb.inflight);
+        free(pb.res);
+        return txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        pb.res[i] = TXM_TIMEOUT;
+    pthread_mutex_lock(&b->pub_mu);
+    int64_t deadline = nats_Now() + b->publish_timeout_ms;
+    pthread_mutex_lock(&b->batch_mu);
+    b->batch = &pb;
+    pthread_mutex_unlock(&b->batch_mu);
+    for (size_t i = 0; i < n; i++)
+        send_one(b, &pb, &msgs[i], i);
+    wait_batch(b, &pb, deadline);
+    pthread_mutex_lock(&b->batch_mu);
+    b->batch = NULL;
+    pthread_mutex_unlock(&b->batch_mu);
+    pthread_mutex_unlock(&b->pub_mu);
+    for (size_t i = 0; i < n; i++) {
+        if (results != NULL)
+            results[i] = pb.res[i];
+        if (st == TXM_OK && pb.res[i] != TXM_OK)
+            st = txm_errf(err, pb.res[i], "nats: publish of message %zu (%s): %s", i,
+                          msgs[i].message_id, i == pb.text_index ? pb.text : "failed");
+    }
+    free(pb.inflight);
+    free(pb.res);
+    return st;
+}
+
+/* ---- deliveries: metadata and acknowledgements ---- */
+
+/* Reads the delivery count and stream sequence from a delivery's reply
+ * subject, "$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer
+ * seq>.<time>.<pending>", or on newer servers the same after two more tokens
+ * (domain, account hash) and with more at the end. */
+static bool ack_meta(const char *reply, uint64_t *delivered, uint64_t *sseq)
+{
+    size_t plen = strlen(ACK_PREFIX);
+    if (reply == NULL || strncmp(reply, ACK_PREFIX, plen) != 0)
+        return false;
+    const char *tok[12];
+    int n = 0;
+    for (const char *p = reply + plen; p != NULL && n < 12; n++) {
+        tok[n] = p;
+        p = strchr(p, '.');
+        if (p != NULL)
+            p++;
+    }
+    int base = n == 7 ? 0 : n >= 9 ? 2 : -1;
+    if (base < 0)
+        return false;
+    *delivered = strtoull(tok[base + 2], NULL, 10);
+    *sseq = strtoull(tok[base + 3], NULL, 10);
+    return *delivered > 0 && *sseq > 0;
+}
+
+/* Sends an acknowledgement (body "+ACK", "-NAK {...}") for delivery m as a
+ * request: JetStream answers once it has applied it. The acknowledgement
+ * goes straight to m's reply subject, so it does not need the subscription
+ * the message came from. */
+static txm_status ack_request(txm__broker *b, natsMsg *m, const char *body, const char *what,
+                              const char *msg_id, txm_error *err)
+{
+    const char *reply = natsMsg_GetReply(m);
+    if (reply == NULL || strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) != 0)
+        return txm_errf(err, TXM_STATE, "nats: %s %s: not a JetStream delivery", what, msg_id);
+    natsMsg *resp = NULL;
+    fprintf(stderr, "DEBUG %lld ack %s %s\n", (long long)nats_Now(), reply, body);
+    natsStatus s = natsConnection_RequestString(&resp, b->nc, reply, body, b->api.Wait);
+    natsMsg_Destroy(resp);
+    return s == NATS_OK ? TXM_OK : nfail(err, s, 0, what, msg_id);
+}
+
+/* ---- dead letters ---- */
+
+/* Stores a copy of m (a delivery of q) in q's dead-letter queue, then acks
+ * m. sseq is m's stream sequence: it names the dead letter for de-dupe. */
+static txm_status dlq_move(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sseq,
+                           const char *msg_id, int count, const char *reason, txm_error *err)
+{
+    char subject[SUBJECT_MAX], id[MSGID_MAX], cnt[24], text[REASON_MAX];
+    snprintf(subject, sizeof subject, "%s%s", DLQ_SUBJECT_PREFIX, q->dlq);
+    snprintf(id, sizeof id, "dlq:%s:%" PRIu64, q->queue, sseq);
+    snprintf(cnt, sizeof cnt, "%d", count);
+    header_text(reason, text);
+    fprintf(stderr, "DEBUG dlq_move queue=%s sseq=%llu count=%d reason=%s\n", q->queue, (unsigned long long)sseq, count, text);
+    natsMsg *dm = NULL;
+    natsStatus s = natsMsg_Create(&dm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(dm, HDR_SUBJECT, natsMsg_GetSubject(m));
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(dm, HDR_TXM_ID, msg_id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(dm, HDR_QUEUE, q->queue);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(dm, HDR_COUNT, cnt);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(dm, HDR_ERROR, text);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(dm, HDR_MSG_ID, id);
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = b->publish_timeout_ms;
+    if (s == NATS_OK)
+        s = js_PublishMsg(NULL, b->js, dm, &po, &jerr);
+    natsMsg_Destroy(dm);
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "dead-letter to", subject);
+    return ack_request(b, m, "+ACK", "ack of dead-lettered", msg_id, err);
+}
+
+static txm_status dead_letter_nats(txm__broker *b, txm_delivery *d, const char *reason,
+                                   txm_error *err)
+{
+    qinfo q;
+    uint64_t delivered = 0, sseq = 0;
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = queue_lookup(b, d->queue, &q, err);
+    if (st == TXM_OK && !ack_meta(natsMsg_GetReply(d->handle), &delivered, &sseq))
+        st = txm_errf(err, TXM_STATE, "nats: dead_letter %s: not a JetStream delivery",
+                      d->message_id);
+    if (st == TXM_OK)
+        st = dlq_move(b, &q, d->handle, sseq, d->message_id, d->receive_count, reason, err);
+    return st;
+}
+
+/* ---- receive, ack, nack ---- */
+
+static void free_msg(void *handle)
+{
+    natsMsg_Destroy(handle);
+}
+
+/* Reads the answer to one pull request: deliveries (reply subject
+ * $JS.ACK...) into got, until max of them or the request's closing status
+ * (404 no messages, 408 request expired; 409 and others are errors unless
+ * something was delivered). Statuses for other requests are ignored. */
+static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max,
+                            int64_t deadline_ms, natsMsg **got, size_t *n, txm_error *err)
+{
+    while (*n < max) {
+        int64_t left = deadline_ms - nats_Now();
+        natsMsg *m = NULL;
+        natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub, left) : NATS_TIMEOUT;
+        if (s == NATS_TIMEOUT)
+            return TXM_OK;
+        if (s != NATS_OK)
+            return nfail(err, s, 0, "pull from", queue);
+        const char *reply = natsMsg_GetReply(m);
+        if (reply != NULL && strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) == 0) {
+            fprintf(stderr, "DEBUG %lld pull %s got %s on %s\n", (long long)nats_Now(), queue, reply, natsSubscription_GetSubject(sub));
+            got[(*n)++] = m;
+            continue;
+        }
+        const char *code = hdr(m, HDR_STATUS);
+        bool end = code[0] != '\0' && strcmp(code, "100") != 0;
+        txm_status st = TXM_OK;
+        if (end && *n == 0 && strcmp(code, "404") != 0 && strcmp(code, "408") != 0) {
+            const char *desc = hdr(m, HDR_DESCRIPTION);
+            st = txm_errf(err, strstr(desc, "Deleted") != NULL ? TXM_NOT_FOUND : TXM_BROKER,
+                          "nats: pull from %s: %s %s", queue, code, desc);
+        }
+        fprintf(stderr, "DEBUG %lld pull %s status %s %s on %s (%s)\n", (long long)nats_Now(), queue, code, hdr(m, HDR_DESCRIPTION), natsSubscription_GetSubject(sub), natsMsg_GetSubject(m));
+        natsMsg_Destroy(m);
+        if (end)
+            return st;
+    }
+    return TXM_OK;
+}
+
+/* One pull request on a private inbox, with SQS long-poll semantics: with
+ * no_wait and expires, JetStream (2.9) answers at once with what is there,
+ * or waits up to expires and answers as soon as something arrives. The
+ * pull API is used directly because the pull subscription of libnats 3.4
+ * lets the closing status of an earlier request end a later fetch. */
+static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, natsMsg **got,
+                       size_t *n, txm_error *err)
+{
+    char subject[SUBJECT_MAX], body[128];
+    snprintf(subject, sizeof subject, "%s%s.%s", PULL_PREFIX, STREAM, q->durable);
+    if (wait_ms > 0)
+        snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true,\"expires\":%lld}", max,
+                 (long long)wait_ms * NS_PER_MS);
+    else
+        snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
+    natsInbox *inbox = NULL;
+    natsSubscription *sub = NULL;
+    natsStatus s = natsInbox_Create(&inbox);
+    if (s == NATS_OK)
+        s = natsConnection_SubscribeSync(&sub, b->nc, inbox);
+    if (s == NATS_OK)
+        s = natsConnection_PublishRequestString(b->nc, subject, inbox, body);
+    fprintf(stderr, "DEBUG %lld pull request %s %s\n", (long long)nats_Now(), inbox, body);
+    /* The server closes the request by expires; the margin covers transit. */
+    txm_status st = s != NATS_OK ? nfail(err, s, 0, "pull request to", q->durable)
+                                 : read_pull(sub, q->queue, max, nats_Now() + wait_ms + b->api.Wait,
+                                             got, n, err);
+    /* A delivery arriving after this (only when the answer was cut off) is
+     * lost to this receive and delivered again when its lease ends. */
+    natsSubscription_Destroy(sub);
+    natsInbox_Destroy(inbox);
+    return st;
+}
+
+/* Settles a pulled message that is not returned, logging a failure: the
+ * message then stays leased and comes back when the lease ends. */
+static void settle_here(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sseq, const char *id,
+                        int count)
+{
+    txm_error e = {0};
+    txm_status st = TXM_OK;
+    const char *target = hdr(m, HDR_QUEUE);
+    if (target[0] != '\0' && strcmp(target, q->queue) != 0) {
+        /* A redrive meant for another queue of the same topic. */
+        st = ack_request(b, m, "+ACK", "ack of redrive for another queue", id, &e);
+    } else {
+        /* Delivered more than max_receive_count times: the last lease ran
+         * out without an ack (the receiver crashed or was too slow). */
+        char reason[REASON_MAX];
+        snprintf(reason, sizeof reason,
+                 "received %d times, more than max_receive_count %d (lease expired)", count,
+                 q->max_receive_count);
+        st = dlq_move(b, q, m, sseq, id, count, reason, &e);
+    }
+    if (st != TXM_OK)
+        blog(b, 2, "nats: receive on %s: %s", q->queue, e.text);
+}
+
+/* Turns a pulled message into a delivery (*out), or settles it here and
+ * sets *out = NULL (see settle_here). Owns: takes *pm when it returns a
+ * delivery and sets it NULL; otherwise the caller still destroys it. */
+static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_delivery **out,
+                       txm_error *err)
+{
+    natsMsg *m = *pm;
+    *out = NULL;
+    uint64_t delivered = 0, sseq = 0;
+    if (!ack_meta(natsMsg_GetReply(m), &delivered, &sseq))
+        return txm_errf(err, TXM_BROKER, "nats: delivery on %s without JetStream metadata",
+                        q->queue);
+    int count = delivered > INT_MAX ? INT_MAX : (int)delivered;
+    const char *id = hdr(m, HDR_TXM_ID);
+    if (id[0] == '\0')
+        id = hdr(m, HDR_MSG_ID);
+    const char *target = hdr(m, HDR_QUEUE);
+    if ((target[0] != '\0' && strcmp(target, q->queue) != 0) || count > q->max_receive_count) {
+        settle_here(b, q, m, sseq, id, count);
+        return TXM_OK;
+    }
+    const char *subject = natsMsg_GetSubject(m);
+    size_t plen = strlen(SUBJECT_PREFIX);
+    const char *topic = strncmp(subject, SUBJECT_PREFIX, plen) == 0 ? subject + plen : subject;
+    *out = txm__delivery_new(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), id, topic,
+                             q->queue, "", count, m, free_msg);
+    if (*out == NULL)
+        return txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    *pm = NULL;
+    return TXM_OK;
+}
+
+/* Messages left undelivered (an error midway) are destroyed unacked: their
+ * lease runs out and they are delivered again. */
+static txm_status receive_nats(txm__broker *b, const char *queue, size_t max, int wait_ms,
+                               txm_delivery ***out, size_t *count, txm_error *err)
+{
+    qinfo q;
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = queue_lookup(b, queue, &q, err);
+    if (st != TXM_OK)
+        return st;
+    natsMsg **got = txm__calloc(max, sizeof *got);
+    txm_delivery **list = txm__calloc(max, sizeof *list);
+    size_t ngot = 0, n = 0;
+    if (got == NULL || list == NULL)
+        st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    else
+        st = pull(b, &q, max, wait_ms, got, &ngot, err);
+    for (size_t i = 0; i < ngot; i++) {
+        txm_delivery *d = NULL;
+        if (st == TXM_OK)
+            st = take(b, &q, &got[i], &d, err);
+        if (d != NULL)
+            list[n++] = d;
+        natsMsg_Destroy(got[i]);
+    }
+    free(got);
+    if (st != TXM_OK) {
+        txm_delivery_list_free(list, n);
+        return st;
+    }
+    *out = list;
+    *count = n;
+    return TXM_OK;
+}
+
+/* Waits for the server to confirm. JetStream does not report an ack that
+ * arrives after the lease ran out, so this cannot return TXM_NOT_FOUND: a
+ * late ack of a message meanwhile delivered again acks that delivery too. */
+static txm_status ack_nats(txm__broker *b, txm_delivery *d, txm_error *err)
+{
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = ack_request(b, d->handle, "+ACK", "ack of", d->message_id, err);
+    return st;
+}
+
+/* The reason is not kept by JetStream for a redelivery: only a dead letter
+ * carries it (Txmsg-Last-Error). */
+static txm_status nack_nats(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
+                            txm_error *err)
+{
+    qinfo q;
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = queue_lookup(b, d->queue, &q, err);
+    if (st != TXM_OK)
+        return st;
+    if (d->receive_count >= q.max_receive_count)
+        return dead_letter_nats(b, d, reason, err);
+    char body[64];
+    snprintf(body, sizeof body, "-NAK {\"delay\":%lld}", (long long)delay_ms * NS_PER_MS);
+    return ack_request(b, d->handle, delay_ms > 0 ? body : "-NAK", "nak of", d->message_id, err);
+}
+
+static txm_status queue_depth_nats(txm__broker *b, const char *queue, int64_t *depth,
+                                   txm_error *err)
+{
+    qinfo q;
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = queue_lookup(b, queue, &q, err);
+    if (st != TXM_OK)
+        return st;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, b->js, STREAM, q.durable, &b->api, &jerr);
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "consumer info of", queue);
+    uint64_t pending = ci->NumPending;
+    int64_t leased = ci->NumAckPending;
+    jsConsumerInfo_Destroy(ci);
+    *depth = (pending > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)pending) + leased;
+    return TXM_OK;
+}
+
+/* ---- dead-letter queue: list, redrive, purge ---- */
+
+/* The dead-letter subject of queue: its declared dead-letter queue, or the
+ * default name when the queue is unknown (its consumer may be gone). */
+static txm_status dlq_subject(txm__broker *b, const char *queue, qinfo *q, char out[SUBJECT_MAX],
+                              txm_error *err)
+{
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = queue_lookup(b, queue, q, err);
+    if (st == TXM_NOT_FOUND) {
+        memset(q, 0, sizeof *q);
+        snprintf(q->queue, sizeof q->queue, "%s", queue);
+        txm__transport_dlq_name(queue, NULL, q->dlq);
+        st = TXM_OK;
+    }
+    snprintf(out, SUBJECT_MAX, "%s%s", DLQ_SUBJECT_PREFIX, q->dlq);
+    return st;
+}
+
+static uint64_t msg_seq(natsMsg *m)
+{
+    uint64_t seq = natsMsg_GetSequence(m);
+    if (seq == 0) {
+        const char *v = hdr(m, HDR_SEQUENCE);
+        seq = strtoull(v, NULL, 10);
+    }
+    return seq;
+}
+
+/* Reads the first dead letter on subject at sequence *seq or later (direct
+ * get: nothing is consumed) and sets *seq to its sequence. TXM_NOT_FOUND
+ * when there is none. */
+static txm_status dlq_next(txm__broker *b, const char *subject, uint64_t *seq, natsMsg **out,
+                           txm_error *err)
+{
+    jsDirectGetMsgOptions o;
+    jsDirectGetMsgOptions_Init(&o);
+    o.Sequence = *seq;
+    o.NextBySubject = subject;
+    natsStatus s = js_DirectGetMsg(out, b->js, DLQ_STREAM, &b->api, &o);
+    if (s == NATS_NOT_FOUND)
+        return TXM_NOT_FOUND;
+    if (s != NATS_OK)
+        return nfail(err, s, 0, "read dead letters of", subject);
+    *seq = msg_seq(*out);
+    return *seq > 0 ? TXM_OK : txm_errf(err, TXM_BROKER, "nats: dead letter without sequence");
+}
+
+static txm_delivery *dead_letter_delivery(natsMsg *m, const char *queue)
+{
+    const char *subject = hdr(m, HDR_SUBJECT);
+    size_t plen = strlen(SUBJECT_PREFIX);
+    const char *topic = strncmp(subject, SUBJECT_PREFIX, plen) == 0 ? subject + plen : subject;
+    const char *source = hdr(m, HDR_QUEUE);
+    return txm__delivery_new(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                             hdr(m, HDR_TXM_ID), topic, source[0] != '\0' ? source : queue,
+                             hdr(m, HDR_ERROR), parse_count(hdr(m, HDR_COUNT)), NULL, NULL);
+}
+
+static txm_status dlq_list_nats(txm__broker *b, const char *queue, size_t limit,
+                                txm_delivery ***out, size_t *count, txm_error *err)
+{
+    qinfo q;
+    char subject[SUBJECT_MAX];
+    txm_status st = dlq_subject(b, queue, &q, subject, err);
+    if (st != TXM_OK)
+        return st;
+    size_t cap = limit < 64 ? limit : 64, n = 0;
+    txm_delivery **list = txm__calloc(cap, sizeof *list);
+    if (list == NULL)
+        return txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    for (uint64_t seq = 1; st == TXM_OK && n < limit; seq++) {
+        natsMsg *m = NULL;
+        if ((st = dlq_next(b, subject, &seq, &m, err)) != TXM_OK)
+            break;
+        if (n == cap) {
+            size_t ncap = cap * 2 < limit ? cap * 2 : limit;
+            txm_delivery **grown = txm__realloc(list, ncap * sizeof *list);
+            if (grown == NULL) {
+                st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
+            } else {
+                list = grown;
+                cap = ncap;
+            }
+        }
+        if (st == TXM_OK && (list[n] = dead_letter_delivery(m, queue)) == NULL)
+            st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
+        else if (st == TXM_OK)
+            n++;
+        natsMsg_Destroy(m);
+    }
+    if (st != TXM_OK && st != TXM_NOT_FOUND) {
+        txm_delivery_list_free(list, n);
+        return st;
+    }
+    *out = list;
+    *count = n;
+    return TXM_OK;
+}
+
+/* Publishes dead letter m (at DLQ sequence seq) again on its original
+ * subject for its source queue, with a fresh delivery count. */
+static txm_status republish(txm__broker *b, natsMsg *m, uint64_t seq, const char *queue,
+                            txm_error *err)
+{
+    const char *subject = hdr(m, HDR_SUBJECT);
+    const char *msg_id = hdr(m, HDR_TXM_ID);
+    const char *source = hdr(m, HDR_QUEUE);
+    if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0)
+        return txm_errf(err, TXM_MALFORMED, "nats: dead letter %" PRIu64 " has no subject", seq);
+    char id[MSGID_MAX];
+    snprintf(id, sizeof id, "%s:redrive:%" PRIu64, msg_id, seq);
+    natsMsg *rm = NULL;
+    natsStatus s = natsMsg_Create(&rm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(rm, HDR_MSG_ID, id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(rm, HDR_TXM_ID, msg_id);
+    if (s == NATS_OK)
+        s = natsMsgHeader_Set(rm, HDR_QUEUE, source[0] != '\0' ? source : queue);
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = b->publish_timeout_ms;
+    if (s == NATS_OK)
+        s = js_PublishMsg(NULL, b->js, rm, &po, &jerr);
+    natsMsg_Destroy(rm);
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "redrive to", subject);
+    s = js_DeleteMsg(b->js, DLQ_STREAM, seq, &b->api, &jerr);
+    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "delete dead letter of", queue);
+}
+
+static txm_status dlq_last_seq(txm__broker *b, const char *filter, uint64_t *last, uint64_t *msgs,
+                               txm_error *err)
+{
+    jsOptions o = b->api;
+    o.Stream.Info.SubjectsFilter = filter;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetStreamInfo(&si, b->js, DLQ_STREAM, &o, &jerr);
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "stream info of", DLQ_STREAM);
+    *last = si->State.LastSeq;
+    *msgs = 0;
+    const jsStreamStateSubjects *subs = si->State.Subjects;
+    for (int i = 0; subs != NULL && i < subs->Count; i++)
+        if (filter != NULL && strcmp(subs->List[i].Subject, filter) == 0)
+            *msgs += subs->List[i].Msgs;
+    jsStreamInfo_Destroy(si);
+    return TXM_OK;
+}
+
+/* Redrives the dead letters present when it starts (one that fails again
+ * meanwhile is left for the next redrive). */
+static txm_status dlq_redrive_nats(txm__broker *b, const char *queue, const char *message_id,
+                                   size_t *moved, txm_error *err)
+{
+    qinfo q;
+    char subject[SUBJECT_MAX];
+    uint64_t last = 0, unused = 0;
+    txm_status st = dlq_subject(b, queue, &q, subject, err);
+    if (st == TXM_OK)
+        st = dlq_last_seq(b, NULL, &last, &unused, err);
+    size_t n = 0;
+    for (uint64_t seq = 1; st == TXM_OK && seq <= last; seq++) {
+        natsMsg *m = NULL;
+        if ((st = dlq_next(b, subject, &seq, &m, err)) != TXM_OK)
+            break;
+        if (seq <= last && (message_id == NULL || strcmp(hdr(m, HDR_TXM_ID), message_id) == 0)) {
+            st = republish(b, m, seq, queue, err);
+            n += st == TXM_OK;
+        }
+        natsMsg_Destroy(m);
+    }
+    if (moved != NULL)
+        *moved = n;
+    return st == TXM_NOT_FOUND ? TXM_OK : st;
+}
+
+/* Purges the queue's dead letters up to the last one present at the start;
+ * *purged is their count at that moment. */
+static txm_status dlq_purge_nats(txm__broker *b, const char *queue, size_t *purged, txm_error *err)
+{
+    qinfo q;
+    char subject[SUBJECT_MAX];
+    uint64_t last = 0, msgs = 0;
+    txm_status st = dlq_subject(b, queue, &q, subject, err);
+    if (st == TXM_OK)
+        st = dlq_last_seq(b, subject, &last, &msgs, err);
+    if (st != TXM_OK || msgs == 0)
+        return st;
+    jsOptions o = b->api;
+    o.Stream.Purge.Subject = subject;
+    o.Stream.Purge.Sequence = last + 1;
+    jsErrCode jerr = 0;
+    natsStatus s = js_PurgeStream(b->js, DLQ_STREAM, &o, &jerr);
+    if (s != NATS_OK)
+        return nfail(err, s, jerr, "purge", subject);
+    if (purged != NULL)
+        *purged = msgs > SIZE_MAX ? SIZE_MAX : (size_t)msgs;
+    return TXM_OK;
+}
+
+const txm__transport_ops txm__transport_nats = {
+    .scheme = "nats",
+    .open = open_nats,
+    .close = close_nats,
+    .declare_topic = declare_topic_nats,
+    .declare_subscription = declare_subscription_nats,
+    .publish = publish_nats,
+    .receive = receive_nats,
+    .ack = ack_nats,
+    .nack = nack_nats,
+    .dead_letter = dead_letter_nats,
+    .queue_depth = queue_depth_nats,
+    .dlq_list = dlq_list_nats,
+    .dlq_redrive = dlq_redrive_nats,
+    .dlq_purge = dlq_purge_nats,
+};

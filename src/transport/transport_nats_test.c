@@ -1,0 +1,676 @@
+/* NATS JetStream transport against a real nats-server: the shared one of
+ * scripts/with-servers (TXMSG_TEST_NATS_URL; skipped without it), and a
+ * private one that the restart test stops and starts. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <nats/nats.h>
+
+#include "testbroker.h"
+#include "txmsg/transport.h"
+
+#define NAME_LEN 96
+
+static const char *nats_url_or_skip(void)
+{
+    const char *url = getenv("TXMSG_TEST_NATS_URL");
+    if (url == NULL || url[0] == '\0')
+        skip();
+    return url;
+}
+
+static txm_transport *open_at(const char *url, int publish_timeout_ms)
+{
+    txm_transport_options o;
+    txm_transport_options_init(&o);
+    o.publish_timeout_ms = publish_timeout_ms;
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    txm_status st = txm_transport_open(url, &o, &t, &err);
+    if (st != TXM_OK)
+        fail_msg("open %s: %s", url, err.text);
+    return t;
+}
+
+static txm_transport *open_shared(void)
+{
+    return open_at(nats_url_or_skip(), 10000);
+}
+
+static void subscribe(txm_transport *t, const char *topic, const char *queue, int max,
+                      int visibility_ms)
+{
+    txm_subscription_options o;
+    txm_subscription_options_init(&o);
+    o.max_receive_count = max;
+    o.visibility_timeout_ms = visibility_ms;
+    txm_error err = {0};
+    txm_status st = txm_transport_declare_subscription(t, topic, queue, &o, &err);
+    if (st != TXM_OK)
+        fail_msg("declare_subscription %s -> %s: %s", topic, queue, err.text);
+}
+
+static void publish_one(txm_transport *t, const char *topic, const char *id, const char *body)
+{
+    txm_outgoing m = {topic, id, body, strlen(body)};
+    txm_status res = TXM_INVALID;
+    txm_error err = {0};
+    txm_status st = txm_transport_publish(t, &m, 1, &res, &err);
+    if (st != TXM_OK)
+        fail_msg("publish %s: %s", id, err.text);
+    assert_int_equal(res, TXM_OK);
+}
+
+/* Receives up to max; fails the test on an error. */
+static size_t receive(txm_transport *t, const char *queue, size_t max, int wait_ms,
+                      txm_delivery ***out)
+{
+    size_t n = 0;
+    txm_error err = {0};
+    txm_status st = txm_transport_receive(t, queue, max, wait_ms, out, &n, &err);
+    if (st != TXM_OK)
+        fail_msg("receive %s: %s", queue, err.text);
+    return n;
+}
+
+static txm_delivery *receive_one(txm_transport *t, const char *queue, int wait_ms)
+{
+    txm_delivery **list = NULL;
+    size_t n = receive(t, queue, 1, wait_ms, &list);
+    txm_delivery *d = n == 1 ? list[0] : NULL;
+    txm_free(list);
+    return d;
+}
+
+static void ack(txm_transport *t, txm_delivery *d)
+{
+    txm_error err = {0};
+    if (txm_transport_ack(t, d, &err) != TXM_OK)
+        fail_msg("ack: %s", err.text);
+}
+
+static void names(char *topic, char *q1, char *q2)
+{
+    txm_test_unique("topic", topic, NAME_LEN);
+    txm_test_unique("queue", q1, NAME_LEN);
+    if (q2 != NULL)
+        txm_test_unique("queue", q2, NAME_LEN);
+}
+
+static void nats_fan_out_delivers_once_to_each_queue(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], qa[NAME_LEN], qb[NAME_LEN];
+    names(topic, qa, qb);
+    assert_int_equal(txm_transport_declare_topic(t, topic, NULL), TXM_OK);
+    subscribe(t, topic, qa, 3, 30000);
+    subscribe(t, topic, qb, 3, 30000);
+    publish_one(t, topic, "fan-1", "{\"n\":1}");
+    const char *queues[2] = {qa, qb};
+    for (int i = 0; i < 2; i++) {
+        txm_delivery *d = receive_one(t, queues[i], 2000);
+        assert_non_null(d);
+        size_t len = 0;
+        assert_string_equal(txm_delivery_body(d, &len), "{\"n\":1}");
+        assert_int_equal(len, 7);
+        assert_string_equal(txm_delivery_message_id(d), "fan-1");
+        assert_string_equal(txm_delivery_topic(d), topic);
+        assert_string_equal(txm_delivery_queue(d), queues[i]);
+        assert_int_equal(txm_delivery_receive_count(d), 1);
+        ack(t, d);
+        txm_delivery_free(d);
+        assert_null(receive_one(t, queues[i], 200));
+        int64_t depth = -1;
+        assert_int_equal(txm_transport_queue_depth(t, queues[i], &depth, NULL), TXM_OK);
+        assert_int_equal(depth, 0);
+    }
+    txm_transport_close(t);
+}
+
+/* Receives and acks until nothing comes for wait_ms; returns the count and
+ * writes the message ids, in order, into ids. */
+static size_t drain(txm_transport *t, const char *q, int wait_ms, char ids[][24], size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        txm_delivery **list = NULL;
+        size_t n = receive(t, q, 10, wait_ms, &list);
+        for (size_t i = 0; i < n; i++) {
+            if (got < cap)
+                snprintf(ids[got], 24, "%s", txm_delivery_message_id(list[i]));
+            got++;
+            ack(t, list[i]);
+        }
+        txm_delivery_list_free(list, n);
+        if (n == 0)
+            return got;
+    }
+}
+
+static void nats_broker_drops_republish_with_same_id_in_window(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    /* Every publish is acknowledged, the repeats as duplicates. */
+    for (int i = 0; i < 5; i++)
+        publish_one(t, topic, "dup-1", "{\"once\":true}");
+    txm_outgoing batch[2] = {{topic, "dup-2", "{}", 2}, {topic, "dup-2", "{}", 2}};
+    txm_status res[2] = {TXM_INVALID, TXM_INVALID};
+    assert_int_equal(txm_transport_publish(t, batch, 2, res, NULL), TXM_OK);
+    assert_int_equal(res[0], TXM_OK);
+    assert_int_equal(res[1], TXM_OK);
+    char ids[8][24];
+    assert_int_equal(drain(t, q, 500, ids, 8), 2);
+    assert_string_equal(ids[0], "dup-1");
+    assert_string_equal(ids[1], "dup-2");
+    txm_transport_close(t);
+}
+
+static void nats_unacked_message_is_redelivered_after_lease_with_count_2(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 1000);
+    publish_one(t, topic, "lease-1", "{}");
+    txm_delivery *d = receive_one(t, q, 2000);
+    assert_non_null(d);
+    assert_int_equal(txm_delivery_receive_count(d), 1);
+    long long leased_at = txm_test_now_ms();
+    txm_delivery_free(d); /* not acked: a crashed consumer */
+    d = receive_one(t, q, 5000);
+    long long waited = txm_test_now_ms() - leased_at;
+    assert_non_null(d);
+    assert_int_equal(txm_delivery_receive_count(d), 2);
+    assert_string_equal(txm_delivery_message_id(d), "lease-1");
+    assert_true(waited >= 800);
+    ack(t, d);
+    txm_delivery_free(d);
+    txm_transport_close(t);
+}
+
+static void nats_nack_after_max_moves_to_dlq_with_headers(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    publish_one(t, topic, "poison-1", "{\"poison\":1}");
+    for (int i = 1; i <= 3; i++) {
+        txm_delivery *d = receive_one(t, q, 2000);
+        assert_non_null(d);
+        assert_int_equal(txm_delivery_receive_count(d), i);
+        char reason[32];
+        snprintf(reason, sizeof reason, "boom %d\nline", i);
+        txm_error err = {0};
+        if (txm_transport_nack(t, d, 0, reason, &err) != TXM_OK)
+            fail_msg("nack: %s", err.text);
+        txm_delivery_free(d);
+    }
+    assert_null(receive_one(t, q, 500));
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_dlq_list(t, q, 10, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 1);
+    size_t len = 0;
+    assert_string_equal(txm_delivery_body(list[0], &len), "{\"poison\":1}");
+    assert_string_equal(txm_delivery_message_id(list[0]), "poison-1");
+    assert_string_equal(txm_delivery_topic(list[0]), topic);
+    assert_string_equal(txm_delivery_queue(list[0]), q);
+    assert_int_equal(txm_delivery_receive_count(list[0]), 3);
+    assert_string_equal(txm_delivery_last_error(list[0]), "boom 3 line");
+    /* Listed dead letters cannot be acked. */
+    assert_int_equal(txm_transport_ack(t, list[0], NULL), TXM_STATE);
+    txm_delivery_list_free(list, n);
+    int64_t depth = -1;
+    assert_int_equal(txm_transport_queue_depth(t, q, &depth, NULL), TXM_OK);
+    assert_int_equal(depth, 0);
+    txm_transport_close(t);
+}
+
+static void nats_expired_last_lease_is_dead_lettered_not_returned(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 1, 1000);
+    publish_one(t, topic, "expire-1", "{}");
+    txm_delivery *d = receive_one(t, q, 2000);
+    assert_non_null(d);
+    txm_delivery_free(d); /* lease 1 of 1 runs out */
+    d = NULL;
+    long long until = txm_test_now_ms() + 5000;
+    while (d == NULL && txm_test_now_ms() < until) {
+        txm_delivery **list = NULL;
+        size_t n = 0;
+        assert_null(receive_one(t, q, 500));
+        assert_int_equal(txm_transport_dlq_list(t, q, 10, &list, &n, NULL), TXM_OK);
+        if (n == 1) {
+            assert_int_equal(txm_delivery_receive_count(list[0]), 2);
+            assert_non_null(strstr(txm_delivery_last_error(list[0]), "lease expired"));
+            d = list[0];
+            list[0] = NULL;
+        }
+        txm_delivery_list_free(list, n);
+    }
+    assert_non_null(d);
+    txm_delivery_free(d);
+    txm_transport_close(t);
+}
+
+/* Dead-letters every message received from q (expects n). */
+static void dead_letter_all(txm_transport *t, const char *q, size_t expect, char ids[][16])
+{
+    size_t got = 0;
+    for (int tries = 0; got < expect && tries < 20; tries++) {
+        txm_delivery **list = NULL;
+        size_t n = receive(t, q, 10, 1000, &list);
+        for (size_t i = 0; i < n; i++) {
+            if (ids != NULL)
+                snprintf(ids[got], 16, "%s", txm_delivery_message_id(list[i]));
+            got++;
+            txm_error err = {0};
+            if (txm_transport_dead_letter(t, list[i], "cannot decode", &err) != TXM_OK)
+                fail_msg("dead_letter: %s", err.text);
+        }
+        txm_delivery_list_free(list, n);
+    }
+    assert_int_equal(got, expect);
+}
+
+static size_t dlq_count(txm_transport *t, const char *q)
+{
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_dlq_list(t, q, 100, &list, &n, NULL), TXM_OK);
+    txm_delivery_list_free(list, n);
+    return n;
+}
+
+static void nats_dlq_list_redrive_purge(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], qa[NAME_LEN], qb[NAME_LEN];
+    names(topic, qa, qb);
+    subscribe(t, topic, qa, 3, 30000);
+    subscribe(t, topic, qb, 3, 30000);
+    txm_outgoing batch[3] = {{topic, "dl-1", "{\"i\":1}", 7},
+                             {topic, "dl-2", "{\"i\":2}", 7},
+                             {topic, "dl-3", "{\"i\":3}", 7}};
+    assert_int_equal(txm_transport_publish(t, batch, 3, NULL, NULL), TXM_OK);
+    char ids[3][16];
+    dead_letter_all(t, qa, 3, ids);
+    dead_letter_all(t, qb, 3, NULL);
+    assert_int_equal(txm_transport_dlq_purge(t, qb, NULL, NULL), TXM_OK);
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_dlq_list(t, qa, 2, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 2); /* limit */
+    assert_string_equal(txm_delivery_message_id(list[0]), "dl-1");
+    assert_string_equal(txm_delivery_message_id(list[1]), "dl-2");
+    assert_string_equal(txm_delivery_last_error(list[0]), "cannot decode");
+    txm_delivery_list_free(list, n);
+    assert_int_equal(dlq_count(t, qa), 3);
+    /* Redrive one: back in qa with a fresh count, and not in qb. */
+    size_t moved = 0;
+    assert_int_equal(txm_transport_dlq_redrive(t, qa, "dl-2", &moved, NULL), TXM_OK);
+    assert_int_equal(moved, 1);
+    txm_delivery *d = receive_one(t, qa, 2000);
+    assert_non_null(d);
+    assert_string_equal(txm_delivery_message_id(d), "dl-2");
+    assert_string_equal(txm_delivery_topic(d), topic);
+    assert_int_equal(txm_delivery_receive_count(d), 1);
+    ack(t, d);
+    txm_delivery_free(d);
+    assert_null(receive_one(t, qb, 300));
+    assert_int_equal(dlq_count(t, qa), 2);
+    /* Redrive the rest; they fail again and are dead letters again. */
+    assert_int_equal(txm_transport_dlq_redrive(t, qa, NULL, &moved, NULL), TXM_OK);
+    assert_int_equal(moved, 2);
+    assert_int_equal(dlq_count(t, qa), 0);
+    dead_letter_all(t, qa, 2, NULL);
+    assert_int_equal(dlq_count(t, qa), 2);
+    size_t purged = 0;
+    assert_int_equal(txm_transport_dlq_purge(t, qa, &purged, NULL), TXM_OK);
+    assert_int_equal(purged, 2);
+    assert_int_equal(dlq_count(t, qa), 0);
+    assert_int_equal(dlq_count(t, qb), 0);
+    txm_transport_close(t);
+}
+
+static void nats_order_of_1000_is_kept(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    enum { N = 1000 };
+    static char ids[N][24], bodies[N][24];
+    static txm_outgoing msgs[N];
+    static txm_status res[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "ord-%d", i);
+        snprintf(bodies[i], sizeof bodies[i], "{\"i\":%d}", i);
+        msgs[i] = (txm_outgoing){topic, ids[i], bodies[i], strlen(bodies[i])};
+    }
+    long long t0 = txm_test_now_ms();
+    txm_error err = {0};
+    if (txm_transport_publish(t, msgs, N, res, &err) != TXM_OK)
+        fail_msg("publish: %s", err.text);
+    long long t1 = txm_test_now_ms();
+    for (int i = 0; i < N; i++)
+        assert_int_equal(res[i], TXM_OK);
+    int next = 0;
+    while (next < N) {
+        txm_delivery **list = NULL;
+        size_t n = receive(t, q, 256, 2000, &list);
+        assert_true(n > 0);
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(txm_delivery_message_id(list[i]), ids[next]);
+            next++;
+            ack(t, list[i]);
+        }
+        txm_delivery_list_free(list, n);
+    }
+    long long t2 = txm_test_now_ms();
+    print_message("nats: published %d in %lld ms, received+acked in %lld ms\n", N, t1 - t0,
+                  t2 - t1);
+    txm_transport_close(t);
+}
+
+static void nats_queue_conflict_and_not_found(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], other[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    txm_test_unique("topic", other, sizeof other);
+    subscribe(t, topic, q, 3, 30000);
+    subscribe(t, topic, q, 3, 30000);
+    subscribe(t, topic, q, 5, 10000); /* options may change */
+    txm_error err = {0};
+    assert_int_equal(txm_transport_declare_subscription(t, other, q, NULL, &err), TXM_CONFLICT);
+    /* "a.b" and "a_b" share a consumer name: the second is refused. */
+    char dotted[NAME_LEN + 4], under[NAME_LEN + 4];
+    snprintf(dotted, sizeof dotted, "%s.x", q);
+    snprintf(under, sizeof under, "%s_x", q);
+    subscribe(t, topic, dotted, 3, 30000);
+    assert_int_equal(txm_transport_declare_subscription(t, topic, under, NULL, &err), TXM_CONFLICT);
+    int64_t depth = 0;
+    assert_int_equal(txm_transport_queue_depth(t, under, &depth, &err), TXM_NOT_FOUND);
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_receive(t, "no-such-queue", 1, 0, &list, &n, &err),
+                     TXM_NOT_FOUND);
+    assert_int_equal(txm_transport_declare_topic(t, "a..b", &err), TXM_INVALID);
+    /* A second process sees the declared options. */
+    txm_transport *t2 = open_shared();
+    publish_one(t2, topic, "opt-1", "{}");
+    for (int i = 1; i <= 4; i++) {
+        txm_delivery *d = receive_one(t2, q, 2000);
+        assert_non_null(d);
+        assert_int_equal(txm_transport_nack(t2, d, 0, "again", NULL), TXM_OK);
+        txm_delivery_free(d);
+    }
+    txm_delivery *d = receive_one(t2, q, 2000); /* 5th receive: max is 5 */
+    assert_non_null(d);
+    assert_int_equal(txm_delivery_receive_count(d), 5);
+    assert_int_equal(txm_transport_nack(t2, d, 0, "last", NULL), TXM_OK);
+    txm_delivery_free(d);
+    assert_int_equal(dlq_count(t2, q), 1);
+    txm_transport_close(t2);
+    txm_transport_close(t);
+}
+
+static void nats_topic_without_subscribers_accepts_and_drops(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    publish_one(t, topic, "nobody-1", "{}");
+    subscribe(t, topic, q, 3, 30000);
+    assert_null(receive_one(t, q, 300));
+    txm_transport_close(t);
+}
+
+typedef struct late_pub {
+    txm_transport *t;
+    const char *topic;
+    int delay_ms;
+} late_pub;
+
+static void *publish_later(void *arg)
+{
+    late_pub *p = arg;
+    txm_test_sleep_ms(p->delay_ms);
+    txm_outgoing m = {p->topic, "late-1", "{}", 2};
+    txm_transport_publish(p->t, &m, 1, NULL, NULL);
+    return NULL;
+}
+
+static void nats_waiting_receive_wakes_on_publish(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    long long t0 = txm_test_now_ms();
+    assert_null(receive_one(t, q, 300));
+    long long waited = txm_test_now_ms() - t0;
+    assert_true(waited >= 250 && waited < 1500);
+    late_pub p = {t, topic, 300};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, publish_later, &p), 0);
+    t0 = txm_test_now_ms();
+    txm_delivery **list = NULL;
+    size_t n = receive(t, q, 10, 5000, &list);
+    long long got_after = txm_test_now_ms() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(n, 1);
+    ack(t, list[0]);
+    txm_delivery_list_free(list, n);
+    print_message("nats: waiting receive of 10 returned %lld ms after a publish at 300 ms\n",
+                  got_after - 300);
+    assert_true(got_after < 300 + 500);
+    txm_transport_close(t);
+}
+
+typedef struct competitor {
+    txm_transport *t;
+    const char *queue;
+    pthread_mutex_t *mu;
+    int *seen; /* per message index */
+    int got;
+} competitor;
+
+static void *compete(void *arg)
+{
+    competitor *c = arg;
+    for (int empty = 0; empty < 3;) {
+        txm_delivery **list = NULL;
+        size_t n = 0;
+        if (txm_transport_receive(c->t, c->queue, 7, 300, &list, &n, NULL) != TXM_OK)
+            break;
+        empty = n == 0 ? empty + 1 : 0;
+        for (size_t i = 0; i < n; i++) {
+            int k = (int)strtol(txm_delivery_message_id(list[i]) + 4, NULL, 10);
+            pthread_mutex_lock(c->mu);
+            c->seen[k]++;
+            pthread_mutex_unlock(c->mu);
+            c->got++;
+            txm_transport_ack(c->t, list[i], NULL);
+        }
+        txm_delivery_list_free(list, n);
+    }
+    return NULL;
+}
+
+static void nats_competing_receivers_share_a_queue(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    enum { N = 300 };
+    static char ids[N][16];
+    static txm_outgoing msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "cmp-%d", i);
+        msgs[i] = (txm_outgoing){topic, ids[i], "{}", 2};
+    }
+    assert_int_equal(txm_transport_publish(t, msgs, N, NULL, NULL), TXM_OK);
+    static int seen[N];
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    competitor c[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = (competitor){t, q, &mu, seen, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, compete, &c[i]), 0);
+    }
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(seen[i], 1);
+    assert_true(c[0].got + c[1].got + c[2].got == N);
+    txm_transport_close(t);
+}
+
+static void nats_open_unreachable_fails_fast(void **state)
+{
+    (void)state;
+    nats_url_or_skip();
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", txm_test_free_port());
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    long long t0 = txm_test_now_ms();
+    assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_BROKER);
+    assert_null(t);
+    assert_true(txm_test_now_ms() - t0 < 3000);
+}
+
+/* Waits until f(t) stops (want_ok false) or starts (true) returning TXM_OK. */
+static bool wait_depth(txm_transport *t, const char *q, bool want_ok, int ms)
+{
+    long long until = txm_test_now_ms() + ms;
+    while (txm_test_now_ms() < until) {
+        int64_t depth = 0;
+        if ((txm_transport_queue_depth(t, q, &depth, NULL) == TXM_OK) == want_ok)
+            return true;
+        txm_test_sleep_ms(50);
+    }
+    return false;
+}
+
+/* Messages in stream TXMSG at url: interest retention removes a message
+ * once every queue of its topic has acked it. */
+static uint64_t stream_msgs(const char *url)
+{
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsStreamInfo *si = NULL;
+    uint64_t msgs = UINT64_MAX;
+    if (natsConnection_ConnectTo(&nc, url) == NATS_OK &&
+        natsConnection_JetStream(&js, nc, NULL) == NATS_OK &&
+        js_GetStreamInfo(&si, js, "TXMSG", NULL, NULL) == NATS_OK)
+        msgs = si->State.Msgs;
+    jsStreamInfo_Destroy(si);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    return msgs;
+}
+
+static void nats_messages_survive_restart_and_handle_reconnects(void **state)
+{
+    (void)state;
+    nats_url_or_skip(); /* nats-server is installed where with-servers runs */
+    char *dir = txm_test_mkdtemp();
+    int port = txm_test_free_port();
+    assert_non_null(dir);
+    pid_t pid = txm_testnats_start(dir, port);
+    assert_true(pid > 0);
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    txm_transport *t = open_at(url, 2000);
+    subscribe(t, "restart", "restart-q", 3, 30000);
+    enum { N = 20 };
+    char ids[N][16];
+    txm_outgoing msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "rs-%d", i);
+        msgs[i] = (txm_outgoing){"restart", ids[i], "{\"kept\":true}", 13};
+    }
+    assert_int_equal(txm_transport_publish(t, msgs, N, NULL, NULL), TXM_OK);
+    txm_testnats_stop(pid);
+    assert_true(wait_depth(t, "restart-q", false, 5000));
+    txm_error err = {0};
+    txm_status st = txm_transport_publish(t, msgs, 1, NULL, &err);
+    assert_true(st == TXM_BROKER || st == TXM_TIMEOUT);
+    pid = txm_testnats_start(dir, port);
+    assert_true(pid > 0);
+    assert_true(wait_depth(t, "restart-q", true, 10000));
+    int next = 0;
+    for (int tries = 0; next < N && tries < 50; tries++) {
+        txm_delivery **list = NULL;
+        size_t n = 0;
+        if (txm_transport_receive(t, "restart-q", N, 500, &list, &n, &err) != TXM_OK)
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            assert_string_equal(txm_delivery_message_id(list[i]), ids[next]);
+            next++;
+            ack(t, list[i]);
+        }
+        txm_delivery_list_free(list, n);
+    }
+    assert_int_equal(next, N);
+    publish_one(t, "restart", "after-restart", "{}");
+    txm_delivery *d = receive_one(t, "restart-q", 2000);
+    assert_non_null(d);
+    ack(t, d);
+    txm_delivery_free(d);
+    assert_int_equal(stream_msgs(url), 0);
+    txm_transport_close(t);
+    txm_testnats_stop(pid);
+    txm_test_rmdir(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(nats_fan_out_delivers_once_to_each_queue),
+        cmocka_unit_test(nats_broker_drops_republish_with_same_id_in_window),
+        cmocka_unit_test(nats_unacked_message_is_redelivered_after_lease_with_count_2),
+        cmocka_unit_test(nats_nack_after_max_moves_to_dlq_with_headers),
+        cmocka_unit_test(nats_expired_last_lease_is_dead_lettered_not_returned),
+        cmocka_unit_test(nats_dlq_list_redrive_purge),
+        cmocka_unit_test(nats_order_of_1000_is_kept),
+        cmocka_unit_test(nats_queue_conflict_and_not_found),
+        cmocka_unit_test(nats_topic_without_subscribers_accepts_and_drops),
+        cmocka_unit_test(nats_waiting_receive_wakes_on_publish),
+        cmocka_unit_test(nats_competing_receivers_share_a_queue),
+        cmocka_unit_test(nats_open_unreachable_fails_fast),
+        cmocka_unit_test(nats_messages_survive_restart_and_handle_reconnects),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,201 @@
+/* txmsg-relay end to end: committed outbox rows reach the broker in commit
+ * order, rolled-back ones never do; PostgreSQL restarts and relay failover
+ * lose nothing. Runs on every database x transport pair. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testproc.h"
+#include "testrelay.h"
+
+typedef struct names {
+    char topic_a[96], topic_b[96], queue_a[96], queue_b[96];
+    char seen[128][TXM_UUID_LEN + 1]; /* ids committed to topic a, in order */
+    int n_seen;
+} names;
+
+static void declare_pair(txm_relay_fixture *fx, names *nm)
+{
+    txm_test_unique("ta", nm->topic_a, sizeof nm->topic_a);
+    txm_test_unique("tb", nm->topic_b, sizeof nm->topic_b);
+    txm_test_unique("qa", nm->queue_a, sizeof nm->queue_a);
+    txm_test_unique("qb", nm->queue_b, sizeof nm->queue_b);
+    assert_int_equal(
+        txm_transport_declare_subscription(fx->t, nm->topic_a, nm->queue_a, NULL, NULL), TXM_OK);
+    assert_int_equal(
+        txm_transport_declare_subscription(fx->t, nm->topic_b, nm->queue_b, NULL, NULL), TXM_OK);
+}
+
+/* Receives one message of queue within timeout_ms, acks it, returns it
+ * decoded (NULL on timeout). */
+static txm_msg *next_msg(txm_relay_fixture *fx, const char *queue, int timeout_ms)
+{
+    long long end = txm_test_now_ms() + timeout_ms;
+    while (txm_test_now_ms() < end) {
+        txm_delivery **list = NULL;
+        size_t n = 0;
+        assert_int_equal(txm_transport_receive(fx->t, queue, 1, 200, &list, &n, NULL), TXM_OK);
+        if (n == 0) {
+            txm_free(list);
+            continue;
+        }
+        size_t len = 0;
+        const char *body = txm_delivery_body(list[0], &len);
+        txm_msg *m = NULL;
+        assert_int_equal(txm_msg_decode(body, len, &m, NULL), TXM_OK);
+        assert_int_equal(txm_transport_ack(fx->t, list[0], NULL), TXM_OK);
+        txm_delivery_list_free(list, n);
+        return m;
+    }
+    return NULL;
+}
+
+static void relay_publishes_commits_in_order_and_never_rollbacks(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    enum { TXNS = 10, PER_TXN = 6 };
+    txm_msg *sent[TXNS * PER_TXN];
+    for (int t = 0; t < TXNS; t++) {
+        txm_uow *uow = NULL;
+        assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+        for (int i = 0; i < PER_TXN; i++) {
+            int n = t * PER_TXN + i;
+            char payload[48];
+            snprintf(payload, sizeof payload, "{\"n\":%d,\"s\":\"x\\u00e9\"}", n);
+            txm_msg *m = NULL;
+            assert_int_equal(txm_msg_new(n % 2 ? nm.topic_b : nm.topic_a, "agg-7", NULL,
+                                         payload, &m, NULL),
+                             TXM_OK);
+            assert_int_equal(txm_msg_set_source(m, "orders", NULL), TXM_OK);
+            sent[n] = txm_msg_copy(m);
+            assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+        }
+        assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+        if (t == 4) { /* a rolled-back transaction in the middle */
+            assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+            txm_msg *m = NULL;
+            assert_int_equal(txm_msg_new(nm.topic_a, "agg-7", NULL, "{\"rolled\":1}", &m, NULL),
+                             TXM_OK);
+            assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+            txm_uow_rollback(&uow);
+        }
+    }
+    pid_t relay = txm_relay_start(fx, NULL);
+    /* Each queue sees its topic's messages in commit order. */
+    for (int parity = 0; parity < 2; parity++) {
+        for (int n = parity; n < TXNS * PER_TXN; n += 2) {
+            txm_msg *got = next_msg(fx, parity ? nm.queue_b : nm.queue_a, 15000);
+            assert_non_null(got);
+            assert_string_equal(txm_msg_id(got), txm_msg_id(sent[n]));
+            assert_string_equal(txm_msg_topic(got), txm_msg_topic(sent[n]));
+            assert_string_equal(txm_msg_source(got), "orders");
+            assert_string_equal(txm_msg_aggregate_id(got), "agg-7");
+            assert_string_equal(txm_msg_correlation_id(got), txm_msg_correlation_id(sent[n]));
+            assert_string_equal(txm_msg_payload(got), txm_msg_payload(sent[n]));
+            assert_int_equal(txm_msg_created_at_us(got), txm_msg_created_at_us(sent[n]));
+            txm_msg_free(got);
+        }
+    }
+    /* Nothing else: the rolled-back message never leaves. */
+    assert_null(next_msg(fx, nm.queue_a, 700));
+    /* The relay marks what it published. */
+    bool found = true;
+    int64_t age = 0;
+    long long end = txm_test_now_ms() + 5000;
+    while (found && txm_test_now_ms() < end) {
+        assert_int_equal(txm_outbox_oldest_age(fx->db, &age, &found, NULL), TXM_OK);
+        txm_test_sleep_ms(50);
+    }
+    assert_false(found);
+    txm_outbox_entry *e = NULL;
+    assert_int_equal(txm_outbox_get(fx->db, txm_msg_id(sent[0]), &e, NULL), TXM_OK);
+    assert_true(txm_outbox_entry_is_dispatched(e));
+    assert_true(txm_outbox_entry_dispatch_count(e) >= 1);
+    txm_outbox_entry_free(e);
+    int status = txm_proc_kill(relay, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    for (int n = 0; n < TXNS * PER_TXN; n++)
+        txm_msg_free(sent[n]);
+}
+
+/* Commits count messages to topic a, then receives them from queue a:
+ * first deliveries in commit order; a re-delivery of an earlier message
+ * (at-least-once after a failure) is allowed. */
+static void commit_and_expect(txm_relay_fixture *fx, names *nm, int from, int count)
+{
+    assert_true(nm->n_seen + count <= 128);
+    for (int i = 0; i < count; i++)
+        txm_relay_commit(fx, nm->topic_a, from + i, nm->seen[nm->n_seen + i]);
+    int next = nm->n_seen;
+    while (next < nm->n_seen + count) {
+        txm_msg *got = next_msg(fx, nm->queue_a, 30000);
+        assert_non_null(got);
+        if (strcmp(txm_msg_id(got), nm->seen[next]) == 0) {
+            next++;
+        } else {
+            bool earlier = false;
+            for (int k = 0; k < next && !earlier; k++)
+                earlier = strcmp(txm_msg_id(got), nm->seen[k]) == 0;
+            assert_true(earlier);
+        }
+        txm_msg_free(got);
+    }
+    nm->n_seen = next;
+}
+
+static void relay_survives_postgresql_restart(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    pid_t relay = txm_relay_start(fx, NULL);
+    commit_and_expect(fx, &nm, 0, 10);
+    assert_true(txm_testdb_pg_restart());
+    /* The fixture's own pool reconnects on its next use. */
+    txm_db_close(fx->db);
+    assert_int_equal(txm_db_open(fx->db_url, NULL, &fx->db, NULL), TXM_OK);
+    commit_and_expect(fx, &nm, 10, 10);
+    int status = txm_proc_kill(relay, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void relay_standby_takes_over_when_active_is_killed(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    pid_t active = txm_relay_start(fx, NULL);
+    commit_and_expect(fx, &nm, 0, 5); /* the first relay holds the slot now */
+    pid_t standby = txm_relay_start(fx, NULL);
+    txm_test_sleep_ms(500);
+    commit_and_expect(fx, &nm, 5, 5);
+    long long killed_at = txm_test_now_ms();
+    txm_proc_kill(active, SIGKILL);
+    commit_and_expect(fx, &nm, 10, 20);
+    fprintf(stderr, "relay failover: rest delivered %lld ms after SIGKILL\n",
+            txm_test_now_ms() - killed_at);
+    int status = txm_proc_kill(standby, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TXM_RELAY_TESTS(relay_publishes_commits_in_order_and_never_rollbacks),
+        TXM_RELAY_TESTS_PG(relay_survives_postgresql_restart),
+        TXM_RELAY_TESTS_PG(relay_standby_takes_over_when_active_is_killed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

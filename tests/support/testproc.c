@@ -1,0 +1,39 @@
+/* Child processes for end-to-end and crash tests. */
+#include "testproc.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+pid_t txm_proc_start(const char *path, char *const argv[], char *const env[],
+                     const char *log_path)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    for (size_t i = 0; env != NULL && env[i] != NULL; i++)
+        putenv(env[i]);
+    if (log_path != NULL) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+            close(fd);
+        }
+    }
+    execv(path, argv);
+    _exit(127);
+}
+
+int txm_proc_kill(pid_t pid, int sig)
+{
+    int status = 0;
+    if (pid <= 0)
+        return -1;
+    kill(pid, sig);
+    waitpid(pid, &status, 0);
+    return status;
+}

@@ -1,0 +1,17 @@
+/* Test support: child processes (relay, services) with their environment. */
+#ifndef TXM_TESTPROC_H
+#define TXM_TESTPROC_H
+
+#include <sys/types.h>
+
+/* Starts path with argv (NULL-terminated, argv[0] included) and the extra
+ * environment entries env ("NAME=value", NULL-terminated, may be NULL).
+ * Its stderr goes to log_path when given (appended), else is inherited.
+ * Returns the pid, or -1. */
+pid_t txm_proc_start(const char *path, char *const argv[], char *const env[],
+                     const char *log_path);
+
+/* Sends sig and waits; returns the wait status. */
+int txm_proc_kill(pid_t pid, int sig);
+
+#endif

@@ -1,0 +1,121 @@
+/* Relay fixtures: databases, broker and relay process per test. */
+#include "testrelay.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "testproc.h"
+
+const txm_relay_combo txm_combo_sqlite_embedded = {TXM_TEST_SQLITE, TXM_TEST_EMBEDDED};
+const txm_relay_combo txm_combo_sqlite_nats = {TXM_TEST_SQLITE, TXM_TEST_NATS};
+const txm_relay_combo txm_combo_pg_embedded = {TXM_TEST_PG, TXM_TEST_EMBEDDED};
+const txm_relay_combo txm_combo_pg_nats = {TXM_TEST_PG, TXM_TEST_NATS};
+
+int txm_relay_setup(void **state)
+{
+    txm_relay_fixture *fx = calloc(1, sizeof *fx);
+    fx->combo = *(const txm_relay_combo *)*state;
+    *state = fx;
+    if (!txm_testdb_available(fx->combo.db) || !txm_testbroker_available(fx->combo.transport))
+        return 0;
+    fx->dir = txm_test_mkdtemp();
+    snprintf(fx->log_path, sizeof fx->log_path, "%s/relay.log", fx->dir);
+    if (fx->combo.db == TXM_TEST_PG) {
+        fx->db_url = txm_testdb_create(TXM_TEST_PG);
+    } else {
+        size_t n = strlen(fx->dir) + 32;
+        fx->db_url = malloc(n);
+        snprintf(fx->db_url, n, "sqlite:%s/service.db", fx->dir);
+    }
+    if (fx->combo.transport == TXM_TEST_NATS)
+        snprintf(fx->broker_url, sizeof fx->broker_url, "%s", getenv("TXMSG_TEST_NATS_URL"));
+    else
+        snprintf(fx->broker_url, sizeof fx->broker_url, "embedded:%s/broker.db", fx->dir);
+    char consumer_url[600];
+    snprintf(consumer_url, sizeof consumer_url, "sqlite:%s/consumer.db", fx->dir);
+    txm_error err;
+    if (fx->db_url == NULL || txm_db_open(fx->db_url, NULL, &fx->db, &err) != TXM_OK ||
+        txm_transport_open(fx->broker_url, NULL, &fx->t, &err) != TXM_OK ||
+        txm_db_open(consumer_url, NULL, &fx->consumer_db, &err) != TXM_OK) {
+        fprintf(stderr, "relay setup: %s\n", err.text);
+        return -1;
+    }
+    if (fx->combo.db == TXM_TEST_PG && txm_db_relay_slot(fx->db, fx->slot, &err) != TXM_OK)
+        return -1;
+    else if (fx->combo.db != TXM_TEST_PG)
+        snprintf(fx->slot, sizeof fx->slot, "none");
+    txm_db_exec(fx->consumer_db, "CREATE TABLE effects (message_id text NOT NULL)", NULL, 0, NULL,
+                NULL, NULL);
+    fx->ready = true;
+    return 0;
+}
+
+int txm_relay_teardown(void **state)
+{
+    txm_relay_fixture *fx = *state;
+    if (fx->db != NULL && fx->combo.db == TXM_TEST_PG) {
+        txm_value p = TXM_TEXT(fx->slot);
+        txm_db_exec(fx->db,
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+                    " WHERE slot_name = $1 AND NOT active",
+                    &p, 1, NULL, NULL, NULL);
+    }
+    txm_db_close(fx->db);
+    txm_db_close(fx->consumer_db);
+    txm_transport_close(fx->t);
+    if (fx->combo.db == TXM_TEST_PG)
+        txm_testdb_drop(TXM_TEST_PG, fx->db_url);
+    else
+        free(fx->db_url);
+    if (fx->dir != NULL && getenv("TXM_TEST_KEEP") == NULL)
+        txm_test_rmdir(fx->dir);
+    free(fx->dir);
+    free(fx);
+    return 0;
+}
+
+txm_relay_fixture *txm_relay_get(void **state)
+{
+    txm_relay_fixture *fx = *state;
+    if (!fx->ready) {
+        fprintf(stderr, "skipped: database or broker not available\n");
+        skip();
+    }
+    return fx;
+}
+
+pid_t txm_relay_start(txm_relay_fixture *fx, const char *const *extra_args)
+{
+    static char db_env[1024], broker_env[1024];
+    snprintf(db_env, sizeof db_env, "TXMSG_DATABASE_URL=%s", fx->db_url);
+    snprintf(broker_env, sizeof broker_env, "TXMSG_BROKER_URL=%s", fx->broker_url);
+    char *env[] = {db_env, broker_env, NULL};
+    char *argv[24] = {TXM_RELAY_BIN, "--slot", fx->slot, NULL};
+    size_t n = 3;
+    for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 23; i++)
+        argv[n++] = (char *)extra_args[i];
+    argv[n] = NULL;
+    return txm_proc_start(TXM_RELAY_BIN, argv, env, fx->log_path);
+}
+
+void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out)
+{
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"n\":%d}", n);
+    txm_msg *m = NULL;
+    assert_int_equal(txm_msg_new(topic, "aggregate-1", NULL, payload, &m, NULL), TXM_OK);
+    if (id_out != NULL)
+        memcpy(id_out, txm_msg_id(m), TXM_UUID_LEN + 1);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+}

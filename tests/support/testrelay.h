@@ -1,0 +1,71 @@
+/* Test support for relay suites: a service database, a broker, and the
+ * txmsg-relay process between them, for each database x transport pair. */
+#ifndef TXM_TESTRELAY_H
+#define TXM_TESTRELAY_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "testbroker.h"
+#include "testdb.h"
+#include "txmsg/txmsg.h"
+
+typedef struct txm_relay_combo {
+    txm_test_backend db;
+    txm_test_transport transport;
+} txm_relay_combo;
+
+extern const txm_relay_combo txm_combo_sqlite_embedded;
+extern const txm_relay_combo txm_combo_sqlite_nats;
+extern const txm_relay_combo txm_combo_pg_embedded;
+extern const txm_relay_combo txm_combo_pg_nats;
+
+typedef struct txm_relay_fixture {
+    txm_relay_combo combo;
+    char *dir;               /* temporary folder: logs, SQLite files, broker */
+    char *db_url;            /* the service database with the outbox */
+    char broker_url[512];
+    char slot[TXM_SLOT_NAME_MAX + 1]; /* PostgreSQL replication slot of this test */
+    txm_db *db;
+    txm_transport *t;
+    txm_db *consumer_db;     /* the consumer side (SQLite), with table effects */
+    char log_path[600];      /* relay logs */
+    bool ready;              /* false: combo unavailable, test skips */
+} txm_relay_fixture;
+
+/* cmocka setup/teardown: *state holds a txm_relay_combo* on entry. */
+int txm_relay_setup(void **state);
+int txm_relay_teardown(void **state);
+/* The fixture, or skip() when the combo is unavailable. */
+txm_relay_fixture *txm_relay_get(void **state);
+
+/* Starts txmsg-relay for the fixture; extra_args (NULL-terminated, may be
+ * NULL) are appended. */
+pid_t txm_relay_start(txm_relay_fixture *fx, const char *const *extra_args);
+
+/* Commits one message in its own unit of work. */
+void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out);
+
+/* Four cmocka entries for f, one per combo. */
+#define TXM_RELAY_TESTS(f)                                                                     \
+    {#f "/sqlite+embedded", f, txm_relay_setup, txm_relay_teardown,                            \
+     (void *)&txm_combo_sqlite_embedded},                                                      \
+        {#f "/sqlite+nats", f, txm_relay_setup, txm_relay_teardown,                            \
+         (void *)&txm_combo_sqlite_nats},                                                      \
+        {#f "/postgresql+embedded", f, txm_relay_setup, txm_relay_teardown,                    \
+         (void *)&txm_combo_pg_embedded},                                                      \
+    {                                                                                          \
+        #f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown,                         \
+            (void *)&txm_combo_pg_nats                                                         \
+    }
+
+/* Two entries for f: the PostgreSQL pairs only (slot failover, restarts). */
+#define TXM_RELAY_TESTS_PG(f)                                                                  \
+    {#f "/postgresql+embedded", f, txm_relay_setup, txm_relay_teardown,                        \
+     (void *)&txm_combo_pg_embedded},                                                          \
+    {                                                                                          \
+        #f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown,                         \
+            (void *)&txm_combo_pg_nats                                                         \
+    }
+
+#endif
