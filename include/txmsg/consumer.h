@@ -20,9 +20,11 @@ typedef struct txm_consumer txm_consumer;
 
 /* Handles one message inside uow, after its inbox row was added. Domain
  * writes go through txm_uow_exec; messages to send through
- * txm_outbox_publish. Return TXM_OK to commit; any other status rolls back
- * and the message is redelivered later (and dead-lettered after the
- * subscription's max_receive_count). Thread: a worker thread of the
+ * txm_outbox_publish. Return TXM_OK to commit; TXM_CONFLICT (an
+ * optimistic-lock conflict, see txm_uow_exec_versioned) re-runs the unit of
+ * work at once, up to 8 times; any other status rolls back and the message
+ * is redelivered later (and dead-lettered after the subscription's
+ * max_receive_count). Thread: a worker thread of the
  * subscription; with concurrency > 1, several at once. */
 typedef txm_status (*txm_handler_fn)(void *ctx, txm_uow *uow, const txm_msg *msg,
                                      txm_error *err);

@@ -21,6 +21,7 @@
 
 #define MAX_SUBSCRIPTIONS 64
 #define MAX_CONCURRENCY 64
+#define CONFLICT_RETRIES 8 /* immediate re-runs after TXM_CONFLICT */
 
 typedef struct subscription {
     struct txm_consumer *owner;
@@ -194,6 +195,14 @@ static void process_one(subscription *s, txm_delivery *d)
         return;
     }
     st = handle_in_uow(s, msg, &err);
+    /* An optimistic-lock conflict means another writer got there first:
+     * run the whole unit again at once rather than through redelivery. */
+    unsigned seed = (unsigned)txm_now_us();
+    for (int retry = 1; st == TXM_CONFLICT && retry <= CONFLICT_RETRIES; retry++) {
+        struct timespec pause = {0, (long)(retry * (100 + rand_r(&seed) % 900)) * 1000L};
+        nanosleep(&pause, NULL);
+        st = handle_in_uow(s, msg, &err);
+    }
     if (st == TXM_OK || st == TXM_DUPLICATE) {
         atomic_fetch_add(st == TXM_OK ? &s->processed : &s->duplicates, 1);
         if (txm_transport_ack(c->transport, d, &err) != TXM_OK)
