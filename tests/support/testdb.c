@@ -76,7 +76,7 @@ char *txm_testdb_create(txm_test_backend b)
         perror("testdb: mkdtemp");
         return NULL;
     }
-    size_t n = strlen(dir) + 64;
+    size_t n = strlen(dir) + strlen(name) + 16;
     char *url = malloc(n);
     if (url != NULL)
         snprintf(url, n, "sqlite:%s/%s.db", dir, name);
