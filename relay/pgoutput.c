@@ -162,8 +162,8 @@ static txm_status cache_put(relay_pgoutput *d, relay_pgoutput_relation *rel, txm
     if (d->rel_count == RELAY_PGOUTPUT_MAX_RELATIONS) {
         uint32_t id = rel->id;
         relation_free(rel);
-        return txm_errf(err, TXM_TOO_BIG, "pgoutput Relation %u: cache full (%d relations)",
-                        id, RELAY_PGOUTPUT_MAX_RELATIONS);
+        return txm_errf(err, TXM_TOO_BIG, "pgoutput Relation %u: cache full (%d relations)", id,
+                        RELAY_PGOUTPUT_MAX_RELATIONS);
     }
     d->relations[d->rel_count++] = rel;
     return TXM_OK;
@@ -300,9 +300,8 @@ static txm_status decode_insert(relay_pgoutput *d, reader *r, relay_pgoutput_msg
     if (rel == NULL)
         return txm_errf(err, TXM_MALFORMED, "pgoutput Insert: unknown relation %u", id);
     if (count != rel->count)
-        return txm_errf(err, TXM_MALFORMED,
-                        "pgoutput Insert: %u columns, relation %s has %zu", (unsigned)count,
-                        rel->name, rel->count);
+        return txm_errf(err, TXM_MALFORMED, "pgoutput Insert: %u columns, relation %s has %zu",
+                        (unsigned)count, rel->name, rel->count);
     /* Each text value takes 5 + len bytes of input and len + 1 of scratch, so
      * the bytes left bound the text. */
     size_t values_len = (size_t)count * sizeof(relay_pgoutput_value);

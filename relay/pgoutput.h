@@ -41,13 +41,13 @@ typedef struct relay_pgoutput_column {
 
 /* A table as described by a Relation message. */
 typedef struct relay_pgoutput_relation {
-    uint32_t id;                   /* the relation's oid */
-    const char *schema;            /* "" for pg_catalog */
+    uint32_t id;        /* the relation's oid */
+    const char *schema; /* "" for pg_catalog */
     const char *name;
-    char replica_identity;         /* pg_class.relreplident: 'd', 'n', 'f' or 'i' */
-    size_t count;                  /* columns */
+    char replica_identity; /* pg_class.relreplident: 'd', 'n', 'f' or 'i' */
+    size_t count;          /* columns */
     relay_pgoutput_column *columns;
-    char *strings;                 /* owns the names above */
+    char *strings; /* owns the names above */
 } relay_pgoutput_relation;
 
 /* One column of a TupleData. */

@@ -68,9 +68,10 @@ static void put_text(bytes *b, const char *s)
 }
 
 static const char *const outbox_columns[] = {
-    "seq",        "message_id", "source",     "aggregate_id",
-    "correlation_id", "topic",  "payload",    "created_at",
-    "approximate_dispatch_count", "is_dispatched", "last_dispatched_at",
+    "seq",           "message_id",         "source",
+    "aggregate_id",  "correlation_id",     "topic",
+    "payload",       "created_at",         "approximate_dispatch_count",
+    "is_dispatched", "last_dispatched_at",
 };
 #define OUTBOX_NCOLS (sizeof outbox_columns / sizeof *outbox_columns)
 

@@ -57,6 +57,7 @@ typedef struct tail_pg {
     size_t txn_rows;         /* outbox rows of the open transaction */
     uint64_t received_lsn;   /* highest WAL position seen in the stream */
     uint64_t confirmed_lsn;  /* the flush position: published and confirmed */
+    uint64_t flush_sent;     /* flush position last reported in this session */
     uint64_t row_commit_lsn; /* end LSN of the last transaction that had outbox rows */
     long long status_due_ms; /* monotonic time when a status update is due */
     char *held;              /* a CopyData message read but left for the next batch */
@@ -156,8 +157,8 @@ static bool parse_lsn(const char *s, uint64_t *out)
 
 /* Checks that res has status want. Otherwise fills err (TXM_DB) and state
  * with the SQLSTATE ("" when the server sent none). */
-static txm_status check_result(PGconn *c, const PGresult *res, ExecStatusType want,
-                               char state[6], txm_error *err)
+static txm_status check_result(PGconn *c, const PGresult *res, ExecStatusType want, char state[6],
+                               txm_error *err)
 {
     state[0] = '\0';
     if (res != NULL && PQresultStatus(res) == want)
@@ -346,6 +347,7 @@ static void disconnect(tail_pg *t)
     PQfinish(t->conn);
     t->conn = NULL;
     t->streaming = false;
+    t->flush_sent = 0;
     t->in_txn = false;
     t->txn_rows = 0;
     relay_pgoutput_reset(&t->dec);
@@ -353,15 +355,21 @@ static void disconnect(tail_pg *t)
 
 /* Sends a standby status update ('r'). Only confirmed positions are
  * reported as flushed and applied: PostgreSQL keeps the WAL after the flush
- * position and resends it from there after a restart. */
+ * position and resends it from there after a restart. A flush position
+ * already reported goes as 0 (InvalidXLogRecPtr, "no news"), which leaves
+ * the slot alone; a shutting-down walsender then compares the write position
+ * with what it sent, so PostgreSQL stops promptly even while rows await
+ * publishing, instead of waiting wal_sender_timeout for a flush that only
+ * the broker can give. */
 static txm_status send_status(tail_pg *t, txm_error *err)
 {
     uint8_t msg[STATUS_LEN];
     uint64_t write = t->received_lsn > t->confirmed_lsn ? t->received_lsn : t->confirmed_lsn;
+    uint64_t flush = t->confirmed_lsn > t->flush_sent ? t->confirmed_lsn : 0;
     msg[0] = 'r';
     put_be64(msg + 1, write);
-    put_be64(msg + 9, t->confirmed_lsn);
-    put_be64(msg + 17, t->confirmed_lsn);
+    put_be64(msg + 9, flush);
+    put_be64(msg + 17, flush);
     put_be64(msg + 25, (uint64_t)(txm_now_us() - PG_EPOCH_OFFSET_US));
     msg[33] = 0; /* no reply requested */
     t->status_due_ms = mono_ms() + STATUS_INTERVAL_MS;
@@ -370,6 +378,8 @@ static txm_status send_status(tail_pg *t, txm_error *err)
         return txm_errf(err, TXM_DB, "postgresql: sending status update: %s",
                         one_line(PQerrorMessage(t->conn), line, sizeof line));
     }
+    if (flush != 0)
+        t->flush_sent = flush;
     return TXM_OK;
 }
 
@@ -429,8 +439,8 @@ static txm_status start_stream(tail_pg *t, txm_error *err)
         disconnect(t);
         return st;
     }
-    tlog(t, 1, "relay: %s slot %s at %X/%X", t->standby ? "took over" : "streaming from",
-         t->slot, (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn);
+    tlog(t, 1, "relay: %s slot %s at %X/%X", t->standby ? "took over" : "streaming from", t->slot,
+         (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn);
     t->standby = false;
     return TXM_OK;
 }
@@ -532,6 +542,8 @@ static txm_status stream_ended(tail_pg *t, txm_error *err)
     const char *msg = res != NULL ? PQresultErrorMessage(res) : "";
     if (msg[0] == '\0')
         msg = PQerrorMessage(t->conn);
+    if (msg[0] == '\0')
+        msg = "the server ended it (shutting down?)";
     txm_status st = txm_errf(err, TXM_DB, "postgresql: replication stream ended: %s",
                              one_line(msg, line, sizeof line));
     PQclear(res);
@@ -542,8 +554,7 @@ static txm_status stream_ended(tail_pg *t, txm_error *err)
 /* Waits until the socket is readable or timeout_ms passes, and reads what
  * arrived. *interrupted is set when a signal cut the wait short, so the
  * caller's loop can look at its stop flag. */
-static txm_status wait_input(tail_pg *t, long long timeout_ms, bool *interrupted,
-                             txm_error *err)
+static txm_status wait_input(tail_pg *t, long long timeout_ms, bool *interrupted, txm_error *err)
 {
     struct pollfd p = {.fd = PQsocket(t->conn), .events = POLLIN};
     if (p.fd < 0)
@@ -586,8 +597,7 @@ static bool batch_ready(const tail_pg *t, const relay_batch *out)
  * no row, waiting for the next one if need be, so the Commit right after its
  * last row lands in it; an Insert is held back for the next call. pgoutput
  * sends a transaction in one go once it is committed, so that wait is short. */
-static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *out,
-                       txm_error *err)
+static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *out, txm_error *err)
 {
     for (;;) {
         long long now = mono_ms();

@@ -146,8 +146,7 @@ static relay_tailer *open_tailer(fixture *fx)
 /* Commits one unit of work with n messages (or rolls it back) and appends
  * copies of them to kept (may be NULL). The pool may hold sessions broken by
  * a restart, so a failed begin or commit is retried a few times. */
-static void commit_messages(fixture *fx, size_t n, const char *topic, bool rollback,
-                            txm_msg **kept)
+static void commit_messages(fixture *fx, size_t n, const char *topic, bool rollback, txm_msg **kept)
 {
     for (int attempt = 0;; attempt++) {
         txm_uow *uow = NULL;
@@ -413,12 +412,104 @@ static void tail_pg_second_tailer_is_busy_until_the_first_closes(void **state)
     free_msgs(sent, 1);
 }
 
+static uint64_t position_of(const relay_tailer *t)
+{
+    char text[32];
+    unsigned hi = 0;
+    unsigned lo = 0;
+    t->ops->position_text(t, text, sizeof text);
+    assert_int_equal(sscanf(text, "%X/%X", &hi, &lo), 2);
+    return (uint64_t)hi << 32 | lo;
+}
+
+/* Writes outside the outbox carry nothing to publish: once every outbox row
+ * is confirmed, the position follows the server's keepalives, so the slot
+ * does not hold WAL back while the outbox is idle. */
+static void tail_pg_idle_position_follows_other_writes(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    reading r = {0};
+    read_entries(t, 1, 100, true, false, &r);
+    uint64_t confirmed = position_of(t);
+    assert_int_equal(confirmed, r.positions[r.batches - 1]);
+    txm_error err = {0};
+    assert_int_equal(txm_db_exec(fx->db, "CREATE TABLE other (x int)", NULL, 0, NULL, NULL, &err),
+                     TXM_OK);
+    assert_int_equal(txm_db_exec(fx->db, "INSERT INTO other SELECT generate_series(1, 1000)", NULL,
+                                 0, NULL, NULL, &err),
+                     TXM_OK);
+    long long end = mono_ms() + 5000;
+    while (position_of(t) == confirmed && mono_ms() < end)
+        expect_nothing(t, 200);
+    assert_true(position_of(t) > confirmed);
+    t->ops->close(t);
+    free(r.ids);
+    free_msgs(sent, 1);
+}
+
+/* A row that cannot become a message comes as an entry with a reason, and
+ * the rows after it still come. */
+static void tail_pg_bad_row_becomes_an_entry_with_a_reason(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    txm_error err = {0};
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "INSERT INTO txmsg_outbox (message_id, aggregate_id,"
+                                 " correlation_id, topic, payload, created_at) VALUES"
+                                 " ('not-a-uuid', 'order-1', 'x', 'bad topic!', '{}', now())",
+                                 NULL, 0, NULL, NULL, &err),
+                     TXM_OK);
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    relay_batch b;
+    relay_batch_init(&b);
+    size_t got = 0;
+    while (got < 2) {
+        assert_int_equal(t->ops->next(t, 100, WAIT_MS, &b, &err), TXM_OK);
+        for (size_t i = 0; i < b.count; i++, got++) {
+            if (got == 0) {
+                assert_null(b.entries[i].msg);
+                assert_string_equal(b.entries[i].message_id, "not-a-uuid");
+                assert_non_null(b.entries[i].bad_reason);
+            } else {
+                assert_non_null(b.entries[i].msg);
+                assert_string_equal(b.entries[i].message_id, txm_msg_id(sent[0]));
+            }
+        }
+        relay_batch_clear(&b);
+    }
+    free(b.entries);
+    t->ops->close(t);
+    free_msgs(sent, 1);
+}
+
+static void tail_pg_open_fails_when_the_server_is_unreachable(void **state)
+{
+    fixture *fx = get(state);
+    relay_tail_config cfg = fx->cfg;
+    cfg.database_url = "postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2";
+    relay_tailer *t = NULL;
+    txm_error err = {0};
+    assert_int_equal(relay_tail_open_pg(&cfg, &t, &err), TXM_DB);
+    assert_null(t);
+    assert_true(err.text[0] != '\0');
+}
+
 static void tail_pg_rejects_bad_names(void **state)
 {
     fixture *fx = get(state);
-    static const char *const bad[] = {"", "Upper", "semi;colon", "quote'", "a-b",
-                                      "x123456789012345678901234567890123456789012345678901234567890"
-                                      "1234"};
+    static const char *const bad[] = {
+        "",
+        "Upper",
+        "semi;colon",
+        "quote'",
+        "a-b",
+        "x123456789012345678901234567890123456789012345678901234567890"
+        "1234"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         relay_tail_config cfg = fx->cfg;
         relay_tailer *t = (relay_tailer *)&cfg; /* must be set to NULL */
@@ -434,9 +525,10 @@ static void tail_pg_rejects_bad_names(void **state)
     assert_int_equal(relay_tail_open_pg(NULL, &t, NULL), TXM_INVALID);
 }
 
-/* Runs pg_ctl as the cluster's owner (runuser when root, as with-servers
- * does), from "/" since the postgres user may not read the current folder. */
-static int pg_ctl(const char *action)
+/* Starts pg_ctl as the cluster's owner (runuser when root, as with-servers
+ * does), from "/" since the postgres user may not read the current folder.
+ * Returns the child's pid. */
+static pid_t pg_ctl_start(const char *action)
 {
     const char *data = getenv("TXMSG_TEST_PG_DATA");
     char bin[512];
@@ -451,17 +543,15 @@ static int pg_ctl(const char *action)
         if (chdir("/") != 0)
             _exit(126);
         if (geteuid() == 0)
-            execlp("runuser", "runuser", "-u", "postgres", "--", bin, "-D", data, "-l", log,
-                   "-w", "-t", "60", "-m", "fast", action, (char *)NULL);
+            execlp("runuser", "runuser", "-u", "postgres", "--", bin, "-D", data, "-l", log, "-w",
+                   "-t", "60", "-m", "fast", action, (char *)NULL);
         else
             execl(bin, bin, "-D", data, "-l", log, "-w", "-t", "60", "-m", "fast", action,
                   (char *)NULL);
         _exit(127);
     }
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid)
-        return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    assert_true(pid > 0);
+    return pid;
 }
 
 static void tail_pg_recovers_after_postgresql_restart(void **state)
@@ -479,22 +569,31 @@ static void tail_pg_recovers_after_postgresql_restart(void **state)
     commit_messages(fx, 2, "order--created", false, b);
     read_entries(t, 2, 100, false, false, &r); /* read, not confirmed */
 
-    assert_int_equal(pg_ctl("restart"), 0);
+    /* The tailer keeps reading while PostgreSQL restarts, as the relay
+     * does: a shutting-down walsender waits for its client's answer. */
+    pid_t pid = pg_ctl_start("restart");
     relay_batch batch;
     relay_batch_init(&batch);
-    txm_error err = {0};
-    txm_status st = TXM_OK;
-    for (int i = 0; i < 20 && st == TXM_OK; i++) {
-        st = t->ops->next(t, 100, 500, &batch, &err);
+    bool failed = false;
+    int status = 0;
+    long long start = mono_ms();
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        txm_error err = {0};
+        txm_status st = t->ops->next(t, 100, 100, &batch, &err);
+        failed = failed || st == TXM_DB || st == TXM_IO;
         assert_int_equal(batch.count, 0);
+        if (st != TXM_OK)
+            sleep_ms(100);
     }
-    assert_true(st == TXM_DB || st == TXM_IO);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(failed);
+    assert_true(mono_ms() - start < 20000);
     free(batch.entries);
 
     commit_messages(fx, 2, "order--created", false, c);
-    reading after = {0};
     /* At least b and c come again, in commit order (a may too: PostgreSQL 15
      * keeps a slot's confirmed position on disk only at some checkpoints). */
+    reading after = {0};
     while (after.count == 0 || strcmp(after.ids[after.count - 1], txm_msg_id(c[1])) != 0)
         read_entries(t, 1, 100, false, true, &after);
     size_t at = 0;
@@ -522,11 +621,16 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(tail_pg_reopen_resumes_after_confirmed_position, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(tail_pg_second_tailer_is_busy_until_the_first_closes,
-                                        setup, teardown),
-        cmocka_unit_test_setup_teardown(tail_pg_rejects_bad_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(tail_pg_recovers_after_postgresql_restart, setup,
+        cmocka_unit_test_setup_teardown(tail_pg_second_tailer_is_busy_until_the_first_closes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_idle_position_follows_other_writes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_bad_row_becomes_an_entry_with_a_reason, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_open_fails_when_the_server_is_unreachable, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_rejects_bad_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_recovers_after_postgresql_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
