@@ -23,7 +23,10 @@ typedef struct txm_delivery txm_delivery;
 typedef struct txm_transport_options {
     int connect_timeout_ms;  /* default 5000 */
     int publish_timeout_ms;  /* wait for the broker's acknowledgements; default 10000 */
-    size_t max_message_len;  /* largest body accepted, bytes; default 1 MiB */
+    size_t max_message_len;  /* largest body sent through the broker as is; default
+                                256 KiB (as SQS). Larger ones (up to TXM_ENVELOPE_MAX)
+                                are stored once in the transport's payload store and
+                                travel as a reference that receive resolves. */
     txm_log_fn log;          /* optional */
     void *log_ctx;
 } txm_transport_options;

@@ -12,7 +12,7 @@ void txm_transport_options_init(txm_transport_options *o)
     memset(o, 0, sizeof *o);
     o->connect_timeout_ms = 5000;
     o->publish_timeout_ms = 10000;
-    o->max_message_len = 1u << 20;
+    o->max_message_len = 256u << 10; /* as SQS */
 }
 
 void txm_subscription_options_init(txm_subscription_options *o)
@@ -203,6 +203,34 @@ txm_status txm_transport_declare_subscription(txm_transport *t, const char *topi
     return t->ops->declare_subscription(t->broker, topic, queue, &o, err);
 }
 
+/* Replaces every message over the limit by its claim document. Owns:
+ * *out (and the claims it points to) when it differs from msgs. */
+static txm_status store_large(txm_transport *t, const txm_outgoing *msgs, size_t n,
+                              txm_outgoing **out, char ***claims, txm_error *err)
+{
+    *out = NULL;
+    *claims = NULL;
+    size_t large = 0;
+    for (size_t i = 0; i < n; i++)
+        large += msgs[i].len > t->opts.max_message_len;
+    if (large == 0)
+        return TXM_OK;
+    txm_outgoing *copy = txm__calloc(n, sizeof *copy);
+    char **texts = txm__calloc(n, sizeof *texts);
+    txm_status st = copy == NULL || texts == NULL ? txm_errf(err, TXM_NOMEM, "out of memory")
+                                                   : TXM_OK;
+    for (size_t i = 0; st == TXM_OK && i < n; i++) {
+        copy[i] = msgs[i];
+        if (msgs[i].len > t->opts.max_message_len)
+            st = txm__claim_store(t, &msgs[i], &texts[i], &copy[i].len, err);
+        if (texts[i] != NULL)
+            copy[i].body = texts[i];
+    }
+    *out = copy;
+    *claims = texts;
+    return st;
+}
+
 txm_status txm_transport_publish(txm_transport *t, const txm_outgoing *msgs, size_t n,
                                  txm_status *results, txm_error *err)
 {
@@ -210,15 +238,25 @@ txm_status txm_transport_publish(txm_transport *t, const txm_outgoing *msgs, siz
         return txm_errf(err, TXM_INVALID, "publish: NULL argument");
     for (size_t i = 0; i < n; i++) {
         if (!txm__transport_name_ok(msgs[i].topic) || msgs[i].message_id == NULL ||
-            msgs[i].message_id[0] == '\0' || (msgs[i].len > 0 && msgs[i].body == NULL))
+            msgs[i].message_id[0] == '\0' || strlen(msgs[i].message_id) > TXM_ID_MAX ||
+            (msgs[i].len > 0 && msgs[i].body == NULL))
             return txm_errf(err, TXM_INVALID, "publish: message %zu has a bad topic or id", i);
-        if (msgs[i].len > t->opts.max_message_len)
-            return txm_errf(err, TXM_TOO_BIG, "publish: message %zu is %zu bytes, limit %zu",
-                            i, msgs[i].len, t->opts.max_message_len);
+        if (msgs[i].len > TXM_ENVELOPE_MAX)
+            return txm_errf(err, TXM_TOO_BIG, "publish: message %zu is %zu bytes, limit %u", i,
+                            msgs[i].len, TXM_ENVELOPE_MAX);
     }
     if (n == 0)
         return TXM_OK;
-    return t->ops->publish(t->broker, msgs, n, results, err);
+    txm_outgoing *copy = NULL;
+    char **claims = NULL;
+    txm_status st = store_large(t, msgs, n, &copy, &claims, err);
+    if (st == TXM_OK)
+        st = t->ops->publish(t->broker, copy != NULL ? copy : msgs, n, results, err);
+    for (size_t i = 0; claims != NULL && i < n; i++)
+        free(claims[i]);
+    free(claims);
+    free(copy);
+    return st;
 }
 
 txm_status txm_transport_publish_msgs(txm_transport *t, const txm_msg *const *msgs, size_t n,
@@ -254,7 +292,10 @@ txm_status txm_transport_receive(txm_transport *t, const char *queue, size_t max
     if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) ||
         max == 0 || max > 10000 || wait_ms < 0)
         return txm_errf(err, TXM_INVALID, "receive: bad argument");
-    return t->ops->receive(t->broker, queue, max, wait_ms, out, count, err);
+    txm_status st = t->ops->receive(t->broker, queue, max, wait_ms, out, count, err);
+    for (size_t i = 0; st == TXM_OK && i < *count; i++)
+        txm__claim_resolve(t, (*out)[i]);
+    return st;
 }
 
 static txm_status check_settle(txm_transport *t, txm_delivery *d, txm_error *err)

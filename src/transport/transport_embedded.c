@@ -68,7 +68,9 @@ static const char SCHEMA[] =
     " visible_at_us INTEGER NOT NULL, lease INTEGER, last_error TEXT,"
     " enqueued_at_us INTEGER NOT NULL, origin TEXT);"
     "CREATE INDEX IF NOT EXISTS messages_visible ON messages(queue, visible_at_us, id);"
-    "CREATE INDEX IF NOT EXISTS messages_fifo ON messages(queue, id);";
+    "CREATE INDEX IF NOT EXISTS messages_fifo ON messages(queue, id);"
+    "CREATE TABLE IF NOT EXISTS blobs("
+    " key TEXT PRIMARY KEY, body BLOB NOT NULL, created_at_us INTEGER NOT NULL);";
 
 /* Every statement the broker runs; names and values are always bound. */
 typedef enum {
@@ -91,6 +93,9 @@ typedef enum {
     Q_DLQ_LIST,
     Q_REDRIVE,
     Q_DLQ_DELETE,
+    Q_BLOB_PUT,
+    Q_BLOB_GET,
+    Q_BLOB_EXPIRE,
     Q_COUNT
 } sql_id;
 
@@ -146,6 +151,9 @@ static const char *const SQL[Q_COUNT] = {
                   "AND (?3 IS NULL OR message_id = ?3) ORDER BY id",
     [Q_DLQ_DELETE] =
         "DELETE FROM messages WHERE queue = ?1 AND origin = ?2 AND (?3 IS NULL OR message_id = ?3)",
+    [Q_BLOB_PUT] = "INSERT OR REPLACE INTO blobs(key, body, created_at_us) VALUES(?1, ?2, ?3)",
+    [Q_BLOB_GET] = "SELECT body FROM blobs WHERE key = ?1",
+    [Q_BLOB_EXPIRE] = "DELETE FROM blobs WHERE created_at_us < ?1",
 };
 
 /* One pooled connection with its prepared statements. */
@@ -1120,6 +1128,67 @@ static txm_status emb_dlq_purge(txm__broker *b, const char *queue, size_t *purge
     return st;
 }
 
+/* ---- large payloads ---------------------------------------------------- */
+
+/* Payloads stay as long as a message may wait in a queue or its dead-letter
+ * queue; older ones are dropped when a new one is stored. */
+#define BLOB_TTL_US (14LL * 24 * 3600 * 1000000)
+
+typedef struct blob_ctx {
+    const char *key;
+    const char *body; /* put */
+    size_t len;
+    char *out;        /* get */
+} blob_ctx;
+
+static txm_status blob_put_txn(conn *c, void *ctx, txm_error *err)
+{
+    blob_ctx *x = ctx;
+    int64_t now = txm_now_us();
+    const arg expire[] = {a_int(now - BLOB_TTL_US)};
+    const arg a[] = {a_text(x->key), a_blob(x->body, x->len), a_int(now)};
+    txm_status st = run(c, Q_BLOB_EXPIRE, expire, NARGS(expire), NULL, err);
+    if (st == TXM_OK)
+        st = run(c, Q_BLOB_PUT, a, NARGS(a), NULL, err);
+    return st;
+}
+
+static txm_status emb_blob_put(txm__broker *b, const char *key, const char *body, size_t len,
+                               txm_error *err)
+{
+    blob_ctx x = {.key = key, .body = body, .len = len};
+    return with_conn(b, TXN_WRITE, blob_put_txn, &x, err);
+}
+
+static txm_status blob_get_txn(conn *c, void *ctx, txm_error *err)
+{
+    blob_ctx *x = ctx;
+    const arg a[] = {a_text(x->key)};
+    sqlite3_stmt *s = NULL;
+    bool row = false;
+    txm_status st = prep(c, Q_BLOB_GET, a, NARGS(a), &s, err);
+    if (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && !row)
+        st = txm_errf(err, TXM_NOT_FOUND, "embedded broker: no payload %s", x->key);
+    if (st == TXM_OK) {
+        x->len = (size_t)sqlite3_column_bytes(s, 0);
+        x->out = txm__strndup(sqlite3_column_blob(s, 0), x->len);
+        sqlite3_reset(s);
+        if (x->out == NULL)
+            st = txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
+    }
+    return st;
+}
+
+static txm_status emb_blob_get(txm__broker *b, const char *key, char **out, size_t *len,
+                               txm_error *err)
+{
+    blob_ctx x = {.key = key};
+    txm_status st = with_conn(b, TXN_READ, blob_get_txn, &x, err);
+    *out = x.out;
+    *len = x.len;
+    return st;
+}
+
 const txm__transport_ops txm__transport_embedded = {
     .scheme = "embedded",
     .open = emb_open,
@@ -1135,4 +1204,6 @@ const txm__transport_ops txm__transport_embedded = {
     .dlq_list = emb_dlq_list,
     .dlq_redrive = emb_dlq_redrive,
     .dlq_purge = emb_dlq_purge,
+    .blob_put = emb_blob_put,
+    .blob_get = emb_blob_get,
 };

@@ -31,6 +31,12 @@ typedef struct txm__transport_ops {
     txm_status (*dlq_redrive)(txm__broker *b, const char *queue, const char *message_id,
                               size_t *moved, txm_error *err);
     txm_status (*dlq_purge)(txm__broker *b, const char *queue, size_t *purged, txm_error *err);
+    /* Large payloads (claim check): stores body under key, replacing any
+     * earlier one, and reads it back. Owns: *out is the caller's (free). */
+    txm_status (*blob_put)(txm__broker *b, const char *key, const char *body, size_t len,
+                           txm_error *err);
+    txm_status (*blob_get)(txm__broker *b, const char *key, char **out, size_t *len,
+                           txm_error *err);
 } txm__transport_ops;
 
 extern const txm__transport_ops txm__transport_embedded;
@@ -61,6 +67,14 @@ struct txm_delivery {
 txm_delivery *txm__delivery_new(const char *body, size_t len, const char *message_id,
                                 const char *topic, const char *queue, const char *last_error,
                                 int receive_count, void *handle, void (*free_handle)(void *));
+
+/* Claim check (claim_check.c): stores m's body in the payload store and
+ * returns the small document that travels instead. Owns: *claim (free). */
+txm_status txm__claim_store(txm_transport *t, const txm_outgoing *m, char **claim, size_t *len,
+                            txm_error *err);
+/* Swaps a claim document in d for the stored body; leaves d as it is when
+ * it is not a claim or the payload is gone. */
+void txm__claim_resolve(txm_transport *t, txm_delivery *d);
 
 /* Names: 1..TXM_TOPIC_MAX bytes of [A-Za-z0-9._-] (NATS subject-safe). */
 bool txm__transport_name_ok(const char *name);

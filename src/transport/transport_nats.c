@@ -33,10 +33,13 @@
  *   Txmsg-Queue = the source queue: other queues of the same topic ack such a
  *   message without returning it, so a redrive reaches only its own queue.
  *
- * Receiving uses the JetStream pull API directly: one request per receive
- * on a private inbox, answered at once with what is there or as soon as
- * something arrives (SQS long poll). Acks go to each delivery's reply
- * subject as requests, so the server has applied them when they return.
+ * Receiving uses the JetStream pull API directly with no-wait requests on
+ * a private inbox, answered at once with what is there; a receive that has
+ * to wait listens to its topic's subject to pull as soon as something is
+ * published, and polls every POLL_MS for redeliveries (see pull()). Acks go
+ * to each delivery's reply subject as requests, so the server has applied
+ * them when they return; they do not need the subscription the message came
+ * from.
  *
  * Thread safety: the natsConnection and jsCtx are thread-safe, and receives
  * share nothing. b->mu guards the queue cache. b->pub_mu makes publish
@@ -68,6 +71,12 @@
 #define DLQ_STREAM "TXMSG_DLQ"
 #define DLQ_STREAM_SUBJECTS "txmsg-dlq.>"
 #define DLQ_SUBJECT_PREFIX "txmsg-dlq."
+#define BLOB_STREAM "TXMSG_BLOBS" /* large payloads, claim check */
+#define BLOB_STREAM_SUBJECTS "txmsg-blob.>"
+#define BLOB_SUBJECT_PREFIX "txmsg-blob."
+#define BLOB_CHUNK_LEN (512u << 10) /* under nats-server's default 1 MB max_payload */
+#define BLOB_MAX_AGE_S (14LL * 24 * 3600)
+#define HDR_CHUNKS "Txmsg-Chunks"
 
 #define PULL_PREFIX "$JS.API.CONSUMER.MSG.NEXT." /* + <stream>.<consumer> */
 #define ACK_PREFIX "$JS.ACK."                    /* reply subject of a delivery */
@@ -91,6 +100,9 @@
 #define MAX_ACK_PENDING 20000  /* leased messages per queue, above receive's 10000 */
 #define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
 #define RECONNECT_WAIT_MS 250
+#define POLL_MS 100         /* a waiting receive looks for redeliveries this often */
+#define WAKE_DELAY_MS 1     /* from a publish seen to pulling it */
+#define WAKE_PENDING_MAX 64 /* publishes buffered to wake a receive; more are dropped */
 #define CLOSE_WAIT_MS 10000 /* for the closed callback at close */
 #define NS_PER_MS 1000000LL
 
@@ -132,9 +144,10 @@ struct txm__broker {
     pthread_mutex_t pub_mu;   /* one publish batch at a time */
     pthread_mutex_t batch_mu; /* batch, with the ack handler */
     pubbatch *batch;
-    pthread_mutex_t closed_mu; /* closed, set by the closed callback */
+    pthread_mutex_t closed_mu; /* closing and closed */
     pthread_cond_t closed_cond;
-    bool closed;
+    bool closing; /* close has begun: a disconnect is no news */
+    bool closed;  /* set by the closed callback */
 };
 
 /* ---- errors, names, headers ---- */
@@ -233,7 +246,12 @@ static txm_status check_connected(txm__broker *b, txm_error *err)
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    blog(closure, 2, "nats: disconnected from the server; reconnecting");
+    txm__broker *b = closure;
+    pthread_mutex_lock(&b->closed_mu);
+    bool closing = b->closing;
+    pthread_mutex_unlock(&b->closed_mu);
+    if (!closing)
+        blog(b, 2, "nats: disconnected from the server; reconnecting");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
@@ -323,11 +341,35 @@ static txm_status ensure_stream(txm__broker *b, const char *name, const char *su
     return nfail(err, s, jerr, "create stream", name);
 }
 
+/* Payload store: the newest version of each chunk subject, kept for the
+ * time a message may wait in a queue or its dead-letter queue. */
+static txm_status ensure_blob_stream(txm__broker *b, txm_error *err)
+{
+    const char *subj[1] = {BLOB_STREAM_SUBJECTS};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = BLOB_STREAM;
+    cfg.Subjects = subj;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.MaxMsgsPerSubject = 1;
+    cfg.MaxAge = BLOB_MAX_AGE_S * 1000 * NS_PER_MS;
+    cfg.AllowDirect = true;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(NULL, b->js, &cfg, &b->api, &jerr);
+    if (s == NATS_OK || jerr == JSStreamNameExistErr)
+        return TXM_OK;
+    return nfail(err, s, jerr, "create stream", BLOB_STREAM);
+}
+
 static txm_status ensure_streams(txm__broker *b, txm_error *err)
 {
     txm_status st = ensure_stream(b, STREAM, STREAM_SUBJECTS, true, err);
     if (st == TXM_OK)
         st = ensure_stream(b, DLQ_STREAM, DLQ_STREAM_SUBJECTS, false, err);
+    if (st == TXM_OK)
+        st = ensure_blob_stream(b, err);
     return st;
 }
 
@@ -389,6 +431,9 @@ static void close_nats(txm__broker *b)
     }
     jsCtx_Destroy(b->js);
     if (b->nc != NULL) {
+        pthread_mutex_lock(&b->closed_mu);
+        b->closing = true;
+        pthread_mutex_unlock(&b->closed_mu);
         natsConnection_Close(b->nc);
         wait_closed(b);
         natsConnection_Destroy(b->nc);
@@ -760,7 +805,6 @@ static txm_status ack_request(txm__broker *b, natsMsg *m, const char *body, cons
     if (reply == NULL || strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) != 0)
         return txm_errf(err, TXM_STATE, "nats: %s %s: not a JetStream delivery", what, msg_id);
     natsMsg *resp = NULL;
-    fprintf(stderr, "DEBUG %lld ack %s %s\n", (long long)nats_Now(), reply, body);
     natsStatus s = natsConnection_RequestString(&resp, b->nc, reply, body, b->api.Wait);
     natsMsg_Destroy(resp);
     return s == NATS_OK ? TXM_OK : nfail(err, s, 0, what, msg_id);
@@ -778,7 +822,6 @@ static txm_status dlq_move(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t 
     snprintf(id, sizeof id, "dlq:%s:%" PRIu64, q->queue, sseq);
     snprintf(cnt, sizeof cnt, "%d", count);
     header_text(reason, text);
-    fprintf(stderr, "DEBUG dlq_move queue=%s sseq=%llu count=%d reason=%s\n", q->queue, (unsigned long long)sseq, count, text);
     natsMsg *dm = NULL;
     natsStatus s = natsMsg_Create(&dm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
     if (s == NATS_OK)
@@ -830,8 +873,8 @@ static void free_msg(void *handle)
 
 /* Reads the answer to one pull request: deliveries (reply subject
  * $JS.ACK...) into got, until max of them or the request's closing status
- * (404 no messages, 408 request expired; 409 and others are errors unless
- * something was delivered). Statuses for other requests are ignored. */
+ * (404 no messages, 408 done; 409 and others are errors unless something
+ * was delivered), or deadline_ms (nats_Now). */
 static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max,
                             int64_t deadline_ms, natsMsg **got, size_t *n, txm_error *err)
 {
@@ -845,7 +888,6 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
             return nfail(err, s, 0, "pull from", queue);
         const char *reply = natsMsg_GetReply(m);
         if (reply != NULL && strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) == 0) {
-            fprintf(stderr, "DEBUG %lld pull %s got %s on %s\n", (long long)nats_Now(), queue, reply, natsSubscription_GetSubject(sub));
             got[(*n)++] = m;
             continue;
         }
@@ -857,7 +899,6 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
             st = txm_errf(err, strstr(desc, "Deleted") != NULL ? TXM_NOT_FOUND : TXM_BROKER,
                           "nats: pull from %s: %s %s", queue, code, desc);
         }
-        fprintf(stderr, "DEBUG %lld pull %s status %s %s on %s (%s)\n", (long long)nats_Now(), queue, code, hdr(m, HDR_DESCRIPTION), natsSubscription_GetSubject(sub), natsMsg_GetSubject(m));
         natsMsg_Destroy(m);
         if (end)
             return st;
@@ -865,21 +906,17 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
     return TXM_OK;
 }
 
-/* One pull request on a private inbox, with SQS long-poll semantics: with
- * no_wait and expires, JetStream (2.9) answers at once with what is there,
- * or waits up to expires and answers as soon as something arrives. The
- * pull API is used directly because the pull subscription of libnats 3.4
- * lets the closing status of an earlier request end a later fetch. */
-static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, natsMsg **got,
-                       size_t *n, txm_error *err)
+/* One no-wait pull request on a private inbox: JetStream answers at once
+ * with what is available (or 404/408). Requests with an expiry are not
+ * used: nats-server 2.9 loses a redelivery that becomes due while an expired
+ * request is still queued (it counts the delivery, sends nothing, and the
+ * message comes back only after another lease, one receive count higher). */
+static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg **got, size_t *n,
+                           txm_error *err)
 {
-    char subject[SUBJECT_MAX], body[128];
+    char subject[SUBJECT_MAX], body[64];
     snprintf(subject, sizeof subject, "%s%s.%s", PULL_PREFIX, STREAM, q->durable);
-    if (wait_ms > 0)
-        snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true,\"expires\":%lld}", max,
-                 (long long)wait_ms * NS_PER_MS);
-    else
-        snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
+    snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
     natsInbox *inbox = NULL;
     natsSubscription *sub = NULL;
     natsStatus s = natsInbox_Create(&inbox);
@@ -887,15 +924,50 @@ static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, 
         s = natsConnection_SubscribeSync(&sub, b->nc, inbox);
     if (s == NATS_OK)
         s = natsConnection_PublishRequestString(b->nc, subject, inbox, body);
-    fprintf(stderr, "DEBUG %lld pull request %s %s\n", (long long)nats_Now(), inbox, body);
-    /* The server closes the request by expires; the margin covers transit. */
-    txm_status st = s != NATS_OK ? nfail(err, s, 0, "pull request to", q->durable)
-                                 : read_pull(sub, q->queue, max, nats_Now() + wait_ms + b->api.Wait,
-                                             got, n, err);
+    txm_status st = s != NATS_OK
+                        ? nfail(err, s, 0, "pull request to", q->durable)
+                        : read_pull(sub, q->queue, max, nats_Now() + b->api.Wait, got, n, err);
     /* A delivery arriving after this (only when the answer was cut off) is
      * lost to this receive and delivered again when its lease ends. */
     natsSubscription_Destroy(sub);
     natsInbox_Destroy(inbox);
+    return st;
+}
+
+/* Long poll with SQS semantics: returns as soon as something is there, or
+ * after wait_ms. While waiting, a plain subscription to the topic's subject
+ * wakes the receive when a message is published; redeliveries (nack delay,
+ * lease expiry) publish nothing and are found by polling every POLL_MS. */
+static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, natsMsg **got,
+                       size_t *n, txm_error *err)
+{
+    txm_status st = pull_now(b, q, max, got, n, err);
+    if (st != TXM_OK || *n > 0 || wait_ms == 0)
+        return st;
+    char subject[SUBJECT_MAX];
+    snprintf(subject, sizeof subject, "%s%s", SUBJECT_PREFIX, q->topic);
+    natsSubscription *wake = NULL;
+    natsStatus s = natsConnection_SubscribeSync(&wake, b->nc, subject);
+    if (s == NATS_OK)
+        s = natsSubscription_SetPendingLimits(wake, WAKE_PENDING_MAX, WAKE_PENDING_MAX * 4096);
+    if (s != NATS_OK) {
+        natsSubscription_Destroy(wake);
+        return nfail(err, s, 0, "subscribe to", subject);
+    }
+    int64_t deadline = nats_Now() + wait_ms;
+    int64_t left = wait_ms;
+    /* The first pull after subscribing closes the race with a publish made
+     * between the pull above and the subscription. */
+    while ((st = pull_now(b, q, max, got, n, err)) == TXM_OK && *n == 0 &&
+           (left = deadline - nats_Now()) > 0) {
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, wake, left < POLL_MS ? left : POLL_MS) == NATS_OK) {
+            /* The stream stores a message a moment after subscribers see it. */
+            natsMsg_Destroy(m);
+            nats_Sleep(WAKE_DELAY_MS);
+        }
+    }
+    natsSubscription_Destroy(wake);
     return st;
 }
 
@@ -1246,6 +1318,114 @@ static txm_status dlq_purge_nats(txm__broker *b, const char *queue, size_t *purg
     return TXM_OK;
 }
 
+/* ---- large payloads (claim check) ---- */
+
+/* "txmsg-blob.<key in hex>.<chunk>": hex keeps any key a single token. */
+static txm_status blob_subject(const char *key, size_t chunk, char *out, size_t len,
+                               txm_error *err)
+{
+    size_t klen = strlen(key);
+    size_t pre = strlen(BLOB_SUBJECT_PREFIX);
+    if (pre + 2 * klen + 24 > len)
+        return txm_errf(err, TXM_INVALID, "nats: payload key too long");
+    memcpy(out, BLOB_SUBJECT_PREFIX, pre);
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < klen; i++) {
+        out[pre + 2 * i] = hex[(unsigned char)key[i] >> 4];
+        out[pre + 2 * i + 1] = hex[(unsigned char)key[i] & 15];
+    }
+    snprintf(out + pre + 2 * klen, len - pre - 2 * klen, ".%zu", chunk);
+    return TXM_OK;
+}
+
+static txm_status put_chunk(txm__broker *b, const char *key, size_t i, const char *data,
+                            size_t len, size_t chunks, txm_error *err)
+{
+    char subj[2 * TXM_ID_MAX + 64];
+    txm_status st = blob_subject(key, i, subj, sizeof subj, err);
+    if (st != TXM_OK)
+        return st;
+    natsMsg *m = NULL;
+    natsStatus s = natsMsg_Create(&m, subj, NULL, data, (int)len);
+    char count[32];
+    snprintf(count, sizeof count, "%zu", chunks);
+    if (s == NATS_OK && i == 0)
+        s = natsMsgHeader_Set(m, HDR_CHUNKS, count);
+    jsErrCode jerr = 0;
+    if (s == NATS_OK)
+        s = js_PublishMsg(NULL, b->js, m, NULL, &jerr);
+    natsMsg_Destroy(m);
+    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "store payload", key);
+}
+
+/* Chunk 0 carries the count and is written last: a reader that finds it
+ * finds every other chunk too. */
+static txm_status blob_put_nats(txm__broker *b, const char *key, const char *body, size_t len,
+                                txm_error *err)
+{
+    size_t chunks = len == 0 ? 1 : (len + BLOB_CHUNK_LEN - 1) / BLOB_CHUNK_LEN;
+    txm_status st = TXM_OK;
+    for (size_t i = chunks; st == TXM_OK && i-- > 0;) {
+        size_t off = i * BLOB_CHUNK_LEN;
+        size_t n = len - off < BLOB_CHUNK_LEN ? len - off : BLOB_CHUNK_LEN;
+        st = put_chunk(b, key, i, body + off, n, chunks, err);
+    }
+    return st;
+}
+
+static txm_status get_chunk(txm__broker *b, const char *key, size_t i, natsMsg **m,
+                            txm_error *err)
+{
+    char subj[2 * TXM_ID_MAX + 64];
+    txm_status st = blob_subject(key, i, subj, sizeof subj, err);
+    jsErrCode jerr = 0;
+    natsStatus s = st == TXM_OK ? js_GetLastMsg(m, b->js, BLOB_STREAM, subj, NULL, &jerr)
+                                : NATS_ERR;
+    if (st == TXM_OK && s != NATS_OK)
+        st = nfail(err, s, jerr, "read payload", key);
+    return st;
+}
+
+static txm_status blob_get_nats(txm__broker *b, const char *key, char **out, size_t *len,
+                                txm_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    natsMsg *m = NULL;
+    txm_status st = get_chunk(b, key, 0, &m, err);
+    const char *count = NULL;
+    if (st == TXM_OK && natsMsgHeader_Get(m, HDR_CHUNKS, &count) != NATS_OK)
+        st = txm_errf(err, TXM_MALFORMED, "nats: payload %s has no chunk count", key);
+    size_t chunks = count != NULL ? (size_t)strtoull(count, NULL, 10) : 0;
+    if (st == TXM_OK && (chunks == 0 || chunks > TXM_ENVELOPE_MAX / BLOB_CHUNK_LEN + 1))
+        st = txm_errf(err, TXM_MALFORMED, "nats: payload %s has a bad chunk count", key);
+    char *buf = st == TXM_OK ? txm__malloc(chunks * BLOB_CHUNK_LEN + 1) : NULL;
+    if (st == TXM_OK && buf == NULL)
+        st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    for (size_t i = 0; st == TXM_OK && i < chunks; i++) {
+        if (i > 0)
+            st = get_chunk(b, key, i, &m, err);
+        int n = st == TXM_OK ? natsMsg_GetDataLength(m) : 0;
+        if (st == TXM_OK && (n < 0 || (size_t)n > BLOB_CHUNK_LEN))
+            st = txm_errf(err, TXM_MALFORMED, "nats: payload %s chunk %zu too long", key, i);
+        if (st == TXM_OK) {
+            memcpy(buf + *len, natsMsg_GetData(m), (size_t)n);
+            *len += (size_t)n;
+        }
+        natsMsg_Destroy(m);
+        m = NULL;
+    }
+    natsMsg_Destroy(m);
+    if (st != TXM_OK) {
+        free(buf);
+        *len = 0;
+        return st;
+    }
+    buf[*len] = '\0';
+    *out = buf;
+    return TXM_OK;
+}
+
 const txm__transport_ops txm__transport_nats = {
     .scheme = "nats",
     .open = open_nats,
@@ -1261,4 +1441,6 @@ const txm__transport_ops txm__transport_nats = {
     .dlq_list = dlq_list_nats,
     .dlq_redrive = dlq_redrive_nats,
     .dlq_purge = dlq_purge_nats,
+    .blob_put = blob_put_nats,
+    .blob_get = blob_get_nats,
 };

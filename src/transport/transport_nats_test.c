@@ -27,11 +27,24 @@ static const char *nats_url_or_skip(void)
     return url;
 }
 
-static txm_transport *open_at(const char *url, int publish_timeout_ms)
+/* Counts log lines per level (0..3). */
+static void count_log(void *ctx, int level, const char *text)
+{
+    (void)text;
+    int *levels = ctx;
+    if (level >= 0 && level <= 3)
+        __atomic_add_fetch(&levels[level], 1, __ATOMIC_SEQ_CST);
+}
+
+static txm_transport *open_logged(const char *url, int publish_timeout_ms, int *levels)
 {
     txm_transport_options o;
     txm_transport_options_init(&o);
     o.publish_timeout_ms = publish_timeout_ms;
+    if (levels != NULL) {
+        o.log = count_log;
+        o.log_ctx = levels;
+    }
     txm_transport *t = NULL;
     txm_error err = {0};
     txm_status st = txm_transport_open(url, &o, &t, &err);
@@ -42,7 +55,7 @@ static txm_transport *open_at(const char *url, int publish_timeout_ms)
 
 static txm_transport *open_shared(void)
 {
-    return open_at(nats_url_or_skip(), 10000);
+    return open_logged(nats_url_or_skip(), 10000, NULL);
 }
 
 static void subscribe(txm_transport *t, const char *topic, const char *queue, int max,
@@ -175,6 +188,40 @@ static void nats_broker_drops_republish_with_same_id_in_window(void **state)
     assert_int_equal(drain(t, q, 500, ids, 8), 2);
     assert_string_equal(ids[0], "dup-1");
     assert_string_equal(ids[1], "dup-2");
+    txm_transport_close(t);
+}
+
+/* One message of a batch fails (bigger than the server's max_payload):
+ * the others are stored and results tell which. */
+static void nats_publish_reports_each_message(void **state)
+{
+    (void)state;
+    txm_transport_options o;
+    txm_transport_options_init(&o);
+    o.max_message_len = 4u << 20;
+    txm_transport *t = NULL;
+    assert_int_equal(txm_transport_open(nats_url_or_skip(), &o, &t, NULL), TXM_OK);
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    size_t big_len = 2u << 20;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    memset(big, 'x', big_len);
+    txm_outgoing batch[3] = {
+        {topic, "each-1", "{}", 2}, {topic, "each-2", big, big_len}, {topic, "each-3", "{}", 2}};
+    txm_status res[3];
+    txm_error err = {0};
+    assert_int_equal(txm_transport_publish(t, batch, 3, res, &err), TXM_TOO_BIG);
+    assert_int_equal(res[0], TXM_OK);
+    assert_int_equal(res[1], TXM_TOO_BIG);
+    assert_int_equal(res[2], TXM_OK);
+    assert_non_null(strstr(err.text, "each-2"));
+    free(big);
+    char ids[4][24];
+    assert_int_equal(drain(t, q, 300, ids, 4), 2);
+    assert_string_equal(ids[0], "each-1");
+    assert_string_equal(ids[1], "each-3");
     txm_transport_close(t);
 }
 
@@ -395,6 +442,31 @@ static void nats_order_of_1000_is_kept(void **state)
     txm_transport_close(t);
 }
 
+/* Short receives racing nack delays: every delivery must count once.
+ * (Pull requests with an expiry lose such redeliveries on nats-server 2.9.) */
+static void nats_nack_delays_count_each_receive_once(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 100, 30000);
+    publish_one(t, topic, "retry-1", "{}");
+    int expect = 1;
+    long long until = txm_test_now_ms() + 20000;
+    while (expect <= 40 && txm_test_now_ms() < until) {
+        txm_delivery *d = receive_one(t, q, 100);
+        if (d == NULL)
+            continue;
+        assert_int_equal(txm_delivery_receive_count(d), expect);
+        expect++;
+        assert_int_equal(txm_transport_nack(t, d, (expect % 4) * 50, "again", NULL), TXM_OK);
+        txm_delivery_free(d);
+    }
+    assert_int_equal(expect, 41);
+    txm_transport_close(t);
+}
+
 static void nats_queue_conflict_and_not_found(void **state)
 {
     (void)state;
@@ -611,7 +683,8 @@ static void nats_messages_survive_restart_and_handle_reconnects(void **state)
     assert_true(pid > 0);
     char url[64];
     snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
-    txm_transport *t = open_at(url, 2000);
+    int levels[4] = {0};
+    txm_transport *t = open_logged(url, 2000, levels);
     subscribe(t, "restart", "restart-q", 3, 30000);
     enum { N = 20 };
     char ids[N][16];
@@ -649,6 +722,8 @@ static void nats_messages_survive_restart_and_handle_reconnects(void **state)
     ack(t, d);
     txm_delivery_free(d);
     assert_int_equal(stream_msgs(url), 0);
+    /* The disconnect was a warning, the reconnect news. */
+    assert_true(levels[2] >= 1 && levels[1] >= 1);
     txm_transport_close(t);
     txm_testnats_stop(pid);
     txm_test_rmdir(dir);
@@ -660,11 +735,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(nats_fan_out_delivers_once_to_each_queue),
         cmocka_unit_test(nats_broker_drops_republish_with_same_id_in_window),
+        cmocka_unit_test(nats_publish_reports_each_message),
         cmocka_unit_test(nats_unacked_message_is_redelivered_after_lease_with_count_2),
         cmocka_unit_test(nats_nack_after_max_moves_to_dlq_with_headers),
         cmocka_unit_test(nats_expired_last_lease_is_dead_lettered_not_returned),
         cmocka_unit_test(nats_dlq_list_redrive_purge),
         cmocka_unit_test(nats_order_of_1000_is_kept),
+        cmocka_unit_test(nats_nack_delays_count_each_receive_once),
         cmocka_unit_test(nats_queue_conflict_and_not_found),
         cmocka_unit_test(nats_topic_without_subscribers_accepts_and_drops),
         cmocka_unit_test(nats_waiting_receive_wakes_on_publish),

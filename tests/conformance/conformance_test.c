@@ -373,6 +373,64 @@ static void conformance_thousand_messages_handled_in_publish_order(void **state)
     free(h);
 }
 
+typedef struct big_ctx {
+    atomic_int calls;
+    atomic_size_t payload_len;
+    atomic_bool intact;
+} big_ctx;
+
+static txm_status check_big(void *arg, txm_uow *uow, const txm_msg *msg, txm_error *err)
+{
+    (void)uow;
+    (void)err;
+    big_ctx *b = arg;
+    const char *p = txm_msg_payload(msg);
+    size_t len = strlen(p);
+    /* {"blob":"xxxx...x","n":1}: every filler byte must have survived. */
+    bool intact = strncmp(p, "{\"blob\":\"", 9) == 0 && len > 20;
+    for (size_t i = 9; intact && i < len - 8; i++)
+        intact = p[i] == 'x';
+    atomic_store(&b->payload_len, len);
+    atomic_store(&b->intact, intact);
+    atomic_fetch_add(&b->calls, 1);
+    return TXM_OK;
+}
+
+static void conformance_five_mib_payload_reaches_handler_intact(void **state)
+{
+    enum { FILLER = 5 << 20 };
+    fixture *fx = get(state);
+    char *payload = malloc(FILLER + 32);
+    memcpy(payload, "{\"blob\":\"", 9);
+    memset(payload + 9, 'x', FILLER);
+    memcpy(payload + 9 + FILLER, "\",\"n\":1}", 8);
+    txm_msg *m = NULL;
+    assert_int_equal(txm_msg_new(fx->topic, "big-1", NULL, payload, &m, NULL), TXM_OK);
+    size_t want = strlen(payload);
+    free(payload);
+
+    big_ctx b = {0};
+    txm_handler_options ho;
+    txm_handler_options_init(&ho);
+    ho.wait_ms = 100;
+    txm_consumer *c = NULL;
+    assert_int_equal(txm_consumer_new(fx->db, fx->t, NULL, &c, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_add(c, fx->topic, fx->queue, check_big, &b, &ho, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_start(c, NULL), TXM_OK);
+    txm_error err;
+    assert_int_equal(txm_transport_publish_msgs(fx->t, (const txm_msg *const *)&m, 1, NULL, &err),
+                     TXM_OK);
+    long long end = txm_test_now_ms() + 20000;
+    while (atomic_load(&b.calls) == 0 && txm_test_now_ms() < end)
+        txm_test_sleep_ms(20);
+    txm_consumer_free(c);
+    txm_msg_free(m);
+    assert_int_equal(atomic_load(&b.calls), 1);
+    assert_int_equal(atomic_load(&b.payload_len), want);
+    assert_true(atomic_load(&b.intact));
+    assert_int_equal(dlq_count(fx), 0);
+}
+
 /* Stops the broker and starts it again (NATS: a private server on a store
  * folder; embedded: closing and reopening the file). */
 static void conformance_acknowledged_messages_survive_broker_restart(void **state)
@@ -482,6 +540,7 @@ int main(void)
         BOTH(conformance_same_message_five_times_changes_state_once),
         BOTH(conformance_thousand_messages_handled_in_publish_order),
         BOTH(conformance_acknowledged_messages_survive_broker_restart),
+        BOTH(conformance_five_mib_payload_reaches_handler_intact),
         BOTH(conformance_sigkilled_consumer_loses_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
