@@ -9,6 +9,7 @@
 
 struct relay_http {
     txm_logger logger;
+    txm_db *db;          /* outbox gauges, read at render time */
     txm_metrics *metrics;
     txm_http_server *server;
     relay_stats *stats;
@@ -33,6 +34,41 @@ static txm_status read_lag(void *ctx, double *value)
 {
     *value = (double)atomic_load(&((relay_stats *)ctx)->lag_us) / 1e6;
     return TXM_OK;
+}
+
+static txm_status read_not_dispatched(void *ctx, double *value)
+{
+    int64_t n = 0;
+    txm_status st = txm_outbox_count_not_dispatched(((relay_http *)ctx)->db, &n, NULL);
+    *value = (double)n;
+    return st;
+}
+
+static txm_status read_oldest_age(void *ctx, double *value)
+{
+    int64_t age_us = 0;
+    bool found = false;
+    txm_status st = txm_outbox_oldest_age(((relay_http *)ctx)->db, &age_us, &found, NULL);
+    *value = found ? (double)age_us / 1e6 : 0.0;
+    return st;
+}
+
+static txm_status register_outbox_metrics(relay_http *h, const char *database_url, txm_error *err)
+{
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 1;
+    o.migrate = false;
+    txm_status st = txm_db_open(database_url, &o, &h->db, err);
+    if (st == TXM_OK)
+        st = txm_metrics_gauge_fn(h->metrics, "txmsg_outbox_not_dispatched",
+                                  "Outbox messages not marked dispatched.", NULL,
+                                  read_not_dispatched, h, err);
+    if (st == TXM_OK)
+        st = txm_metrics_gauge_fn(h->metrics, "txmsg_outbox_oldest_not_dispatched_age_seconds",
+                                  "Age of the oldest not-dispatched outbox message; 0 if none.",
+                                  NULL, read_oldest_age, h, err);
+    return st;
 }
 
 static txm_status register_metrics(relay_http *h, txm_error *err)
@@ -71,7 +107,8 @@ static txm_status register_metrics(relay_http *h, txm_error *err)
     return st;
 }
 
-static txm_status start_server(relay_http *h, const char *address, int port, txm_error *err)
+static txm_status start_server(relay_http *h, const char *database_url, const char *address,
+                               int port, txm_error *err)
 {
     txm_http_options o;
     txm_http_options_init(&o);
@@ -83,6 +120,8 @@ static txm_status start_server(relay_http *h, const char *address, int port, txm
     o.metrics = h->metrics;
     if (st == TXM_OK)
         st = register_metrics(h, err);
+    if (st == TXM_OK)
+        st = register_outbox_metrics(h, database_url, err);
     if (st == TXM_OK)
         st = txm_http_server_new(&o, &h->server, err);
     if (st == TXM_OK)
@@ -105,7 +144,7 @@ int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, 
     cfg->log = txm_logger_fn;
     cfg->log_ctx = &h->logger;
     txm_error err;
-    if (port >= 0 && start_server(h, address, port, &err) != TXM_OK) {
+    if (port >= 0 && start_server(h, cfg->database_url, address, port, &err) != TXM_OK) {
         txm_log_write(&h->logger, TXM_LOG_ERROR, NULL, "relay: cannot serve metrics: %s",
                       err.text);
         relay_http_close(h);
@@ -122,5 +161,6 @@ void relay_http_close(relay_http *h)
     txm_http_server_stop(h->server);
     txm_http_server_free(h->server);
     txm_metrics_free(h->metrics);
+    txm_db_close(h->db);
     free(h);
 }

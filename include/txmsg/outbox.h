@@ -46,6 +46,9 @@ TXM_API void txm_outbox_list_free(txm_outbox_entry **list, size_t count);
 TXM_API txm_status txm_outbox_oldest_age(txm_db *db, int64_t *age_us, bool *found,
                                          txm_error *err);
 
+/* Number of not-dispatched messages. */
+TXM_API txm_status txm_outbox_count_not_dispatched(txm_db *db, int64_t *count, txm_error *err);
+
 /* Entry getters. Borrows: valid while the entry lives. */
 TXM_API const txm_msg *txm_outbox_entry_msg(const txm_outbox_entry *e);
 TXM_API int64_t txm_outbox_entry_seq(const txm_outbox_entry *e);

@@ -36,6 +36,8 @@ static const char SQLITE_OLDEST[] =
     "SELECT created_at FROM txmsg_outbox WHERE is_dispatched = 0 ORDER BY seq LIMIT 1";
 static const char PG_OLDEST[] = "SELECT " TXM__PG_TIME("created_at")
     " FROM txmsg_outbox WHERE NOT is_dispatched ORDER BY seq LIMIT 1";
+static const char SQLITE_COUNT[] = "SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0";
+static const char PG_COUNT[] = "SELECT count(*) FROM txmsg_outbox WHERE NOT is_dispatched";
 /* The ids travel as one JSON array parameter, so one prepared statement
  * serves any batch size. */
 static const char SQLITE_MARK[] =
@@ -218,6 +220,17 @@ txm_status txm_outbox_oldest_age(txm_db *db, int64_t *age_us, bool *found, txm_e
             *age_us = txm_now_us() - created;
         }
     }
+    txm_rows_free(rows);
+    return st;
+}
+
+txm_status txm_outbox_count_not_dispatched(txm_db *db, int64_t *count, txm_error *err)
+{
+    if (db == NULL || count == NULL)
+        return txm_errf(err, TXM_INVALID, "outbox_count: NULL argument");
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_COUNT, PG_COUNT), NULL, 0, &rows, NULL, err);
+    *count = st == TXM_OK ? txm_rows_int(rows, 0, 0) : 0;
     txm_rows_free(rows);
     return st;
 }

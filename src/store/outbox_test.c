@@ -166,10 +166,15 @@ static void outbox_oldest_age_tracks_not_dispatched(void **state)
     assert_true(found);
     assert_true(age >= hour && age < hour + 60LL * 1000000LL);
 
+    int64_t count = 0;
+    assert_int_equal(txm_outbox_count_not_dispatched(fx->db, &count, NULL), TXM_OK);
+    assert_int_equal(count, 1);
     const char *ids[] = {"0190f0c4-0000-7000-8000-000000000001"};
     assert_int_equal(txm_outbox_mark_dispatched(fx->db, ids, 1, NULL, NULL), TXM_OK);
     assert_int_equal(txm_outbox_oldest_age(fx->db, &age, &found, NULL), TXM_OK);
     assert_false(found);
+    assert_int_equal(txm_outbox_count_not_dispatched(fx->db, &count, NULL), TXM_OK);
+    assert_int_equal(count, 0);
 }
 
 static void outbox_bad_arguments_are_invalid(void **state)

@@ -9,9 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "testhttp.h"
 #include "testproc.h"
 #include "testrelay.h"
 
@@ -190,10 +193,83 @@ static void relay_standby_takes_over_when_active_is_killed(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* Feeds text to `promtool check metrics`; returns its exit status. */
+static int promtool_check(const char *text, size_t len)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], STDIN_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("promtool", "promtool", "check", "metrics", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[0]);
+    assert_int_equal(write(fds[1], text, len), (ssize_t)len);
+    close(fds[1]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static double metric_value(const char *text, const char *name)
+{
+    const char *p = text;
+    size_t n = strlen(name);
+    while ((p = strstr(p, name)) != NULL) {
+        if ((p == text || p[-1] == '\n') && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p += n;
+    }
+    return -1;
+}
+
+static void relay_metrics_track_publishing_and_pass_promtool(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    int port = txm_test_free_port();
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    const char *args[] = {"--metrics-port", port_arg, NULL};
+    pid_t relay = txm_relay_start(fx, args);
+    commit_and_expect(fx, &nm, 0, 3);
+    txm_testhttp_response r;
+    long long end = txm_test_now_ms() + 5000;
+    double published = -1, pending = -1;
+    do { /* marking dispatched follows the publish */
+        assert_int_equal(txm_testhttp_request("GET", "127.0.0.1", port, "/metrics", NULL, NULL,
+                                              0, 5000, &r),
+                         0);
+        assert_int_equal(r.status, 200);
+        published = metric_value(r.body, "txmsg_relay_published_total");
+        pending = metric_value(r.body, "txmsg_outbox_not_dispatched");
+        if (pending != 0)
+            txm_testhttp_response_fini(&r);
+    } while (pending != 0 && txm_test_now_ms() < end);
+    assert_true(published >= 3);
+    assert_true(pending == 0);
+    assert_true(metric_value(r.body, "txmsg_relay_lag_seconds") >= 0);
+    assert_true(metric_value(r.body, "txmsg_relay_position") > 0);
+    assert_int_equal(promtool_check(r.body, r.body_len), 0);
+    txm_testhttp_response_fini(&r);
+    assert_int_equal(
+        txm_testhttp_request("GET", "127.0.0.1", port, "/health", NULL, NULL, 0, 5000, &r), 0);
+    assert_int_equal(r.status, 200);
+    txm_testhttp_response_fini(&r);
+    int status = txm_proc_kill(relay, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TXM_RELAY_TESTS(relay_publishes_commits_in_order_and_never_rollbacks),
+        TXM_RELAY_TESTS(relay_metrics_track_publishing_and_pass_promtool),
         TXM_RELAY_TESTS_PG(relay_survives_postgresql_restart),
         TXM_RELAY_TESTS_PG(relay_standby_takes_over_when_active_is_killed),
     };
