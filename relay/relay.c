@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "store/store.h"
 
 #define MAX_TOPICS 1024
 #define BACKOFF_MAX_MS 5000
@@ -153,6 +154,30 @@ static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
     return st;
 }
 
+/* PostgreSQL may stream a commit a moment before it is visible to other
+ * sessions, so an UPDATE right after can miss rows: mark what is visible,
+ * then retry the rest briefly. */
+static void mark_ids(loop *l, const char **ids, size_t n)
+{
+    txm_error err;
+    size_t marked = 0, total = 0;
+    txm_status st = txm_outbox_mark_dispatched(l->db, ids, n, &marked, &err);
+    total = marked;
+    for (int attempt = 0; st == TXM_OK && total < n && attempt < 6; attempt++) {
+        struct timespec pause = {0, (2L << attempt) * 1000000L};
+        nanosleep(&pause, NULL);
+        st = txm__outbox_mark_new(l->db, ids, n, &marked, &err);
+        total += marked;
+    }
+    if (st != TXM_OK) {
+        atomic_fetch_add(&l->stats->errors_db, 1);
+        say(l, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
+    } else if (total < n) {
+        say(l, 2, "relay: marked %zu of %zu published messages dispatched; the rest are not"
+                  " in the outbox (purged?)", total, n);
+    }
+}
+
 /* Marking is bookkeeping for operators, not part of the guarantee: a
  * failure is logged and counted, and the relay goes on. */
 static void mark_dispatched(loop *l, const relay_batch *b)
@@ -166,11 +191,8 @@ static void mark_dispatched(loop *l, const relay_batch *b)
     for (size_t i = 0; i < b->count; i++)
         if (b->entries[i].msg != NULL)
             ids[n++] = txm_msg_id(b->entries[i].msg);
-    txm_error err;
-    if (n > 0 && txm_outbox_mark_dispatched(l->db, ids, n, NULL, &err) != TXM_OK) {
-        atomic_fetch_add(&l->stats->errors_db, 1);
-        say(l, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
-    }
+    if (n > 0)
+        mark_ids(l, ids, n);
     free(ids);
 }
 

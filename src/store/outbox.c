@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "store/store.h"
 #include "store/store_int.h"
 #include "txmsg/outbox.h"
 
@@ -36,6 +37,16 @@ static const char SQLITE_OLDEST[] =
     "SELECT created_at FROM txmsg_outbox WHERE is_dispatched = 0 ORDER BY seq LIMIT 1";
 static const char PG_OLDEST[] = "SELECT " TXM__PG_TIME("created_at")
     " FROM txmsg_outbox WHERE NOT is_dispatched ORDER BY seq LIMIT 1";
+/* The same, for rows not dispatched yet: a retry must not count twice. */
+static const char SQLITE_MARK_NEW[] =
+    "UPDATE txmsg_outbox SET is_dispatched = 1, last_dispatched_at = $1,"
+    " approximate_dispatch_count = approximate_dispatch_count + 1"
+    " WHERE is_dispatched = 0 AND message_id IN (SELECT value FROM json_each($2))";
+static const char PG_MARK_NEW[] =
+    "UPDATE txmsg_outbox SET is_dispatched = true, last_dispatched_at = $1::timestamptz,"
+    " approximate_dispatch_count = approximate_dispatch_count + 1"
+    " WHERE NOT is_dispatched AND message_id IN (SELECT json_array_elements_text($2::json))";
+
 static const char SQLITE_COUNT[] = "SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0";
 static const char PG_COUNT[] = "SELECT count(*) FROM txmsg_outbox WHERE NOT is_dispatched";
 /* The ids travel as one JSON array parameter, so one prepared statement
@@ -141,8 +152,9 @@ static txm_status ids_to_json(const char *const *ids, size_t count, char **out, 
     return *out == NULL ? txm_errf(err, TXM_NOMEM, "outbox: out of memory") : TXM_OK;
 }
 
-txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids, size_t count,
-                                      size_t *marked, txm_error *err)
+static txm_status mark(txm_db *db, const char *sqlite_sql, const char *pg_sql,
+                       const char *const *message_ids, size_t count, size_t *marked,
+                       txm_error *err)
 {
     if (marked != NULL)
         *marked = 0;
@@ -158,11 +170,23 @@ txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids
     txm_time_format(txm_now_us(), now);
     txm_value p[2] = {TXM_TEXT(now), TXM_TEXT(json)};
     int64_t changes = 0;
-    st = txm_db_exec(db, TXM__SQL(db, SQLITE_MARK, PG_MARK), p, 2, NULL, &changes, err);
+    st = txm_db_exec(db, TXM__SQL(db, sqlite_sql, pg_sql), p, 2, NULL, &changes, err);
     free(json);
     if (st == TXM_OK && marked != NULL)
         *marked = (size_t)changes;
     return st;
+}
+
+txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids, size_t count,
+                                      size_t *marked, txm_error *err)
+{
+    return mark(db, SQLITE_MARK, PG_MARK, message_ids, count, marked, err);
+}
+
+txm_status txm__outbox_mark_new(txm_db *db, const char *const *message_ids, size_t count,
+                                size_t *marked, txm_error *err)
+{
+    return mark(db, SQLITE_MARK_NEW, PG_MARK_NEW, message_ids, count, marked, err);
 }
 
 txm_status txm_outbox_list_not_dispatched(txm_db *db, size_t limit, txm_outbox_entry ***out,
