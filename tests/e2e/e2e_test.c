@@ -1,0 +1,1398 @@
+/* End to end, the scenarios of issue 5: customers-service, orders-service and
+ * a txmsg-relay for each, started as real processes and spoken to over HTTP
+ * as a user does, with the events they publish watched on the transport.
+ * Runs on the embedded default (SQLite files, embedded broker) and on
+ * PostgreSQL with a private NATS JetStream server; the second stack is
+ * skipped when TXMSG_TEST_PG_URL or TXMSG_TEST_NATS_URL is not set. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "testbroker.h"
+#include "testdb.h"
+#include "testhttp.h"
+#include "testproc.h"
+#include "txmsg/txmsg.h"
+
+enum {
+    START_MS = 60000,  /* a service answering its health check */
+    ASYNC_MS = 30000,  /* an asynchronous outcome: relay, broker, consumer */
+    BURST_MS = 120000, /* every order of the concurrent burst decided */
+    HTTP_MS = 30000,   /* one HTTP exchange */
+    STOP_MS = 20000,   /* a process exiting after SIGTERM */
+    POLL_MS = 50,      /* between two looks at an asynchronous outcome */
+    BURST_ORDERS = 50,
+};
+
+#define UUID_BUF (TXM_UUID_LEN + 1)
+
+/* ---- the stack: databases, broker, four processes, event watchers ---- */
+
+enum { P_CUSTOMERS, P_ORDERS, P_CUSTOMERS_RELAY, P_ORDERS_RELAY, P_COUNT };
+static const char *const proc_names[P_COUNT] = {"customers", "orders", "customers-relay",
+                                                "orders-relay"};
+
+typedef struct proc {
+    pid_t pid;            /* 0 when not running */
+    char log[640];        /* stdout and stderr, appended across restarts */
+    char env_db[1100];    /* TXMSG_DATABASE_URL=... */
+    char env_broker[600]; /* TXMSG_BROKER_URL=... */
+    char env_port[32];    /* PORT=... (services) */
+    char env_bind[64];    /* TXMSG_BIND_ADDRESS=... (services) */
+    char *env[5];
+} proc;
+
+enum { W_CUSTOMER_CREATED, W_VALIDATION_FAILED, W_ORDER_CREATED, W_ORDER_CANCELLED, W_COUNT };
+static const char *const watched_topics[W_COUNT] = {
+    "customer--created", "customer--validation-failed", "order--created", "order--cancelled"};
+
+/* A queue of our own subscribed to one of the services' topics. */
+typedef struct watcher {
+    char queue[160];
+    txm_msg **msgs; /* every event received so far, in arrival order */
+    size_t n, cap;
+} watcher;
+
+typedef struct stack {
+    const char *name; /* "embedded" or "postgresql+nats" */
+    bool pg_nats;
+    bool ready;            /* false: a server is missing and the scenarios skip */
+    char setup_error[768]; /* why the stack did not start; "" when it did */
+    char *dir;             /* logs, SQLite files, embedded broker, NATS store */
+    char *customers_url;   /* database URLs, owned */
+    char *orders_url;
+    char broker_url[256];
+    pid_t nats; /* the private nats-server, 0 if none */
+    txm_transport *t;
+    txm_db *customers_db; /* the services' databases, for counts */
+    txm_db *orders_db;
+    int customers_port, orders_port;
+    proc procs[P_COUNT];
+    watcher w[W_COUNT];
+    int begun, finished; /* scenarios started and passed: a difference keeps the logs */
+} stack;
+
+static bool setup_fail(stack *st, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(st->setup_error, sizeof st->setup_error, fmt, ap);
+    va_end(ap);
+    return false;
+}
+
+static void describe_wait_status(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(out, cap, "wait status %#x", (unsigned)status);
+}
+
+static bool start_proc(stack *st, int which)
+{
+    proc *p = &st->procs[which];
+    bool service = which == P_CUSTOMERS || which == P_ORDERS;
+    bool customers = which == P_CUSTOMERS || which == P_CUSTOMERS_RELAY;
+    const char *bin = service ? (customers ? TXM_CUSTOMERS_BIN : TXM_ORDERS_BIN) : TXM_RELAY_BIN;
+    snprintf(p->log, sizeof p->log, "%s/%s.log", st->dir, proc_names[which]);
+    snprintf(p->env_db, sizeof p->env_db, "TXMSG_DATABASE_URL=%s",
+             customers ? st->customers_url : st->orders_url);
+    snprintf(p->env_broker, sizeof p->env_broker, "TXMSG_BROKER_URL=%s", st->broker_url);
+    size_t n = 0;
+    p->env[n++] = p->env_db;
+    p->env[n++] = p->env_broker;
+    if (service) {
+        int port = customers ? st->customers_port : st->orders_port;
+        snprintf(p->env_port, sizeof p->env_port, "PORT=%d", port);
+        snprintf(p->env_bind, sizeof p->env_bind, "TXMSG_BIND_ADDRESS=127.0.0.1");
+        p->env[n++] = p->env_port;
+        p->env[n++] = p->env_bind;
+    }
+    p->env[n] = NULL;
+    char *argv[] = {(char *)bin, NULL};
+    p->pid = txm_proc_start(bin, argv, p->env, p->log);
+    if (p->pid <= 0) {
+        p->pid = 0;
+        return setup_fail(st, "cannot start %s", bin);
+    }
+    return true;
+}
+
+/* SIGTERM, then waits up to STOP_MS; a process still running then is
+ * killed. Returns its wait status, or -1 if it had to be killed. */
+static int stop_proc(proc *p)
+{
+    if (p->pid <= 0)
+        return -1;
+    kill(p->pid, SIGTERM);
+    long long end = txm_test_now_ms() + STOP_MS;
+    int status = 0;
+    while (waitpid(p->pid, &status, WNOHANG) == 0) {
+        if (txm_test_now_ms() >= end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            p->pid = 0;
+            return -1;
+        }
+        txm_test_sleep_ms(20);
+    }
+    p->pid = 0;
+    return status;
+}
+
+/* GET path answers 200 {"status": "ok"} while the process keeps running. */
+static bool wait_healthy(stack *st, int which, int port, const char *path)
+{
+    proc *p = &st->procs[which];
+    long long end = txm_test_now_ms() + START_MS;
+    while (txm_test_now_ms() < end) {
+        int status = 0;
+        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+            char how[64];
+            describe_wait_status(status, how, sizeof how);
+            p->pid = 0;
+            return setup_fail(st, "%s ended (%s) before answering GET %s; see %s",
+                              proc_names[which], how, path, p->log);
+        }
+        txm_testhttp_response r;
+        bool ok =
+            txm_testhttp_request("GET", "127.0.0.1", port, path, NULL, NULL, 0, 2000, &r) == 0 &&
+            r.status == 200;
+        json_t *j = ok ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
+        const char *s = json_string_value(json_object_get(j, "status"));
+        ok = s != NULL && strcmp(s, "ok") == 0;
+        json_decref(j);
+        txm_testhttp_response_fini(&r);
+        if (ok)
+            return true;
+        txm_test_sleep_ms(POLL_MS);
+    }
+    return setup_fail(st,
+                      "%s did not answer GET %s with 200 {\"status\":\"ok\"} within %d ms; see %s",
+                      proc_names[which], path, START_MS, p->log);
+}
+
+static bool make_urls(stack *st)
+{
+    if (st->pg_nats) {
+        st->customers_url = txm_testdb_create(TXM_TEST_PG);
+        st->orders_url = txm_testdb_create(TXM_TEST_PG);
+        if (st->customers_url == NULL || st->orders_url == NULL)
+            return setup_fail(st, "cannot create the PostgreSQL databases");
+        /* The services' durable consumers have fixed names: a private server
+         * keeps them apart from other suites and earlier runs. */
+        char store[600];
+        snprintf(store, sizeof store, "%s/nats", st->dir);
+        int port = txm_test_free_port();
+        st->nats = txm_testnats_start(store, port);
+        if (st->nats <= 0) {
+            st->nats = 0;
+            return setup_fail(st, "nats-server did not start on port %d", port);
+        }
+        snprintf(st->broker_url, sizeof st->broker_url, "nats://127.0.0.1:%d", port);
+        return true;
+    }
+    size_t n = strlen(st->dir) + 32;
+    st->customers_url = malloc(n);
+    st->orders_url = malloc(n);
+    snprintf(st->customers_url, n, "sqlite:%s/customers.db", st->dir);
+    snprintf(st->orders_url, n, "sqlite:%s/orders.db", st->dir);
+    snprintf(st->broker_url, sizeof st->broker_url, "embedded:%s/broker.db", st->dir);
+    return true;
+}
+
+/* The transport with our watcher queues, declared before any service runs
+ * so that they see every event, and the two databases for counting rows. */
+static bool open_handles(stack *st)
+{
+    txm_error err = {0};
+    if (txm_transport_open(st->broker_url, NULL, &st->t, &err) != TXM_OK)
+        return setup_fail(st, "transport %s: %s", st->broker_url, err.text);
+    for (int i = 0; i < W_COUNT; i++) {
+        char prefix[96];
+        snprintf(prefix, sizeof prefix, "e2e-watch-%s", watched_topics[i]);
+        txm_test_unique(prefix, st->w[i].queue, sizeof st->w[i].queue);
+        if (txm_transport_declare_subscription(st->t, watched_topics[i], st->w[i].queue, NULL,
+                                               &err) != TXM_OK)
+            return setup_fail(st, "watch %s: %s", watched_topics[i], err.text);
+    }
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 2;
+    if (txm_db_open(st->customers_url, &o, &st->customers_db, &err) != TXM_OK ||
+        txm_db_open(st->orders_url, &o, &st->orders_db, &err) != TXM_OK)
+        return setup_fail(st, "database: %s", err.text);
+    return true;
+}
+
+static bool start_stack(stack *st)
+{
+    st->dir = txm_test_mkdtemp();
+    if (st->dir == NULL)
+        return setup_fail(st, "cannot create a temporary folder");
+    fprintf(stderr, "e2e %s: logs in %s\n", st->name, st->dir);
+    if (!make_urls(st) || !open_handles(st))
+        return false;
+    st->customers_port = txm_test_free_port();
+    do
+        st->orders_port = txm_test_free_port();
+    while (st->orders_port == st->customers_port);
+    for (int i = 0; i < P_COUNT; i++)
+        if (!start_proc(st, i))
+            return false;
+    return wait_healthy(st, P_CUSTOMERS, st->customers_port, "/customers/health") &&
+           wait_healthy(st, P_ORDERS, st->orders_port, "/orders/health");
+}
+
+static int setup_stack(void **state, bool pg_nats)
+{
+    stack *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return -1;
+    *state = st;
+    st->pg_nats = pg_nats;
+    st->name = pg_nats ? "postgresql+nats" : "embedded";
+    if (pg_nats && (!txm_testdb_available(TXM_TEST_PG) || !txm_testbroker_available(TXM_TEST_NATS)))
+        return 0;
+    st->ready = true;
+    start_stack(st); /* a failure is reported by every scenario */
+    return 0;
+}
+
+static int setup_embedded(void **state)
+{
+    return setup_stack(state, false);
+}
+
+static int setup_pg_nats(void **state)
+{
+    return setup_stack(state, true);
+}
+
+/* Prints the end of each process's log. */
+static void print_logs(const stack *st)
+{
+    for (int i = 0; i < P_COUNT; i++) {
+        FILE *f = fopen(st->procs[i].log, "r");
+        if (f == NULL)
+            continue;
+        char buf[4096];
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        fprintf(stderr, "---- end of %s ----\n%s\n", st->procs[i].log, buf);
+    }
+}
+
+/* The relays' walsenders end a moment after the relays: their slots must be
+ * inactive before the databases (and slots) can be dropped. */
+static void wait_slots_inactive(stack *st)
+{
+    if (st->orders_db == NULL || st->customers_url == NULL || st->orders_url == NULL)
+        return;
+    txm_value p[2] = {TXM_TEXT(txm_testdb_pg_name(st->customers_url)),
+                      TXM_TEXT(txm_testdb_pg_name(st->orders_url))};
+    long long end = txm_test_now_ms() + 10000;
+    while (txm_test_now_ms() < end) {
+        txm_rows *rows = NULL;
+        if (txm_db_exec(st->orders_db,
+                        "SELECT count(*) FROM pg_replication_slots"
+                        " WHERE active AND database IN ($1, $2)",
+                        p, 2, &rows, NULL, NULL) != TXM_OK)
+            return;
+        int64_t active = txm_rows_int(rows, 0, 0);
+        txm_rows_free(rows);
+        if (active == 0)
+            return;
+        txm_test_sleep_ms(POLL_MS);
+    }
+}
+
+static int teardown_stack(void **state)
+{
+    stack *st = *state;
+    for (int i = 0; i < P_COUNT; i++) {
+        if (st->procs[i].pid > 0) {
+            kill(st->procs[i].pid, SIGKILL);
+            waitpid(st->procs[i].pid, NULL, 0);
+        }
+    }
+    bool failed = st->begun != st->finished || st->setup_error[0] != '\0';
+    if (failed && st->dir != NULL)
+        print_logs(st);
+    if (st->pg_nats)
+        wait_slots_inactive(st);
+    txm_db_close(st->customers_db);
+    txm_db_close(st->orders_db);
+    txm_transport_close(st->t);
+    for (int i = 0; i < W_COUNT; i++) {
+        for (size_t k = 0; k < st->w[i].n; k++)
+            txm_msg_free(st->w[i].msgs[k]);
+        free(st->w[i].msgs);
+    }
+    if (st->nats > 0)
+        txm_testnats_stop(st->nats);
+    if (st->pg_nats) {
+        txm_testdb_drop(TXM_TEST_PG, st->customers_url);
+        txm_testdb_drop(TXM_TEST_PG, st->orders_url);
+    } else {
+        free(st->customers_url);
+        free(st->orders_url);
+    }
+    if (st->dir != NULL) {
+        if (failed || getenv("TXM_TEST_KEEP") != NULL)
+            fprintf(stderr, "e2e %s: logs kept in %s\n", st->name, st->dir);
+        else
+            txm_test_rmdir(st->dir);
+        free(st->dir);
+    }
+    free(st);
+    return 0;
+}
+
+/* The stack for a scenario; skips when its servers are missing. */
+static stack *scenario_begin(void **state)
+{
+    stack *st = *state;
+    if (!st->ready) {
+        fprintf(stderr, "skipped: %s needs TXMSG_TEST_PG_URL and TXMSG_TEST_NATS_URL\n", st->name);
+        skip();
+    }
+    st->begun++;
+    if (st->setup_error[0] != '\0')
+        fail_msg("%s stack did not start: %s", st->name, st->setup_error);
+    return st;
+}
+
+static void scenario_end(stack *st)
+{
+    st->finished++;
+}
+
+/* ---- HTTP ---- */
+
+typedef struct reply {
+    int status;
+    json_t *json;       /* the body, parsed; NULL when it is not JSON */
+    char cid[UUID_BUF]; /* the X-Correlation-Id sent, and echoed */
+    char what[160];     /* "POST /orders", for messages */
+    char body[400];     /* the body's start, for messages */
+} reply;
+
+static void reply_free(reply *r)
+{
+    json_decref(r->json);
+    r->json = NULL;
+}
+
+/* Sends one request with a new X-Correlation-Id and fails unless the answer
+ * carries the same one back. */
+static void call(stack *st, int port, const char *method, const char *path, const char *body,
+                 size_t body_len, reply *r)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(txm_uuid_v7(r->cid, NULL), TXM_OK);
+    snprintf(r->what, sizeof r->what, "%s %s", method, path);
+    char cid_header[96];
+    snprintf(cid_header, sizeof cid_header, "X-Correlation-Id: %s", r->cid);
+    const char *headers[] = {cid_header, "Content-Type: application/json", NULL};
+    txm_testhttp_response resp;
+    if (txm_testhttp_request(method, "127.0.0.1", port, path, headers, body, body_len, HTTP_MS,
+                             &resp) != 0) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", resp.error);
+        txm_testhttp_response_fini(&resp);
+        fail_msg("%s: %s (logs in %s)", r->what, why, st->dir);
+    }
+    r->status = resp.status;
+    snprintf(r->body, sizeof r->body, "%s", resp.body);
+    r->json = json_loadb(resp.body, resp.body_len, 0, NULL);
+    const char *echo = txm_testhttp_header_get(&resp, "X-Correlation-Id");
+    char got[160];
+    snprintf(got, sizeof got, "%s", echo != NULL ? echo : "(none)");
+    txm_testhttp_response_fini(&resp);
+    if (strcmp(got, r->cid) != 0)
+        fail_msg("%s: X-Correlation-Id %s in the answer, %s sent", r->what, got, r->cid);
+}
+
+static void call_json(stack *st, int port, const char *method, const char *path, const char *body,
+                      reply *r)
+{
+    call(st, port, method, path, body, body != NULL ? strlen(body) : 0, r);
+}
+
+static void expect_status(const reply *r, int want)
+{
+    if (r->status != want)
+        fail_msg("%s: status %d, want %d; body %s", r->what, r->status, want, r->body);
+    if (r->json == NULL || !json_is_object(r->json))
+        fail_msg("%s: body is not a JSON object: %s", r->what, r->body);
+}
+
+static void expect_error(const reply *r, int status, const char *code)
+{
+    expect_status(r, status);
+    const char *got = json_string_value(json_object_get(r->json, "error"));
+    if (got == NULL || strcmp(got, code) != 0)
+        fail_msg("%s: error %s, want %s; body %s", r->what, got != NULL ? got : "(none)", code,
+                 r->body);
+}
+
+static void expect_validation_error(const reply *r)
+{
+    expect_error(r, 400, "VALIDATION_ERROR");
+    const char *detail = json_string_value(json_object_get(r->json, "detail"));
+    if (detail == NULL || detail[0] == '\0')
+        fail_msg("%s: VALIDATION_ERROR without a detail: %s", r->what, r->body);
+}
+
+/* Field getters that name what is missing. */
+static const char *get_str(json_t *obj, const char *key, const char *what)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+    if (s == NULL) {
+        char *text = json_dumps(obj, JSON_COMPACT);
+        fail_msg("%s: \"%s\" is not a string in %s", what, key, text != NULL ? text : "?");
+    }
+    return s;
+}
+
+static json_int_t get_int(json_t *obj, const char *key, const char *what)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v)) {
+        char *text = json_dumps(obj, JSON_COMPACT);
+        fail_msg("%s: \"%s\" is not an integer in %s", what, key, text != NULL ? text : "?");
+    }
+    return json_integer_value(v);
+}
+
+static const char *link_href(json_t *obj, const char *rel, const char *what)
+{
+    json_t *links = json_object_get(obj, "_links");
+    if (!json_is_object(links))
+        fail_msg("%s: no _links object", what);
+    char where[200];
+    snprintf(where, sizeof where, "%s: _links.%s", what, rel);
+    return get_str(json_object_get(links, rel), "href", where);
+}
+
+static void expect_recent_time(json_t *obj, const char *key, const char *what)
+{
+    const char *s = get_str(obj, key, what);
+    int64_t us = 0;
+    if (txm_time_parse(s, &us, NULL) != TXM_OK)
+        fail_msg("%s: %s \"%s\" is not RFC 3339", what, key, s);
+    int64_t skew = us - txm_now_us();
+    if (skew < -600 * 1000000LL || skew > 600 * 1000000LL)
+        fail_msg("%s: %s \"%s\" is not about now", what, key, s);
+}
+
+/* ---- the services' API ---- */
+
+static void create_customer(stack *st, const char *name, json_int_t limit, char id[UUID_BUF],
+                            char cid[UUID_BUF])
+{
+    json_t *b = json_pack("{s:s, s:I}", "name", name, "credit_limit", limit);
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    reply r;
+    call_json(st, st->customers_port, "POST", "/customers", text, &r);
+    free(text);
+    expect_status(&r, 200);
+    const char *got = get_str(r.json, "id", r.what);
+    if (!txm_uuid_is_valid(got))
+        fail_msg("%s: id \"%s\" is not a UUID", r.what, got);
+    snprintf(id, UUID_BUF, "%s", got);
+    char want[80];
+    snprintf(want, sizeof want, "/customer/%s", id);
+    assert_string_equal(link_href(r.json, "self", r.what), want);
+    if (cid != NULL)
+        memcpy(cid, r.cid, UUID_BUF);
+    reply_free(&r);
+}
+
+static void create_order(stack *st, const char *customer_id, json_int_t total, char id[UUID_BUF],
+                         char cid[UUID_BUF])
+{
+    json_t *b = json_pack("{s:s, s:I}", "customer_id", customer_id, "order_total", total);
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    reply r;
+    call_json(st, st->orders_port, "POST", "/orders", text, &r);
+    free(text);
+    expect_status(&r, 200);
+    const char *got = get_str(r.json, "id", r.what);
+    if (!txm_uuid_is_valid(got))
+        fail_msg("%s: id \"%s\" is not a UUID", r.what, got);
+    snprintf(id, UUID_BUF, "%s", got);
+    char want[96];
+    snprintf(want, sizeof want, "/order/%s", id);
+    assert_string_equal(link_href(r.json, "self", r.what), want);
+    snprintf(want, sizeof want, "/order/%s/cancel", id);
+    assert_string_equal(link_href(r.json, "cancel", r.what), want);
+    if (cid != NULL)
+        memcpy(cid, r.cid, UUID_BUF);
+    reply_free(&r);
+}
+
+/* GET /customer/<id> or /order/<id>: 200 with the object, returned (the
+ * caller's), its id and self link checked. */
+static json_t *get_resource(stack *st, int port, const char *kind, const char *id)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/%s/%s", kind, id);
+    reply r;
+    call_json(st, port, "GET", path, NULL, &r);
+    expect_status(&r, 200);
+    assert_string_equal(get_str(r.json, "id", r.what), id);
+    assert_string_equal(link_href(r.json, "self", r.what), path);
+    json_t *j = r.json;
+    r.json = NULL;
+    return j;
+}
+
+static json_t *get_customer(stack *st, const char *id)
+{
+    return get_resource(st, st->customers_port, "customer", id);
+}
+
+static json_t *get_order(stack *st, const char *id)
+{
+    return get_resource(st, st->orders_port, "order", id);
+}
+
+static json_int_t available_credit(stack *st, const char *customer_id)
+{
+    json_t *c = get_customer(st, customer_id);
+    json_int_t v = get_int(c, "available_credit", "GET /customer");
+    json_decref(c);
+    return v;
+}
+
+static json_int_t version_of(json_t *obj)
+{
+    return get_int(obj, "version", "version");
+}
+
+/* Polls GET /order/<id> until the order leaves PENDING, which only APPROVED
+ * or REJECTED may follow. Returns the order (the caller's). */
+static json_t *wait_order_decided(stack *st, const char *id)
+{
+    long long end = txm_test_now_ms() + ASYNC_MS;
+    for (;;) {
+        json_t *o = get_order(st, id);
+        const char *s = get_str(o, "state", "GET /order");
+        if (strcmp(s, "PENDING") != 0) {
+            if (strcmp(s, "APPROVED") != 0 && strcmp(s, "REJECTED") != 0)
+                fail_msg("order %s went from PENDING to %s", id, s);
+            return o;
+        }
+        json_decref(o);
+        if (txm_test_now_ms() >= end)
+            fail_msg("order %s still PENDING after %d ms (logs in %s)", id, ASYNC_MS, st->dir);
+        txm_test_sleep_ms(POLL_MS);
+    }
+}
+
+static json_t *expect_order_decided_as(stack *st, const char *id, const char *want)
+{
+    json_t *o = wait_order_decided(st, id);
+    const char *s = get_str(o, "state", "GET /order");
+    if (strcmp(s, want) != 0)
+        fail_msg("order %s is %s, want %s (logs in %s)", id, s, want, st->dir);
+    return o;
+}
+
+static void expect_state(json_t *order, const char *want)
+{
+    assert_string_equal(get_str(order, "state", "GET /order"), want);
+}
+
+/* Polls the customer's available credit until it is want; it must never be
+ * negative on the way. */
+static void wait_available(stack *st, const char *customer_id, json_int_t want)
+{
+    long long end = txm_test_now_ms() + ASYNC_MS;
+    for (;;) {
+        json_int_t got = available_credit(st, customer_id);
+        if (got == want)
+            return;
+        if (got < 0)
+            fail_msg("customer %s: available_credit %lld is negative", customer_id, (long long)got);
+        if (txm_test_now_ms() >= end)
+            fail_msg("customer %s: available_credit %lld after %d ms, want %lld", customer_id,
+                     (long long)got, ASYNC_MS, (long long)want);
+        txm_test_sleep_ms(POLL_MS);
+    }
+}
+
+static void cancel_order(stack *st, const char *id, reply *r)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/order/%s/cancel", id);
+    call_json(st, st->orders_port, "POST", path, NULL, r);
+}
+
+static void expect_cancelled_answer(const reply *r, const char *id)
+{
+    expect_status(r, 200);
+    assert_string_equal(get_str(r->json, "id", r->what), id);
+    if (!json_is_object(json_object_get(r->json, "_links")))
+        fail_msg("%s: no _links: %s", r->what, r->body);
+}
+
+/* ---- the orders relay, stopped to hold orders in PENDING ---- */
+
+static void expect_clean_stop(stack *st, int which)
+{
+    proc *p = &st->procs[which];
+    if (p->pid <= 0)
+        fail_msg("%s is not running; see %s", proc_names[which], p->log);
+    int status = stop_proc(p);
+    char how[64] = "still running, killed";
+    if (status != -1)
+        describe_wait_status(status, how, sizeof how);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("%s: %s %d ms after SIGTERM, want exit 0; see %s", proc_names[which], how, STOP_MS,
+                 p->log);
+}
+
+static void stop_orders_relay(stack *st)
+{
+    expect_clean_stop(st, P_ORDERS_RELAY);
+}
+
+static void restart_orders_relay(stack *st)
+{
+    if (!start_proc(st, P_ORDERS_RELAY))
+        fail_msg("%s", st->setup_error);
+}
+
+/* ---- events ---- */
+
+/* Receives what is waiting on the watcher's queue (up to wait_ms for the
+ * first), keeps it decoded and acknowledges it. */
+static void watcher_pull(stack *st, int which, int wait_ms)
+{
+    watcher *w = &st->w[which];
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    txm_error err = {0};
+    if (txm_transport_receive(st->t, w->queue, 64, wait_ms, &list, &n, &err) != TXM_OK)
+        fail_msg("receive %s: %s", w->queue, err.text);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = 0;
+        const char *body = txm_delivery_body(list[i], &len);
+        txm_msg *m = NULL;
+        if (txm_msg_decode(body, len, &m, &err) != TXM_OK)
+            fail_msg("%s: an event that does not decode (%s): %.*s", watched_topics[which],
+                     err.text, (int)(len > 300 ? 300 : len), body);
+        assert_string_equal(txm_msg_topic(m), watched_topics[which]);
+        if (w->n == w->cap) {
+            w->cap = w->cap == 0 ? 64 : w->cap * 2;
+            w->msgs = realloc(w->msgs, w->cap * sizeof *w->msgs);
+            assert_non_null(w->msgs);
+        }
+        w->msgs[w->n++] = m;
+        assert_int_equal(txm_transport_ack(st->t, list[i], NULL), TXM_OK);
+    }
+    txm_delivery_list_free(list, n);
+}
+
+/* True if the event is about id: its subject (aggregate), or a top-level
+ * string of its data. */
+static bool mentions(const txm_msg *m, const char *id)
+{
+    if (strcmp(txm_msg_aggregate_id(m), id) == 0)
+        return true;
+    json_t *data = json_loads(txm_msg_payload(m), 0, NULL);
+    bool found = false;
+    const char *key;
+    json_t *v;
+    json_object_foreach(data, key, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), id) == 0)
+            found = true;
+    }
+    json_decref(data);
+    return found;
+}
+
+/* How many distinct events (by message id) received so far are about id;
+ * *first (may be NULL) receives the first. */
+static size_t events_about(const watcher *w, const char *id, const txm_msg **first)
+{
+    size_t count = 0;
+    const char *seen[64];
+    for (size_t i = 0; i < w->n; i++) {
+        if (!mentions(w->msgs[i], id))
+            continue;
+        bool again = false;
+        for (size_t k = 0; k < count && k < 64 && !again; k++)
+            again = strcmp(seen[k], txm_msg_id(w->msgs[i])) == 0;
+        if (again)
+            continue;
+        if (count == 0 && first != NULL)
+            *first = w->msgs[i];
+        if (count < 64)
+            seen[count] = txm_msg_id(w->msgs[i]);
+        count++;
+    }
+    return count;
+}
+
+/* Waits for the first event of the watched topic about id. Borrows: the
+ * result lives as long as the stack. */
+static const txm_msg *wait_event(stack *st, int which, const char *id)
+{
+    long long end = txm_test_now_ms() + ASYNC_MS;
+    const txm_msg *m = NULL;
+    while (events_about(&st->w[which], id, &m) == 0) {
+        if (txm_test_now_ms() >= end)
+            fail_msg("no %s event about %s within %d ms (logs in %s)", watched_topics[which], id,
+                     ASYNC_MS, st->dir);
+        watcher_pull(st, which, 200);
+    }
+    return m;
+}
+
+/* The event's data (the caller's), after checking its source and the
+ * correlation id of the request that caused it, on the envelope and in the
+ * data, with the seed's common fields. */
+static json_t *event_data(const txm_msg *m, const char *source, const char *cid)
+{
+    const char *what = txm_msg_topic(m);
+    if (strcmp(txm_msg_correlation_id(m), cid) != 0)
+        fail_msg("%s event %s: correlation id %s, the request sent %s", what, txm_msg_id(m),
+                 txm_msg_correlation_id(m), cid);
+    assert_string_equal(txm_msg_source(m), source);
+    json_t *data = json_loads(txm_msg_payload(m), 0, NULL);
+    if (!json_is_object(data))
+        fail_msg("%s event: data is not an object: %s", what, txm_msg_payload(m));
+    assert_string_equal(get_str(data, "correlation_id", what), cid);
+    assert_string_equal(get_str(data, "event_id", what), txm_msg_id(m));
+    expect_recent_time(data, "created_at", what);
+    return data;
+}
+
+/* Rows of sql (a count) on db. */
+static int64_t count_rows(txm_db *db, const char *sql, const txm_value *params, size_t n)
+{
+    txm_rows *rows = NULL;
+    txm_error err = {0};
+    if (txm_db_exec(db, sql, params, n, &rows, NULL, &err) != TXM_OK)
+        fail_msg("%s: %s", sql, err.text);
+    int64_t v = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    return v;
+}
+
+static int64_t outbox_rows(txm_db *db, const char *topic, const char *aggregate_id)
+{
+    txm_value p[2] = {TXM_TEXT(topic), TXM_TEXT(aggregate_id)};
+    return count_rows(
+        db, "SELECT count(*) FROM txmsg_outbox WHERE topic = $1 AND aggregate_id = $2", p, 2);
+}
+
+/* Receives from the watcher until the queue is empty. */
+static void drain_watcher(stack *st, int which)
+{
+    size_t before;
+    do {
+        before = st->w[which].n;
+        watcher_pull(st, which, 300);
+    } while (st->w[which].n != before);
+}
+
+/* ---- scenarios ---- */
+
+static void customer_is_created_readable_and_published(void **state)
+{
+    stack *st = scenario_begin(state);
+    char id[UUID_BUF], cid[UUID_BUF];
+    create_customer(st, "Jane Doe", 24999, id, cid);
+
+    json_t *c = get_customer(st, id);
+    assert_string_equal(get_str(c, "name", "GET /customer"), "Jane Doe");
+    assert_int_equal(get_int(c, "credit_limit", "GET /customer"), 24999);
+    assert_int_equal(get_int(c, "available_credit", "GET /customer"), 24999);
+    version_of(c);
+    expect_recent_time(c, "created_at", "GET /customer");
+    if (!json_is_null(json_object_get(c, "updated_at")))
+        fail_msg("GET /customer: updated_at is not null for an unchanged customer");
+    json_decref(c);
+
+    json_t *data = event_data(wait_event(st, W_CUSTOMER_CREATED, id), "customers", cid);
+    assert_string_equal(get_str(data, "customer_id", "customer--created"), id);
+    assert_int_equal(get_int(data, "credit_limit", "customer--created"), 24999);
+    assert_string_equal(get_str(data, "name", "customer--created"), "Jane Doe");
+    json_decref(data);
+    scenario_end(st);
+}
+
+static void unknown_customer_is_404(void **state)
+{
+    stack *st = scenario_begin(state);
+    char id[UUID_BUF], path[64];
+    assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
+    snprintf(path, sizeof path, "/customer/%s", id);
+    reply r;
+    call_json(st, st->customers_port, "GET", path, NULL, &r);
+    expect_error(&r, 404, "CUSTOMER_NOT_FOUND_ERROR");
+    if (!json_is_object(json_object_get(r.json, "_links")))
+        fail_msg("%s: 404 without _links: %s", r.what, r.body);
+    reply_free(&r);
+    scenario_end(st);
+}
+
+static void order_within_credit_is_approved_and_over_it_rejected(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF], order[UUID_BUF];
+    create_customer(st, "Reserve", 24999, customer, NULL);
+    json_t *c = get_customer(st, customer);
+    json_int_t version = version_of(c);
+    json_decref(c);
+
+    create_order(st, customer, 14999, order, NULL);
+    json_decref(expect_order_decided_as(st, order, "APPROVED"));
+    /* The reservation committed before the event that approved the order. */
+    c = get_customer(st, customer);
+    assert_int_equal(get_int(c, "available_credit", "GET /customer"), 10000);
+    assert_int_equal(get_int(c, "credit_limit", "GET /customer"), 24999);
+    assert_int_equal(version_of(c), version + 1);
+    expect_recent_time(c, "updated_at", "GET /customer after a reservation");
+    json_decref(c);
+
+    create_order(st, customer, 30000, order, NULL);
+    json_decref(expect_order_decided_as(st, order, "REJECTED"));
+    c = get_customer(st, customer);
+    assert_int_equal(get_int(c, "available_credit", "GET /customer"), 10000);
+    assert_int_equal(version_of(c), version + 1);
+    json_decref(c);
+
+    /* Exactly what is left is enough. */
+    create_order(st, customer, 10000, order, NULL);
+    json_decref(expect_order_decided_as(st, order, "APPROVED"));
+    assert_int_equal(available_credit(st, customer), 0);
+    scenario_end(st);
+}
+
+static void order_for_unknown_customer_is_rejected_by_validation_failed(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF], order[UUID_BUF], cid[UUID_BUF];
+    assert_int_equal(txm_uuid_v7(customer, NULL), TXM_OK);
+    create_order(st, customer, 100, order, cid);
+    json_decref(expect_order_decided_as(st, order, "REJECTED"));
+
+    json_t *data = event_data(wait_event(st, W_VALIDATION_FAILED, order), "customers", cid);
+    assert_string_equal(get_str(data, "order_id", "customer--validation-failed"), order);
+    assert_string_equal(get_str(data, "customer_id", "customer--validation-failed"), customer);
+    assert_string_equal(get_str(data, "error", "customer--validation-failed"),
+                        "CUSTOMER_NOT_FOUND_ERROR");
+    json_decref(data);
+    scenario_end(st);
+}
+
+static void new_order_is_pending_at_once_and_published(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF], order[UUID_BUF], cid[UUID_BUF];
+    create_customer(st, "Pending", 24999, customer, NULL);
+    /* With the orders relay stopped nothing can move the order on, so the
+     * state the POST left is what GET shows. */
+    stop_orders_relay(st);
+    create_order(st, customer, 14999, order, cid);
+    json_t *o = get_order(st, order);
+    expect_state(o, "PENDING");
+    assert_string_equal(get_str(o, "customer_id", "GET /order"), customer);
+    assert_int_equal(get_int(o, "order_total", "GET /order"), 14999);
+    version_of(o);
+    expect_recent_time(o, "created_at", "GET /order");
+    if (!json_is_null(json_object_get(o, "updated_at")))
+        fail_msg("GET /order: updated_at is not null for an unchanged order");
+    json_decref(o);
+    assert_int_equal(outbox_rows(st->orders_db, "order--created", order), 1);
+    restart_orders_relay(st);
+
+    json_t *data = event_data(wait_event(st, W_ORDER_CREATED, order), "orders", cid);
+    assert_string_equal(get_str(data, "order_id", "order--created"), order);
+    assert_string_equal(get_str(data, "customer_id", "order--created"), customer);
+    assert_int_equal(get_int(data, "order_total", "order--created"), 14999);
+    assert_string_equal(get_str(data, "state", "order--created"), "PENDING");
+    json_decref(data);
+    json_decref(expect_order_decided_as(st, order, "APPROVED"));
+    scenario_end(st);
+}
+
+static void unknown_order_is_404(void **state)
+{
+    stack *st = scenario_begin(state);
+    char id[UUID_BUF], path[80];
+    assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
+    snprintf(path, sizeof path, "/order/%s", id);
+    reply r;
+    call_json(st, st->orders_port, "GET", path, NULL, &r);
+    expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
+    reply_free(&r);
+    cancel_order(st, id, &r);
+    expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
+    reply_free(&r);
+    scenario_end(st);
+}
+
+static void cancelling_approved_order_releases_credit_and_publishes(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF], order[UUID_BUF];
+    create_customer(st, "Cancel", 24999, customer, NULL);
+    create_order(st, customer, 14999, order, NULL);
+    json_t *o = expect_order_decided_as(st, order, "APPROVED");
+    json_int_t version = version_of(o);
+    json_decref(o);
+    wait_available(st, customer, 10000);
+
+    reply r;
+    cancel_order(st, order, &r);
+    expect_cancelled_answer(&r, order);
+    o = get_order(st, order);
+    expect_state(o, "CANCELLED");
+    assert_int_equal(version_of(o), version + 1);
+    expect_recent_time(o, "updated_at", "GET /order after cancel");
+    json_decref(o);
+
+    json_t *data = event_data(wait_event(st, W_ORDER_CANCELLED, order), "orders", r.cid);
+    assert_string_equal(get_str(data, "order_id", "order--cancelled"), order);
+    assert_string_equal(get_str(data, "customer_id", "order--cancelled"), customer);
+    assert_int_equal(get_int(data, "order_total", "order--cancelled"), 14999);
+    assert_string_equal(get_str(data, "state", "order--cancelled"), "CANCELLED");
+    json_decref(data);
+    reply_free(&r);
+    wait_available(st, customer, 24999);
+    scenario_end(st);
+}
+
+static void cancelling_pending_order_is_400_and_keeps_it_pending(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF], order[UUID_BUF];
+    create_customer(st, "Early", 24999, customer, NULL);
+    stop_orders_relay(st);
+    create_order(st, customer, 1000, order, NULL);
+    json_t *o = get_order(st, order);
+    json_int_t version = version_of(o);
+    json_decref(o);
+
+    reply r;
+    cancel_order(st, order, &r);
+    expect_error(&r, 400, "PENDING_ORDER_CANNOT_BE_CANCELLED_ERROR");
+    reply_free(&r);
+    o = get_order(st, order);
+    expect_state(o, "PENDING");
+    assert_int_equal(version_of(o), version);
+    json_decref(o);
+    assert_int_equal(outbox_rows(st->orders_db, "order--cancelled", order), 0);
+
+    /* Still a live order: once the relay runs, it is approved as usual. */
+    restart_orders_relay(st);
+    json_decref(expect_order_decided_as(st, order, "APPROVED"));
+    wait_available(st, customer, 23999);
+    scenario_end(st);
+}
+
+static void cancelling_twice_answers_200_and_publishes_once(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF], order[UUID_BUF];
+    create_customer(st, "Twice", 24999, customer, NULL);
+    create_order(st, customer, 5000, order, NULL);
+    json_t *o = expect_order_decided_as(st, order, "APPROVED");
+    json_int_t version = version_of(o);
+    json_decref(o);
+
+    reply first, second;
+    cancel_order(st, order, &first);
+    expect_cancelled_answer(&first, order);
+    cancel_order(st, order, &second);
+    expect_cancelled_answer(&second, order);
+    reply_free(&second);
+    o = get_order(st, order);
+    expect_state(o, "CANCELLED");
+    assert_int_equal(version_of(o), version + 1); /* the second cancel changed nothing */
+    json_decref(o);
+
+    /* One event committed. And once a later commit of the same outbox has
+     * reached the broker, so has every earlier one: one delivery. */
+    assert_int_equal(outbox_rows(st->orders_db, "order--cancelled", order), 1);
+    json_decref(event_data(wait_event(st, W_ORDER_CANCELLED, order), "orders", first.cid));
+    reply_free(&first);
+    char nobody[UUID_BUF], marker[UUID_BUF];
+    assert_int_equal(txm_uuid_v7(nobody, NULL), TXM_OK);
+    create_order(st, nobody, 1, marker, NULL);
+    wait_event(st, W_ORDER_CREATED, marker);
+    drain_watcher(st, W_ORDER_CANCELLED);
+    assert_int_equal(events_about(&st->w[W_ORDER_CANCELLED], order, NULL), 1);
+    wait_available(st, customer, 24999);
+    scenario_end(st);
+}
+
+/* ---- concurrency: one burst of orders against one credit limit ---- */
+
+typedef struct burst_job {
+    int port;
+    const char *customer_id;
+    pthread_barrier_t *go;
+    int status;        /* HTTP status; -1 when the exchange failed */
+    char id[UUID_BUF]; /* the new order */
+    char error[300];
+} burst_job;
+
+static void *post_order_job(void *arg)
+{
+    burst_job *j = arg;
+    char body[160];
+    snprintf(body, sizeof body, "{\"customer_id\":\"%s\",\"order_total\":1000}", j->customer_id);
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    pthread_barrier_wait(j->go);
+    txm_testhttp_response r;
+    if (txm_testhttp_request("POST", "127.0.0.1", j->port, "/orders", headers, body, strlen(body),
+                             HTTP_MS, &r) != 0) {
+        j->status = -1;
+        snprintf(j->error, sizeof j->error, "%s", r.error);
+    } else {
+        j->status = r.status;
+        json_t *o = json_loadb(r.body, r.body_len, 0, NULL);
+        const char *id = json_string_value(json_object_get(o, "id"));
+        snprintf(j->id, sizeof j->id, "%s", id != NULL ? id : "");
+        snprintf(j->error, sizeof j->error, "%s", r.body);
+        json_decref(o);
+    }
+    txm_testhttp_response_fini(&r);
+    return NULL;
+}
+
+typedef struct credit_sampler {
+    int port;
+    char path[80]; /* GET /customer/<id> */
+    atomic_bool stop;
+    json_int_t min; /* the lowest available_credit seen */
+    long samples;
+    long failures;
+    char failure[300]; /* the last failed sample */
+} credit_sampler;
+
+static void *sample_credit(void *arg)
+{
+    credit_sampler *s = arg;
+    while (!atomic_load(&s->stop)) {
+        txm_testhttp_response r;
+        json_t *c = NULL;
+        if (txm_testhttp_request("GET", "127.0.0.1", s->port, s->path, NULL, NULL, 0, HTTP_MS,
+                                 &r) == 0 &&
+            r.status == 200)
+            c = json_loadb(r.body, r.body_len, 0, NULL);
+        json_t *v = json_object_get(c, "available_credit");
+        if (json_is_integer(v)) {
+            if (s->samples == 0 || json_integer_value(v) < s->min)
+                s->min = json_integer_value(v);
+            s->samples++;
+        } else {
+            s->failures++;
+            snprintf(s->failure, sizeof s->failure, "status %d: %s %s", r.status,
+                     r.body != NULL ? r.body : "", r.error);
+        }
+        json_decref(c);
+        txm_testhttp_response_fini(&r);
+        txm_test_sleep_ms(5);
+    }
+    return NULL;
+}
+
+static void fifty_concurrent_orders_never_overspend(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF];
+    create_customer(st, "Burst", 20000, customer, NULL);
+
+    credit_sampler s = {.port = st->customers_port};
+    snprintf(s.path, sizeof s.path, "/customer/%s", customer);
+    atomic_init(&s.stop, false);
+    pthread_t sampler;
+    assert_int_equal(pthread_create(&sampler, NULL, sample_credit, &s), 0);
+
+    static burst_job jobs[BURST_ORDERS];
+    pthread_t threads[BURST_ORDERS];
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, BURST_ORDERS);
+    for (int i = 0; i < BURST_ORDERS; i++) {
+        jobs[i] = (burst_job){.port = st->orders_port, .customer_id = customer, .go = &go};
+        assert_int_equal(pthread_create(&threads[i], NULL, post_order_job, &jobs[i]), 0);
+    }
+    for (int i = 0; i < BURST_ORDERS; i++)
+        pthread_join(threads[i], NULL);
+    pthread_barrier_destroy(&go);
+    for (int i = 0; i < BURST_ORDERS; i++) {
+        if (jobs[i].status != 200 || !txm_uuid_is_valid(jobs[i].id)) {
+            atomic_store(&s.stop, true);
+            pthread_join(sampler, NULL);
+            fail_msg("POST /orders #%d of the burst: status %d: %s", i, jobs[i].status,
+                     jobs[i].error);
+        }
+    }
+
+    /* Every order is decided; the customer's credit is watched meanwhile. */
+    int approved = 0, rejected = 0, undecided = BURST_ORDERS;
+    bool decided[BURST_ORDERS] = {false};
+    long long end = txm_test_now_ms() + BURST_MS;
+    while (undecided > 0 && txm_test_now_ms() < end) {
+        for (int i = 0; i < BURST_ORDERS; i++) {
+            if (decided[i])
+                continue;
+            json_t *o = get_order(st, jobs[i].id);
+            const char *state_text = get_str(o, "state", "GET /order");
+            if (strcmp(state_text, "APPROVED") == 0)
+                approved++;
+            else if (strcmp(state_text, "REJECTED") == 0)
+                rejected++;
+            else if (strcmp(state_text, "PENDING") != 0)
+                fail_msg("order %s of the burst is %s", jobs[i].id, state_text);
+            decided[i] = strcmp(state_text, "PENDING") != 0;
+            undecided -= decided[i];
+            json_decref(o);
+        }
+        if (undecided > 0)
+            txm_test_sleep_ms(100);
+    }
+    atomic_store(&s.stop, true);
+    pthread_join(sampler, NULL);
+    if (undecided > 0)
+        fail_msg("%d of %d orders still PENDING after %d ms (logs in %s)", undecided, BURST_ORDERS,
+                 BURST_MS, st->dir);
+    fprintf(stderr, "burst on %s: %ld credit samples, lowest %lld\n", st->name, s.samples,
+            (long long)s.min);
+    if (s.failures > 0)
+        fail_msg("%ld GET %s failed during the burst, last: %s", s.failures, s.path, s.failure);
+    assert_true(s.samples > 0);
+    if (s.min < 0)
+        fail_msg("available_credit went down to %lld", (long long)s.min);
+    assert_int_equal(approved, 20);
+    assert_int_equal(rejected, 30);
+    json_t *c = get_customer(st, customer);
+    assert_int_equal(get_int(c, "available_credit", "GET /customer"), 0);
+    assert_int_equal(get_int(c, "credit_limit", "GET /customer"), 20000);
+    json_decref(c);
+    scenario_end(st);
+}
+
+/* ---- bad input ---- */
+
+typedef struct table_counts {
+    int64_t customers, orders, customers_outbox, orders_outbox;
+} table_counts;
+
+static table_counts count_tables(stack *st)
+{
+    return (table_counts){
+        .customers = count_rows(st->customers_db, "SELECT count(*) FROM customers", NULL, 0),
+        .orders = count_rows(st->orders_db, "SELECT count(*) FROM orders", NULL, 0),
+        .customers_outbox =
+            count_rows(st->customers_db, "SELECT count(*) FROM txmsg_outbox", NULL, 0),
+        .orders_outbox = count_rows(st->orders_db, "SELECT count(*) FROM txmsg_outbox", NULL, 0),
+    };
+}
+
+/* The counts once two looks 300 ms apart agree: consumers may still be
+ * finishing what earlier scenarios started. */
+static table_counts settled_counts(stack *st)
+{
+    table_counts prev = count_tables(st);
+    long long end = txm_test_now_ms() + ASYNC_MS;
+    for (;;) {
+        txm_test_sleep_ms(300);
+        table_counts cur = count_tables(st);
+        if (memcmp(&cur, &prev, sizeof cur) == 0 || txm_test_now_ms() >= end)
+            return cur;
+        prev = cur;
+    }
+}
+
+/* A body of len bytes that would be a valid customer but for its size. */
+static char *big_customer_body(size_t len)
+{
+    char *b = malloc(len + 1);
+    assert_non_null(b);
+    memset(b, 'a', len);
+    memcpy(b, "{\"credit_limit\":1,\"name\":\"", 26);
+    memcpy(b + len - 2, "\"}", 2);
+    b[len] = '\0';
+    return b;
+}
+
+static void bad_input_gets_4xx_and_changes_nothing(void **state)
+{
+    stack *st = scenario_begin(state);
+    char customer[UUID_BUF];
+    create_customer(st, "Valid", 1000, customer, NULL);
+    table_counts before = settled_counts(st);
+
+    char long_name[2100];
+    memset(long_name, 'n', sizeof long_name - 1);
+    long_name[sizeof long_name - 1] = '\0';
+    char long_name_body[2200];
+    snprintf(long_name_body, sizeof long_name_body, "{\"name\":\"%s\",\"credit_limit\":100}",
+             long_name);
+    static const char *const bad_customers[] = {
+        "{\"name\": \"Jane\", \"credit_limit\": 1", /* malformed JSON */
+        "not json at all",
+        "",
+        "[\"Jane\", 100]",         /* not an object */
+        "{\"credit_limit\": 100}", /* missing */
+        "{\"name\": \"Jane\"}",
+        "{\"name\": 5, \"credit_limit\": 100}", /* wrongly typed */
+        "{\"name\": null, \"credit_limit\": 100}",
+        "{\"name\": \"Jane\", \"credit_limit\": \"100\"}",
+        "{\"name\": \"Jane\", \"credit_limit\": true}",
+        "{\"name\": \"Jane\", \"credit_limit\": null}",
+        "{\"name\": \"Jane\", \"credit_limit\": -1}",   /* negative */
+        "{\"name\": \"Jane\", \"credit_limit\": 10.5}", /* not an integer */
+        "{\"name\": \"Jane\", \"credit_limit\": 100000000000000000000000}",
+        "{\"name\": \"\", \"credit_limit\": 100}", /* empty name */
+    };
+    reply r;
+    for (size_t i = 0; i < sizeof bad_customers / sizeof bad_customers[0]; i++) {
+        call_json(st, st->customers_port, "POST", "/customers", bad_customers[i], &r);
+        if (r.status != 400)
+            fail_msg("POST /customers %s: status %d, want 400; body %s", bad_customers[i], r.status,
+                     r.body);
+        expect_validation_error(&r);
+        reply_free(&r);
+    }
+    call_json(st, st->customers_port, "POST", "/customers", long_name_body, &r);
+    expect_validation_error(&r);
+    reply_free(&r);
+
+    char orders_body[12][200];
+    static const char *const bad_orders[] = {
+        "{\"customer_id\": \"%s\", \"order_total\": ",
+        "{\"order_total\": 100}",
+        "{\"customer_id\": \"%s\"}",
+        "{\"customer_id\": 42, \"order_total\": 100}",
+        "{\"customer_id\": \"not-a-uuid\", \"order_total\": 100}",
+        "{\"customer_id\": \"%s\", \"order_total\": \"100\"}",
+        "{\"customer_id\": \"%s\", \"order_total\": -100}",
+        "{\"customer_id\": \"%s\", \"order_total\": 99.5}",
+        "{\"customer_id\": null, \"order_total\": 100}",
+        "{\"customer_id\": \"%s\", \"order_total\": [100]}",
+        "[]",
+    };
+    size_t n_bad_orders = sizeof bad_orders / sizeof bad_orders[0];
+    for (size_t i = 0; i < n_bad_orders; i++) {
+        /* The customer exists: a missing check would create an order. */
+        const char *fmt = bad_orders[i];
+        const char *hole = strstr(fmt, "%s");
+        if (hole != NULL)
+            snprintf(orders_body[i], sizeof orders_body[i], "%.*s%s%s", (int)(hole - fmt), fmt,
+                     customer, hole + 2);
+        else
+            snprintf(orders_body[i], sizeof orders_body[i], "%s", fmt);
+        call_json(st, st->orders_port, "POST", "/orders", orders_body[i], &r);
+        if (r.status != 400)
+            fail_msg("POST /orders %s: status %d, want 400; body %s", orders_body[i], r.status,
+                     r.body);
+        expect_validation_error(&r);
+        reply_free(&r);
+    }
+
+    /* Malformed UUIDs in paths. */
+    static const struct {
+        bool orders;
+        const char *method, *path;
+    } bad_paths[] = {
+        {false, "GET", "/customer/not-a-uuid"},
+        {false, "GET", "/customer/0000000g-0000-4000-8000-000000000000"},
+        {true, "GET", "/order/not-a-uuid"},
+        {true, "GET", "/order/12345"},
+        {true, "POST", "/order/not-a-uuid/cancel"},
+    };
+    for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
+        call_json(st, bad_paths[i].orders ? st->orders_port : st->customers_port,
+                  bad_paths[i].method, bad_paths[i].path, NULL, &r);
+        expect_validation_error(&r);
+        reply_free(&r);
+    }
+
+    /* Bodies over the limit. */
+    size_t big_len = 2u << 20;
+    char *big = big_customer_body(big_len);
+    call(st, st->customers_port, "POST", "/customers", big, big_len, &r);
+    expect_status(&r, 413);
+    reply_free(&r);
+    call(st, st->orders_port, "POST", "/orders", big, big_len, &r);
+    expect_status(&r, 413);
+    reply_free(&r);
+    free(big);
+
+    table_counts after = count_tables(st);
+    assert_int_equal(after.customers, before.customers);
+    assert_int_equal(after.orders, before.orders);
+    assert_int_equal(after.customers_outbox, before.customers_outbox);
+    assert_int_equal(after.orders_outbox, before.orders_outbox);
+    /* The services still work. */
+    assert_int_equal(available_credit(st, customer), 1000);
+    scenario_end(st);
+}
+
+static void services_and_relays_exit_0_on_sigterm(void **state)
+{
+    stack *st = scenario_begin(state);
+    /* Services first, so the relays see their last commits. */
+    expect_clean_stop(st, P_CUSTOMERS);
+    expect_clean_stop(st, P_ORDERS);
+    expect_clean_stop(st, P_CUSTOMERS_RELAY);
+    expect_clean_stop(st, P_ORDERS_RELAY);
+    scenario_end(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest scenarios[] = {
+        cmocka_unit_test(customer_is_created_readable_and_published),
+        cmocka_unit_test(unknown_customer_is_404),
+        cmocka_unit_test(order_within_credit_is_approved_and_over_it_rejected),
+        cmocka_unit_test(order_for_unknown_customer_is_rejected_by_validation_failed),
+        cmocka_unit_test(new_order_is_pending_at_once_and_published),
+        cmocka_unit_test(unknown_order_is_404),
+        cmocka_unit_test(cancelling_approved_order_releases_credit_and_publishes),
+        cmocka_unit_test(cancelling_pending_order_is_400_and_keeps_it_pending),
+        cmocka_unit_test(cancelling_twice_answers_200_and_publishes_once),
+        cmocka_unit_test(fifty_concurrent_orders_never_overspend),
+        cmocka_unit_test(bad_input_gets_4xx_and_changes_nothing),
+        cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
+    };
+    int failed = cmocka_run_group_tests_name("e2e embedded (SQLite, embedded broker)", scenarios,
+                                             setup_embedded, teardown_stack);
+    failed += cmocka_run_group_tests_name("e2e postgresql+nats", scenarios, setup_pg_nats,
+                                          teardown_stack);
+    return failed;
+}
