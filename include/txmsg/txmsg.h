@@ -13,5 +13,6 @@
 #include "txmsg/transport.h"
 #include "txmsg/consumer.h"
 #include "txmsg/service.h"
+#include "txmsg/app.h"
 
 #endif

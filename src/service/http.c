@@ -720,12 +720,14 @@ txm_status txm_http_server_start(txm_http_server *srv, txm_error *err)
     if (srv->opts.logger != NULL)
         flags |= MHD_USE_ERROR_LOG;
     errno = 0;
+    /* MHD wants the logger first, so it also reports problems with the
+     * options that follow. */
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)srv->opts.connection_limit,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)srv->opts.idle_timeout_s,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape,
-        srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv, MHD_OPTION_END);
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned int)srv->opts.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned int)srv->opts.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         int e = errno;
         txm_errf(err, TXM_IO, "http_server_start: cannot serve on %s port %u%s%s",

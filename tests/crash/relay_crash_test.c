@@ -87,7 +87,7 @@ static void relay_killed_three_times_loses_nothing_and_applies_once(void **state
     srand((unsigned)started);
     for (int k = 0; k < KILLS; k++) {
         txm_test_sleep_ms(300 + rand() % 1200);
-        int status = txm_proc_kill(relay, SIGKILL);
+        int status = txm_relay_kill(fx, relay, SIGKILL);
         assert_true(WIFSIGNALED(status));
         fprintf(stderr, "crash: relay killed at %lld ms, %lld messages applied so far\n",
                 txm_test_now_ms() - started,
@@ -108,7 +108,7 @@ static void relay_killed_three_times_loses_nothing_and_applies_once(void **state
     fprintf(stderr, "crash: processed %llu, duplicates caught by the inbox %llu\n",
             (unsigned long long)s.processed, (unsigned long long)s.duplicates);
     txm_consumer_free(c);
-    int status = txm_proc_kill(relay, SIGTERM);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
     assert_int_equal(scalar(fx->db, "SELECT count(*) FROM txmsg_outbox"), total);

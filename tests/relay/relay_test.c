@@ -125,7 +125,7 @@ static void relay_publishes_commits_in_order_and_never_rollbacks(void **state)
     assert_true(txm_outbox_entry_is_dispatched(e));
     assert_true(txm_outbox_entry_dispatch_count(e) >= 1);
     txm_outbox_entry_free(e);
-    int status = txm_proc_kill(relay, SIGTERM);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     for (int n = 0; n < TXNS * PER_TXN; n++)
         txm_msg_free(sent[n]);
@@ -169,7 +169,7 @@ static void relay_survives_postgresql_restart(void **state)
     txm_db_close(fx->db);
     assert_int_equal(txm_db_open(fx->db_url, NULL, &fx->db, NULL), TXM_OK);
     commit_and_expect(fx, &nm, 10, 10);
-    int status = txm_proc_kill(relay, SIGTERM);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -185,11 +185,11 @@ static void relay_standby_takes_over_when_active_is_killed(void **state)
     txm_test_sleep_ms(500);
     commit_and_expect(fx, &nm, 5, 5);
     long long killed_at = txm_test_now_ms();
-    txm_proc_kill(active, SIGKILL);
+    txm_relay_kill(fx, active, SIGKILL);
     commit_and_expect(fx, &nm, 10, 20);
     fprintf(stderr, "relay failover: rest delivered %lld ms after SIGKILL\n",
             txm_test_now_ms() - killed_at);
-    int status = txm_proc_kill(standby, SIGTERM);
+    int status = txm_relay_kill(fx, standby, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -261,7 +261,7 @@ static void relay_metrics_track_publishing_and_pass_promtool(void **state)
         txm_testhttp_request("GET", "127.0.0.1", port, "/health", NULL, NULL, 0, 5000, &r), 0);
     assert_int_equal(r.status, 200);
     txm_testhttp_response_fini(&r);
-    int status = txm_proc_kill(relay, SIGTERM);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 

@@ -61,6 +61,8 @@ int txm_relay_setup(void **state)
 int txm_relay_teardown(void **state)
 {
     txm_relay_fixture *fx = *state;
+    while (fx->n_relays > 0) /* a failed assertion left them running */
+        txm_relay_kill(fx, fx->relays[0], SIGKILL);
     if (fx->db != NULL && fx->combo.db == TXM_TEST_PG) {
         txm_value p = TXM_TEXT(fx->slot);
         txm_db_exec(fx->db,
@@ -103,7 +105,21 @@ pid_t txm_relay_start(txm_relay_fixture *fx, const char *const *extra_args)
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 23; i++)
         argv[n++] = (char *)extra_args[i];
     argv[n] = NULL;
-    return txm_proc_start(TXM_RELAY_BIN, argv, env, fx->log_path);
+    pid_t pid = txm_proc_start(TXM_RELAY_BIN, argv, env, fx->log_path);
+    if (pid > 0 && fx->n_relays < 16)
+        fx->relays[fx->n_relays++] = pid;
+    return pid;
+}
+
+int txm_relay_kill(txm_relay_fixture *fx, pid_t pid, int sig)
+{
+    for (int i = 0; i < fx->n_relays; i++) {
+        if (fx->relays[i] == pid) {
+            fx->relays[i] = fx->relays[--fx->n_relays];
+            return txm_proc_kill(pid, sig);
+        }
+    }
+    return -1;
 }
 
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out)

@@ -30,6 +30,8 @@ typedef struct txm_relay_fixture {
     txm_transport *t;
     txm_db *consumer_db;     /* the consumer side (SQLite), with table effects */
     char log_path[600];      /* relay logs */
+    pid_t relays[16];        /* started and not yet stopped: teardown kills them */
+    int n_relays;
     bool ready;              /* false: combo unavailable, test skips */
 } txm_relay_fixture;
 
@@ -42,6 +44,10 @@ txm_relay_fixture *txm_relay_get(void **state);
 /* Starts txmsg-relay for the fixture; extra_args (NULL-terminated, may be
  * NULL) are appended. */
 pid_t txm_relay_start(txm_relay_fixture *fx, const char *const *extra_args);
+
+/* Sends sig to a relay started by txm_relay_start and waits for it;
+ * returns the wait status. */
+int txm_relay_kill(txm_relay_fixture *fx, pid_t pid, int sig);
 
 /* Commits one message in its own unit of work. */
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out);
