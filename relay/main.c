@@ -27,7 +27,7 @@ static void usage(FILE *out)
             "  --broker-url URL       transport (default $TXMSG_BROKER_URL)\n"
             "  --batch-size N         messages per publish, 1..10000 (default 500)\n"
             "  --no-mark-dispatched   do not mark published rows as dispatched\n"
-            "  --slot NAME            PostgreSQL replication slot (default txmsg_relay)\n"
+            "  --slot NAME            PostgreSQL replication slot (default txmsg_<database>)\n"
             "  --publication NAME     PostgreSQL publication (default txmsg_outbox_pub)\n"
             "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
             "  --metrics-address ADDR address for --metrics-port (default 127.0.0.1)\n"

@@ -115,7 +115,7 @@ static txm_status start_server(relay_http *h, const char *database_url, const ch
     o.bind_address = address;
     o.port = (uint16_t)port;
     o.health_path = "/health";
-    o.logger = &h->logger;
+    o.logger = NULL; /* a scrape every few seconds is not news worth a log line */
     txm_status st = txm_metrics_new(&h->metrics, err);
     o.metrics = h->metrics;
     if (st == TXM_OK)

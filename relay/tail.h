@@ -51,7 +51,7 @@ struct relay_tailer {
 
 typedef struct relay_tail_config {
     const char *database_url;
-    const char *slot_name;        /* PostgreSQL: replication slot; default "txmsg_relay" */
+    const char *slot_name;        /* PostgreSQL: replication slot; default txmsg_<database> */
     const char *publication_name; /* PostgreSQL: default "txmsg_outbox_pub" */
     const char *cursor_name;      /* SQLite: cursor row name; default "default" */
     txm_log_fn log;
