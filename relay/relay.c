@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
-#include "store/store.h"
+#include "marker.h"
 
 #define MAX_TOPICS 1024
 #define BACKOFF_MAX_MS 5000
@@ -24,6 +24,9 @@ typedef struct loop {
     txm_transport *transport;
     txm_db *db;                 /* for marking dispatched */
     relay_tailer *tailer;
+    relay_marker *marker;       /* marks published batches dispatched */
+    uint64_t confirmed;         /* last position confirmed to the tailer */
+    uint64_t pushed;            /* last position handed to the marker */
     char *topics[MAX_TOPICS];   /* declared already on the transport */
     size_t n_topics;
     int backoff_ms;
@@ -72,6 +75,7 @@ static void drop_tailer(loop *l)
     if (l->tailer != NULL)
         l->tailer->ops->close(l->tailer);
     l->tailer = NULL;
+    l->confirmed = l->pushed = 0; /* a new tailer starts from its own position */
     atomic_store(&l->stats->connected, false);
 }
 
@@ -86,6 +90,10 @@ static txm_status connect_all(loop *l, txm_error *err)
         o.pool_size = 1;
         st = txm_db_open(l->cfg->database_url, &o, &l->db, err);
     }
+    if (st == TXM_OK && l->marker == NULL &&
+        (l->marker = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
+                                       l->cfg->log_ctx)) == NULL)
+        st = txm_errf(err, TXM_NOMEM, "relay: cannot start the marker");
     if (st == TXM_OK && l->tailer == NULL) {
         relay_tail_config tc = l->cfg->tail;
         char slot[TXM_SLOT_NAME_MAX + 1];
@@ -154,46 +162,35 @@ static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
     return st;
 }
 
-/* PostgreSQL may stream a commit a moment before it is visible to other
- * sessions, so an UPDATE right after can miss rows: mark what is visible,
- * then retry the rest briefly. */
-static void mark_ids(loop *l, const char **ids, size_t n)
+/* Hands the published batch's ids to the marker, with its position. */
+static txm_status hand_to_marker(loop *l, const relay_batch *b)
 {
-    txm_error err;
-    size_t marked = 0, total = 0;
-    txm_status st = txm_outbox_mark_dispatched(l->db, ids, n, &marked, &err);
-    total = marked;
-    for (int attempt = 0; st == TXM_OK && total < n && attempt < 6; attempt++) {
-        struct timespec pause = {0, (2L << attempt) * 1000000L};
-        nanosleep(&pause, NULL);
-        st = txm__outbox_mark_new(l->db, ids, n, &marked, &err);
-        total += marked;
-    }
-    if (st != TXM_OK) {
-        atomic_fetch_add(&l->stats->errors_db, 1);
-        say(l, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
-    } else if (total < n) {
-        say(l, 2, "relay: marked %zu of %zu published messages dispatched; the rest are not"
-                  " in the outbox (purged?)", total, n);
-    }
-}
-
-/* Marking is bookkeeping for operators, not part of the guarantee: a
- * failure is logged and counted, and the relay goes on. */
-static void mark_dispatched(loop *l, const relay_batch *b)
-{
-    if (!l->cfg->mark_dispatched || b->count == 0)
-        return;
-    const char **ids = txm__calloc(b->count, sizeof *ids);
-    if (ids == NULL)
-        return;
+    const char **ids = b->count > 0 ? txm__calloc(b->count, sizeof *ids) : NULL;
+    if (b->count > 0 && ids == NULL)
+        return TXM_NOMEM;
     size_t n = 0;
     for (size_t i = 0; i < b->count; i++)
         if (b->entries[i].msg != NULL)
             ids[n++] = txm_msg_id(b->entries[i].msg);
-    if (n > 0)
-        mark_ids(l, ids, n);
+    txm_status st = relay_marker_push(l->marker, ids, n, b->confirm_position);
     free(ids);
+    if (st == TXM_OK && b->confirm_position > l->pushed)
+        l->pushed = b->confirm_position;
+    return st;
+}
+
+/* Confirms the position up to which batches are published and marked. */
+static txm_status confirm_done(loop *l, txm_error *err)
+{
+    uint64_t done = relay_marker_done(l->marker);
+    if (done <= l->confirmed || l->tailer == NULL)
+        return TXM_OK;
+    txm_status st = l->tailer->ops->confirm(l->tailer, done, err);
+    if (st == TXM_OK) {
+        l->confirmed = done;
+        atomic_store(&l->stats->position, done);
+    }
+    return st;
 }
 
 /* One step: read a batch, publish it, confirm it. */
@@ -201,8 +198,17 @@ static void step(loop *l, relay_batch *b)
 {
     txm_error err;
     txm_status st = connect_all(l, &err);
+    if (st == TXM_OK && (st = confirm_done(l, &err)) != TXM_OK) {
+        atomic_fetch_add(&l->stats->errors_db, 1);
+        say(l, 3, "relay: confirming position failed: %s", err.text);
+        drop_tailer(l);
+        back_off(l);
+        return;
+    }
+    /* While a position waits for its marking, look back soon to confirm it. */
+    int wait_ms = l->pushed > l->confirmed ? 10 : l->cfg->idle_wait_ms;
     if (st == TXM_OK)
-        st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, l->cfg->idle_wait_ms, b, &err);
+        st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, wait_ms, b, &err);
     if (st == TXM_BUSY) {
         if (!atomic_exchange(&l->stats->standby, true))
             say(l, 1, "relay: standing by: %s", err.text);
@@ -226,16 +232,13 @@ static void step(loop *l, relay_batch *b)
         back_off(l);
         return;
     }
-    mark_dispatched(l, b);
-    if (b->confirm_position != 0) {
-        if ((st = l->tailer->ops->confirm(l->tailer, b->confirm_position, &err)) != TXM_OK) {
-            atomic_fetch_add(&l->stats->errors_db, 1);
-            say(l, 3, "relay: confirming position failed: %s", err.text);
-            drop_tailer(l);
-            back_off(l);
-            return;
-        }
-        atomic_store(&l->stats->position, b->confirm_position);
+    /* Marking runs beside the next read and publish; the position is
+     * confirmed once its batch is marked (confirm_done, next step). */
+    if (hand_to_marker(l, b) != TXM_OK) {
+        say(l, 3, "relay: out of memory");
+        drop_tailer(l);
+        back_off(l);
+        return;
     }
     l->backoff_ms = 0;
 }
@@ -251,6 +254,13 @@ int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t
         relay_batch_clear(&b);
     }
     free(b.entries);
+    if (l.marker != NULL) { /* what is published and marked is confirmed before leaving */
+        txm_error err;
+        relay_marker_drain(l.marker);
+        if (confirm_done(&l, &err) != TXM_OK)
+            say(&l, 2, "relay: confirming the last position failed: %s", err.text);
+    }
+    relay_marker_close(l.marker);
     drop_tailer(&l);
     txm_transport_close(l.transport);
     txm_db_close(l.db);

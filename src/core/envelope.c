@@ -8,40 +8,38 @@
 #include "core/alloc.h"
 #include "core/core_int.h"
 
-/* Builds the envelope object around data, attributes in the documented order.
- * Returns TXM_NOMEM when jansson cannot allocate. Owns: *out is the
- * caller's (json_decref), NULL on failure. Borrows: msg and data. */
-static txm_status build_envelope(const txm_msg *msg, json_t *data, json_t **out, txm_error *err)
+/* Bytes a JSON string literal of s takes, quotes included. */
+static size_t quoted_len(const char *s)
 {
-    char when[TXM_TIME_LEN + 1];
-    txm_time_format(txm_msg_created_at_us(msg), when);
-    const char *attrs[][2] = {
-        {"specversion", "1.0"},
-        {"id", txm_msg_id(msg)},
-        {"source", txm_msg_source(msg)},
-        {"type", txm_msg_topic(msg)},
-        {"time", when},
-        {"datacontenttype", "application/json"},
-        {"subject", txm_msg_aggregate_id(msg)},
-        {"partitionkey", txm_msg_aggregate_id(msg)},
-        {"correlationid", txm_msg_correlation_id(msg)},
-    };
-    *out = NULL;
-    json_t *env = json_object();
-    int rc = env != NULL ? 0 : -1;
-    /* json_object_set_new steals the value, also on failure and for NULL, so
-     * a failed json_string needs no clean-up here. The strings were checked
-     * for valid UTF-8 when msg was made, so only memory can run out. */
-    for (size_t i = 0; rc == 0 && i < sizeof attrs / sizeof attrs[0]; i++)
-        rc = json_object_set_new(env, attrs[i][0], json_string(attrs[i][1]));
-    if (rc == 0)
-        rc = json_object_set(env, "data", data);
-    if (rc != 0) {
-        json_decref(env);
-        return txm_errf(err, TXM_NOMEM, "encode: out of memory");
+    size_t n = 2;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++)
+        n += *p == '"' || *p == '\\' ? 2 : *p < 0x20 ? 6 : 1;
+    return n;
+}
+
+/* Writes s as a JSON string literal at out; returns the end. The texts were
+ * checked for valid UTF-8 when the message was made, and JSON takes UTF-8
+ * as is, so only quotes, backslashes and control characters are escaped,
+ * the same as jansson's default output. */
+static char *put_quoted(char *out, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    *out++ = '"';
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            *out++ = '\\';
+            *out++ = (char)*p;
+        } else if (*p < 0x20) {
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[*p >> 4];
+            out[5] = hex[*p & 15];
+            out += 6;
+        } else {
+            *out++ = (char)*p;
+        }
     }
-    *out = env;
-    return TXM_OK;
+    *out++ = '"';
+    return out;
 }
 
 txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len, txm_error *err)
@@ -53,18 +51,51 @@ txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len, txm_error
         *len = 0;
     if (msg == NULL)
         return txm_errf(err, TXM_INVALID, "encode: NULL msg");
-    /* The payload is kept as text; parse it again to nest it as an object. */
+    char when[TXM_TIME_LEN + 1];
+    txm_time_format(txm_msg_created_at_us(msg), when);
+    /* Attributes in the documented order; the payload is kept as compact,
+     * validated JSON text, so it is copied in as the "data" member. */
+    const char *attrs[][2] = {
+        {"specversion", "1.0"},
+        {"id", txm_msg_id(msg)},
+        {"source", txm_msg_source(msg)},
+        {"type", txm_msg_topic(msg)},
+        {"time", when},
+        {"datacontenttype", "application/json"},
+        {"subject", txm_msg_aggregate_id(msg)},
+        {"partitionkey", txm_msg_aggregate_id(msg)},
+        {"correlationid", txm_msg_correlation_id(msg)},
+    };
+    enum { N_ATTRS = sizeof attrs / sizeof attrs[0] };
     const char *payload = txm_msg_payload(msg);
-    json_t *data = NULL;
-    json_t *env = NULL;
-    txm_status st = txm__parse_payload(payload, strlen(payload), &data, err);
-    if (st == TXM_OK)
-        st = build_envelope(msg, data, &env, err);
-    if (st == TXM_OK)
-        st = txm__json_dump(env, TXM_ENVELOPE_MAX, out, len, err);
-    json_decref(env);
-    json_decref(data);
-    return st;
+    size_t payload_len = strlen(payload);
+    size_t total = sizeof "{\"data\":}" + payload_len;
+    for (size_t i = 0; i < N_ATTRS; i++)
+        total += quoted_len(attrs[i][0]) + quoted_len(attrs[i][1]) + 2; /* ':' and ',' */
+    if (total > TXM_ENVELOPE_MAX)
+        return txm_errf(err, TXM_TOO_BIG, "encode: envelope of %zu bytes exceeds %u", total,
+                        TXM_ENVELOPE_MAX);
+    char *buf = txm__malloc(total);
+    if (buf == NULL)
+        return txm_errf(err, TXM_NOMEM, "encode: out of memory");
+    char *p = buf;
+    *p++ = '{';
+    for (size_t i = 0; i < N_ATTRS; i++) {
+        p = put_quoted(p, attrs[i][0]);
+        *p++ = ':';
+        p = put_quoted(p, attrs[i][1]);
+        *p++ = ',';
+    }
+    memcpy(p, "\"data\":", 7);
+    p += 7;
+    memcpy(p, payload, payload_len);
+    p += payload_len;
+    *p++ = '}';
+    *p = '\0';
+    *out = buf;
+    if (len != NULL)
+        *len = (size_t)(p - buf);
+    return TXM_OK;
 }
 
 /* Looks up attribute name in root. Sets *out to its text, or to NULL when it

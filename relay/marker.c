@@ -1,0 +1,206 @@
+/* The marker thread. Batches go through a small queue in publish order; the
+ * done position only moves past a batch once it is marked, so confirming
+ * up to it never leaves a confirmed row unmarked after a crash.
+ *
+ * Thread safety: mu guards the queue, done and stopping; the relay loop
+ * pushes and reads done, the marker thread pops and marks. */
+#include "marker.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "store/store.h"
+
+#define QUEUE_MAX 4 /* batches waiting: bounds memory and how far marking lags */
+
+typedef struct pending {
+    char *arena;       /* every id, NUL-separated */
+    const char **ids;  /* n pointers into arena */
+    size_t n;
+    uint64_t position; /* 0: the batch completes no position */
+} pending;
+
+struct relay_marker {
+    txm_db *db;
+    bool enabled;
+    relay_stats *stats;
+    txm_log_fn log;
+    void *log_ctx;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;      /* queue changed, or stopping */
+    pending queue[QUEUE_MAX];
+    size_t head, count;
+    bool stopping;
+    uint64_t done;
+};
+
+static void say(const relay_marker *m, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void say(const relay_marker *m, int level, const char *fmt, ...)
+{
+    if (m->log == NULL)
+        return;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    m->log(m->log_ctx, level, text);
+}
+
+/* PostgreSQL may stream a commit a moment before it is visible to other
+ * sessions, so an UPDATE right after can miss rows: mark what is visible,
+ * then retry the rest briefly without counting the others twice. */
+static void mark_ids(relay_marker *m, const char **ids, size_t n)
+{
+    txm_error err;
+    size_t marked = 0;
+    txm_status st = txm_outbox_mark_dispatched(m->db, ids, n, &marked, &err);
+    size_t total = marked;
+    for (int attempt = 0; st == TXM_OK && total < n && attempt < 6; attempt++) {
+        struct timespec pause = {0, (2L << attempt) * 1000000L};
+        nanosleep(&pause, NULL);
+        st = txm__outbox_mark_new(m->db, ids, n, &marked, &err);
+        total += marked;
+    }
+    if (st != TXM_OK) {
+        atomic_fetch_add(&m->stats->errors_db, 1);
+        say(m, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
+    } else if (total < n) {
+        say(m, 2, "relay: marked %zu of %zu published messages dispatched; the rest are not"
+                  " in the outbox (purged?)", total, n);
+    }
+}
+
+static void *run(void *arg)
+{
+    relay_marker *m = arg;
+    pthread_mutex_lock(&m->mu);
+    for (;;) {
+        while (m->count == 0 && !m->stopping)
+            pthread_cond_wait(&m->cv, &m->mu);
+        if (m->count == 0)
+            break;
+        pending *p = &m->queue[m->head];
+        pthread_mutex_unlock(&m->mu);
+        mark_ids(m, p->ids, p->n);
+        pthread_mutex_lock(&m->mu);
+        if (p->position != 0)
+            m->done = p->position;
+        free(p->arena);
+        free(p->ids);
+        m->head = (m->head + 1) % QUEUE_MAX;
+        m->count--;
+        pthread_cond_broadcast(&m->cv);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return NULL;
+}
+
+relay_marker *relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, txm_log_fn log,
+                                void *log_ctx)
+{
+    relay_marker *m = txm__calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    *m = (relay_marker){.db = db, .enabled = enabled && db != NULL, .stats = stats,
+                        .log = log, .log_ctx = log_ctx};
+    pthread_mutex_init(&m->mu, NULL);
+    pthread_cond_init(&m->cv, NULL);
+    if (m->enabled && pthread_create(&m->thread, NULL, run, m) != 0) {
+        pthread_cond_destroy(&m->cv);
+        pthread_mutex_destroy(&m->mu);
+        free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* Copies n ids into one arena: one allocation per batch, not per id. */
+static txm_status copy_ids(pending *p, const char *const *ids, size_t n)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(ids[i]) + 1;
+    p->arena = txm__malloc(bytes);
+    p->ids = txm__calloc(n, sizeof *p->ids);
+    if (p->arena == NULL || p->ids == NULL) {
+        free(p->arena);
+        free(p->ids);
+        return TXM_NOMEM;
+    }
+    char *at = p->arena;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(ids[i]) + 1;
+        memcpy(at, ids[i], len);
+        p->ids[i] = at;
+        at += len;
+    }
+    p->n = n;
+    return TXM_OK;
+}
+
+txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n,
+                             uint64_t position)
+{
+    if (!m->enabled || n == 0) {
+        /* Nothing to mark: the position is done once the batches before it are. */
+        pthread_mutex_lock(&m->mu);
+        while (m->enabled && m->count > 0)
+            pthread_cond_wait(&m->cv, &m->mu);
+        if (position != 0)
+            m->done = position;
+        pthread_mutex_unlock(&m->mu);
+        return TXM_OK;
+    }
+    pending p = {.position = position};
+    if (copy_ids(&p, ids, n) != TXM_OK)
+        return TXM_NOMEM;
+    pthread_mutex_lock(&m->mu);
+    while (m->count == QUEUE_MAX)
+        pthread_cond_wait(&m->cv, &m->mu);
+    m->queue[(m->head + m->count) % QUEUE_MAX] = p;
+    m->count++;
+    pthread_cond_broadcast(&m->cv);
+    pthread_mutex_unlock(&m->mu);
+    return TXM_OK;
+}
+
+uint64_t relay_marker_done(relay_marker *m)
+{
+    pthread_mutex_lock(&m->mu);
+    uint64_t done = m->done;
+    pthread_mutex_unlock(&m->mu);
+    return done;
+}
+
+void relay_marker_drain(relay_marker *m)
+{
+    pthread_mutex_lock(&m->mu);
+    while (m->count > 0)
+        pthread_cond_wait(&m->cv, &m->mu);
+    pthread_mutex_unlock(&m->mu);
+}
+
+void relay_marker_close(relay_marker *m)
+{
+    if (m == NULL)
+        return;
+    if (m->enabled) {
+        pthread_mutex_lock(&m->mu);
+        m->stopping = true;
+        pthread_cond_broadcast(&m->cv);
+        pthread_mutex_unlock(&m->mu);
+        pthread_join(m->thread, NULL);
+    }
+    pthread_cond_destroy(&m->cv);
+    pthread_mutex_destroy(&m->mu);
+    free(m);
+}
