@@ -14,5 +14,6 @@
 #include "txmsg/consumer.h"
 #include "txmsg/service.h"
 #include "txmsg/app.h"
+#include "txmsg/admin.h"
 
 #endif

@@ -1,0 +1,727 @@
+/* The txmsg CLI end to end: the real binary runs as a child process against
+ * each database x transport pair. A stopped relay makes monitor fail on age
+ * and dispatch delivers the stuck messages once in effect; purges remove
+ * only what they should; a failing handler fills the dead-letter queue,
+ * which monitor reports and redrive empties; bad arguments are usage errors. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "testproc.h"
+#include "testrelay.h"
+#include "txmsg/admin.h"
+
+#define OUT_MAX 65536
+#define ARGS_MAX 24
+
+/* What one run of the binary printed and returned. */
+typedef struct cli_result {
+    int code;          /* exit code; -1 if killed by a signal or timed out */
+    char out[OUT_MAX]; /* stdout */
+    char err[OUT_MAX]; /* stderr */
+} cli_result;
+
+static cli_result result; /* the last run */
+static char *scratch_dir; /* output files of runs without a fixture */
+
+/* ---- running the binary --------------------------------------------------- */
+
+/* Starts txmsg with args (NULL-terminated) and the fixture's URLs in its
+ * environment (none when fx is NULL); stdout and stderr go to files in dir. */
+static pid_t cli_spawn(const txm_relay_fixture *fx, const char *dir, const char *const *args)
+{
+    char out_path[600], err_path[600];
+    snprintf(out_path, sizeof out_path, "%s/cli.out", dir);
+    snprintf(err_path, sizeof err_path, "%s/cli.err", dir);
+    char *argv[ARGS_MAX + 2] = {TXM_CLI_BIN};
+    size_t n = 1;
+    for (size_t i = 0; args[i] != NULL && n < ARGS_MAX; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    unsetenv("TXMSG_DATABASE_URL");
+    unsetenv("TXMSG_BROKER_URL");
+    if (fx != NULL) {
+        setenv("TXMSG_DATABASE_URL", fx->db_url, 1);
+        setenv("TXMSG_BROKER_URL", fx->broker_url, 1);
+    }
+    int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0)
+        _exit(126);
+    dup2(out, STDOUT_FILENO);
+    dup2(err, STDERR_FILENO);
+    close(out);
+    close(err);
+    execv(TXM_CLI_BIN, argv);
+    _exit(127);
+}
+
+/* Waits up to timeout_ms for pid; kills it after that. Returns its exit
+ * code, or -1 when a signal ended it. */
+static int cli_wait(pid_t pid, int timeout_ms)
+{
+    long long end = txm_test_now_ms() + timeout_ms;
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (txm_test_now_ms() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fprintf(stderr, "txmsg did not finish within %d ms\n", timeout_ms);
+            return -1;
+        }
+        txm_test_sleep_ms(10);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void read_into(const char *dir, const char *name, char *buf)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    buf[0] = '\0';
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return;
+    size_t n = fread(buf, 1, OUT_MAX - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Collects the outputs of a finished run into result. */
+static cli_result *collect(const char *dir, int code)
+{
+    result.code = code;
+    read_into(dir, "cli.out", result.out);
+    read_into(dir, "cli.err", result.err);
+    return &result;
+}
+
+/* Runs txmsg with the NULL-terminated arguments and returns the result. */
+static cli_result *cli_run(const txm_relay_fixture *fx, ...)
+{
+    const char *args[ARGS_MAX + 1];
+    size_t n = 0;
+    va_list ap;
+    va_start(ap, fx);
+    for (const char *a = va_arg(ap, const char *); a != NULL && n < ARGS_MAX;
+         a = va_arg(ap, const char *))
+        args[n++] = a;
+    va_end(ap);
+    args[n] = NULL;
+    const char *dir = fx != NULL ? fx->dir : scratch_dir;
+    return collect(dir, cli_wait(cli_spawn(fx, dir, args), 60000));
+}
+
+static void expect_code(const cli_result *r, int code)
+{
+    if (r->code != code)
+        fail_msg("exit code %d, want %d\nstdout: %s\nstderr: %s", r->code, code, r->out, r->err);
+}
+
+static void expect_text(const char *haystack, const char *needle)
+{
+    if (strstr(haystack, needle) == NULL)
+        fail_msg("\"%s\" not found in:\n%s", needle, haystack);
+}
+
+/* Parses the last run's stdout as JSON; the caller decrefs. */
+static json_t *out_json(void)
+{
+    json_error_t je;
+    json_t *doc = json_loads(result.out, 0, &je);
+    if (doc == NULL)
+        fail_msg("stdout is not JSON (%s): %s", je.text, result.out);
+    return doc;
+}
+
+/* ---- what the tests share ----------------------------------------------- */
+
+/* A consumer of one queue whose handler records each message id in the
+ * consumer database's effects table, or fails while fail is set. */
+typedef struct handler_ctx {
+    atomic_int fail;
+    atomic_int calls;
+} handler_ctx;
+
+static txm_status record_effect(void *ctx, txm_uow *uow, const txm_msg *msg, txm_error *err)
+{
+    handler_ctx *h = ctx;
+    atomic_fetch_add(&h->calls, 1);
+    if (atomic_load(&h->fail))
+        return txm_errf(err, TXM_INVALID, "handler broken on purpose");
+    txm_value p = TXM_TEXT(txm_msg_id(msg));
+    return txm_uow_exec(uow, "INSERT INTO effects (message_id) VALUES ($1)", &p, 1, NULL, NULL,
+                        err);
+}
+
+/* What a test leaves running is stopped by the teardown too, so a failed
+ * assertion never leaves a consumer on a closed database or a relay behind. */
+static handler_ctx handler;
+static txm_consumer *running_consumer;
+static pid_t running_relay;
+static pid_t running_cli; /* txmsg started with cli_spawn and not waited for */
+
+static void stop_running(void)
+{
+    txm_consumer_free(running_consumer);
+    running_consumer = NULL;
+    if (running_relay > 0)
+        txm_proc_kill(running_relay, SIGTERM);
+    running_relay = 0;
+    if (running_cli > 0)
+        txm_proc_kill(running_cli, SIGKILL);
+    running_cli = 0;
+}
+
+static int cli_teardown(void **state)
+{
+    stop_running();
+    return txm_relay_teardown(state);
+}
+
+/* Four cmocka entries for f, one per database x transport pair. */
+/* clang-format off */
+#define CLI_TESTS(f)                                                                           \
+    {#f "/sqlite+embedded", f, txm_relay_setup, cli_teardown,                                  \
+     (void *)&txm_combo_sqlite_embedded},                                                      \
+    {#f "/sqlite+nats", f, txm_relay_setup, cli_teardown, (void *)&txm_combo_sqlite_nats},     \
+    {#f "/postgresql+embedded", f, txm_relay_setup, cli_teardown,                              \
+     (void *)&txm_combo_pg_embedded},                                                          \
+    {#f "/postgresql+nats", f, txm_relay_setup, cli_teardown, (void *)&txm_combo_pg_nats}
+/* clang-format on */
+
+/* Starts a consumer of queue with the shared handler (failing when fail). */
+static handler_ctx *start_consumer(txm_relay_fixture *fx, const char *topic, const char *queue,
+                                   int fail)
+{
+    handler_ctx *h = &handler;
+    atomic_store(&h->fail, fail);
+    atomic_store(&h->calls, 0);
+    txm_consumer_options co;
+    txm_consumer_options_init(&co);
+    co.backoff_base_ms = 50;
+    co.backoff_max_ms = 200;
+    txm_handler_options ho;
+    txm_handler_options_init(&ho);
+    ho.wait_ms = 100;
+    ho.subscription.max_receive_count = 3;
+    txm_consumer *c = NULL;
+    assert_int_equal(txm_consumer_new(fx->consumer_db, fx->t, &co, &c, NULL), TXM_OK);
+    running_consumer = c;
+    assert_int_equal(txm_consumer_add(c, topic, queue, record_effect, h, &ho, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_start(c, NULL), TXM_OK);
+    return h;
+}
+
+static int64_t effects_of(txm_relay_fixture *fx, const char *id)
+{
+    txm_rows *rows = NULL;
+    txm_value p = TXM_TEXT(id);
+    txm_status st = id != NULL ? txm_db_exec(fx->consumer_db,
+                                             "SELECT count(*) FROM effects WHERE message_id = $1",
+                                             &p, 1, &rows, NULL, NULL)
+                               : txm_db_exec(fx->consumer_db, "SELECT count(*) FROM effects", NULL,
+                                             0, &rows, NULL, NULL);
+    assert_int_equal(st, TXM_OK);
+    int64_t n = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    return n;
+}
+
+/* Waits up to timeout_ms for the effects of id (all when NULL) to reach want. */
+static void await_effects(txm_relay_fixture *fx, const char *id, int64_t want, int timeout_ms)
+{
+    long long end = txm_test_now_ms() + timeout_ms;
+    while (effects_of(fx, id) < want && txm_test_now_ms() < end)
+        txm_test_sleep_ms(50);
+    assert_int_equal(effects_of(fx, id), want);
+}
+
+/* Commits one outbox message created at created_us; its id goes to id_out. */
+static void commit_at(txm_relay_fixture *fx, const char *topic, int64_t created_us, char *id_out)
+{
+    char id[TXM_UUID_LEN + 1], corr[TXM_UUID_LEN + 1];
+    assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
+    assert_int_equal(txm_uuid_v7(corr, NULL), TXM_OK);
+    txm_msg *m = NULL;
+    assert_int_equal(
+        txm_msg_new_with(id, "cli-test", topic, "agg-1", corr, "{\"k\":1}", created_us, &m, NULL),
+        TXM_OK);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    memcpy(id_out, id, sizeof id);
+}
+
+static bool outbox_has(txm_relay_fixture *fx, const char *id)
+{
+    txm_outbox_entry *e = NULL;
+    txm_status st = txm_outbox_get(fx->db, id, &e, NULL);
+    txm_outbox_entry_free(e);
+    assert_true(st == TXM_OK || st == TXM_NOT_FOUND);
+    return st == TXM_OK;
+}
+
+/* ---- outbox: monitor, status, list, dispatch ------------------------------ */
+
+static void check_stuck_outbox_is_reported(txm_relay_fixture *fx)
+{
+    expect_code(cli_run(fx, "monitor", "--max-outbox-age", "1h", NULL), 0);
+    assert_string_equal(result.out, "");
+    txm_test_sleep_ms(1100);
+    cli_result *r = cli_run(fx, "monitor", "--max-outbox-age", "1s", NULL);
+    expect_code(r, 1);
+    /* The age is over 1 s; how far over depends on the machine's load. */
+    expect_text(r->out, "outbox: oldest not-dispatched message is ");
+    expect_text(r->out, "s old (max 1s; 3 not dispatched)");
+    expect_code(cli_run(fx, "--json", "monitor", "--max-outbox-age", "1s", NULL), 1);
+    json_t *doc = out_json();
+    assert_false(json_is_true(json_object_get(doc, "ok")));
+    json_t *outbox = json_object_get(json_object_get(doc, "measurements"), "outbox");
+    assert_int_equal(json_integer_value(json_object_get(outbox, "not_dispatched")), 3);
+    assert_true(json_real_value(json_object_get(outbox, "oldest_not_dispatched_age_seconds")) >
+                1.0);
+    assert_int_equal(json_array_size(json_object_get(doc, "violations")), 1);
+    json_decref(doc);
+
+    expect_code(cli_run(fx, "monitor", "--max-relay-lag", "1s", NULL), 1);
+    expect_text(result.out, "relay: lag is ");
+
+    expect_code(cli_run(fx, "outbox", "status", NULL), 0);
+    expect_text(result.out, "outbox: 3 not dispatched, oldest ");
+    expect_code(cli_run(fx, "outbox", "status", "--json", NULL), 0);
+    doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "not_dispatched")), 3);
+    json_t *relay = json_object_get(doc, "relay");
+    assert_non_null(relay);
+    assert_true(json_real_value(json_object_get(relay, "lag_seconds")) > 1.0);
+    json_decref(doc);
+}
+
+static void check_list(txm_relay_fixture *fx, const char *topic, char ids[3][TXM_UUID_LEN + 1])
+{
+    expect_code(cli_run(fx, "outbox", "list", "--not-dispatched", "--older-than", "1s", "--topic",
+                        topic, "--json", NULL),
+                0);
+    json_t *doc = out_json();
+    json_t *msgs = json_object_get(doc, "messages");
+    assert_int_equal(json_array_size(msgs), 3);
+    for (size_t i = 0; i < 3; i++) {
+        json_t *m = json_array_get(msgs, i);
+        assert_string_equal(json_string_value(json_object_get(m, "message_id")), ids[i]);
+        assert_int_equal(json_integer_value(json_object_get(json_object_get(m, "payload"), "n")),
+                         (json_int_t)i);
+    }
+    json_decref(doc);
+    expect_code(cli_run(fx, "outbox", "list", "--limit", "2", NULL), 0);
+    expect_text(result.out, ids[1]);
+    assert_null(strstr(result.out, ids[2]));
+    expect_code(cli_run(fx, "outbox", "list", "--older-than", "1h", NULL), 0);
+    assert_null(strstr(result.out, ids[0]));
+}
+
+static void stuck_messages_fail_monitor_and_dispatch_delivers_them_once(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    char topic[96], queue[96], ids[3][TXM_UUID_LEN + 1];
+    txm_test_unique("cli-t", topic, sizeof topic);
+    txm_test_unique("cli-q", queue, sizeof queue);
+    start_consumer(fx, topic, queue, 0);
+    for (int i = 0; i < 3; i++)
+        txm_relay_commit(fx, topic, i, ids[i]);
+    check_stuck_outbox_is_reported(fx);
+    check_list(fx, topic, ids);
+
+    expect_code(cli_run(fx, "outbox", "dispatch", "--older-than", "1s", "--dry-run", NULL), 0);
+    expect_text(result.out, "3 messages would be dispatched");
+    expect_text(result.out, ids[2]);
+    expect_code(cli_run(fx, "outbox", "dispatch", "--older-than", "1s", NULL), 0);
+    expect_text(result.out, "dispatched 3 messages");
+    await_effects(fx, NULL, 3, 20000);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(effects_of(fx, ids[i]), 1);
+    expect_code(cli_run(fx, "monitor", "--max-outbox-age", "1s", NULL), 0);
+    assert_string_equal(result.out, "");
+    expect_code(cli_run(fx, "outbox", "dispatch", "--older-than", "1s", NULL), 0);
+    expect_text(result.out, "dispatched 0 messages");
+
+    /* A message published twice (relay and CLI both at it) is processed
+     * once: undo the mark and dispatch it again by id. */
+    txm_value p = TXM_TEXT(ids[1]);
+    assert_int_equal(
+        txm_db_exec(fx->db, "UPDATE txmsg_outbox SET is_dispatched = '0' WHERE message_id = $1", &p,
+                    1, NULL, NULL, NULL),
+        TXM_OK);
+    expect_code(cli_run(fx, "outbox", "dispatch", "--id", ids[1], "--json", NULL), 0);
+    json_t *doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "dispatched")), 1);
+    json_decref(doc);
+    expect_code(cli_run(fx, "outbox", "dispatch", "--id", ids[1], NULL), 0);
+    expect_text(result.err, "dispatched already");
+    expect_code(cli_run(fx, "outbox", "dispatch", "--id", "no-such-id", NULL), 1);
+    txm_test_sleep_ms(1500);
+    assert_int_equal(effects_of(fx, NULL), 3);
+    txm_outbox_entry *e = NULL;
+    assert_int_equal(txm_outbox_get(fx->db, ids[1], &e, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_entry_dispatch_count(e), 2);
+    txm_outbox_entry_free(e);
+    stop_running();
+}
+
+/* Waits up to 30 s until the outbox has nothing left to dispatch. */
+static void await_all_dispatched(txm_relay_fixture *fx)
+{
+    long long end = txm_test_now_ms() + 30000;
+    txm_outbox_stats s = {.not_dispatched = 1};
+    while (s.not_dispatched > 0 && txm_test_now_ms() < end) {
+        txm_test_sleep_ms(100);
+        assert_int_equal(txm_outbox_stats_get(fx->db, &s, NULL), TXM_OK);
+    }
+    assert_int_equal(s.not_dispatched, 0);
+}
+
+static void status_and_monitor_follow_a_running_relay(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    char topic[96];
+    txm_test_unique("cli-r", topic, sizeof topic);
+    txm_relay_commit(fx, topic, 1, NULL);
+    txm_relay_commit(fx, topic, 2, NULL);
+    running_relay = txm_relay_start(fx, NULL);
+    assert_true(running_relay > 0);
+    await_all_dispatched(fx);
+    /* The SQLite cursor is saved once the broker has the batch: wait for it. */
+    long long end = txm_test_now_ms() + 10000;
+    json_t *doc = NULL, *r = NULL;
+    do {
+        json_decref(doc);
+        txm_test_sleep_ms(100);
+        expect_code(cli_run(fx, "outbox", "status", "--json", NULL), 0);
+        doc = out_json();
+        r = json_object_get(doc, "relay");
+    } while (json_is_null(json_object_get(r, "lag_seconds")) == false && txm_test_now_ms() < end);
+    assert_true(json_is_true(json_object_get(r, "found")));
+    assert_true(json_is_null(json_object_get(r, "lag_seconds")));
+    if (fx->combo.db == TXM_TEST_PG) {
+        assert_string_equal(json_string_value(json_object_get(r, "name")), fx->slot);
+        assert_true(json_is_true(json_object_get(r, "active")));
+    } else {
+        assert_string_equal(json_string_value(json_object_get(r, "position")), "2");
+        assert_int_equal(json_integer_value(json_object_get(r, "rows_behind")), 0);
+    }
+    json_decref(doc);
+    txm_test_sleep_ms(1100);
+    expect_code(cli_run(fx, "monitor", "--max-outbox-age", "1s", "--max-relay-lag", "1s", NULL), 0);
+    stop_running();
+}
+
+/* ---- retention purges ----------------------------------------------------- */
+
+#define DAY_US (86400LL * 1000000)
+
+static void outbox_purge_removes_only_old_dispatched_messages(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    char topic[96], old_sent[3][TXM_UUID_LEN + 1], old_pending[2][TXM_UUID_LEN + 1],
+        new_sent[2][TXM_UUID_LEN + 1];
+    txm_test_unique("cli-p", topic, sizeof topic);
+    int64_t old = txm_now_us() - 10 * DAY_US;
+    for (int i = 0; i < 3; i++)
+        commit_at(fx, topic, old + i, old_sent[i]);
+    for (int i = 0; i < 2; i++)
+        commit_at(fx, topic, old + 10 + i, old_pending[i]);
+    for (int i = 0; i < 2; i++)
+        commit_at(fx, topic, txm_now_us(), new_sent[i]);
+    const char *sent[] = {old_sent[0], old_sent[1], old_sent[2], new_sent[0], new_sent[1]};
+    assert_int_equal(txm_outbox_mark_dispatched(fx->db, sent, 5, NULL, NULL), TXM_OK);
+
+    expect_code(cli_run(fx, "outbox", "purge", "--older-than", "1d", NULL), 2);
+    expect_text(result.err, "--dispatched");
+    expect_code(cli_run(fx, "outbox", "purge", "--dispatched", "--older-than", "1d", "--batch", "2",
+                        "--json", NULL),
+                0);
+    json_t *doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "deleted")), 3);
+    assert_int_equal(json_integer_value(json_object_get(doc, "batches")), 2);
+    json_decref(doc);
+    for (int i = 0; i < 3; i++)
+        assert_false(outbox_has(fx, old_sent[i]));
+    for (int i = 0; i < 2; i++) {
+        assert_true(outbox_has(fx, old_pending[i]));
+        assert_true(outbox_has(fx, new_sent[i]));
+    }
+    expect_code(cli_run(fx, "outbox", "purge", "--dispatched", "--older-than", "1d", NULL), 0);
+    expect_text(result.out, "deleted 0 dispatched messages");
+}
+
+static void insert_inbox_at(txm_relay_fixture *fx, const char *sub, const char *id, int64_t us)
+{
+    char at[TXM_TIME_LEN + 1];
+    txm_time_format(us, at);
+    txm_value p[3] = {TXM_TEXT(sub), TXM_TEXT(id), TXM_TEXT(at)};
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
+                                 " VALUES ($1, $2, $3)",
+                                 p, 3, NULL, NULL, NULL),
+                     TXM_OK);
+}
+
+static void inbox_purge_removes_only_old_records(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    int64_t old = txm_now_us() - 10 * DAY_US;
+    char id[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "old-%d", i);
+        insert_inbox_at(fx, "sub-a", id, old + i);
+    }
+    for (int i = 0; i < 2; i++) {
+        snprintf(id, sizeof id, "new-%d", i);
+        insert_inbox_at(fx, "sub-a", id, txm_now_us() - 3600LL * 1000000);
+    }
+    expect_code(cli_run(fx, "inbox", "purge", "--older-than", "1d", "--batch", "2", "--json", NULL),
+                0);
+    json_t *doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "deleted")), 5);
+    assert_int_equal(json_integer_value(json_object_get(doc, "batches")), 3);
+    json_decref(doc);
+    for (int i = 0; i < 5; i++) {
+        snprintf(id, sizeof id, "old-%d", i);
+        assert_int_equal(txm_inbox_get(fx->db, "sub-a", id, NULL, NULL), TXM_NOT_FOUND);
+    }
+    for (int i = 0; i < 2; i++) {
+        snprintf(id, sizeof id, "new-%d", i);
+        assert_int_equal(txm_inbox_get(fx->db, "sub-a", id, NULL, NULL), TXM_OK);
+    }
+}
+
+static void purge_every_repeats_until_sigterm(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    const char *args[] = {"inbox", "purge", "--older-than", "1d", "--every", "200ms", NULL};
+    pid_t pid = running_cli = cli_spawn(fx, fx->dir, args);
+    txm_test_sleep_ms(500);
+    insert_inbox_at(fx, "sub-b", "late", txm_now_us() - 2 * DAY_US);
+    long long end = txm_test_now_ms() + 10000;
+    while (txm_inbox_get(fx->db, "sub-b", "late", NULL, NULL) == TXM_OK && txm_test_now_ms() < end)
+        txm_test_sleep_ms(50);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-b", "late", NULL, NULL), TXM_NOT_FOUND);
+    assert_int_equal(waitpid(pid, NULL, WNOHANG), 0); /* still running */
+    kill(pid, SIGTERM);
+    cli_result *r = collect(fx->dir, cli_wait(pid, 5000));
+    running_cli = 0;
+    expect_code(r, 0);
+    expect_text(r->out, "inbox purge: deleted 1 inbox records");
+}
+
+/* ---- dead-letter queue ---------------------------------------------------- */
+
+static size_t dlq_depth(txm_relay_fixture *fx, const char *queue)
+{
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_dlq_list(fx->t, queue, 100, &list, &n, NULL), TXM_OK);
+    txm_delivery_list_free(list, n);
+    return n;
+}
+
+static void await_dlq_depth(txm_relay_fixture *fx, const char *queue, size_t want)
+{
+    long long end = txm_test_now_ms() + 30000;
+    while (dlq_depth(fx, queue) != want && txm_test_now_ms() < end)
+        txm_test_sleep_ms(100);
+    assert_int_equal(dlq_depth(fx, queue), want);
+}
+
+/* Publishes one message straight to the broker; its id goes to id_out. */
+static void publish_one(txm_relay_fixture *fx, const char *topic, char *id_out)
+{
+    txm_msg *m = NULL;
+    assert_int_equal(txm_msg_new(topic, "agg-9", NULL, "{\"poison\":true}", &m, NULL), TXM_OK);
+    memcpy(id_out, txm_msg_id(m), TXM_UUID_LEN + 1);
+    const txm_msg *one[] = {m};
+    assert_int_equal(txm_transport_publish_msgs(fx->t, one, 1, NULL, NULL), TXM_OK);
+    txm_msg_free(m);
+}
+
+static void check_dlq_reported(txm_relay_fixture *fx, const char *queue, const char *id)
+{
+    char want[200];
+    snprintf(want, sizeof want, "dlq: %s has 1 dead letters (max 0)", queue);
+    expect_code(cli_run(fx, "monitor", "--max-dlq-depth", "0", "--queue", queue, NULL), 1);
+    expect_text(result.out, want);
+    expect_code(cli_run(fx, "monitor", "--json", "--max-dlq-depth", "0", "--queue", queue, NULL),
+                1);
+    json_t *doc = out_json();
+    json_t *dlq = json_object_get(json_object_get(doc, "measurements"), "dlq");
+    assert_int_equal(json_integer_value(json_object_get(dlq, queue)), 1);
+    json_decref(doc);
+
+    expect_code(cli_run(fx, "dlq", "list", queue, NULL), 0);
+    expect_text(result.out, id);
+    expect_text(result.out, "broken on purpose");
+    expect_code(cli_run(fx, "dlq", "list", queue, "--json", NULL), 0);
+    doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "count")), 1);
+    json_t *m = json_array_get(json_object_get(doc, "messages"), 0);
+    assert_string_equal(json_string_value(json_object_get(m, "message_id")), id);
+    assert_true(json_integer_value(json_object_get(m, "receive_count")) >= 1);
+    json_decref(doc);
+
+    expect_code(cli_run(fx, "dlq", "show", queue, id, NULL), 0);
+    expect_text(result.out, "receive count:");
+    expect_text(result.out, "last error:     INVALID: handler broken on purpose");
+    expect_text(result.out, "\n  \"specversion\": \"1.0\"");
+    expect_text(result.out, "\"poison\": true");
+    expect_code(cli_run(fx, "dlq", "show", queue, id, "--json", NULL), 0);
+    doc = out_json();
+    json_t *body = json_object_get(doc, "body");
+    assert_string_equal(json_string_value(json_object_get(body, "id")), id);
+    json_decref(doc);
+    expect_code(cli_run(fx, "dlq", "show", queue, "no-such-id", NULL), 1);
+}
+
+static void failing_handler_fills_dlq_and_redrive_processes_it(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    char topic[96], queue[96], id[TXM_UUID_LEN + 1], id2[TXM_UUID_LEN + 1];
+    txm_test_unique("cli-dt", topic, sizeof topic);
+    txm_test_unique("cli-dq", queue, sizeof queue);
+    handler_ctx *h = start_consumer(fx, topic, queue, 1);
+    expect_code(cli_run(fx, "monitor", "--max-dlq-depth", "0", "--queue", queue, NULL), 0);
+    publish_one(fx, topic, id);
+    await_dlq_depth(fx, queue, 1);
+    check_dlq_reported(fx, queue, id);
+
+    atomic_store(&h->fail, 0); /* the handler is fixed */
+    expect_code(cli_run(fx, "dlq", "redrive", queue, NULL), 0);
+    expect_text(result.out, "moved 1 dead letters back to");
+    await_effects(fx, id, 1, 20000);
+    await_dlq_depth(fx, queue, 0);
+    expect_code(cli_run(fx, "monitor", "--max-dlq-depth", "0", "--queue", queue, NULL), 0);
+    expect_code(cli_run(fx, "dlq", "redrive", queue, "--id", id, NULL), 1);
+
+    atomic_store(&h->fail, 1); /* broken again: this one is purged instead */
+    publish_one(fx, topic, id2);
+    await_dlq_depth(fx, queue, 1);
+    expect_code(cli_run(fx, "dlq", "purge", queue, "--json", NULL), 0);
+    json_t *doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "purged")), 1);
+    json_decref(doc);
+    assert_int_equal(dlq_depth(fx, queue), 0);
+    expect_code(cli_run(fx, "monitor", "--max-dlq-depth", "0", "--queue", queue, NULL), 0);
+    assert_int_equal(effects_of(fx, id2), 0);
+    stop_running();
+}
+
+/* ---- arguments ------------------------------------------------------------ */
+
+static void expect_usage_error(cli_result *r, const char *mention)
+{
+    expect_code(r, 2);
+    expect_text(r->err, mention);
+    assert_string_equal(r->out, "");
+}
+
+static void bad_arguments_are_usage_errors(void **state)
+{
+    (void)state;
+    expect_usage_error(cli_run(NULL, NULL), "missing command");
+    expect_usage_error(cli_run(NULL, "bogus", NULL), "unknown command \"bogus\"");
+    expect_usage_error(cli_run(NULL, "outbox", NULL), "missing command");
+    expect_usage_error(cli_run(NULL, "outbox", "bogus", NULL), "unknown command \"bogus\"");
+    expect_usage_error(cli_run(NULL, "monitor", "--max-outbox-age", "5x", NULL),
+                       "--max-outbox-age: bad duration \"5x\"");
+    expect_usage_error(cli_run(NULL, "outbox", "purge", "--dispatched", "--older-than", "0s", NULL),
+                       "bad duration \"0s\"");
+    expect_usage_error(cli_run(NULL, "outbox", "purge", "--dispatched", NULL),
+                       "--older-than DURATION is required");
+    expect_usage_error(cli_run(NULL, "inbox", "purge", "--dispatched", "--older-than", "1d", NULL),
+                       "unknown option --dispatched");
+    expect_usage_error(cli_run(NULL, "outbox", "dispatch", NULL), "--id ID or --older-than");
+    expect_usage_error(cli_run(NULL, "outbox", "dispatch", "--id", "x", "--older-than", "1s", NULL),
+                       "either");
+    expect_usage_error(cli_run(NULL, "outbox", "list", "--limit", "abc", NULL), "--limit");
+    expect_usage_error(cli_run(NULL, "outbox", "list", "--limit", "0", NULL), "--limit");
+    expect_usage_error(cli_run(NULL, "outbox", "list", "--nope", NULL), "unknown option --nope");
+    expect_usage_error(cli_run(NULL, "outbox", "list", "--topic", NULL), "needs a value");
+    expect_usage_error(cli_run(NULL, "outbox", "list", "extra", NULL), "unexpected argument");
+    expect_usage_error(cli_run(NULL, "outbox", "status", NULL), "TXMSG_DATABASE_URL");
+    expect_usage_error(cli_run(NULL, "dlq", "list", NULL), "missing QUEUE");
+    expect_usage_error(cli_run(NULL, "dlq", "show", "q1", NULL), "missing ID");
+    expect_usage_error(cli_run(NULL, "dlq", "purge", "q1", "q2", NULL), "unexpected argument");
+    expect_usage_error(cli_run(NULL, "dlq", "redrive", "q1", NULL), "TXMSG_BROKER_URL");
+    expect_usage_error(cli_run(NULL, "monitor", NULL), "nothing to check");
+    expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "0", NULL), "go together");
+    expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "-1", "--queue", "q", NULL),
+                       "--max-dlq-depth");
+    expect_usage_error(cli_run(NULL, "-x", NULL), "unknown option -x");
+    cli_result *r =
+        cli_run(NULL, "outbox", "status", "--database-url", "sqlite:/nonexistent-dir/x.db", NULL);
+    expect_code(r, 1);
+    expect_text(r->err, "/nonexistent-dir/x.db");
+    expect_usage_error(cli_run(NULL, "outbox", "--json", "status", NULL),
+                       "options go after the command");
+    r = cli_run(NULL, "dlq", "list", "q", "--broker-url", "embedded:/nonexistent-dir/b.db", NULL);
+    expect_code(r, 1);
+    expect_text(r->err, "/nonexistent-dir/b.db");
+    r = cli_run(NULL, "outbox", "status", "--database-url", "mysql://x", NULL);
+    expect_code(r, 1);
+    expect_text(r->err, "cannot open database");
+}
+
+static void help_works_on_every_subcommand(void **state)
+{
+    (void)state;
+    static const char *const cmds[][3] = {
+        {"--help", NULL, NULL},        {"-h", NULL, NULL},
+        {"outbox", "--help", NULL},    {"outbox", "status", "--help"},
+        {"outbox", "list", "--help"},  {"outbox", "dispatch", "--help"},
+        {"outbox", "purge", "--help"}, {"inbox", "--help", NULL},
+        {"inbox", "purge", "--help"},  {"dlq", "-h", NULL},
+        {"dlq", "list", "--help"},     {"dlq", "show", "--help"},
+        {"dlq", "redrive", "--help"},  {"dlq", "purge", "-h"},
+        {"monitor", "--help", NULL},   {"monitor", "-h", NULL},
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
+        cli_result *r = cli_run(NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
+        expect_code(r, 0);
+        expect_text(r->out, "usage: txmsg");
+        assert_string_equal(r->err, "");
+    }
+}
+
+int main(void)
+{
+    scratch_dir = txm_test_mkdtemp();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bad_arguments_are_usage_errors),
+        cmocka_unit_test(help_works_on_every_subcommand),
+        CLI_TESTS(stuck_messages_fail_monitor_and_dispatch_delivers_them_once),
+        CLI_TESTS(status_and_monitor_follow_a_running_relay),
+        CLI_TESTS(outbox_purge_removes_only_old_dispatched_messages),
+        CLI_TESTS(inbox_purge_removes_only_old_records),
+        CLI_TESTS(purge_every_repeats_until_sigterm),
+        CLI_TESTS(failing_handler_fills_dlq_and_redrive_processes_it),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+    txm_test_rmdir(scratch_dir);
+    free(scratch_dir);
+    return failed;
+}

@@ -1,0 +1,102 @@
+/* Duration arguments: what parses, what is refused, and how they print. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "duration.h"
+
+static void duration_parses_each_unit(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_int_equal(cli_duration_parse("500ms", &ms), 0);
+    assert_int_equal(ms, 500);
+    assert_int_equal(cli_duration_parse("30s", &ms), 0);
+    assert_int_equal(ms, 30000);
+    assert_int_equal(cli_duration_parse("5m", &ms), 0);
+    assert_int_equal(ms, 300000);
+    assert_int_equal(cli_duration_parse("2h", &ms), 0);
+    assert_int_equal(ms, 7200000);
+    assert_int_equal(cli_duration_parse("365d", &ms), 0);
+    assert_int_equal(ms, 365LL * 86400000);
+}
+
+static void duration_refuses_everything_else(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {
+        "",
+        "5",
+        "5x",
+        "x5s",
+        "s",
+        "0s",
+        "-5s",
+        "+5s",
+        " 5s",
+        "5s ",
+        "5 s",
+        "1.5h",
+        "5sm",
+        "5S",
+        "5mss",
+        "1h30m",
+        "0x10s",
+        "5dd",
+        "99999999999999999999s",
+        "36600000d",
+        "9223372036854775807ms",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t ms = 42;
+        if (cli_duration_parse(bad[i], &ms) != -1)
+            fail_msg("\"%s\" was accepted", bad[i]);
+        assert_int_equal(ms, 42); /* untouched */
+    }
+    assert_int_equal(cli_duration_parse(NULL, NULL), -1);
+}
+
+static void duration_accepts_up_to_one_hundred_years(void **state)
+{
+    (void)state;
+    int64_t ms = 0;
+    assert_int_equal(cli_duration_parse("36600d", &ms), 0);
+    assert_int_equal(ms, CLI_DURATION_MAX_MS);
+    assert_int_equal(cli_duration_parse("36601d", &ms), -1);
+}
+
+static void duration_formats_with_two_units_at_most(void **state)
+{
+    (void)state;
+    static const struct {
+        int64_t ms;
+        const char *text;
+    } cases[] = {
+        {0, "0ms"},       {250, "250ms"},    {1000, "1s"},     {1234, "1.23s"},
+        {45000, "45s"},   {45999, "45s"},    {60000, "1m"},    {2712000, "45m12s"},
+        {1800000, "30m"}, {7500000, "2h5m"}, {86400000, "1d"}, {273600000, "3d4h"},
+        {-5, "0ms"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[32];
+        cli_duration_format(cases[i].ms, out, sizeof out);
+        assert_string_equal(out, cases[i].text);
+    }
+    char tiny[4];
+    cli_duration_format(2712000, tiny, sizeof tiny);
+    assert_string_equal(tiny, "45m");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(duration_parses_each_unit),
+        cmocka_unit_test(duration_refuses_everything_else),
+        cmocka_unit_test(duration_accepts_up_to_one_hundred_years),
+        cmocka_unit_test(duration_formats_with_two_units_at_most),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,94 @@
+/* Operations on the outbox and inbox tables: filtered listing, the state
+ * of the relay's position, and retention cleanup in bounded batches. The
+ * txmsg CLI is built on these; services may call them too.
+ * Thread: like txm_db, any thread may call them on a shared db. */
+#ifndef TXMSG_ADMIN_H
+#define TXMSG_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "txmsg/db.h"
+#include "txmsg/outbox.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Which outbox rows txm_outbox_list returns. Caller-allocated value type. */
+typedef struct txm_outbox_filter {
+    bool not_dispatched_only;  /* only rows not yet dispatched */
+    int64_t created_before_us; /* only rows created strictly before this time,
+                                  microseconds since the epoch; 0: any time */
+    const char *topic;         /* only this topic; NULL: any. Borrowed */
+    int64_t after_seq;         /* only rows with a sequence number above this; 0: all */
+    size_t limit;              /* most rows returned, 1..1000000; default 100 */
+} txm_outbox_filter;
+
+/* Fills f with the defaults: every row, limit 100. */
+TXM_API void txm_outbox_filter_init(txm_outbox_filter *f);
+
+/* Lists the outbox rows f selects, lowest sequence (oldest) first.
+ * Returns TXM_INVALID for a NULL argument or a limit outside 1..1000000,
+ * TXM_DB on database errors. Owns: *out is an array of *count entries, freed
+ * with txm_outbox_list_free; NULL and 0 on failure. Borrows f. */
+TXM_API txm_status txm_outbox_list(txm_db *db, const txm_outbox_filter *f, txm_outbox_entry ***out,
+                                   size_t *count, txm_error *err);
+
+/* What the outbox holds, as monitoring wants it. */
+typedef struct txm_outbox_stats {
+    int64_t not_dispatched; /* rows not yet dispatched */
+    bool has_oldest;        /* false when every row is dispatched */
+    int64_t oldest_age_us;  /* age of the oldest not-dispatched row, from created_at */
+    int64_t max_seq;        /* highest sequence number; 0 for an empty outbox */
+} txm_outbox_stats;
+
+/* Reads the counters above. TXM_DB on database errors. */
+TXM_API txm_status txm_outbox_stats_get(txm_db *db, txm_outbox_stats *out, txm_error *err);
+
+#define TXM_RELAY_POSITION_MAX 63
+
+/* Where txmsg-relay stands in the outbox's log. */
+typedef struct txm_relay_status {
+    char name[TXM_SLOT_NAME_MAX + 1];          /* SQLite cursor or PostgreSQL slot name */
+    bool found;                                /* the cursor row or the slot exists */
+    char position[TXM_RELAY_POSITION_MAX + 1]; /* SQLite: last published sequence number;
+                                                  PostgreSQL: confirmed_flush_lsn; "" if none */
+    bool active;    /* PostgreSQL: a relay is connected to the slot; SQLite: false */
+    int64_t behind; /* SQLite: max(seq) - position, in rows; PostgreSQL: WAL bytes
+                       from confirmed_flush_lsn to pg_current_wal_lsn() */
+    bool has_lag;   /* false when nothing waits for the relay */
+    int64_t lag_us; /* SQLite: age of the oldest row after the position;
+                       PostgreSQL: age of the oldest not-dispatched row
+                       (meaningful when the relay marks rows dispatched) */
+} txm_relay_status;
+
+/* Reads the relay's position. name: the SQLite cursor row (NULL: "default")
+ * or the PostgreSQL replication slot (NULL: txm_db_relay_slot). A missing
+ * cursor counts as position 0 with found = false; a missing slot gives
+ * found = false. Returns TXM_INVALID for a name longer than
+ * TXM_SLOT_NAME_MAX bytes, TXM_DB on database errors. Borrows name. */
+TXM_API txm_status txm_outbox_relay_status(txm_db *db, const char *name, txm_relay_status *out,
+                                           txm_error *err);
+
+/* Deletes at most batch (1..100000) dispatched outbox rows created before
+ * created_before_us (microseconds since the epoch), oldest first, in one
+ * short statement of its own, so a large purge is many small transactions
+ * and never holds a long lock. Rows not yet dispatched are never deleted.
+ * *deleted (may be NULL) receives how many went; call again until it is 0.
+ * Returns TXM_INVALID for bad arguments, TXM_BUSY/TXM_DB on database errors. */
+TXM_API txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_before_us, size_t batch,
+                                               size_t *deleted, txm_error *err);
+
+/* Deletes at most batch (1..100000) inbox rows created before
+ * created_before_us, oldest first, in one statement of its own; as above.
+ * A message redelivered after its row is gone would be processed again, so
+ * the cutoff must lie well beyond any redelivery. */
+TXM_API txm_status txm_inbox_purge(txm_db *db, int64_t created_before_us, size_t batch,
+                                   size_t *deleted, txm_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

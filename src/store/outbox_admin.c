@@ -1,0 +1,217 @@
+/* Outbox administration: filtered listing, counters, the relay's position
+ * (SQLite cursor row or PostgreSQL replication slot) and retention purge in
+ * bounded batches. Every query binds its inputs; nothing is spliced into SQL. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/alloc.h"
+#include "store/store_int.h"
+#include "txmsg/admin.h"
+
+#define LIST_LIMIT_MAX 1000000
+#define PURGE_BATCH_MAX 100000
+
+/* Optional filters are NULL parameters; PostgreSQL needs each parameter's
+ * type spelled out because "$n IS NULL" alone does not determine it. */
+static const char SQLITE_LIST[] =
+    "SELECT message_id FROM txmsg_outbox WHERE seq > $1 AND ($2 = 0 OR is_dispatched = 0)"
+    " AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR topic = $4)"
+    " ORDER BY seq LIMIT $5";
+static const char PG_LIST[] =
+    "SELECT message_id FROM txmsg_outbox WHERE seq > $1::bigint"
+    " AND ($2::int = 0 OR NOT is_dispatched)"
+    " AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)"
+    " AND ($4::text IS NULL OR topic = $4::text) ORDER BY seq LIMIT $5::bigint";
+static const char SQLITE_COUNTS[] =
+    "SELECT (SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0),"
+    " (SELECT COALESCE(max(seq), 0) FROM txmsg_outbox)";
+static const char PG_COUNTS[] =
+    "SELECT (SELECT count(*) FROM txmsg_outbox WHERE NOT is_dispatched),"
+    " (SELECT COALESCE(max(seq), 0) FROM txmsg_outbox)";
+static const char SQL_CURSOR[] = "SELECT position FROM txmsg_relay_cursor WHERE name = $1";
+static const char SQL_AFTER_CURSOR[] =
+    "SELECT created_at FROM txmsg_outbox WHERE seq > $1 ORDER BY seq LIMIT 1";
+static const char PG_SLOT[] =
+    "SELECT active, confirmed_flush_lsn::text,"
+    " COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint"
+    " FROM pg_replication_slots WHERE slot_name = $1";
+static const char SQLITE_PURGE[] =
+    "DELETE FROM txmsg_outbox WHERE seq IN (SELECT seq FROM txmsg_outbox"
+    " WHERE is_dispatched = 1 AND created_at < $1 ORDER BY seq LIMIT $2)";
+static const char PG_PURGE[] =
+    "DELETE FROM txmsg_outbox WHERE seq IN (SELECT seq FROM txmsg_outbox"
+    " WHERE is_dispatched AND created_at < $1::timestamptz ORDER BY seq LIMIT $2::bigint)";
+
+void txm_outbox_filter_init(txm_outbox_filter *f)
+{
+    if (f == NULL)
+        return;
+    memset(f, 0, sizeof *f);
+    f->limit = 100;
+}
+
+/* Fetches each listed id as a full entry. A row deleted in between (a
+ * concurrent purge) is left out. */
+static txm_status load_entries(txm_db *db, const txm_rows *ids, txm_outbox_entry ***out,
+                               size_t *count, txm_error *err)
+{
+    size_t n = txm_rows_count(ids), got = 0;
+    txm_outbox_entry **list = txm__calloc(n == 0 ? 1 : n, sizeof *list);
+    if (list == NULL)
+        return txm_errf(err, TXM_NOMEM, "outbox_list: out of memory");
+    txm_status st = TXM_OK;
+    for (size_t i = 0; st == TXM_OK && i < n; i++) {
+        st = txm_outbox_get(db, txm_rows_text(ids, i, 0), &list[got], err);
+        if (st == TXM_OK)
+            got++;
+        else if (st == TXM_NOT_FOUND)
+            st = TXM_OK;
+    }
+    if (st != TXM_OK) {
+        txm_outbox_list_free(list, got);
+        return st;
+    }
+    *out = list;
+    *count = got;
+    return TXM_OK;
+}
+
+txm_status txm_outbox_list(txm_db *db, const txm_outbox_filter *f, txm_outbox_entry ***out,
+                           size_t *count, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (db == NULL || f == NULL || out == NULL || count == NULL || f->limit == 0 ||
+        f->limit > LIST_LIMIT_MAX)
+        return txm_errf(err, TXM_INVALID, "outbox_list: NULL argument or limit not 1..%d",
+                        LIST_LIMIT_MAX);
+    char before[TXM_TIME_LEN + 1] = "";
+    if (f->created_before_us != 0)
+        txm_time_format(f->created_before_us, before);
+    txm_value p[5] = {
+        TXM_INT(f->after_seq),
+        TXM_INT(f->not_dispatched_only ? 1 : 0),
+        f->created_before_us != 0 ? TXM_TEXT(before) : TXM_NULL_VALUE,
+        f->topic != NULL ? TXM_TEXT(f->topic) : TXM_NULL_VALUE,
+        TXM_INT(f->limit),
+    };
+    txm_rows *ids = NULL;
+    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_LIST, PG_LIST), p, 5, &ids, NULL, err);
+    if (st == TXM_OK)
+        st = load_entries(db, ids, out, count, err);
+    txm_rows_free(ids);
+    return st;
+}
+
+txm_status txm_outbox_stats_get(txm_db *db, txm_outbox_stats *out, txm_error *err)
+{
+    if (db == NULL || out == NULL)
+        return txm_errf(err, TXM_INVALID, "outbox_stats_get: NULL argument");
+    memset(out, 0, sizeof *out);
+    txm_rows *rows = NULL;
+    txm_status st =
+        txm_db_exec(db, TXM__SQL(db, SQLITE_COUNTS, PG_COUNTS), NULL, 0, &rows, NULL, err);
+    if (st == TXM_OK) {
+        out->not_dispatched = txm_rows_int(rows, 0, 0);
+        out->max_seq = txm_rows_int(rows, 0, 1);
+    }
+    txm_rows_free(rows);
+    if (st == TXM_OK)
+        st = txm_outbox_oldest_age(db, &out->oldest_age_us, &out->has_oldest, err);
+    return st;
+}
+
+/* SQLite: the cursor row, the rows after it and the oldest one's age. */
+static txm_status sqlite_relay(txm_db *db, txm_relay_status *out, txm_error *err)
+{
+    txm_value p = TXM_TEXT(out->name);
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_exec(db, SQL_CURSOR, &p, 1, &rows, NULL, err);
+    out->found = txm_rows_count(rows) > 0;
+    int64_t position = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    rows = NULL;
+    snprintf(out->position, sizeof out->position, "%lld", (long long)position);
+    txm_outbox_stats stats;
+    if (st == TXM_OK)
+        st = txm_outbox_stats_get(db, &stats, err);
+    if (st == TXM_OK)
+        out->behind = stats.max_seq > position ? stats.max_seq - position : 0;
+    txm_value q = TXM_INT(position);
+    if (st == TXM_OK)
+        st = txm_db_exec(db, SQL_AFTER_CURSOR, &q, 1, &rows, NULL, err);
+    int64_t created = 0;
+    if (st == TXM_OK && txm_rows_count(rows) > 0)
+        st = txm_time_parse(txm_rows_text(rows, 0, 0), &created, err);
+    if (st == TXM_OK && txm_rows_count(rows) > 0) {
+        out->has_lag = true;
+        out->lag_us = txm_now_us() - created;
+    }
+    txm_rows_free(rows);
+    return st;
+}
+
+/* PostgreSQL: the slot's row in pg_replication_slots, and the age of the
+ * oldest not-dispatched message as the lag in time. */
+static txm_status pg_relay(txm_db *db, txm_relay_status *out, txm_error *err)
+{
+    txm_value p = TXM_TEXT(out->name);
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_exec(db, PG_SLOT, &p, 1, &rows, NULL, err);
+    if (st == TXM_OK && txm_rows_count(rows) > 0) {
+        out->found = true;
+        out->active = txm_rows_int(rows, 0, 0) != 0;
+        const char *lsn = txm_rows_text(rows, 0, 1);
+        snprintf(out->position, sizeof out->position, "%s", lsn != NULL ? lsn : "");
+        out->behind = txm_rows_int(rows, 0, 2);
+    }
+    txm_rows_free(rows);
+    if (st == TXM_OK)
+        st = txm_outbox_oldest_age(db, &out->lag_us, &out->has_lag, err);
+    return st;
+}
+
+txm_status txm_outbox_relay_status(txm_db *db, const char *name, txm_relay_status *out,
+                                   txm_error *err)
+{
+    if (db == NULL || out == NULL)
+        return txm_errf(err, TXM_INVALID, "outbox_relay_status: NULL argument");
+    memset(out, 0, sizeof *out);
+    bool pg = txm__db_dialect(db) == TXM__DIALECT_PG;
+    if (name != NULL && strlen(name) > TXM_SLOT_NAME_MAX)
+        return txm_errf(err, TXM_INVALID, "outbox_relay_status: name longer than %d bytes",
+                        TXM_SLOT_NAME_MAX);
+    txm_status st = TXM_OK;
+    if (name != NULL)
+        snprintf(out->name, sizeof out->name, "%s", name);
+    else if (pg)
+        st = txm_db_relay_slot(db, out->name, err);
+    else
+        snprintf(out->name, sizeof out->name, "default");
+    if (st == TXM_OK)
+        st = pg ? pg_relay(db, out, err) : sqlite_relay(db, out, err);
+    return st;
+}
+
+txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_before_us, size_t batch,
+                                       size_t *deleted, txm_error *err)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    if (db == NULL || batch == 0 || batch > PURGE_BATCH_MAX || created_before_us <= 0)
+        return txm_errf(err, TXM_INVALID,
+                        "outbox_purge: NULL db, batch not 1..%d or no cutoff time",
+                        PURGE_BATCH_MAX);
+    char before[TXM_TIME_LEN + 1];
+    txm_time_format(created_before_us, before);
+    txm_value p[2] = {TXM_TEXT(before), TXM_INT(batch)};
+    int64_t changes = 0;
+    txm_status st =
+        txm_db_exec(db, TXM__SQL(db, SQLITE_PURGE, PG_PURGE), p, 2, NULL, &changes, err);
+    if (st == TXM_OK && deleted != NULL)
+        *deleted = (size_t)changes;
+    return st;
+}
