@@ -193,27 +193,6 @@ static void relay_standby_takes_over_when_active_is_killed(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-/* Feeds text to `promtool check metrics`; returns its exit status. */
-static int promtool_check(const char *text, size_t len)
-{
-    int fds[2];
-    assert_int_equal(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[0], STDIN_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        execlp("promtool", "promtool", "check", "metrics", (char *)NULL);
-        _exit(127);
-    }
-    close(fds[0]);
-    assert_int_equal(write(fds[1], text, len), (ssize_t)len);
-    close(fds[1]);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static double metric_value(const char *text, const char *name)
 {
     const char *p = text;
@@ -256,7 +235,7 @@ static void relay_metrics_track_publishing_and_pass_promtool(void **state)
     assert_true(pending == 0);
     assert_true(metric_value(r.body, "txmsg_relay_lag_seconds") >= 0);
     assert_true(position > 0);
-    assert_int_equal(promtool_check(r.body, r.body_len), 0);
+    assert_int_equal(txm_promtool_check(r.body, r.body_len), 0);
     txm_testhttp_response_fini(&r);
     assert_int_equal(
         txm_testhttp_request("GET", "127.0.0.1", port, "/health", NULL, NULL, 0, 5000, &r), 0);

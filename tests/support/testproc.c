@@ -37,3 +37,26 @@ int txm_proc_kill(pid_t pid, int sig)
     waitpid(pid, &status, 0);
     return status;
 }
+
+int txm_promtool_check(const char *text, size_t len)
+{
+    int fds[2];
+    if (pipe(fds) != 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], STDIN_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        execlp("promtool", "promtool", "check", "metrics", (char *)NULL);
+        _exit(127);
+    }
+    close(fds[0]);
+    ssize_t n = write(fds[1], text, len);
+    close(fds[1]);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (n != (ssize_t)len)
+        return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

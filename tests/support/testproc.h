@@ -2,6 +2,7 @@
 #ifndef TXM_TESTPROC_H
 #define TXM_TESTPROC_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* Starts path with argv (NULL-terminated, argv[0] included) and the extra
@@ -13,5 +14,9 @@ pid_t txm_proc_start(const char *path, char *const argv[], char *const env[],
 
 /* Sends sig and waits; returns the wait status. */
 int txm_proc_kill(pid_t pid, int sig);
+
+/* Feeds len bytes of text to `promtool check metrics` (Debian's prometheus
+ * package); returns its exit status, 0 when the exposition is valid. */
+int txm_promtool_check(const char *text, size_t len);
 
 #endif
