@@ -22,6 +22,7 @@ build-asan: deps
 # Runs every test twice, plain and under ASan+UBSan, with private servers.
 test: build build-asan
 	@scripts/check-style
+	@scripts/check-format
 	@scripts/with-servers scripts/run-tests $(BUILD) $(BUILD_ASAN)
 
 demo: build

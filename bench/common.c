@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -109,6 +110,8 @@ int bench_free_port(void)
 /* In the child: output to log_path, then the relay. Never returns. */
 static void exec_relay(const char *relay_path, char *const *argv, const char *log_path)
 {
+    /* A bench program that fails exits at once: take its relay along. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (fd >= 0) {
         dup2(fd, STDOUT_FILENO);

@@ -20,23 +20,22 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: txmsg-relay [options]\n"
-            "Publishes every message committed to a service's outbox, in commit order.\n\n"
-            "  --database-url URL     outbox database (default $TXMSG_DATABASE_URL)\n"
-            "  --broker-url URL       transport (default $TXMSG_BROKER_URL)\n"
-            "  --batch-size N         messages per publish, 1..10000 (default 500)\n"
-            "  --no-mark-dispatched   do not mark published rows as dispatched\n"
-            "  --slot NAME            PostgreSQL replication slot (default txmsg_<database>)\n"
-            "  --publication NAME     PostgreSQL publication (default txmsg_outbox_pub)\n"
-            "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
-            "  --metrics-address ADDR address for --metrics-port (default 127.0.0.1)\n"
-            "  -h, --help             this text\n");
+    fprintf(out, "usage: txmsg-relay [options]\n"
+                 "Publishes every message committed to a service's outbox, in commit order.\n\n"
+                 "  --database-url URL     outbox database (default $TXMSG_DATABASE_URL)\n"
+                 "  --broker-url URL       transport (default $TXMSG_BROKER_URL)\n"
+                 "  --batch-size N         messages per publish, 1..10000 (default 500)\n"
+                 "  --no-mark-dispatched   do not mark published rows as dispatched\n"
+                 "  --slot NAME            PostgreSQL replication slot (default txmsg_<database>)\n"
+                 "  --publication NAME     PostgreSQL publication (default txmsg_outbox_pub)\n"
+                 "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
+                 "  --metrics-address ADDR address for --metrics-port (default 127.0.0.1)\n"
+                 "  -h, --help             this text\n");
 }
 
 typedef struct args {
     relay_config cfg;
-    int metrics_port;          /* -1: no HTTP endpoint */
+    int metrics_port; /* -1: no HTTP endpoint */
     const char *metrics_address;
 } args;
 
@@ -68,13 +67,27 @@ static int parse_args(int argc, char **argv, args *a)
     int c, n;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': a->cfg.database_url = optarg; break;
-        case 'b': a->cfg.broker_url = optarg; break;
-        case 'M': a->cfg.mark_dispatched = false; break;
-        case 's': a->cfg.tail.slot_name = optarg; break;
-        case 'p': a->cfg.tail.publication_name = optarg; break;
-        case 'a': a->metrics_address = optarg; break;
-        case 'h': usage(stdout); return 1;
+        case 'd':
+            a->cfg.database_url = optarg;
+            break;
+        case 'b':
+            a->cfg.broker_url = optarg;
+            break;
+        case 'M':
+            a->cfg.mark_dispatched = false;
+            break;
+        case 's':
+            a->cfg.tail.slot_name = optarg;
+            break;
+        case 'p':
+            a->cfg.tail.publication_name = optarg;
+            break;
+        case 'a':
+            a->metrics_address = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 1;
         case 'n':
             if (parse_int(optarg, 1, 10000, &n) != 0) {
                 fprintf(stderr, "txmsg-relay: --batch-size wants 1..10000, got \"%s\"\n", optarg);
@@ -84,12 +97,13 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case 'm':
             if (parse_int(optarg, 0, 65535, &a->metrics_port) != 0) {
-                fprintf(stderr, "txmsg-relay: --metrics-port wants 0..65535, got \"%s\"\n",
-                        optarg);
+                fprintf(stderr, "txmsg-relay: --metrics-port wants 0..65535, got \"%s\"\n", optarg);
                 return 2;
             }
             break;
-        default: usage(stderr); return 2;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind < argc) {

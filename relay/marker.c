@@ -19,8 +19,8 @@
 #define QUEUE_MAX 4 /* batches waiting: bounds memory and how far marking lags */
 
 typedef struct pending {
-    char *arena;       /* every id, NUL-separated */
-    const char **ids;  /* n pointers into arena */
+    char *arena;      /* every id, NUL-separated */
+    const char **ids; /* n pointers into arena */
     size_t n;
     uint64_t position; /* 0: the batch completes no position */
 } pending;
@@ -33,7 +33,7 @@ struct relay_marker {
     void *log_ctx;
     pthread_t thread;
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* queue changed, or stopping */
+    pthread_cond_t cv; /* queue changed, or stopping */
     pending queue[QUEUE_MAX];
     size_t head, count;
     bool stopping;
@@ -74,8 +74,10 @@ static void mark_ids(relay_marker *m, const char **ids, size_t n)
         atomic_fetch_add(&m->stats->errors_db, 1);
         say(m, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
     } else if (total < n) {
-        say(m, 2, "relay: marked %zu of %zu published messages dispatched; the rest are not"
-                  " in the outbox (purged?)", total, n);
+        say(m, 2,
+            "relay: marked %zu of %zu published messages dispatched; the rest are not"
+            " in the outbox (purged?)",
+            total, n);
     }
 }
 
@@ -110,8 +112,8 @@ relay_marker *relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, tx
     relay_marker *m = txm__calloc(1, sizeof *m);
     if (m == NULL)
         return NULL;
-    *m = (relay_marker){.db = db, .enabled = enabled && db != NULL, .stats = stats,
-                        .log = log, .log_ctx = log_ctx};
+    *m = (relay_marker){
+        .db = db, .enabled = enabled && db != NULL, .stats = stats, .log = log, .log_ctx = log_ctx};
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
     if (m->enabled && pthread_create(&m->thread, NULL, run, m) != 0) {
@@ -147,8 +149,7 @@ static txm_status copy_ids(pending *p, const char *const *ids, size_t n)
     return TXM_OK;
 }
 
-txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n,
-                             uint64_t position)
+txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, uint64_t position)
 {
     if (!m->enabled || n == 0) {
         /* Nothing to mark: the position is done once the batches before it are. */

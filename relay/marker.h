@@ -19,8 +19,7 @@ relay_marker *relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, tx
 
 /* Queues the ids of a published batch (copied) and its position. Waits while
  * the queue is full. Thread: the relay loop. */
-txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n,
-                             uint64_t position);
+txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, uint64_t position);
 
 /* The highest position whose batch, and every batch before it, is marked:
  * the relay confirms up to here, so a confirmed row is always marked. */

@@ -22,12 +22,12 @@ typedef struct loop {
     relay_stats *stats;
     volatile sig_atomic_t *stop;
     txm_transport *transport;
-    txm_db *db;                 /* for marking dispatched */
+    txm_db *db; /* for marking dispatched */
     relay_tailer *tailer;
-    relay_marker *marker;       /* marks published batches dispatched */
-    uint64_t confirmed;         /* last position confirmed to the tailer */
-    uint64_t pushed;            /* last position handed to the marker */
-    char *topics[MAX_TOPICS];   /* declared already on the transport */
+    relay_marker *marker;     /* marks published batches dispatched */
+    uint64_t confirmed;       /* last position confirmed to the tailer */
+    uint64_t pushed;          /* last position handed to the marker */
+    char *topics[MAX_TOPICS]; /* declared already on the transport */
     size_t n_topics;
     int backoff_ms;
 } loop;
@@ -40,7 +40,8 @@ void relay_config_init(relay_config *c)
     c->mark_dispatched = true;
 }
 
-static void say(const loop *l, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(const loop *l, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void say(const loop *l, int level, const char *fmt, ...)
 {

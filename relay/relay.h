@@ -15,10 +15,10 @@
 typedef struct relay_config {
     const char *database_url;
     const char *broker_url;
-    size_t batch_size;          /* rows per publish; default 500 */
-    int idle_wait_ms;           /* tailer wait per call; default 200 */
-    bool mark_dispatched;       /* default true */
-    relay_tail_config tail;     /* slot, publication, cursor names */
+    size_t batch_size;      /* rows per publish; default 500 */
+    int idle_wait_ms;       /* tailer wait per call; default 200 */
+    bool mark_dispatched;   /* default true */
+    relay_tail_config tail; /* slot, publication, cursor names */
     txm_log_fn log;
     void *log_ctx;
 } relay_config;
@@ -27,7 +27,7 @@ void relay_config_init(relay_config *c);
 
 /* Counters the metrics endpoint reads while the loop runs. */
 typedef struct relay_stats {
-    atomic_uint_fast64_t published;     /* messages acknowledged by the broker */
+    atomic_uint_fast64_t published; /* messages acknowledged by the broker */
     atomic_uint_fast64_t batches;
     atomic_uint_fast64_t bad_rows;      /* rows that could not become an envelope */
     atomic_uint_fast64_t errors_db;     /* tailer or marking failures */

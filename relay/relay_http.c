@@ -9,17 +9,17 @@
 
 struct relay_http {
     txm_logger logger;
-    txm_db *db;          /* outbox gauges, read at render time */
+    txm_db *db; /* outbox gauges, read at render time */
     txm_metrics *metrics;
     txm_http_server *server;
     relay_stats *stats;
 };
 
-#define COUNTER_READER(fn_name, field)                                                         \
-    static txm_status fn_name(void *ctx, double *value)                                        \
-    {                                                                                          \
-        *value = (double)atomic_load(&((relay_stats *)ctx)->field);                            \
-        return TXM_OK;                                                                         \
+#define COUNTER_READER(fn_name, field)                                                             \
+    static txm_status fn_name(void *ctx, double *value)                                            \
+    {                                                                                              \
+        *value = (double)atomic_load(&((relay_stats *)ctx)->field);                                \
+        return TXM_OK;                                                                             \
     }
 
 COUNTER_READER(read_published, published)
@@ -83,8 +83,8 @@ static txm_status register_metrics(relay_http *h, txm_error *err)
                                     read_batches, s, err);
     if (st == TXM_OK)
         st = txm_metrics_counter_fn(m, "txmsg_relay_bad_rows_total",
-                                    "Outbox rows skipped: they do not form a valid envelope.",
-                                    NULL, read_bad_rows, s, err);
+                                    "Outbox rows skipped: they do not form a valid envelope.", NULL,
+                                    read_bad_rows, s, err);
     if (st == TXM_OK)
         st = txm_metrics_counter_fn(m, "txmsg_relay_errors_total", "Relay errors by kind.",
                                     TXM_LABELS("kind", "database"), read_errors_db, s, err);
@@ -145,8 +145,7 @@ int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, 
     cfg->log_ctx = &h->logger;
     txm_error err;
     if (port >= 0 && start_server(h, cfg->database_url, address, port, &err) != TXM_OK) {
-        txm_log_write(&h->logger, TXM_LOG_ERROR, NULL, "relay: cannot serve metrics: %s",
-                      err.text);
+        txm_log_write(&h->logger, TXM_LOG_ERROR, NULL, "relay: cannot serve metrics: %s", err.text);
         relay_http_close(h);
         return -1;
     }

@@ -11,9 +11,9 @@
 
 /* One outbox row as read from the log. */
 typedef struct relay_entry {
-    txm_msg *msg;       /* NULL when the row cannot become a valid message */
-    char *message_id;   /* the row's message_id (may be NULL if absent) */
-    char *bad_reason;   /* why msg is NULL; NULL otherwise */
+    txm_msg *msg;     /* NULL when the row cannot become a valid message */
+    char *message_id; /* the row's message_id (may be NULL if absent) */
+    char *bad_reason; /* why msg is NULL; NULL otherwise */
 } relay_entry;
 
 /* A batch of rows, in commit order. */
@@ -35,8 +35,7 @@ typedef struct relay_tailer_ops {
      * wait_ms for the first. TXM_OK with out->count == 0 on timeout.
      * Returns TXM_BUSY while another relay holds the log (standby), TXM_DB or
      * TXM_IO when the database went away (the caller reconnects). */
-    txm_status (*next)(relay_tailer *t, size_t max, int wait_ms, relay_batch *out,
-                       txm_error *err);
+    txm_status (*next)(relay_tailer *t, size_t max, int wait_ms, relay_batch *out, txm_error *err);
     /* Records that everything up to position is durably published: the
      * SQLite cursor row, or the replication slot's flush LSN. */
     txm_status (*confirm)(relay_tailer *t, uint64_t position, txm_error *err);
@@ -60,8 +59,7 @@ typedef struct relay_tail_config {
 
 /* Opens a tailer for cfg->database_url. Owns: *out, closed with ops->close.
  * PostgreSQL creates the publication and slot when missing. */
-txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out,
-                                  txm_error *err);
+txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out, txm_error *err);
 txm_status relay_tail_open_pg(const relay_tail_config *cfg, relay_tailer **out, txm_error *err);
 
 /* Batch helpers. */

@@ -18,8 +18,8 @@ typedef struct sqlite_tailer {
     txm_db *db;
     txm__wal_watch *watch;
     char *cursor_name;
-    int64_t read_seq;       /* last sequence handed out by next() */
-    int64_t confirmed_seq;  /* last sequence stored in the cursor row */
+    int64_t read_seq;      /* last sequence handed out by next() */
+    int64_t confirmed_seq; /* last sequence stored in the cursor row */
 } sqlite_tailer;
 
 static const char SQL_CURSOR[] = "SELECT position FROM txmsg_relay_cursor WHERE name = $1";
@@ -40,10 +40,10 @@ static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_
         txm_msg *msg = NULL;
         txm_error why;
         const char *id = txm_rows_text(rows, r, 1);
-        txm_status row_st = relay_row_to_msg(
-            id, txm_rows_text(rows, r, 2), txm_rows_text(rows, r, 3), txm_rows_text(rows, r, 4),
-            txm_rows_text(rows, r, 5), txm_rows_text(rows, r, 6), txm_rows_text(rows, r, 7), &msg,
-            &why);
+        txm_status row_st =
+            relay_row_to_msg(id, txm_rows_text(rows, r, 2), txm_rows_text(rows, r, 3),
+                             txm_rows_text(rows, r, 4), txm_rows_text(rows, r, 5),
+                             txm_rows_text(rows, r, 6), txm_rows_text(rows, r, 7), &msg, &why);
         st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
         if (st != TXM_OK)
             txm_errf(err, st, "relay: out of memory");
@@ -117,8 +117,7 @@ static const relay_tailer_ops sqlite_ops = {
     .close = sqlite_close,
 };
 
-txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out,
-                                  txm_error *err)
+txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out, txm_error *err)
 {
     *out = NULL;
     sqlite_tailer *t = txm__calloc(1, sizeof *t);

@@ -26,22 +26,21 @@ typedef struct txm_consumer txm_consumer;
  * is redelivered later (and dead-lettered after the subscription's
  * max_receive_count). Thread: a worker thread of the
  * subscription; with concurrency > 1, several at once. */
-typedef txm_status (*txm_handler_fn)(void *ctx, txm_uow *uow, const txm_msg *msg,
-                                     txm_error *err);
+typedef txm_status (*txm_handler_fn)(void *ctx, txm_uow *uow, const txm_msg *msg, txm_error *err);
 
 typedef struct txm_consumer_options {
-    int backoff_base_ms;  /* first redelivery delay after a failure; default 1000 */
-    int backoff_max_ms;   /* cap of the doubling delay; default 60000 */
-    txm_log_fn log;       /* optional */
+    int backoff_base_ms; /* first redelivery delay after a failure; default 1000 */
+    int backoff_max_ms;  /* cap of the doubling delay; default 60000 */
+    txm_log_fn log;      /* optional */
     void *log_ctx;
 } txm_consumer_options;
 
 TXM_API void txm_consumer_options_init(txm_consumer_options *o);
 
 typedef struct txm_handler_options {
-    int concurrency;      /* worker threads for this subscription; default 1 */
-    size_t batch_size;    /* messages per receive; default 16 */
-    int wait_ms;          /* long-poll wait; bounds how fast stop is noticed; default 500 */
+    int concurrency;   /* worker threads for this subscription; default 1 */
+    size_t batch_size; /* messages per receive; default 16 */
+    int wait_ms;       /* long-poll wait; bounds how fast stop is noticed; default 500 */
     txm_subscription_options subscription; /* dead-letter queue, receive count, lease */
 } txm_handler_options;
 

@@ -20,15 +20,15 @@ typedef struct txm_db txm_db;
 typedef void (*txm_log_fn)(void *ctx, int level, const char *text);
 
 typedef struct txm_db_options {
-    int pool_size;          /* most open connections; default 4 */
-    int busy_timeout_ms;    /* SQLite lock wait, PostgreSQL pool wait; default 5000 */
-    bool migrate;           /* apply the txmsg schema at open; default true */
-    bool sqlite_sync_full;  /* SQLite synchronous=FULL (default NORMAL, durable in WAL
-                               except on power loss) */
-    bool pg_relay_slot;     /* PostgreSQL: create the relay's logical replication slot
-                               (txm_db_relay_slot) at open when missing, before the
-                               outbox exists, so the relay sees every row; default true */
-    txm_log_fn log;         /* optional */
+    int pool_size;         /* most open connections; default 4 */
+    int busy_timeout_ms;   /* SQLite lock wait, PostgreSQL pool wait; default 5000 */
+    bool migrate;          /* apply the txmsg schema at open; default true */
+    bool sqlite_sync_full; /* SQLite synchronous=FULL (default NORMAL, durable in WAL
+                              except on power loss) */
+    bool pg_relay_slot;    /* PostgreSQL: create the relay's logical replication slot
+                              (txm_db_relay_slot) at open when missing, before the
+                              outbox exists, so the relay sees every row; default true */
+    txm_log_fn log;        /* optional */
     void *log_ctx;
 } txm_db_options;
 
@@ -59,8 +59,7 @@ TXM_API txm_status txm_db_migrate(txm_db *db, txm_error *err);
  * [a-z0-9_] replaced by '_' (at most 63 bytes). Slots are shared by the whole
  * cluster, so the name includes the database. TXM_UNSUPPORTED on SQLite. */
 #define TXM_SLOT_NAME_MAX 63
-TXM_API txm_status txm_db_relay_slot(txm_db *db, char out[TXM_SLOT_NAME_MAX + 1],
-                                     txm_error *err);
+TXM_API txm_status txm_db_relay_slot(txm_db *db, char out[TXM_SLOT_NAME_MAX + 1], txm_error *err);
 
 /* The publication of txmsg_outbox inserts that the relay streams. */
 #define TXM_PUBLICATION_NAME "txmsg_outbox_pub"
@@ -71,8 +70,8 @@ typedef enum { TXM_VALUE_NULL, TXM_VALUE_INT, TXM_VALUE_TEXT } txm_value_type;
 
 typedef struct txm_value {
     txm_value_type type;
-    int64_t i;          /* TXM_VALUE_INT */
-    const char *text;   /* TXM_VALUE_TEXT, NUL-terminated; borrowed */
+    int64_t i;        /* TXM_VALUE_INT */
+    const char *text; /* TXM_VALUE_TEXT, NUL-terminated; borrowed */
 } txm_value;
 
 #define TXM_NULL_VALUE ((txm_value){TXM_VALUE_NULL, 0, NULL})
@@ -97,8 +96,7 @@ TXM_API void txm_rows_free(txm_rows *rows); /* NULL-safe */
  * NULL) the number of rows written. Returns TXM_CONSTRAINT on a unique or
  * other constraint violation, TXM_DB on other errors. */
 TXM_API txm_status txm_db_exec(txm_db *db, const char *sql, const txm_value *params,
-                               size_t n_params, txm_rows **rows, int64_t *changes,
-                               txm_error *err);
+                               size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
 
 #ifdef __cplusplus
 }

@@ -15,9 +15,9 @@ extern "C" {
  * (NULL is allowed). On failure it holds the status and a one-line text.
  * Nothing is allocated to fill it. */
 typedef struct txm_error {
-    txm_status status;              /* same value the call returned */
-    int sys_errno;                  /* errno at the failing syscall, or 0 */
-    char text[TXM_ERROR_TEXT_LEN];  /* NUL-terminated, truncated to fit */
+    txm_status status;             /* same value the call returned */
+    int sys_errno;                 /* errno at the failing syscall, or 0 */
+    char text[TXM_ERROR_TEXT_LEN]; /* NUL-terminated, truncated to fit */
 } txm_error;
 
 /* Fills err (when not NULL) with st and a printf-style text; returns st.

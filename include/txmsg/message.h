@@ -12,11 +12,11 @@
 extern "C" {
 #endif
 
-#define TXM_UUID_LEN 36                 /* text form, without the NUL */
-#define TXM_TOPIC_MAX 255               /* bytes */
-#define TXM_ID_MAX 255                  /* message, aggregate, correlation id, source: bytes */
-#define TXM_JSON_DEPTH_MAX 64           /* nesting levels of a payload */
-#define TXM_PAYLOAD_MAX (64u << 20)     /* bytes of JSON data */
+#define TXM_UUID_LEN 36             /* text form, without the NUL */
+#define TXM_TOPIC_MAX 255           /* bytes */
+#define TXM_ID_MAX 255              /* message, aggregate, correlation id, source: bytes */
+#define TXM_JSON_DEPTH_MAX 64       /* nesting levels of a payload */
+#define TXM_PAYLOAD_MAX (64u << 20) /* bytes of JSON data */
 #define TXM_ENVELOPE_MAX (TXM_PAYLOAD_MAX + 4096u)
 
 typedef struct txm_msg txm_msg;
@@ -39,16 +39,16 @@ TXM_API int txm_uuid_is_valid(const char *s);
  * TXM_TOO_BIG past TXM_PAYLOAD_MAX. Owns: *out is the caller's (txm_msg_free);
  * it is NULL on failure. Borrows: the strings are copied. */
 TXM_API txm_status txm_msg_new(const char *topic, const char *aggregate_id,
-                               const char *correlation_id, const char *payload_json,
-                               txm_msg **out, txm_error *err);
+                               const char *correlation_id, const char *payload_json, txm_msg **out,
+                               txm_error *err);
 
 /* Same, with every field given: used to rebuild a stored message.
  * created_at_us: microseconds since the Unix epoch, within years 0000-9999
  * (else TXM_INVALID). source may be NULL. */
 TXM_API txm_status txm_msg_new_with(const char *id, const char *source, const char *topic,
                                     const char *aggregate_id, const char *correlation_id,
-                                    const char *payload_json, int64_t created_at_us,
-                                    txm_msg **out, txm_error *err);
+                                    const char *payload_json, int64_t created_at_us, txm_msg **out,
+                                    txm_error *err);
 
 /* Returns a deep copy, or NULL when out of memory. */
 TXM_API txm_msg *txm_msg_copy(const txm_msg *msg);
@@ -61,7 +61,7 @@ TXM_API txm_status txm_msg_set_source(txm_msg *msg, const char *source, txm_erro
 
 /* Getters. Borrows: valid while msg lives and is not changed. */
 TXM_API const char *txm_msg_id(const txm_msg *msg);
-TXM_API const char *txm_msg_source(const txm_msg *msg);  /* "" when unset */
+TXM_API const char *txm_msg_source(const txm_msg *msg); /* "" when unset */
 TXM_API const char *txm_msg_topic(const txm_msg *msg);
 TXM_API const char *txm_msg_aggregate_id(const txm_msg *msg);
 TXM_API const char *txm_msg_correlation_id(const txm_msg *msg);
@@ -70,15 +70,13 @@ TXM_API int64_t txm_msg_created_at_us(const txm_msg *msg);
 
 /* Encodes msg as a CloudEvents 1.0 JSON document. Owns: *out is the caller's
  * (txm_free), NUL-terminated, *len (may be NULL) its length. */
-TXM_API txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len,
-                                  txm_error *err);
+TXM_API txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len, txm_error *err);
 
 /* Decodes a CloudEvents document of len bytes (need not be NUL-terminated).
  * Returns TXM_MALFORMED naming the first problem (not JSON, wrong type, missing
  * or invalid attribute), TXM_TOO_BIG past TXM_ENVELOPE_MAX. Never crashes on
  * any input. Owns: *out is the caller's; NULL on failure. */
-TXM_API txm_status txm_msg_decode(const char *buf, size_t len, txm_msg **out,
-                                  txm_error *err);
+TXM_API txm_status txm_msg_decode(const char *buf, size_t len, txm_msg **out, txm_error *err);
 
 /* Formats a time in microseconds since the epoch as RFC 3339 UTC with
  * microseconds: "2026-11-26T22:44:31.123456Z". out needs 28 bytes. Times

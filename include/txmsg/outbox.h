@@ -36,15 +36,13 @@ TXM_API txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *mes
 
 /* Lists up to limit not-dispatched rows, oldest (lowest sequence) first.
  * Owns: *out is an array of *count entries, freed by txm_outbox_list_free. */
-TXM_API txm_status txm_outbox_list_not_dispatched(txm_db *db, size_t limit,
-                                                  txm_outbox_entry ***out, size_t *count,
-                                                  txm_error *err);
+TXM_API txm_status txm_outbox_list_not_dispatched(txm_db *db, size_t limit, txm_outbox_entry ***out,
+                                                  size_t *count, txm_error *err);
 TXM_API void txm_outbox_list_free(txm_outbox_entry **list, size_t count);
 
 /* Age in microseconds of the oldest not-dispatched message, measured from its
  * created_at; 0 with *found = false when all are dispatched. */
-TXM_API txm_status txm_outbox_oldest_age(txm_db *db, int64_t *age_us, bool *found,
-                                         txm_error *err);
+TXM_API txm_status txm_outbox_oldest_age(txm_db *db, int64_t *age_us, bool *found, txm_error *err);
 
 /* Number of not-dispatched messages. */
 TXM_API txm_status txm_outbox_count_not_dispatched(txm_db *db, int64_t *count, txm_error *err);

@@ -9,24 +9,24 @@ extern "C" {
 #endif
 
 /* Append only: never renumber or remove an entry. txm_strerror() covers each. */
-#define TXM_STATUS_MAP(X)                                                        \
-    X(OK, "ok")                                                                  \
-    X(INVALID, "invalid argument or input")                                      \
-    X(NOMEM, "out of memory")                                                    \
-    X(TOO_BIG, "value exceeds its size limit")                                   \
-    X(NOT_FOUND, "not found")                                                    \
-    X(DUPLICATE, "message already processed")                                    \
-    X(ALREADY_PUBLISHED, "message id already in outbox")                         \
-    X(CONFLICT, "optimistic-lock conflict: the row changed or is gone")          \
-    X(CONSTRAINT, "constraint violated")                                         \
-    X(DB, "database error")                                                      \
-    X(BUSY, "resource busy")                                                     \
-    X(TIMEOUT, "timed out")                                                      \
-    X(IO, "input/output error")                                                  \
-    X(MALFORMED, "malformed document")                                           \
-    X(UNSUPPORTED, "unsupported")                                                \
-    X(STATE, "operation not allowed in this state")                              \
-    X(BROKER, "broker error")                                                    \
+#define TXM_STATUS_MAP(X)                                                                          \
+    X(OK, "ok")                                                                                    \
+    X(INVALID, "invalid argument or input")                                                        \
+    X(NOMEM, "out of memory")                                                                      \
+    X(TOO_BIG, "value exceeds its size limit")                                                     \
+    X(NOT_FOUND, "not found")                                                                      \
+    X(DUPLICATE, "message already processed")                                                      \
+    X(ALREADY_PUBLISHED, "message id already in outbox")                                           \
+    X(CONFLICT, "optimistic-lock conflict: the row changed or is gone")                            \
+    X(CONSTRAINT, "constraint violated")                                                           \
+    X(DB, "database error")                                                                        \
+    X(BUSY, "resource busy")                                                                       \
+    X(TIMEOUT, "timed out")                                                                        \
+    X(IO, "input/output error")                                                                    \
+    X(MALFORMED, "malformed document")                                                             \
+    X(UNSUPPORTED, "unsupported")                                                                  \
+    X(STATE, "operation not allowed in this state")                                                \
+    X(BROKER, "broker error")                                                                      \
     X(CLOSED, "closed")
 
 typedef enum {

@@ -21,22 +21,22 @@ typedef struct txm_transport txm_transport;
 typedef struct txm_delivery txm_delivery;
 
 typedef struct txm_transport_options {
-    int connect_timeout_ms;  /* default 5000 */
-    int publish_timeout_ms;  /* wait for the broker's acknowledgements; default 10000 */
-    size_t max_message_len;  /* largest body sent through the broker as is; default
-                                256 KiB (as SQS). Larger ones (up to TXM_ENVELOPE_MAX)
-                                are stored once in the transport's payload store and
-                                travel as a reference that receive resolves. */
-    txm_log_fn log;          /* optional */
+    int connect_timeout_ms; /* default 5000 */
+    int publish_timeout_ms; /* wait for the broker's acknowledgements; default 10000 */
+    size_t max_message_len; /* largest body sent through the broker as is; default
+                               256 KiB (as SQS). Larger ones (up to TXM_ENVELOPE_MAX)
+                               are stored once in the transport's payload store and
+                               travel as a reference that receive resolves. */
+    txm_log_fn log;         /* optional */
     void *log_ctx;
 } txm_transport_options;
 
 TXM_API void txm_transport_options_init(txm_transport_options *o);
 
 typedef struct txm_subscription_options {
-    const char *dlq;            /* dead-letter queue name; NULL for "<queue>--dlq" */
-    int max_receive_count;      /* receives before dead-lettering; default 3 */
-    int visibility_timeout_ms;  /* lease of a received message; default 30000 */
+    const char *dlq;           /* dead-letter queue name; NULL for "<queue>--dlq" */
+    int max_receive_count;     /* receives before dead-lettering; default 3 */
+    int visibility_timeout_ms; /* lease of a received message; default 30000 */
 } txm_subscription_options;
 
 TXM_API void txm_subscription_options_init(txm_subscription_options *o);
@@ -50,8 +50,7 @@ TXM_API txm_status txm_transport_open(const char *url, const txm_transport_optio
 TXM_API void txm_transport_close(txm_transport *t); /* NULL-safe */
 
 /* Declares a topic. Idempotent; safe when several processes do it at once. */
-TXM_API txm_status txm_transport_declare_topic(txm_transport *t, const char *topic,
-                                               txm_error *err);
+TXM_API txm_status txm_transport_declare_topic(txm_transport *t, const char *topic, txm_error *err);
 
 /* Subscribes queue to topic (declaring both and the dead-letter queue).
  * Idempotent. opts may be NULL for the defaults. A queue has one topic;
@@ -104,12 +103,12 @@ TXM_API txm_status txm_transport_nack(txm_transport *t, txm_delivery *d, int del
 
 /* Moves the message to the dead-letter queue at once (it cannot be
  * processed, for example it does not decode). */
-TXM_API txm_status txm_transport_dead_letter(txm_transport *t, txm_delivery *d,
-                                             const char *reason, txm_error *err);
+TXM_API txm_status txm_transport_dead_letter(txm_transport *t, txm_delivery *d, const char *reason,
+                                             txm_error *err);
 
 /* Messages waiting in queue (visible or leased), without consuming. */
-TXM_API txm_status txm_transport_queue_depth(txm_transport *t, const char *queue,
-                                             int64_t *depth, txm_error *err);
+TXM_API txm_status txm_transport_queue_depth(txm_transport *t, const char *queue, int64_t *depth,
+                                             txm_error *err);
 
 /* Lists up to limit messages of queue's dead-letter queue without consuming
  * them (queue is the source queue's name). Owns: as txm_transport_receive;
@@ -121,8 +120,7 @@ TXM_API txm_status txm_transport_dlq_list(txm_transport *t, const char *queue, s
  * the one with message_id, or all when message_id is NULL. *moved (may be
  * NULL) receives how many. */
 TXM_API txm_status txm_transport_dlq_redrive(txm_transport *t, const char *queue,
-                                             const char *message_id, size_t *moved,
-                                             txm_error *err);
+                                             const char *message_id, size_t *moved, txm_error *err);
 
 /* Deletes every message of queue's dead-letter queue. */
 TXM_API txm_status txm_transport_dlq_purge(txm_transport *t, const char *queue, size_t *purged,
@@ -133,9 +131,9 @@ TXM_API const char *txm_delivery_body(const txm_delivery *d, size_t *len);
 TXM_API const char *txm_delivery_message_id(const txm_delivery *d); /* "" if unknown */
 TXM_API const char *txm_delivery_topic(const txm_delivery *d);
 TXM_API const char *txm_delivery_queue(const txm_delivery *d);
-TXM_API int txm_delivery_receive_count(const txm_delivery *d);       /* 1 on first receive */
+TXM_API int txm_delivery_receive_count(const txm_delivery *d);      /* 1 on first receive */
 TXM_API const char *txm_delivery_last_error(const txm_delivery *d); /* "" if none */
-TXM_API void txm_delivery_free(txm_delivery *d);                     /* NULL-safe */
+TXM_API void txm_delivery_free(txm_delivery *d);                    /* NULL-safe */
 /* Frees an array from receive/dlq_list and every delivery in it. */
 TXM_API void txm_delivery_list_free(txm_delivery **list, size_t count);
 

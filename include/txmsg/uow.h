@@ -26,15 +26,13 @@ TXM_API txm_status txm_uow_begin(txm_db *db, txm_uow **out, txm_error *err);
  * txm_db_exec. A failing statement fails the whole unit of work: later calls
  * return the first failure and commit rolls back. */
 TXM_API txm_status txm_uow_exec(txm_uow *uow, const char *sql, const txm_value *params,
-                                size_t n_params, txm_rows **rows, int64_t *changes,
-                                txm_error *err);
+                                size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
 
 /* Runs an update guarded by a version check (..., version = version + 1
  * WHERE id = $n AND version = $m) and returns TXM_CONFLICT, failing the unit
  * of work, unless exactly one row changed. */
-TXM_API txm_status txm_uow_exec_versioned(txm_uow *uow, const char *sql,
-                                          const txm_value *params, size_t n_params,
-                                          txm_error *err);
+TXM_API txm_status txm_uow_exec_versioned(txm_uow *uow, const char *sql, const txm_value *params,
+                                          size_t n_params, txm_error *err);
 
 /* Commits atomically and frees uow (takes *uow, sets it NULL). If any earlier
  * call failed, rolls back instead and returns that first status

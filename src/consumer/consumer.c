@@ -31,13 +31,13 @@ typedef struct subscription {
     void *ctx;
     txm_handler_options opts;
     pthread_t threads[MAX_CONCURRENCY];
-    int n_threads;                  /* started */
+    int n_threads; /* started */
     atomic_uint_fast64_t processed, duplicates, failures, dead_lettered;
 } subscription;
 
 struct txm_consumer {
-    txm_db *db;                     /* borrowed */
-    txm_transport *transport;       /* borrowed */
+    txm_db *db;               /* borrowed */
+    txm_transport *transport; /* borrowed */
     txm_consumer_options opts;
     subscription *subs[MAX_SUBSCRIPTIONS];
     int n_subs;
@@ -76,8 +76,8 @@ static void logf_(const txm_consumer *c, int level, const char *fmt, ...)
     c->opts.log(c->opts.log_ctx, level, text);
 }
 
-txm_status txm_consumer_new(txm_db *db, txm_transport *transport,
-                            const txm_consumer_options *opts, txm_consumer **out, txm_error *err)
+txm_status txm_consumer_new(txm_db *db, txm_transport *transport, const txm_consumer_options *opts,
+                            txm_consumer **out, txm_error *err)
 {
     if (out != NULL)
         *out = NULL;
@@ -212,9 +212,8 @@ static void process_one(subscription *s, txm_delivery *d)
         atomic_fetch_add(&s->failures, 1);
         int delay = txm__backoff_ms(c->opts.backoff_base_ms, c->opts.backoff_max_ms,
                                     txm_delivery_receive_count(d));
-        logf_(c, 2, "consumer %s: message %s failed (receive %d, retry in %d ms): %s: %s",
-              s->queue, txm_msg_id(msg), txm_delivery_receive_count(d), delay,
-              txm_status_name(st), err.text);
+        logf_(c, 2, "consumer %s: message %s failed (receive %d, retry in %d ms): %s: %s", s->queue,
+              txm_msg_id(msg), txm_delivery_receive_count(d), delay, txm_status_name(st), err.text);
         char reason[TXM_ERROR_TEXT_LEN + 32];
         snprintf(reason, sizeof reason, "%s: %s", txm_status_name(st), err.text);
         txm_transport_nack(c->transport, d, delay, reason, NULL);

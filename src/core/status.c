@@ -6,8 +6,8 @@
 const char *txm_strerror(txm_status st)
 {
     switch (st) {
-#define TXM_STATUS_TEXT(name, text)                                                            \
-    case TXM_##name:                                                                           \
+#define TXM_STATUS_TEXT(name, text)                                                                \
+    case TXM_##name:                                                                               \
         return text;
         TXM_STATUS_MAP(TXM_STATUS_TEXT)
 #undef TXM_STATUS_TEXT
@@ -18,8 +18,8 @@ const char *txm_strerror(txm_status st)
 const char *txm_status_name(txm_status st)
 {
     switch (st) {
-#define TXM_STATUS_NAME(name, text)                                                            \
-    case TXM_##name:                                                                           \
+#define TXM_STATUS_NAME(name, text)                                                                \
+    case TXM_##name:                                                                               \
         return #name;
         TXM_STATUS_MAP(TXM_STATUS_NAME)
 #undef TXM_STATUS_NAME

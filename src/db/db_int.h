@@ -9,7 +9,7 @@
 /* A driver. Connections are opaque txm__conn pointers owned by the pool;
  * each is used by one thread at a time, so drivers need no locking. */
 typedef struct txm__driver {
-    const char *dialect;  /* "sqlite" or "postgresql" */
+    const char *dialect; /* "sqlite" or "postgresql" */
     txm__dialect id;
     /* Opens one connection to url (the full txmsg URL). */
     txm_status (*connect)(const char *url, const txm_db_options *opts, txm__conn **out,
@@ -36,10 +36,10 @@ struct txm_db {
     char *url;
     txm_db_options opts;
     pthread_mutex_t mu;
-    pthread_cond_t cv;       /* signalled when a connection returns */
-    txm__conn **idle;        /* pool_size slots */
+    pthread_cond_t cv; /* signalled when a connection returns */
+    txm__conn **idle;  /* pool_size slots */
     int n_idle;
-    int n_open;              /* idle + in use */
+    int n_open; /* idle + in use */
 };
 
 /* The number of statements each connection keeps prepared. */

@@ -184,8 +184,8 @@ static bool cache_evict(txm__conn *c, cached_stmt *e)
  * in a free slot or the least recently used one. *out NULL (with TXM_OK) means
  * sql must run unnamed, because the victim could not be deallocated; *fresh
  * tells that the statement was prepared by this call. */
-static txm_status cache_get(txm__conn *c, const char *sql, size_t n, cached_stmt **out,
-                            bool *fresh, txm_error *err)
+static txm_status cache_get(txm__conn *c, const char *sql, size_t n, cached_stmt **out, bool *fresh,
+                            txm_error *err)
 {
     *out = NULL;
     *fresh = false;

@@ -16,9 +16,9 @@
 
 typedef struct pg_fixture {
     char *url;
-    txm_db *db;      /* NULL when PostgreSQL is not available: the test skips */
-    int warnings;    /* log calls at level 2 */
-    char last[256];  /* text of the last log call */
+    txm_db *db;     /* NULL when PostgreSQL is not available: the test skips */
+    int warnings;   /* log calls at level 2 */
+    char last[256]; /* text of the last log call */
 } pg_fixture;
 
 static void record_log(void *ctx, int level, const char *text)
@@ -93,14 +93,14 @@ static void pg_insert_and_select_with_params_round_trip(void **state)
     exec_ok(fx->db, "CREATE TABLE t (id bigint PRIMARY KEY, name text NOT NULL, n bigint)");
     txm_value ins[] = {TXM_INT(1), TXM_TEXT("ünïcode 'quoted'"), TXM_INT(INT64_MIN)};
     int64_t changes = -1;
-    assert_int_equal(txm_db_exec(fx->db, "INSERT INTO t VALUES ($1, $2, $3)", ins, 3, NULL,
-                                 &changes, NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "INSERT INTO t VALUES ($1, $2, $3)", ins, 3, NULL, &changes, NULL),
+        TXM_OK);
     assert_int_equal(changes, 1);
     txm_value key = TXM_INT(1);
     txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(fx->db, "SELECT id, name, n FROM t WHERE id = $1", &key, 1,
-                                 &rows, &changes, NULL),
+    assert_int_equal(txm_db_exec(fx->db, "SELECT id, name, n FROM t WHERE id = $1", &key, 1, &rows,
+                                 &changes, NULL),
                      TXM_OK);
     assert_int_equal(changes, 0); /* a SELECT writes nothing */
     assert_int_equal(txm_rows_count(rows), 1);
@@ -118,9 +118,9 @@ static void pg_changes_count_written_rows(void **state)
     exec_ok(fx->db, "INSERT INTO t SELECT g, 'a' FROM generate_series(1, 5) g");
     txm_value lim = TXM_INT(3);
     int64_t changes = 0;
-    assert_int_equal(txm_db_exec(fx->db, "UPDATE t SET v = 'b' WHERE id <= $1", &lim, 1, NULL,
-                                 &changes, NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "UPDATE t SET v = 'b' WHERE id <= $1", &lim, 1, NULL, &changes, NULL),
+        TXM_OK);
     assert_int_equal(changes, 3);
     txm_rows *rows = NULL;
     assert_int_equal(txm_db_exec(fx->db, "INSERT INTO t VALUES (9, 'c') RETURNING id", NULL, 0,
@@ -142,17 +142,15 @@ static void pg_null_values_round_trip(void **state)
     pg_fixture *fx = get(state);
     exec_ok(fx->db, "CREATE TABLE t (id integer PRIMARY KEY, a text, b bigint)");
     txm_value ins[] = {TXM_INT(1), TXM_NULL_VALUE, TXM_NULL_VALUE};
-    assert_int_equal(txm_db_exec(fx->db, "INSERT INTO t VALUES ($1, $2, $3)", ins, 3, NULL, NULL,
-                                 NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "INSERT INTO t VALUES ($1, $2, $3)", ins, 3, NULL, NULL, NULL), TXM_OK);
     txm_value ins2[] = {TXM_INT(2), TXM_TEXT(""), TXM_TEXT(NULL)};
-    assert_int_equal(txm_db_exec(fx->db, "INSERT INTO t VALUES ($1, $2, $3)", ins2, 3, NULL, NULL,
-                                 NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "INSERT INTO t VALUES ($1, $2, $3)", ins2, 3, NULL, NULL, NULL),
+        TXM_OK);
     txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(fx->db, "SELECT a, b FROM t ORDER BY id", NULL, 0, &rows, NULL,
-                                 NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT a, b FROM t ORDER BY id", NULL, 0, &rows, NULL, NULL), TXM_OK);
     assert_int_equal(txm_rows_count(rows), 2);
     assert_true(txm_rows_is_null(rows, 0, 0));
     assert_true(txm_rows_is_null(rows, 0, 1));
@@ -209,9 +207,8 @@ static void pg_statement_timeout_is_busy(void **state)
     pg_fixture *fx = get(state);
     txm__conn *c = NULL;
     assert_int_equal(txm__db_acquire(fx->db, &c, NULL), TXM_OK);
-    assert_int_equal(txm__conn_exec(fx->db, c, "SET statement_timeout = 20", NULL, 0, NULL, NULL,
-                                    NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm__conn_exec(fx->db, c, "SET statement_timeout = 20", NULL, 0, NULL, NULL, NULL), TXM_OK);
     txm_error err = {0};
     assert_int_equal(txm__conn_exec(fx->db, c, "SELECT pg_sleep(5)", NULL, 0, NULL, NULL, &err),
                      TXM_BUSY);
@@ -229,9 +226,9 @@ static void pg_lock_timeout_is_busy(void **state)
     assert_int_equal(txm__db_acquire(fx->db, &a, NULL), TXM_OK);
     assert_int_equal(txm__db_acquire(fx->db, &b, NULL), TXM_OK);
     assert_int_equal(txm__conn_begin(fx->db, a, NULL), TXM_OK);
-    assert_int_equal(txm__conn_exec(fx->db, a, "SELECT id FROM t FOR UPDATE", NULL, 0, NULL, NULL,
-                                    NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm__conn_exec(fx->db, a, "SELECT id FROM t FOR UPDATE", NULL, 0, NULL, NULL, NULL),
+        TXM_OK);
     assert_int_equal(txm__conn_exec(fx->db, b, "SET lock_timeout = 20", NULL, 0, NULL, NULL, NULL),
                      TXM_OK);
     txm_error err = {0};
@@ -272,9 +269,9 @@ static void pg_unknown_value_type_is_invalid(void **state)
 static int64_t prepared_count(txm_db *db)
 {
     txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(db, "SELECT count(*) FROM pg_prepared_statements", NULL, 0,
-                                 &rows, NULL, NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(db, "SELECT count(*) FROM pg_prepared_statements", NULL, 0, &rows, NULL, NULL),
+        TXM_OK);
     int64_t n = txm_rows_int(rows, 0, 0);
     txm_rows_free(rows);
     return n;
@@ -368,9 +365,9 @@ static void pg_commit_of_aborted_transaction_fails(void **state)
     assert_int_equal(txm__db_acquire(fx->db, &c, NULL), TXM_OK);
     assert_int_equal(txm__conn_begin(fx->db, c, NULL), TXM_OK);
     txm_error err = {0};
-    assert_int_equal(txm__conn_exec(fx->db, c, "SELECT * FROM no_such_table", NULL, 0, NULL,
-                                    NULL, &err),
-                     TXM_DB);
+    assert_int_equal(
+        txm__conn_exec(fx->db, c, "SELECT * FROM no_such_table", NULL, 0, NULL, NULL, &err),
+        TXM_DB);
     assert_true(ends_with(err.text, "(SQLSTATE 42P01)"));
     assert_int_equal(txm__conn_exec(fx->db, c, "SELECT 1", NULL, 0, NULL, NULL, &err), TXM_DB);
     assert_true(ends_with(err.text, "(SQLSTATE 25P02)"));
@@ -403,13 +400,12 @@ static void pg_terminated_session_is_broken_and_replaced(void **state)
     assert_int_equal(txm__db_acquire(fx->db, &a, NULL), TXM_OK);
     assert_int_equal(txm__db_acquire(fx->db, &b, NULL), TXM_OK);
     txm_rows *rows = NULL;
-    assert_int_equal(txm__conn_exec(fx->db, a, "SELECT pg_backend_pid()", NULL, 0, &rows, NULL,
-                                    NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm__conn_exec(fx->db, a, "SELECT pg_backend_pid()", NULL, 0, &rows, NULL, NULL), TXM_OK);
     txm_value pid = TXM_INT(txm_rows_int(rows, 0, 0));
     txm_rows_free(rows);
-    assert_int_equal(txm__conn_exec(fx->db, b, "SELECT pg_terminate_backend($1::integer)", &pid,
-                                    1, NULL, NULL, NULL),
+    assert_int_equal(txm__conn_exec(fx->db, b, "SELECT pg_terminate_backend($1::integer)", &pid, 1,
+                                    NULL, NULL, NULL),
                      TXM_OK);
     txm__db_release(fx->db, b);
     txm_error err = {0};
@@ -427,9 +423,9 @@ static void pg_session_is_utc_and_logs_only_warnings(void **state)
 {
     pg_fixture *fx = get(state);
     txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(fx->db, "SELECT current_setting('TimeZone')", NULL, 0, &rows,
-                                 NULL, NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT current_setting('TimeZone')", NULL, 0, &rows, NULL, NULL),
+        TXM_OK);
     assert_string_equal(txm_rows_text(rows, 0, 0), "UTC");
     txm_rows_free(rows);
     exec_ok(fx->db, "DO $$ BEGIN RAISE NOTICE 'chatty'; END $$");
@@ -444,15 +440,14 @@ static void pg_unreachable_server_fails_with_one_line_error(void **state)
     (void)state;
     txm_db *db = NULL;
     txm_error err = {0};
-    assert_int_equal(txm_db_open("postgresql://txm@127.0.0.1:1/none?connect_timeout=2", NULL,
-                                 &db, &err),
-                     TXM_DB);
+    assert_int_equal(
+        txm_db_open("postgresql://txm@127.0.0.1:1/none?connect_timeout=2", NULL, &db, &err),
+        TXM_DB);
     assert_null(db);
     assert_non_null(strstr(err.text, "postgresql: "));
     assert_null(strchr(err.text, '\n'));
-    assert_int_equal(txm_db_open("postgresql://txm@127.0.0.1:1/none?no_such_option=1", NULL,
-                                 &db, &err),
-                     TXM_DB);
+    assert_int_equal(
+        txm_db_open("postgresql://txm@127.0.0.1:1/none?no_such_option=1", NULL, &db, &err), TXM_DB);
     assert_non_null(strstr(err.text, "no_such_option"));
 }
 

@@ -9,9 +9,9 @@
 #include "db/db_int.h"
 
 typedef struct cached_stmt {
-    char *sql;            /* key, owned */
+    char *sql; /* key, owned */
     sqlite3_stmt *stmt;
-    uint64_t last_used;   /* use counter for LRU eviction */
+    uint64_t last_used; /* use counter for LRU eviction */
 } cached_stmt;
 
 struct txm__conn {
@@ -71,18 +71,16 @@ static txm_status sqlite_connect(const char *url, const txm_db_options *o, txm__
     if (c == NULL)
         return txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
     /* NOMUTEX: the pool hands a connection to one thread at a time. */
-    int rc = sqlite3_open_v2(path, &c->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c, rc, path, err);
     if (st == TXM_OK)
         sqlite3_busy_timeout(c->db, o->busy_timeout_ms);
     if (st == TXM_OK)
         st = run_simple(c, "PRAGMA journal_mode=WAL", err);
     if (st == TXM_OK)
-        st = run_simple(c, o->sqlite_sync_full ? "PRAGMA synchronous=FULL"
-                                               : "PRAGMA synchronous=NORMAL",
-                        err);
+        st = run_simple(
+            c, o->sqlite_sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err);
     if (st == TXM_OK)
         st = run_simple(c, "PRAGMA foreign_keys=ON", err);
     if (st != TXM_OK) {

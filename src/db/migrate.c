@@ -101,8 +101,8 @@ static txm_status apply_missing(txm_db *db, txm__conn *c, txm_error *err)
     txm_rows_free(rows);
     if (st == TXM_OK && current > TXM__SCHEMA_VERSION)
         return txm_errf(err, TXM_UNSUPPORTED,
-                        "db: schema version %lld is newer than this txmsg (%d)",
-                        (long long)current, TXM__SCHEMA_VERSION);
+                        "db: schema version %lld is newer than this txmsg (%d)", (long long)current,
+                        TXM__SCHEMA_VERSION);
     for (size_t m = 0; st == TXM_OK && m < count; m++) {
         if (list[m].version <= current)
             continue;

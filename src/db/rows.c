@@ -9,10 +9,10 @@
 
 struct txm_rows {
     size_t columns;
-    size_t count;     /* rows */
-    size_t cap;       /* rows allocated in cells */
-    char **cells;     /* count * columns pointers; NULL for SQL NULL */
-    size_t bytes;     /* total text held, checked against ROWS_MAX_BYTES */
+    size_t count; /* rows */
+    size_t cap;   /* rows allocated in cells */
+    char **cells; /* count * columns pointers; NULL for SQL NULL */
+    size_t bytes; /* total text held, checked against ROWS_MAX_BYTES */
 };
 
 txm_rows *txm__rows_new(size_t columns)

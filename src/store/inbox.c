@@ -10,8 +10,8 @@ static const char SQL_INSERT[] =
     "INSERT INTO txmsg_inbox (subscription, message_id, created_at) VALUES ($1, $2, $3)";
 static const char SQLITE_GET[] =
     "SELECT created_at FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
-static const char PG_GET[] = "SELECT " TXM__PG_TIME("created_at")
-    " FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
+static const char PG_GET[] = "SELECT " TXM__PG_TIME(
+    "created_at") " FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
 
 static txm_status check_key(const char *sub, const char *id, txm_error *err)
 {
@@ -38,8 +38,7 @@ txm_status txm_inbox_save(txm_uow *uow, const char *subscription, const char *me
     if (st == TXM_DUPLICATE) {
         txm_errf(err, st, "inbox: %s already processed by %s", message_id, subscription);
         /* The commit reports the failure again; give it the same words. */
-        txm_errf(&uow->failure, st, "inbox: %s already processed by %s", message_id,
-                 subscription);
+        txm_errf(&uow->failure, st, "inbox: %s already processed by %s", message_id, subscription);
     }
     return st;
 }
@@ -57,8 +56,8 @@ txm_status txm_inbox_get(txm_db *db, const char *subscription, const char *messa
     if (st == TXM_OK)
         st = txm_db_exec(db, TXM__SQL(db, SQLITE_GET, PG_GET), p, 2, &rows, NULL, err);
     if (st == TXM_OK && txm_rows_count(rows) == 0)
-        st = txm_errf(err, TXM_NOT_FOUND, "inbox: %s not processed by %s", message_id,
-                      subscription);
+        st =
+            txm_errf(err, TXM_NOT_FOUND, "inbox: %s not processed by %s", message_id, subscription);
     int64_t at = 0;
     if (st == TXM_OK)
         st = txm_time_parse(txm_rows_text(rows, 0, 0), &at, err);

@@ -11,9 +11,9 @@
 
 struct txm_outbox_entry {
     txm_msg *msg;
-    int64_t seq;                  /* commit-ordered sequence number */
+    int64_t seq; /* commit-ordered sequence number */
     bool is_dispatched;
-    int64_t dispatch_count;       /* approximate_dispatch_count */
+    int64_t dispatch_count;        /* approximate_dispatch_count */
     int64_t last_dispatched_at_us; /* 0 if never */
 };
 
@@ -21,13 +21,14 @@ static const char SQL_INSERT[] =
     "INSERT INTO txmsg_outbox (message_id, source, aggregate_id, correlation_id, topic, payload,"
     " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-#define SQLITE_COLUMNS                                                                         \
-    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at," \
+#define SQLITE_COLUMNS                                                                             \
+    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at,"    \
     " approximate_dispatch_count, is_dispatched, last_dispatched_at FROM txmsg_outbox "
-#define PG_COLUMNS                                                                             \
-    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload::text, "     \
-    TXM__PG_TIME("created_at") ", approximate_dispatch_count, is_dispatched, "                 \
-    TXM__PG_TIME("last_dispatched_at") " FROM txmsg_outbox "
+#define PG_COLUMNS                                                                                 \
+    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, "                        \
+    "payload::text, " TXM__PG_TIME("created_at") ", approximate_dispatch_count, "                  \
+                                                 "is_dispatched, " TXM__PG_TIME(                   \
+                                                     "last_dispatched_at") " FROM txmsg_outbox "
 
 static const char SQLITE_GET[] = SQLITE_COLUMNS "WHERE message_id = $1";
 static const char PG_GET[] = PG_COLUMNS "WHERE message_id = $1";
@@ -35,8 +36,8 @@ static const char SQLITE_PENDING[] = SQLITE_COLUMNS "WHERE is_dispatched = 0 ORD
 static const char PG_PENDING[] = PG_COLUMNS "WHERE NOT is_dispatched ORDER BY seq LIMIT $1";
 static const char SQLITE_OLDEST[] =
     "SELECT created_at FROM txmsg_outbox WHERE is_dispatched = 0 ORDER BY seq LIMIT 1";
-static const char PG_OLDEST[] = "SELECT " TXM__PG_TIME("created_at")
-    " FROM txmsg_outbox WHERE NOT is_dispatched ORDER BY seq LIMIT 1";
+static const char PG_OLDEST[] = "SELECT " TXM__PG_TIME(
+    "created_at") " FROM txmsg_outbox WHERE NOT is_dispatched ORDER BY seq LIMIT 1";
 /* The same, for rows not dispatched yet: a retry must not count twice. */
 static const char SQLITE_MARK_NEW[] =
     "UPDATE txmsg_outbox SET is_dispatched = 1, last_dispatched_at = $1,"
@@ -74,9 +75,12 @@ txm_status txm_outbox_publish(txm_uow *uow, txm_msg **msg, txm_error *err)
     char created[TXM_TIME_LEN + 1];
     txm_time_format(txm_msg_created_at_us(m), created);
     txm_value p[7] = {
-        TXM_TEXT(txm_msg_id(m)),           TXM_TEXT(txm_msg_source(m)),
-        TXM_TEXT(txm_msg_aggregate_id(m)), TXM_TEXT(txm_msg_correlation_id(m)),
-        TXM_TEXT(txm_msg_topic(m)),        TXM_TEXT(txm_msg_payload(m)),
+        TXM_TEXT(txm_msg_id(m)),
+        TXM_TEXT(txm_msg_source(m)),
+        TXM_TEXT(txm_msg_aggregate_id(m)),
+        TXM_TEXT(txm_msg_correlation_id(m)),
+        TXM_TEXT(txm_msg_topic(m)),
+        TXM_TEXT(txm_msg_payload(m)),
         TXM_TEXT(created),
     };
     txm_status st = txm__uow_exec(uow, SQL_INSERT, p, 7, NULL, NULL, TXM_ALREADY_PUBLISHED, err);
@@ -153,8 +157,7 @@ static txm_status ids_to_json(const char *const *ids, size_t count, char **out, 
 }
 
 static txm_status mark(txm_db *db, const char *sqlite_sql, const char *pg_sql,
-                       const char *const *message_ids, size_t count, size_t *marked,
-                       txm_error *err)
+                       const char *const *message_ids, size_t count, size_t *marked, txm_error *err)
 {
     if (marked != NULL)
         *marked = 0;
@@ -253,7 +256,8 @@ txm_status txm_outbox_count_not_dispatched(txm_db *db, int64_t *count, txm_error
     if (db == NULL || count == NULL)
         return txm_errf(err, TXM_INVALID, "outbox_count: NULL argument");
     txm_rows *rows = NULL;
-    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_COUNT, PG_COUNT), NULL, 0, &rows, NULL, err);
+    txm_status st =
+        txm_db_exec(db, TXM__SQL(db, SQLITE_COUNT, PG_COUNT), NULL, 0, &rows, NULL, err);
     *count = st == TXM_OK ? txm_rows_int(rows, 0, 0) : 0;
     txm_rows_free(rows);
     return st;

@@ -18,8 +18,7 @@ static void publish_three(txm_db *db, char ids[3][TXM_UUID_LEN + 1])
         char payload[32];
         snprintf(payload, sizeof payload, "{\"n\":%d}", i);
         txm_msg *m = NULL;
-        assert_int_equal(txm_msg_new("order--created", "order-1", NULL, payload, &m, NULL),
-                         TXM_OK);
+        assert_int_equal(txm_msg_new("order--created", "order-1", NULL, payload, &m, NULL), TXM_OK);
         assert_int_equal(txm_msg_set_source(m, "orders", NULL), TXM_OK);
         memcpy(ids[i], txm_msg_id(m), TXM_UUID_LEN + 1);
         assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);

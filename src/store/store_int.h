@@ -8,9 +8,9 @@
 /* Thread safety: a unit of work belongs to the thread that began it. */
 struct txm_uow {
     txm_db *db;
-    txm__conn *conn;       /* held from begin until commit/rollback */
-    txm_status failed;     /* first failure; TXM_OK while healthy */
-    txm_error failure;     /* its detail, returned again by commit */
+    txm__conn *conn;   /* held from begin until commit/rollback */
+    txm_status failed; /* first failure; TXM_OK while healthy */
+    txm_error failure; /* its detail, returned again by commit */
 };
 
 /* Runs sql in uow. On failure maps TXM_CONSTRAINT to on_constraint (when
@@ -20,7 +20,7 @@ txm_status txm__uow_exec(txm_uow *uow, const char *sql, const txm_value *params,
                          txm_error *err);
 
 /* Picks the SQL text for the db's dialect. */
-#define TXM__SQL(db, sqlite_sql, pg_sql)                                                       \
+#define TXM__SQL(db, sqlite_sql, pg_sql)                                                           \
     (txm__db_dialect(db) == TXM__DIALECT_PG ? (pg_sql) : (sqlite_sql))
 
 /* A PostgreSQL timestamptz column as RFC 3339 UTC text with microseconds,

@@ -83,8 +83,8 @@ void txm__claim_resolve(txm_transport *t, txm_delivery *d)
         /* The reference stays: the consumer cannot decode it and
          * dead-letters it, with this reason in the log. */
         char text[TXM_ERROR_TEXT_LEN + 96];
-        snprintf(text, sizeof text, "transport: payload %s of message %s: %s", key,
-                 d->message_id, err.text);
+        snprintf(text, sizeof text, "transport: payload %s of message %s: %s", key, d->message_id,
+                 err.text);
         t->opts.log(t->opts.log_ctx, 2, text);
     }
     free(key);

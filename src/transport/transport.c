@@ -184,8 +184,7 @@ txm_status txm_transport_declare_topic(txm_transport *t, const char *topic, txm_
 
 txm_status txm_transport_declare_subscription(txm_transport *t, const char *topic,
                                               const char *queue,
-                                              const txm_subscription_options *opts,
-                                              txm_error *err)
+                                              const txm_subscription_options *opts, txm_error *err)
 {
     txm_subscription_options o;
     if (opts != NULL)
@@ -217,8 +216,8 @@ static txm_status store_large(txm_transport *t, const txm_outgoing *msgs, size_t
         return TXM_OK;
     txm_outgoing *copy = txm__calloc(n, sizeof *copy);
     char **texts = txm__calloc(n, sizeof *texts);
-    txm_status st = copy == NULL || texts == NULL ? txm_errf(err, TXM_NOMEM, "out of memory")
-                                                   : TXM_OK;
+    txm_status st =
+        copy == NULL || texts == NULL ? txm_errf(err, TXM_NOMEM, "out of memory") : TXM_OK;
     for (size_t i = 0; st == TXM_OK && i < n; i++) {
         copy[i] = msgs[i];
         if (msgs[i].len > t->opts.max_message_len)
@@ -266,8 +265,8 @@ txm_status txm_transport_publish_msgs(txm_transport *t, const txm_msg *const *ms
         return txm_errf(err, TXM_INVALID, "publish: NULL argument");
     txm_outgoing *out = txm__calloc(n, sizeof *out);
     char **bodies = txm__calloc(n, sizeof *bodies);
-    txm_status st = out == NULL || bodies == NULL ? txm_errf(err, TXM_NOMEM, "out of memory")
-                                                   : TXM_OK;
+    txm_status st =
+        out == NULL || bodies == NULL ? txm_errf(err, TXM_NOMEM, "out of memory") : TXM_OK;
     for (size_t i = 0; st == TXM_OK && i < n; i++) {
         size_t len = 0;
         st = txm_msg_encode(msgs[i], &bodies[i], &len, err);
@@ -289,8 +288,8 @@ txm_status txm_transport_receive(txm_transport *t, const char *queue, size_t max
         *out = NULL;
     if (count != NULL)
         *count = 0;
-    if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) ||
-        max == 0 || max > 10000 || wait_ms < 0)
+    if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) || max == 0 ||
+        max > 10000 || wait_ms < 0)
         return txm_errf(err, TXM_INVALID, "receive: bad argument");
     txm_status st = t->ops->receive(t->broker, queue, max, wait_ms, out, count, err);
     for (size_t i = 0; st == TXM_OK && i < *count; i++)
@@ -315,8 +314,8 @@ txm_status txm_transport_ack(txm_transport *t, txm_delivery *d, txm_error *err)
     return st;
 }
 
-txm_status txm_transport_nack(txm_transport *t, txm_delivery *d, int delay_ms,
-                              const char *reason, txm_error *err)
+txm_status txm_transport_nack(txm_transport *t, txm_delivery *d, int delay_ms, const char *reason,
+                              txm_error *err)
 {
     txm_status st = check_settle(t, d, err);
     if (st == TXM_OK && delay_ms < 0)
@@ -352,8 +351,8 @@ txm_status txm_transport_dlq_list(txm_transport *t, const char *queue, size_t li
         *out = NULL;
     if (count != NULL)
         *count = 0;
-    if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) ||
-        limit == 0 || limit > 100000)
+    if (t == NULL || out == NULL || count == NULL || !txm__transport_name_ok(queue) || limit == 0 ||
+        limit > 100000)
         return txm_errf(err, TXM_INVALID, "dlq_list: bad argument");
     return t->ops->dlq_list(t->broker, queue, limit, out, count, err);
 }

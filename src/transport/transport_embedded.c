@@ -1138,7 +1138,7 @@ typedef struct blob_ctx {
     const char *key;
     const char *body; /* put */
     size_t len;
-    char *out;        /* get */
+    char *out; /* get */
 } blob_ctx;
 
 static txm_status blob_put_txn(conn *c, void *ctx, txm_error *err)

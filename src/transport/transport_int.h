@@ -15,17 +15,15 @@ typedef struct txm__transport_ops {
     txm_status (*declare_topic)(txm__broker *b, const char *topic, txm_error *err);
     txm_status (*declare_subscription)(txm__broker *b, const char *topic, const char *queue,
                                        const txm_subscription_options *o, txm_error *err);
-    txm_status (*publish)(txm__broker *b, const txm_outgoing *msgs, size_t n,
-                          txm_status *results, txm_error *err);
+    txm_status (*publish)(txm__broker *b, const txm_outgoing *msgs, size_t n, txm_status *results,
+                          txm_error *err);
     txm_status (*receive)(txm__broker *b, const char *queue, size_t max, int wait_ms,
                           txm_delivery ***out, size_t *count, txm_error *err);
     txm_status (*ack)(txm__broker *b, txm_delivery *d, txm_error *err);
     txm_status (*nack)(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
                        txm_error *err);
-    txm_status (*dead_letter)(txm__broker *b, txm_delivery *d, const char *reason,
-                              txm_error *err);
-    txm_status (*queue_depth)(txm__broker *b, const char *queue, int64_t *depth,
-                              txm_error *err);
+    txm_status (*dead_letter)(txm__broker *b, txm_delivery *d, const char *reason, txm_error *err);
+    txm_status (*queue_depth)(txm__broker *b, const char *queue, int64_t *depth, txm_error *err);
     txm_status (*dlq_list)(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
                            size_t *count, txm_error *err);
     txm_status (*dlq_redrive)(txm__broker *b, const char *queue, const char *message_id,
@@ -50,16 +48,16 @@ struct txm_transport {
 
 /* A delivery: common fields, plus the variant's handle for ack/nack. */
 struct txm_delivery {
-    char *body;            /* NUL-terminated copy, len bytes before the NUL */
+    char *body; /* NUL-terminated copy, len bytes before the NUL */
     size_t len;
     char *message_id;
     char *topic;
     char *queue;
     char *last_error;
     int receive_count;
-    void *handle;          /* variant-owned: lease token, natsMsg, ... */
+    void *handle; /* variant-owned: lease token, natsMsg, ... */
     void (*free_handle)(void *handle);
-    bool settled;          /* acked, nacked or dead-lettered */
+    bool settled; /* acked, nacked or dead-lettered */
 };
 
 /* Builds a delivery, copying every string (NULL becomes ""). NULL when out of

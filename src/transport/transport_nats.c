@@ -1321,8 +1321,7 @@ static txm_status dlq_purge_nats(txm__broker *b, const char *queue, size_t *purg
 /* ---- large payloads (claim check) ---- */
 
 /* "txmsg-blob.<key in hex>.<chunk>": hex keeps any key a single token. */
-static txm_status blob_subject(const char *key, size_t chunk, char *out, size_t len,
-                               txm_error *err)
+static txm_status blob_subject(const char *key, size_t chunk, char *out, size_t len, txm_error *err)
 {
     size_t klen = strlen(key);
     size_t pre = strlen(BLOB_SUBJECT_PREFIX);
@@ -1338,8 +1337,8 @@ static txm_status blob_subject(const char *key, size_t chunk, char *out, size_t 
     return TXM_OK;
 }
 
-static txm_status put_chunk(txm__broker *b, const char *key, size_t i, const char *data,
-                            size_t len, size_t chunks, txm_error *err)
+static txm_status put_chunk(txm__broker *b, const char *key, size_t i, const char *data, size_t len,
+                            size_t chunks, txm_error *err)
 {
     char subj[2 * TXM_ID_MAX + 64];
     txm_status st = blob_subject(key, i, subj, sizeof subj, err);
@@ -1373,14 +1372,13 @@ static txm_status blob_put_nats(txm__broker *b, const char *key, const char *bod
     return st;
 }
 
-static txm_status get_chunk(txm__broker *b, const char *key, size_t i, natsMsg **m,
-                            txm_error *err)
+static txm_status get_chunk(txm__broker *b, const char *key, size_t i, natsMsg **m, txm_error *err)
 {
     char subj[2 * TXM_ID_MAX + 64];
     txm_status st = blob_subject(key, i, subj, sizeof subj, err);
     jsErrCode jerr = 0;
-    natsStatus s = st == TXM_OK ? js_GetLastMsg(m, b->js, BLOB_STREAM, subj, NULL, &jerr)
-                                : NATS_ERR;
+    natsStatus s =
+        st == TXM_OK ? js_GetLastMsg(m, b->js, BLOB_STREAM, subj, NULL, &jerr) : NATS_ERR;
     if (st == TXM_OK && s != NATS_OK)
         st = nfail(err, s, jerr, "read payload", key);
     return st;

@@ -20,11 +20,11 @@
 
 typedef struct fixture {
     txm_test_transport kind;
-    char *dir;               /* temporary folder: broker file, database */
+    char *dir; /* temporary folder: broker file, database */
     char broker_url[512];
     char db_url[512];
     txm_transport *t;
-    txm_db *db;              /* the consumer's database (SQLite) */
+    txm_db *db; /* the consumer's database (SQLite) */
     char topic[96];
     char queue[96];
 } fixture;
@@ -48,8 +48,8 @@ static int setup(void **state)
         fprintf(stderr, "setup: %s\n", err.text);
         return -1;
     }
-    txm_db_exec(fx->db, "CREATE TABLE effects (message_id text NOT NULL, n integer)", NULL, 0,
-                NULL, NULL, NULL);
+    txm_db_exec(fx->db, "CREATE TABLE effects (message_id text NOT NULL, n integer)", NULL, 0, NULL,
+                NULL, NULL);
     txm_test_unique("topic", fx->topic, sizeof fx->topic);
     txm_test_unique("queue", fx->queue, sizeof fx->queue);
     return 0;
@@ -98,8 +98,8 @@ static txm_msg *make_msg(fixture *fx, int n)
 static void publish(fixture *fx, txm_msg **msgs, size_t n)
 {
     txm_error err;
-    assert_int_equal(
-        txm_transport_publish_msgs(fx->t, (const txm_msg *const *)msgs, n, NULL, &err), TXM_OK);
+    assert_int_equal(txm_transport_publish_msgs(fx->t, (const txm_msg *const *)msgs, n, NULL, &err),
+                     TXM_OK);
 }
 
 /* Receives until one arrives or timeout_ms passes; NULL on timeout. */
@@ -177,7 +177,7 @@ typedef struct handler_ctx {
     atomic_int calls;
     atomic_bool broken;
     pthread_mutex_t mu;
-    int seen[1000];          /* payload numbers in handling order */
+    int seen[1000]; /* payload numbers in handling order */
     int n_seen;
 } handler_ctx;
 
@@ -478,8 +478,8 @@ static pid_t spawn_consumer(fixture *fx)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        execl(TXM_CONSUMER_PROC, "consumer_proc", fx->db_url, fx->broker_url, fx->topic,
-              fx->queue, (char *)NULL);
+        execl(TXM_CONSUMER_PROC, "consumer_proc", fx->db_url, fx->broker_url, fx->topic, fx->queue,
+              (char *)NULL);
         _exit(127);
     }
     return pid;
@@ -524,10 +524,10 @@ static void conformance_sigkilled_consumer_loses_nothing(void **state)
     assert_int_equal(depth, 0);
 }
 
-#define BOTH(f)                                                                                \
-    {#f "/embedded", f, setup, teardown, (void *)&txm_transport_embedded_kind},                \
-    {                                                                                          \
-        #f "/nats", f, setup, teardown, (void *)&txm_transport_nats_kind                       \
+#define BOTH(f)                                                                                    \
+    {#f "/embedded", f, setup, teardown, (void *)&txm_transport_embedded_kind},                    \
+    {                                                                                              \
+#f "/nats", f, setup, teardown, (void *)&txm_transport_nats_kind                           \
     }
 
 int main(void)

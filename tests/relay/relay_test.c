@@ -76,9 +76,9 @@ static void relay_publishes_commits_in_order_and_never_rollbacks(void **state)
             char payload[48];
             snprintf(payload, sizeof payload, "{\"n\":%d,\"s\":\"x\\u00e9\"}", n);
             txm_msg *m = NULL;
-            assert_int_equal(txm_msg_new(n % 2 ? nm.topic_b : nm.topic_a, "agg-7", NULL,
-                                         payload, &m, NULL),
-                             TXM_OK);
+            assert_int_equal(
+                txm_msg_new(n % 2 ? nm.topic_b : nm.topic_a, "agg-7", NULL, payload, &m, NULL),
+                TXM_OK);
             assert_int_equal(txm_msg_set_source(m, "orders", NULL), TXM_OK);
             sent[n] = txm_msg_copy(m);
             assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
@@ -221,9 +221,8 @@ static void relay_metrics_track_publishing_and_pass_promtool(void **state)
     long long end = txm_test_now_ms() + 5000;
     double published = -1, pending = -1, position = -1;
     do { /* marking dispatched and confirming follow the publish */
-        assert_int_equal(txm_testhttp_request("GET", "127.0.0.1", port, "/metrics", NULL, NULL,
-                                              0, 5000, &r),
-                         0);
+        assert_int_equal(
+            txm_testhttp_request("GET", "127.0.0.1", port, "/metrics", NULL, NULL, 0, 5000, &r), 0);
         assert_int_equal(r.status, 200);
         published = metric_value(r.body, "txmsg_relay_published_total");
         pending = metric_value(r.body, "txmsg_outbox_not_dispatched");

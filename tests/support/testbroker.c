@@ -110,8 +110,8 @@ pid_t txm_testnats_start(const char *store, int port)
         (void)devnull;
         devnull = freopen("/dev/null", "w", stderr);
         (void)devnull;
-        execlp("nats-server", "nats-server", "-js", "-sd", store, "-a", "127.0.0.1", "-p",
-               portbuf, (char *)NULL);
+        execlp("nats-server", "nats-server", "-js", "-sd", store, "-a", "127.0.0.1", "-p", portbuf,
+               (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {

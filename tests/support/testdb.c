@@ -54,7 +54,7 @@ static char *pg_url_with_db(const char *dbname)
     const char *admin = getenv("TXMSG_TEST_PG_URL");
     const char *slash = strrchr(admin, '/');
     size_t base = slash != NULL && slash > admin + 2 && slash[-1] != '/' ? (size_t)(slash - admin)
-                                                                        : strlen(admin);
+                                                                         : strlen(admin);
     size_t n = base + 1 + strlen(dbname) + 1;
     char *url = malloc(n);
     if (url != NULL)

@@ -43,10 +43,10 @@ int txm_fixture_teardown(void **state);
 txm_fixture *txm_fixture_get(void **state);
 
 /* Two cmocka test entries for f: one on SQLite, one on PostgreSQL. */
-#define TXM_TEST_BOTH(f)                                                                       \
-    {#f "/sqlite", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_sqlite},   \
-    {                                                                                          \
-        #f "/postgresql", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_pg \
+#define TXM_TEST_BOTH(f)                                                                           \
+    {#f "/sqlite", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_sqlite},       \
+    {                                                                                              \
+#f "/postgresql", f, txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_pg      \
     }
 
 /* Restarts the test PostgreSQL cluster (pg_ctl restart -m fast). Returns

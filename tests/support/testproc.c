@@ -8,8 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-pid_t txm_proc_start(const char *path, char *const argv[], char *const env[],
-                     const char *log_path)
+pid_t txm_proc_start(const char *path, char *const argv[], char *const env[], const char *log_path)
 {
     pid_t pid = fork();
     if (pid != 0)

@@ -9,8 +9,7 @@
  * environment entries env ("NAME=value", NULL-terminated, may be NULL).
  * Its stderr goes to log_path when given (appended), else is inherited.
  * Returns the pid, or -1. */
-pid_t txm_proc_start(const char *path, char *const argv[], char *const env[],
-                     const char *log_path);
+pid_t txm_proc_start(const char *path, char *const argv[], char *const env[], const char *log_path);
 
 /* Sends sig and waits; returns the wait status. */
 int txm_proc_kill(pid_t pid, int sig);

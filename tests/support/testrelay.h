@@ -22,17 +22,17 @@ extern const txm_relay_combo txm_combo_pg_nats;
 
 typedef struct txm_relay_fixture {
     txm_relay_combo combo;
-    char *dir;               /* temporary folder: logs, SQLite files, broker */
-    char *db_url;            /* the service database with the outbox */
+    char *dir;    /* temporary folder: logs, SQLite files, broker */
+    char *db_url; /* the service database with the outbox */
     char broker_url[512];
     char slot[TXM_SLOT_NAME_MAX + 1]; /* PostgreSQL replication slot of this test */
     txm_db *db;
     txm_transport *t;
-    txm_db *consumer_db;     /* the consumer side (SQLite), with table effects */
-    char log_path[600];      /* relay logs */
-    pid_t relays[16];        /* started and not yet stopped: teardown kills them */
+    txm_db *consumer_db; /* the consumer side (SQLite), with table effects */
+    char log_path[600];  /* relay logs */
+    pid_t relays[16];    /* started and not yet stopped: teardown kills them */
     int n_relays;
-    bool ready;              /* false: combo unavailable, test skips */
+    bool ready; /* false: combo unavailable, test skips */
 } txm_relay_fixture;
 
 /* cmocka setup/teardown: *state holds a txm_relay_combo* on entry. */
@@ -53,25 +53,23 @@ int txm_relay_kill(txm_relay_fixture *fx, pid_t pid, int sig);
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out);
 
 /* Four cmocka entries for f, one per combo. */
-#define TXM_RELAY_TESTS(f)                                                                     \
-    {#f "/sqlite+embedded", f, txm_relay_setup, txm_relay_teardown,                            \
-     (void *)&txm_combo_sqlite_embedded},                                                      \
-        {#f "/sqlite+nats", f, txm_relay_setup, txm_relay_teardown,                            \
-         (void *)&txm_combo_sqlite_nats},                                                      \
-        {#f "/postgresql+embedded", f, txm_relay_setup, txm_relay_teardown,                    \
-         (void *)&txm_combo_pg_embedded},                                                      \
-    {                                                                                          \
-        #f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown,                         \
-            (void *)&txm_combo_pg_nats                                                         \
+#define TXM_RELAY_TESTS(f)                                                                         \
+    {#f "/sqlite+embedded", f, txm_relay_setup, txm_relay_teardown,                                \
+     (void *)&txm_combo_sqlite_embedded},                                                          \
+        {#f "/sqlite+nats", f, txm_relay_setup, txm_relay_teardown,                                \
+         (void *)&txm_combo_sqlite_nats},                                                          \
+        {#f "/postgresql+embedded", f, txm_relay_setup, txm_relay_teardown,                        \
+         (void *)&txm_combo_pg_embedded},                                                          \
+    {                                                                                              \
+#f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown, (void *)&txm_combo_pg_nats  \
     }
 
 /* Two entries for f: the PostgreSQL pairs only (slot failover, restarts). */
-#define TXM_RELAY_TESTS_PG(f)                                                                  \
-    {#f "/postgresql+embedded", f, txm_relay_setup, txm_relay_teardown,                        \
-     (void *)&txm_combo_pg_embedded},                                                          \
-    {                                                                                          \
-        #f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown,                         \
-            (void *)&txm_combo_pg_nats                                                         \
+#define TXM_RELAY_TESTS_PG(f)                                                                      \
+    {#f "/postgresql+embedded", f, txm_relay_setup, txm_relay_teardown,                            \
+     (void *)&txm_combo_pg_embedded},                                                              \
+    {                                                                                              \
+#f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown, (void *)&txm_combo_pg_nats  \
     }
 
 #endif
