@@ -41,8 +41,24 @@
  * them when they return; they do not need the subscription the message came
  * from.
  *
+ * A subscription must not be destroyed while a message for it may be
+ * arriving. libnats before 3.6 (nats.c issue 637; Debian 12 ships 3.4.1)
+ * looks a message's subscription up under the connection's lock, lets go of
+ * the lock, and only then locks the subscription: one destroyed in between
+ * is freed under the read loop, which then locks and writes freed memory.
+ * Under steady traffic the wake-up subscription, which gets every publish to
+ * its topic, was destroyed that way every second or so: glibc aborted ("e !=
+ * ESRCH || !robust", malloc checks), or memory meanwhile reused by another
+ * request was overwritten and its answer lost (an ack or publish failed with
+ * TXM_TIMEOUT). So the wake-up subscription is retired (sub_retire():
+ * unsubscribed, then destroyed after a round trip to the server, which the
+ * read loop answers only once it has finished the message it may be in the
+ * middle of), and so is a pull inbox whose answer was cut off; one with its
+ * whole answer gets nothing more and is destroyed at once.
+ *
  * Thread safety: the natsConnection and jsCtx are thread-safe, and receives
- * share nothing. b->mu guards the queue cache. b->pub_mu makes publish
+ * share nothing. b->mu guards the queue cache, b->retired_mu the retired
+ * subscriptions that wait for a round trip. b->pub_mu makes publish
  * batches take turns: libnats keeps one set of outstanding asynchronous
  * publishes per jsCtx. b->batch_mu guards the batch being published, which
  * the acknowledgement handler (a libnats thread) fills in. A delivery is
@@ -121,6 +137,12 @@ typedef struct nqueue {
     struct nqueue *next;
 } nqueue;
 
+/* A subscription unsubscribed but not yet destroyed (see sub_retire()). */
+typedef struct retired {
+    natsSubscription *sub;
+    struct retired *next;
+} retired;
+
 /* One publish batch, shared with the acknowledgement handler. */
 typedef struct pubbatch {
     natsMsg **inflight; /* message i until its ack arrives, then NULL */
@@ -141,6 +163,8 @@ struct txm__broker {
     void *log_ctx;
     pthread_mutex_t mu; /* queues */
     nqueue *queues;
+    pthread_mutex_t retired_mu; /* retired */
+    retired *retired;
     pthread_mutex_t pub_mu;   /* one publish batch at a time */
     pthread_mutex_t batch_mu; /* batch, with the ack handler */
     pubbatch *batch;
@@ -391,6 +415,7 @@ static txm_status open_nats(const char *url, const txm_transport_options *o, txm
     jsOptions_Init(&b->api);
     b->api.Wait = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     pthread_mutex_init(&b->mu, NULL);
+    pthread_mutex_init(&b->retired_mu, NULL);
     pthread_mutex_init(&b->pub_mu, NULL);
     pthread_mutex_init(&b->batch_mu, NULL);
     pthread_mutex_init(&b->closed_mu, NULL);
@@ -418,9 +443,22 @@ static void wait_closed(txm__broker *b)
     pthread_mutex_unlock(&b->closed_mu);
 }
 
+/* Destroys the retired subscriptions of list. */
+static void retired_free(retired *list)
+{
+    for (retired *next = NULL; list != NULL; list = next) {
+        next = list->next;
+        natsSubscription_Destroy(list->sub);
+        free(list);
+    }
+}
+
 /* Closes the connection. Deliveries may be freed later but no longer
- * settled. nats_Close is not called: it is process-wide, and other users of
- * libnats may remain in the process. */
+ * settled. Subscriptions (the retired ones, and the JetStream context's
+ * one for publish acknowledgements) are destroyed once the connection is
+ * closed and its read loop gone, for the reason given at the top. nats_Close
+ * is not called: it is process-wide, and other users of libnats may remain
+ * in the process. */
 static void close_nats(txm__broker *b)
 {
     if (b == NULL)
@@ -429,20 +467,22 @@ static void close_nats(txm__broker *b)
         next = q->next;
         free(q);
     }
-    jsCtx_Destroy(b->js);
     if (b->nc != NULL) {
         pthread_mutex_lock(&b->closed_mu);
         b->closing = true;
         pthread_mutex_unlock(&b->closed_mu);
         natsConnection_Close(b->nc);
         wait_closed(b);
-        natsConnection_Destroy(b->nc);
     }
+    retired_free(b->retired);
+    jsCtx_Destroy(b->js);
+    natsConnection_Destroy(b->nc);
     natsOptions_Destroy(b->nopts);
     pthread_cond_destroy(&b->closed_cond);
     pthread_mutex_destroy(&b->closed_mu);
     pthread_mutex_destroy(&b->batch_mu);
     pthread_mutex_destroy(&b->pub_mu);
+    pthread_mutex_destroy(&b->retired_mu);
     pthread_mutex_destroy(&b->mu);
     free(b);
 }
@@ -871,13 +911,54 @@ static void free_msg(void *handle)
     natsMsg_Destroy(handle);
 }
 
+/* Destroys sub, which messages may still be arriving for (see the top of
+ * the file): unsubscribes it, so that the read loop no longer finds it, then
+ * makes a round trip to the server, whose answer the read loop handles only
+ * after any message it was handling for sub, and destroys it. Without an
+ * answer (the connection is down) sub waits in b->retired for a later
+ * round trip that gets one, or for close. Those already waiting go along
+ * with this one: they were unsubscribed before its round trip began. */
+static void sub_retire(txm__broker *b, natsSubscription *sub)
+{
+    if (sub == NULL)
+        return;
+    natsSubscription_Unsubscribe(sub);
+    pthread_mutex_lock(&b->retired_mu);
+    retired *waiting = b->retired;
+    b->retired = NULL;
+    pthread_mutex_unlock(&b->retired_mu);
+    if (natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED &&
+        natsConnection_FlushTimeout(b->nc, b->api.Wait) == NATS_OK) {
+        natsSubscription_Destroy(sub);
+        retired_free(waiting);
+        return;
+    }
+    retired *r = txm__calloc(1, sizeof *r);
+    if (r != NULL) {
+        r->sub = sub;
+        r->next = waiting;
+        waiting = r;
+    } /* else out of memory: sub is leaked, as destroying it is not safe */
+    retired **tail = &waiting;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    pthread_mutex_lock(&b->retired_mu);
+    *tail = b->retired;
+    b->retired = waiting;
+    pthread_mutex_unlock(&b->retired_mu);
+}
+
 /* Reads the answer to one pull request: deliveries (reply subject
  * $JS.ACK...) into got, until max of them or the request's closing status
  * (404 no messages, 408 done; 409 and others are errors unless something
- * was delivered), or deadline_ms (nats_Now). */
+ * was delivered), or deadline_ms (nats_Now). *complete tells whether the
+ * whole answer came (max deliveries or the closing status): only then will
+ * nothing more arrive on sub. */
 static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max,
-                            int64_t deadline_ms, natsMsg **got, size_t *n, txm_error *err)
+                            int64_t deadline_ms, natsMsg **got, size_t *n, bool *complete,
+                            txm_error *err)
 {
+    *complete = false;
     while (*n < max) {
         int64_t left = deadline_ms - nats_Now();
         natsMsg *m = NULL;
@@ -900,9 +981,12 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
                           "nats: pull from %s: %s %s", queue, code, desc);
         }
         natsMsg_Destroy(m);
-        if (end)
+        if (end) {
+            *complete = true;
             return st;
+        }
     }
+    *complete = true;
     return TXM_OK;
 }
 
@@ -919,17 +1003,21 @@ static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg *
     snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
     natsInbox *inbox = NULL;
     natsSubscription *sub = NULL;
+    bool complete = true; /* no request, no answer */
     natsStatus s = natsInbox_Create(&inbox);
     if (s == NATS_OK)
         s = natsConnection_SubscribeSync(&sub, b->nc, inbox);
     if (s == NATS_OK)
         s = natsConnection_PublishRequestString(b->nc, subject, inbox, body);
-    txm_status st = s != NATS_OK
-                        ? nfail(err, s, 0, "pull request to", q->durable)
-                        : read_pull(sub, q->queue, max, nats_Now() + b->api.Wait, got, n, err);
+    txm_status st = s != NATS_OK ? nfail(err, s, 0, "pull request to", q->durable)
+                                 : read_pull(sub, q->queue, max, nats_Now() + b->api.Wait, got, n,
+                                             &complete, err);
     /* A delivery arriving after this (only when the answer was cut off) is
      * lost to this receive and delivered again when its lease ends. */
-    natsSubscription_Destroy(sub);
+    if (complete)
+        natsSubscription_Destroy(sub);
+    else
+        sub_retire(b, sub);
     natsInbox_Destroy(inbox);
     return st;
 }
@@ -951,8 +1039,9 @@ static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, 
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(wake, WAKE_PENDING_MAX, WAKE_PENDING_MAX * 4096);
     if (s != NATS_OK) {
-        natsSubscription_Destroy(wake);
-        return nfail(err, s, 0, "subscribe to", subject);
+        st = nfail(err, s, 0, "subscribe to", subject);
+        sub_retire(b, wake);
+        return st;
     }
     int64_t deadline = nats_Now() + wait_ms;
     int64_t left = wait_ms;
@@ -967,7 +1056,9 @@ static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, 
             nats_Sleep(WAKE_DELAY_MS);
         }
     }
-    natsSubscription_Destroy(wake);
+    /* Publishes to the topic keep coming: never a plain destroy (see the
+     * top of the file). */
+    sub_retire(b, wake);
     return st;
 }
 

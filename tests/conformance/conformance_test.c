@@ -407,7 +407,7 @@ static void conformance_five_mib_payload_reaches_handler_intact(void **state)
     char *payload = malloc(FILLER + 32);
     memcpy(payload, "{\"blob\":\"", 9);
     memset(payload + 9, 'x', FILLER);
-    memcpy(payload + 9 + FILLER, "\",\"n\":1}", 8);
+    memcpy(payload + 9 + FILLER, "\",\"n\":1}", 9); /* with its NUL */
     txm_msg *m = NULL;
     assert_int_equal(txm_msg_new(fx->topic, "big-1", NULL, payload, &m, NULL), TXM_OK);
     size_t want = strlen(payload);
