@@ -342,11 +342,18 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
     return TXM_OK;
 }
 
+/* The three streams: messages (interest retention: kept until every queue
+ * of the topic acked them, and dropped when no queue listens, as SNS does),
+ * dead letters, and the payload store (the newest version of each chunk
+ * subject, kept as long as a message may wait in a queue or its dead-letter
+ * queue). */
+typedef enum { STREAM_MESSAGES, STREAM_DEAD_LETTERS, STREAM_PAYLOADS } stream_kind;
+
 /* Creates the stream unless it exists. Safe when several processes race:
  * the same configuration again succeeds, and "name already in use" (the
  * stream exists with another configuration) is taken as existing. */
 static txm_status ensure_stream(txm__broker *b, const char *name, const char *subjects,
-                                bool interest, txm_error *err)
+                                stream_kind kind, txm_error *err)
 {
     const char *subj[1] = {subjects};
     jsStreamConfig cfg;
@@ -355,9 +362,14 @@ static txm_status ensure_stream(txm__broker *b, const char *name, const char *su
     cfg.Subjects = subj;
     cfg.SubjectsLen = 1;
     cfg.Storage = js_FileStorage;
-    cfg.Retention = interest ? js_InterestPolicy : js_LimitsPolicy;
-    cfg.Duplicates = (int64_t)DUPLICATE_WINDOW_S * 1000 * NS_PER_MS;
-    cfg.AllowDirect = !interest;
+    cfg.Retention = kind == STREAM_MESSAGES ? js_InterestPolicy : js_LimitsPolicy;
+    cfg.AllowDirect = kind != STREAM_MESSAGES;
+    if (kind == STREAM_PAYLOADS) {
+        cfg.MaxMsgsPerSubject = 1;
+        cfg.MaxAge = BLOB_MAX_AGE_S * 1000 * NS_PER_MS;
+    } else {
+        cfg.Duplicates = (int64_t)DUPLICATE_WINDOW_S * 1000 * NS_PER_MS;
+    }
     jsErrCode jerr = 0;
     natsStatus s = js_AddStream(NULL, b->js, &cfg, &b->api, &jerr);
     if (s == NATS_OK || jerr == JSStreamNameExistErr)
@@ -365,35 +377,13 @@ static txm_status ensure_stream(txm__broker *b, const char *name, const char *su
     return nfail(err, s, jerr, "create stream", name);
 }
 
-/* Payload store: the newest version of each chunk subject, kept for the
- * time a message may wait in a queue or its dead-letter queue. */
-static txm_status ensure_blob_stream(txm__broker *b, txm_error *err)
-{
-    const char *subj[1] = {BLOB_STREAM_SUBJECTS};
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = BLOB_STREAM;
-    cfg.Subjects = subj;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    cfg.Retention = js_LimitsPolicy;
-    cfg.MaxMsgsPerSubject = 1;
-    cfg.MaxAge = BLOB_MAX_AGE_S * 1000 * NS_PER_MS;
-    cfg.AllowDirect = true;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(NULL, b->js, &cfg, &b->api, &jerr);
-    if (s == NATS_OK || jerr == JSStreamNameExistErr)
-        return TXM_OK;
-    return nfail(err, s, jerr, "create stream", BLOB_STREAM);
-}
-
 static txm_status ensure_streams(txm__broker *b, txm_error *err)
 {
-    txm_status st = ensure_stream(b, STREAM, STREAM_SUBJECTS, true, err);
+    txm_status st = ensure_stream(b, STREAM, STREAM_SUBJECTS, STREAM_MESSAGES, err);
     if (st == TXM_OK)
-        st = ensure_stream(b, DLQ_STREAM, DLQ_STREAM_SUBJECTS, false, err);
+        st = ensure_stream(b, DLQ_STREAM, DLQ_STREAM_SUBJECTS, STREAM_DEAD_LETTERS, err);
     if (st == TXM_OK)
-        st = ensure_blob_stream(b, err);
+        st = ensure_stream(b, BLOB_STREAM, BLOB_STREAM_SUBJECTS, STREAM_PAYLOADS, err);
     return st;
 }
 
