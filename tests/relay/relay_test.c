@@ -244,11 +244,53 @@ static void relay_metrics_track_publishing_and_pass_promtool(void **state)
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* A row no envelope can be made of (its topic has a space): the relay logs
+ * and counts it, and the rows after it still go out. */
+static void relay_skips_a_bad_row_and_counts_it(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    char created[TXM_TIME_LEN + 1], bad_id[TXM_UUID_LEN + 1];
+    txm_time_format(txm_now_us(), created);
+    assert_int_equal(txm_uuid_v7(bad_id, NULL), TXM_OK);
+    txm_value row[] = {TXM_TEXT(bad_id), TXM_TEXT(created)};
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "INSERT INTO txmsg_outbox (message_id, source, aggregate_id,"
+                                 " correlation_id, topic, payload, created_at)"
+                                 " VALUES ($1, 'test', 'agg', 'corr', 'not a topic', '{}', $2)",
+                                 row, 2, NULL, NULL, NULL),
+                     TXM_OK);
+    int port = txm_test_free_port();
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    const char *args[] = {"--metrics-port", port_arg, NULL};
+    pid_t relay = txm_relay_start(fx, args);
+    commit_and_expect(fx, &nm, 0, 3);
+    txm_testhttp_response r;
+    assert_int_equal(
+        txm_testhttp_request("GET", "127.0.0.1", port, "/metrics", NULL, NULL, 0, 5000, &r), 0);
+    assert_true(metric_value(r.body, "txmsg_relay_bad_rows_total") == 1);
+    txm_testhttp_response_fini(&r);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    FILE *log = fopen(fx->log_path, "r");
+    assert_non_null(log);
+    char line[2048];
+    bool logged = false;
+    while (!logged && fgets(line, sizeof line, log) != NULL)
+        logged = strstr(line, bad_id) != NULL && strstr(line, "skipping") != NULL;
+    fclose(log);
+    assert_true(logged);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TXM_RELAY_TESTS(relay_publishes_commits_in_order_and_never_rollbacks),
         TXM_RELAY_TESTS(relay_metrics_track_publishing_and_pass_promtool),
+        TXM_RELAY_TESTS(relay_skips_a_bad_row_and_counts_it),
         TXM_RELAY_TESTS_PG(relay_survives_postgresql_restart),
         TXM_RELAY_TESTS_PG(relay_standby_takes_over_when_active_is_killed),
     };
