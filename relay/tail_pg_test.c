@@ -574,6 +574,9 @@ static void tail_pg_recovers_after_postgresql_restart(void **state)
     pid_t pid = pg_ctl_start("restart");
     relay_batch batch;
     relay_batch_init(&batch);
+    /* A reconnect before the server goes down may replay what was read but
+     * not confirmed (b): at-least-once allows it; the order is checked below. */
+    reading after = {0};
     bool failed = false;
     int status = 0;
     long long start = mono_ms();
@@ -581,7 +584,9 @@ static void tail_pg_recovers_after_postgresql_restart(void **state)
         txm_error err = {0};
         txm_status st = t->ops->next(t, 100, 100, &batch, &err);
         failed = failed || st == TXM_DB || st == TXM_IO;
-        assert_int_equal(batch.count, 0);
+        if (st == TXM_OK && batch.count > 0)
+            reading_add(&after, &batch);
+        relay_batch_clear(&batch);
         if (st != TXM_OK)
             sleep_ms(100);
     }
@@ -593,7 +598,6 @@ static void tail_pg_recovers_after_postgresql_restart(void **state)
     commit_messages(fx, 2, "order--created", false, c);
     /* At least b and c come again, in commit order (a may too: PostgreSQL 15
      * keeps a slot's confirmed position on disk only at some checkpoints). */
-    reading after = {0};
     while (after.count == 0 || strcmp(after.ids[after.count - 1], txm_msg_id(c[1])) != 0)
         read_entries(t, 1, 100, false, true, &after);
     size_t at = 0;
