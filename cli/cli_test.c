@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testhttp.h"
 #include "testproc.h"
 #include "testrelay.h"
 #include "txmsg/admin.h"
@@ -173,6 +174,7 @@ static txm_status record_effect(void *ctx, txm_uow *uow, const txm_msg *msg, txm
  * assertion never leaves a consumer on a closed database or a relay behind. */
 static handler_ctx handler;
 static txm_consumer *running_consumer;
+static txm_app *running_apps[2]; /* serving /metrics over the test's databases */
 static pid_t running_relay;
 static pid_t running_cli; /* txmsg started with cli_spawn and not waited for */
 
@@ -180,6 +182,10 @@ static void stop_running(void)
 {
     txm_consumer_free(running_consumer);
     running_consumer = NULL;
+    for (int i = 0; i < 2; i++) {
+        txm_app_close(running_apps[i]);
+        running_apps[i] = NULL;
+    }
     if (running_relay > 0)
         txm_proc_kill(running_relay, SIGTERM);
     running_relay = 0;
@@ -226,6 +232,55 @@ static handler_ctx *start_consumer(txm_relay_fixture *fx, const char *topic, con
     assert_int_equal(txm_consumer_add(c, topic, queue, record_effect, h, &ho, NULL), TXM_OK);
     assert_int_equal(txm_consumer_start(c, NULL), TXM_OK);
     return h;
+}
+
+/* Starts an app on db_url (port 0) that serves /metrics; with a queue, the
+ * app hosts the test's handler on it instead of a bare consumer, so its
+ * consumer and dead-letter metrics follow what the test does. */
+static txm_app *start_metrics_app(txm_relay_fixture *fx, const char *db_url, const char *topic,
+                                  const char *queue)
+{
+    txm_app_options o;
+    txm_app_options_init(&o, queue != NULL ? "cli-consumer" : "cli-outbox", 0);
+    o.port = 0;
+    o.database_url = db_url;
+    o.broker_url = fx->broker_url;
+    o.min_log_level = TXM_LOG_WARN;
+    txm_app *app = NULL;
+    txm_error err;
+    if (txm_app_open(&o, &app, &err) != TXM_OK)
+        fail_msg("app: %s", err.text);
+    running_apps[queue != NULL ? 0 : 1] = app;
+    if (queue != NULL) {
+        txm_handler_options ho;
+        txm_handler_options_init(&ho);
+        ho.wait_ms = 100;
+        ho.subscription.max_receive_count = 3;
+        assert_int_equal(txm_app_subscribe(app, topic, queue, record_effect, &handler, &ho, &err),
+                         TXM_OK);
+    }
+    if (txm_app_start(app, &err) != TXM_OK)
+        fail_msg("app start: %s", err.text);
+    return app;
+}
+
+/* The value of the series line starting with series (name and labels) on
+ * app's /metrics, which must also pass promtool; -1 if absent. */
+static double metric(txm_app *app, const char *series)
+{
+    txm_testhttp_response r;
+    assert_int_equal(txm_testhttp_request("GET", "127.0.0.1", txm_app_port(app), "/metrics", NULL,
+                                          NULL, 0, 5000, &r),
+                     0);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(txm_promtool_check(r.body, r.body_len), 0);
+    double v = -1;
+    size_t n = strlen(series);
+    for (const char *p = r.body; p != NULL && *p != '\0'; p = strchr(p, '\n'), p = p ? p + 1 : p)
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            v = strtod(p + n + 1, NULL);
+    txm_testhttp_response_fini(&r);
+    return v;
 }
 
 static int64_t effects_of(txm_relay_fixture *fx, const char *id)
@@ -347,6 +402,9 @@ static void stuck_messages_fail_monitor_and_dispatch_delivers_them_once(void **s
         txm_relay_commit(fx, topic, i, ids[i]);
     check_stuck_outbox_is_reported(fx);
     check_list(fx, topic, ids);
+    txm_app *outbox = start_metrics_app(fx, fx->db_url, NULL, NULL);
+    assert_true(metric(outbox, "txmsg_outbox_not_dispatched") == 3);
+    assert_true(metric(outbox, "txmsg_outbox_oldest_not_dispatched_age_seconds") >= 1.0);
 
     expect_code(cli_run(fx, "outbox", "dispatch", "--older-than", "1s", "--dry-run", NULL), 0);
     expect_text(result.out, "3 messages would be dispatched");
@@ -358,6 +416,8 @@ static void stuck_messages_fail_monitor_and_dispatch_delivers_them_once(void **s
         assert_int_equal(effects_of(fx, ids[i]), 1);
     expect_code(cli_run(fx, "monitor", "--max-outbox-age", "1s", NULL), 0);
     assert_string_equal(result.out, "");
+    assert_true(metric(outbox, "txmsg_outbox_not_dispatched") == 0);
+    assert_true(metric(outbox, "txmsg_outbox_oldest_not_dispatched_age_seconds") == 0);
     expect_code(cli_run(fx, "outbox", "dispatch", "--older-than", "1s", NULL), 0);
     expect_text(result.out, "dispatched 0 messages");
 
@@ -603,17 +663,37 @@ static void failing_handler_fills_dlq_and_redrive_processes_it(void **state)
     char topic[96], queue[96], id[TXM_UUID_LEN + 1], id2[TXM_UUID_LEN + 1];
     txm_test_unique("cli-dt", topic, sizeof topic);
     txm_test_unique("cli-dq", queue, sizeof queue);
-    handler_ctx *h = start_consumer(fx, topic, queue, 1);
+    handler_ctx *h = &handler;
+    atomic_store(&h->fail, 1);
+    atomic_store(&h->calls, 0);
+    char consumer_url[700];
+    snprintf(consumer_url, sizeof consumer_url, "sqlite:%s/consumer.db", fx->dir);
+    txm_app *app = start_metrics_app(fx, consumer_url, topic, queue);
+    char dlq_series[200], failures_series[200], processed_series[200];
+    snprintf(dlq_series, sizeof dlq_series, "txmsg_dlq_depth{queue=\"%s\"}", queue);
+    snprintf(failures_series, sizeof failures_series, "txmsg_consumer_failures_total{queue=\"%s\"}",
+             queue);
+    snprintf(processed_series, sizeof processed_series,
+             "txmsg_consumer_processed_total{queue=\"%s\"}", queue);
+    assert_true(metric(app, dlq_series) == 0);
     expect_code(cli_run(fx, "monitor", "--max-dlq-depth", "0", "--queue", queue, NULL), 0);
     publish_one(fx, topic, id);
     await_dlq_depth(fx, queue, 1);
     check_dlq_reported(fx, queue, id);
+    assert_true(metric(app, dlq_series) == 1);
+    assert_true(metric(app, failures_series) == 3);
+    assert_true(metric(app, processed_series) == 0);
 
     atomic_store(&h->fail, 0); /* the handler is fixed */
     expect_code(cli_run(fx, "dlq", "redrive", queue, NULL), 0);
     expect_text(result.out, "moved 1 dead letters back to");
     await_effects(fx, id, 1, 20000);
     await_dlq_depth(fx, queue, 0);
+    assert_true(metric(app, dlq_series) == 0);
+    long long until = txm_test_now_ms() + 5000; /* counted after the commit */
+    while (metric(app, processed_series) != 1 && txm_test_now_ms() < until)
+        txm_test_sleep_ms(20);
+    assert_true(metric(app, processed_series) == 1);
     expect_code(cli_run(fx, "monitor", "--max-dlq-depth", "0", "--queue", queue, NULL), 0);
     expect_code(cli_run(fx, "dlq", "redrive", queue, "--id", id, NULL), 1);
 
