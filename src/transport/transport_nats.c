@@ -840,6 +840,21 @@ static txm_status ack_request(txm__broker *b, natsMsg *m, const char *body, cons
     return s == NATS_OK ? TXM_OK : nfail(err, s, 0, what, msg_id);
 }
 
+/* Publishes m and waits for the stream's acknowledgement, unless s (the
+ * status of building m) already failed. Takes m on every path. */
+static txm_status publish_sync(txm__broker *b, natsStatus s, natsMsg *m, const char *what,
+                               const char *name, txm_error *err)
+{
+    jsErrCode jerr = 0;
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = b->publish_timeout_ms;
+    if (s == NATS_OK)
+        s = js_PublishMsg(NULL, b->js, m, &po, &jerr);
+    natsMsg_Destroy(m);
+    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, what, name);
+}
+
 /* ---- dead letters ---- */
 
 /* Stores a copy of m (a delivery of q) in q's dead-letter queue, then acks
@@ -866,15 +881,9 @@ static txm_status dlq_move(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t 
         s = natsMsgHeader_Set(dm, HDR_ERROR, text);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(dm, HDR_MSG_ID, id);
-    jsErrCode jerr = 0;
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = b->publish_timeout_ms;
-    if (s == NATS_OK)
-        s = js_PublishMsg(NULL, b->js, dm, &po, &jerr);
-    natsMsg_Destroy(dm);
-    if (s != NATS_OK)
-        return nfail(err, s, jerr, "dead-letter to", subject);
+    txm_status st = publish_sync(b, s, dm, "dead-letter to", subject, err);
+    if (st != TXM_OK)
+        return st;
     return ack_request(b, m, "+ACK", "ack of dead-lettered", msg_id, err);
 }
 
@@ -1315,15 +1324,10 @@ static txm_status republish(txm__broker *b, natsMsg *m, uint64_t seq, const char
         s = natsMsgHeader_Set(rm, HDR_TXM_ID, msg_id);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(rm, HDR_QUEUE, source[0] != '\0' ? source : queue);
+    txm_status st = publish_sync(b, s, rm, "redrive to", subject, err);
+    if (st != TXM_OK)
+        return st;
     jsErrCode jerr = 0;
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = b->publish_timeout_ms;
-    if (s == NATS_OK)
-        s = js_PublishMsg(NULL, b->js, rm, &po, &jerr);
-    natsMsg_Destroy(rm);
-    if (s != NATS_OK)
-        return nfail(err, s, jerr, "redrive to", subject);
     s = js_DeleteMsg(b->js, DLQ_STREAM, seq, &b->api, &jerr);
     return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "delete dead letter of", queue);
 }
@@ -1431,11 +1435,7 @@ static txm_status put_chunk(txm__broker *b, const char *key, size_t i, const cha
     snprintf(count, sizeof count, "%zu", chunks);
     if (s == NATS_OK && i == 0)
         s = natsMsgHeader_Set(m, HDR_CHUNKS, count);
-    jsErrCode jerr = 0;
-    if (s == NATS_OK)
-        s = js_PublishMsg(NULL, b->js, m, NULL, &jerr);
-    natsMsg_Destroy(m);
-    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "store payload", key);
+    return publish_sync(b, s, m, "store payload", key, err);
 }
 
 /* Chunk 0 carries the count and is written last: a reader that finds it
