@@ -113,7 +113,13 @@ void ex_reply_system_error(txm_http_request *req, const txm_logger *log, const c
 {
     txm_log_write(log, TXM_LOG_ERROR, txm_http_request_correlation_id(req), "%s failed: %s: %s",
                   what, txm_status_name(err->status), err->text);
-    txm_http_reply_error(req, 500, "SYSTEM_ERROR", NULL, NULL);
+    /* The database being away, or too busy to answer in time, is temporary:
+     * 503 tells the client to try again, and nothing was committed. */
+    if (err->status == TXM_UNAVAILABLE || err->status == TXM_BUSY || err->status == TXM_TIMEOUT)
+        txm_http_reply_error(req, 503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry",
+                             NULL);
+    else
+        txm_http_reply_error(req, 500, "SYSTEM_ERROR", NULL, NULL);
 }
 
 json_t *ex_links(const char *prefix, const char *id, bool with_cancel)

@@ -8,16 +8,13 @@
 #include <stdint.h>
 
 #include "txmsg/error.h"
+#include "txmsg/log.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct txm_db txm_db;
-
-/* Log callback: level 0 debug, 1 info, 2 warning, 3 error. The library never
- * prints; it reports through this when set. Thread: any thread may call it. */
-typedef void (*txm_log_fn)(void *ctx, int level, const char *text);
 
 typedef struct txm_db_options {
     int pool_size;         /* most open connections; default 4 */

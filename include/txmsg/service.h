@@ -10,6 +10,7 @@
 
 #include "txmsg/api.h"
 #include "txmsg/error.h"
+#include "txmsg/log.h"
 #include "txmsg/status.h"
 
 #ifdef __cplusplus
@@ -103,12 +104,6 @@ TXM_API txm_status txm_metrics_counter_fn(txm_metrics *m, const char *name, cons
 TXM_API txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error *err);
 
 /* ---- JSON log lines ----------------------------------------------------- */
-
-/* Log levels; the same numbers as txm_log_fn in txmsg/db.h. */
-#define TXM_LOG_DEBUG 0
-#define TXM_LOG_INFO 1
-#define TXM_LOG_WARN 2
-#define TXM_LOG_ERROR 3
 
 #define TXM_LOG_SERVICE_MAX 63 /* bytes of a service name */
 #define TXM_LOG_MSG_MAX 4096   /* bytes of a formatted message; longer is truncated */

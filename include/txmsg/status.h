@@ -8,7 +8,10 @@
 extern "C" {
 #endif
 
-/* Append only: never renumber or remove an entry. txm_strerror() covers each. */
+/* Append only: never renumber or remove an entry. txm_strerror() covers each.
+ * TXM_UNAVAILABLE means the database or broker cannot be reached right now
+ * (refused, lost, starting up, shutting down): an outage, not a failure of
+ * the input, so retrying the same call later is the right answer. */
 #define TXM_STATUS_MAP(X)                                                                          \
     X(OK, "ok")                                                                                    \
     X(INVALID, "invalid argument or input")                                                        \
@@ -27,7 +30,8 @@ extern "C" {
     X(UNSUPPORTED, "unsupported")                                                                  \
     X(STATE, "operation not allowed in this state")                                                \
     X(BROKER, "broker error")                                                                      \
-    X(CLOSED, "closed")
+    X(CLOSED, "closed")                                                                            \
+    X(UNAVAILABLE, "database or broker unavailable; retry later")
 
 typedef enum {
 #define TXM_STATUS_ENUM(name, text) TXM_##name,

@@ -21,13 +21,18 @@ typedef struct txm_transport txm_transport;
 typedef struct txm_delivery txm_delivery;
 
 typedef struct txm_transport_options {
-    int connect_timeout_ms; /* default 5000 */
-    int publish_timeout_ms; /* wait for the broker's acknowledgements; default 10000 */
-    size_t max_message_len; /* largest body sent through the broker as is; default
-                               256 KiB (as SQS). Larger ones (up to TXM_ENVELOPE_MAX)
-                               are stored once in the transport's payload store and
-                               travel as a reference that receive resolves. */
-    txm_log_fn log;         /* optional */
+    int connect_timeout_ms;  /* default 5000 */
+    int publish_timeout_ms;  /* wait for the broker's acknowledgements; default 10000 */
+    size_t max_message_len;  /* largest body sent through the broker as is; default
+                                256 KiB (as SQS). Larger ones (up to TXM_ENVELOPE_MAX)
+                                are stored once in the transport's payload store and
+                                travel as a reference that receive resolves. */
+    bool background_connect; /* when the broker cannot be reached at open, open
+                                succeeds and keeps connecting in the background;
+                                calls fail with TXM_UNAVAILABLE until it is
+                                reached (NATS). Default false: open reports an
+                                unreachable broker at once. */
+    txm_log_fn log;          /* optional */
     void *log_ctx;
 } txm_transport_options;
 
@@ -42,8 +47,9 @@ typedef struct txm_subscription_options {
 TXM_API void txm_subscription_options_init(txm_subscription_options *o);
 
 /* Connects to the broker named by url. opts may be NULL; it is copied.
- * Returns TXM_INVALID for an unknown scheme, TXM_BROKER/TXM_IO when the
- * broker cannot be reached. Owns: *out is the caller's (txm_transport_close).
+ * Returns TXM_INVALID for an unknown scheme, TXM_UNAVAILABLE when the broker
+ * cannot be reached (unless opts->background_connect), TXM_BROKER/TXM_IO for
+ * other failures. Owns: *out is the caller's (txm_transport_close).
  * Thread: all calls may be made from any thread concurrently. */
 TXM_API txm_status txm_transport_open(const char *url, const txm_transport_options *opts,
                                       txm_transport **out, txm_error *err);
@@ -105,6 +111,17 @@ TXM_API txm_status txm_transport_nack(txm_transport *t, txm_delivery *d, int del
  * processed, for example it does not decode). */
 TXM_API txm_status txm_transport_dead_letter(txm_transport *t, txm_delivery *d, const char *reason,
                                              txm_error *err);
+
+/* Keeps the delivery's lease: the message stays hidden from other receivers
+ * for another visibility timeout from now, and its receive count does not
+ * change. For a consumer that holds a message while its database is away.
+ * TXM_NOT_FOUND if the lease was lost already, TXM_UNAVAILABLE while the
+ * broker is away. */
+TXM_API txm_status txm_transport_extend(txm_transport *t, txm_delivery *d, txm_error *err);
+
+/* True while the broker can be reached (always for the embedded broker).
+ * Thread: any. */
+TXM_API bool txm_transport_is_available(txm_transport *t);
 
 /* Messages waiting in queue (visible or leased), without consuming. */
 TXM_API txm_status txm_transport_queue_depth(txm_transport *t, const char *queue, int64_t *depth,

@@ -5,6 +5,7 @@
 #include "txmsg/api.h"
 #include "txmsg/status.h"
 #include "txmsg/error.h"
+#include "txmsg/log.h"
 #include "txmsg/message.h"
 #include "txmsg/db.h"
 #include "txmsg/uow.h"

@@ -3,6 +3,14 @@
  * without calling the handler; failures are nacked with backoff, and the
  * transport dead-letters them after max_receive_count.
  *
+ * Outages are not failures of the message: a unit of work that fails with
+ * TXM_UNAVAILABLE (the database or another dependency cannot be reached)
+ * keeps the delivery, extends its lease, and tries again with a growing
+ * pause, so the subscription stops fetching until the database is back and
+ * no receive is used up. A broker that is away pauses receiving the same
+ * way, and a subscription declared while the broker was away is declared
+ * by its workers once it is back.
+ *
  * Thread safety: registrations are fixed once started. Each subscription
  * runs its own worker threads; counters are atomics; `stopping` is the only
  * state shared between the stopping thread and the workers. */
@@ -22,6 +30,9 @@
 #define MAX_SUBSCRIPTIONS 64
 #define MAX_CONCURRENCY 64
 #define CONFLICT_RETRIES 8 /* immediate re-runs after TXM_CONFLICT */
+#define OUTAGE_PAUSE_MIN_MS 100
+#define OUTAGE_PAUSE_MAX_MS 5000
+#define SLEEP_SLICE_MS 50 /* how often a pause looks at stopping */
 
 typedef struct subscription {
     struct txm_consumer *owner;
@@ -30,6 +41,9 @@ typedef struct subscription {
     txm_handler_fn handler;
     void *ctx;
     txm_handler_options opts;
+    char *dlq;              /* owned copy, for a declaration put off (NULL: default) */
+    atomic_bool declared;   /* the transport knows the subscription */
+    atomic_int outage_logs; /* workers inside an outage, for one log line each way */
     pthread_t threads[MAX_CONCURRENCY];
     int n_threads; /* started */
     atomic_uint_fast64_t processed, duplicates, failures, dead_lettered;
@@ -103,6 +117,7 @@ static void subscription_free(subscription *s)
         return;
     free(s->topic);
     free(s->queue);
+    free(s->dlq);
     free(s);
 }
 
@@ -141,11 +156,17 @@ txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queu
     txm_status st = check_add(c, queue, handler, &o, err);
     if (st == TXM_OK)
         st = txm_transport_declare_subscription(c->transport, topic, queue, &o.subscription, err);
-    if (st != TXM_OK)
+    /* A broker that is away now is declared by the workers once it is back. */
+    bool later = st == TXM_UNAVAILABLE;
+    if (st != TXM_OK && !later)
         return st;
+    if (later)
+        logf_(c, TXM_LOG_WARN, "consumer %s: broker unavailable, subscribing once it is back: %s",
+              queue, err != NULL ? err->text : "");
     subscription *s = txm__calloc(1, sizeof *s);
     if (s == NULL || (s->topic = txm__strdup(topic)) == NULL ||
-        (s->queue = txm__strdup(queue)) == NULL) {
+        (s->queue = txm__strdup(queue)) == NULL ||
+        (o.subscription.dlq != NULL && (s->dlq = txm__strdup(o.subscription.dlq)) == NULL)) {
         subscription_free(s);
         return txm_errf(err, TXM_NOMEM, "consumer_add: out of memory");
     }
@@ -153,7 +174,9 @@ txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queu
     s->handler = handler;
     s->ctx = ctx;
     s->opts = o;
-    s->opts.subscription.dlq = NULL; /* declared already; do not keep a borrowed pointer */
+    s->opts.subscription.dlq = s->dlq; /* owned copy, not the caller's pointer */
+    atomic_init(&s->declared, !later);
+    atomic_init(&s->outage_logs, 0);
     c->subs[c->n_subs++] = s;
     return TXM_OK;
 }
@@ -176,7 +199,48 @@ static txm_status handle_in_uow(subscription *s, const txm_msg *msg, txm_error *
     return txm_uow_commit(&uow, err);
 }
 
-static void process_one(subscription *s, txm_delivery *d)
+/* Sleeps ms in slices; false when stop was requested meanwhile. */
+static bool pause_ms(const txm_consumer *c, int ms)
+{
+    for (int slept = 0; slept < ms && !atomic_load(&c->stopping); slept += SLEEP_SLICE_MS) {
+        struct timespec ts = {0, SLEEP_SLICE_MS * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return !atomic_load(&c->stopping);
+}
+
+/* The pause before the attempt-th retry in an outage: doubling from
+ * OUTAGE_PAUSE_MIN_MS, capped so that leases are extended well before they
+ * run out. */
+static int outage_pause_ms(const subscription *s, int attempt)
+{
+    int cap = OUTAGE_PAUSE_MAX_MS;
+    int lease = s->opts.subscription.visibility_timeout_ms;
+    if (lease > 0 && lease / 3 < cap)
+        cap = lease / 3 > SLEEP_SLICE_MS ? lease / 3 : SLEEP_SLICE_MS;
+    int ms = OUTAGE_PAUSE_MIN_MS;
+    for (int i = 1; i < attempt && ms < cap; i++)
+        ms *= 2;
+    return ms < cap ? ms : cap;
+}
+
+/* One log line when the first worker of the subscription meets an outage. */
+static void outage_begins(subscription *s, const txm_error *err)
+{
+    if (atomic_fetch_add(&s->outage_logs, 1) == 0)
+        logf_(s->owner, TXM_LOG_WARN, "consumer %s: paused, a dependency is unavailable: %s",
+              s->queue, err->text);
+}
+
+static void outage_ends(subscription *s)
+{
+    if (atomic_fetch_sub(&s->outage_logs, 1) == 1)
+        logf_(s->owner, TXM_LOG_INFO, "consumer %s: resumed", s->queue);
+}
+
+/* Handles one delivery and settles it, except after an outage: then it
+ * returns TXM_UNAVAILABLE and the caller keeps the delivery to try again. */
+static txm_status process_one(subscription *s, txm_delivery *d, bool *first_outage)
 {
     txm_consumer *c = s->owner;
     size_t len = 0;
@@ -192,7 +256,7 @@ static void process_one(subscription *s, txm_delivery *d)
               txm_delivery_message_id(d), reason);
         if (txm_transport_dead_letter(c->transport, d, reason, &err) == TXM_OK)
             atomic_fetch_add(&s->dead_lettered, 1);
-        return;
+        return TXM_OK;
     }
     st = handle_in_uow(s, msg, &err);
     /* An optimistic-lock conflict means another writer got there first:
@@ -202,6 +266,14 @@ static void process_one(subscription *s, txm_delivery *d)
         struct timespec pause = {0, (long)(retry * (100 + rand_r(&seed) % 900)) * 1000L};
         nanosleep(&pause, NULL);
         st = handle_in_uow(s, msg, &err);
+    }
+    if (st == TXM_UNAVAILABLE) {
+        if (first_outage != NULL && !*first_outage) {
+            *first_outage = true;
+            outage_begins(s, &err);
+        }
+        txm_msg_free(msg);
+        return st;
     }
     if (st == TXM_OK || st == TXM_DUPLICATE) {
         atomic_fetch_add(st == TXM_OK ? &s->processed : &s->duplicates, 1);
@@ -219,28 +291,89 @@ static void process_one(subscription *s, txm_delivery *d)
         txm_transport_nack(c->transport, d, delay, reason, NULL);
     }
     txm_msg_free(msg);
+    return TXM_OK;
+}
+
+/* Keeps the leases of the deliveries still held while an outage lasts, so
+ * no other receiver gets them and no receive is counted. */
+static void extend_all(subscription *s, txm_delivery **held, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        txm_error err;
+        txm_status st = txm_transport_extend(s->owner->transport, held[i], &err);
+        if (st != TXM_OK && st != TXM_UNAVAILABLE)
+            logf_(s->owner, TXM_LOG_WARN, "consumer %s: cannot keep the lease of %s: %s", s->queue,
+                  txm_delivery_message_id(held[i]), err.text);
+    }
+}
+
+/* Handles a received batch in order. In an outage the worker stays on the
+ * delivery it could not handle, pausing and keeping every held lease, until
+ * the unit of work goes through or stop is requested; deliveries still held
+ * then come back after their lease. */
+static void process_batch(subscription *s, txm_delivery **batch, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool in_outage = false;
+        txm_status st = process_one(s, batch[i], &in_outage);
+        for (int attempt = 1; st == TXM_UNAVAILABLE; attempt++) {
+            if (!pause_ms(s->owner, outage_pause_ms(s, attempt)))
+                break;
+            extend_all(s, batch + i, n - i);
+            st = process_one(s, batch[i], NULL);
+        }
+        if (in_outage)
+            outage_ends(s);
+        if (st == TXM_UNAVAILABLE)
+            return; /* stopping */
+    }
+}
+
+/* Declares a subscription whose declaration the broker's absence put off. */
+static bool declare_later(subscription *s, txm_error *err)
+{
+    if (atomic_load(&s->declared))
+        return true;
+    txm_status st = txm_transport_declare_subscription(s->owner->transport, s->topic, s->queue,
+                                                       &s->opts.subscription, err);
+    if (st == TXM_OK) {
+        atomic_store(&s->declared, true);
+        logf_(s->owner, TXM_LOG_INFO, "consumer %s: subscribed to %s", s->queue, s->topic);
+    } else if (st != TXM_UNAVAILABLE) {
+        logf_(s->owner, TXM_LOG_ERROR, "consumer %s: cannot subscribe to %s: %s", s->queue,
+              s->topic, err->text);
+    }
+    return st == TXM_OK;
 }
 
 static void *worker(void *arg)
 {
     subscription *s = arg;
     txm_consumer *c = s->owner;
+    int failed = 0; /* receives failed in a row */
     while (!atomic_load(&c->stopping)) {
         txm_delivery **batch = NULL;
         size_t n = 0;
         txm_error err;
-        txm_status st = txm_transport_receive(c->transport, s->queue, s->opts.batch_size,
-                                              s->opts.wait_ms, &batch, &n, &err);
+        txm_status st = declare_later(s, &err) ? TXM_OK : TXM_UNAVAILABLE;
+        if (st == TXM_OK)
+            st = txm_transport_receive(c->transport, s->queue, s->opts.batch_size, s->opts.wait_ms,
+                                       &batch, &n, &err);
         if (st != TXM_OK) {
-            logf_(c, 3, "consumer %s: receive failed: %s", s->queue, err.text);
-            struct timespec pause = {0, 200 * 1000000L}; /* broker down: do not spin */
-            nanosleep(&pause, NULL);
+            /* Broker away: back off instead of spinning, log once. */
+            if (failed++ == 0)
+                logf_(c, st == TXM_UNAVAILABLE ? TXM_LOG_WARN : TXM_LOG_ERROR,
+                      "consumer %s: receive failed, retrying: %s", s->queue, err.text);
+            pause_ms(c, outage_pause_ms(s, failed));
             continue;
         }
+        if (failed > 0)
+            logf_(c, TXM_LOG_INFO, "consumer %s: receiving again", s->queue);
+        failed = 0;
         /* Once received, a batch is finished even when stop is requested:
-         * these messages are in flight and get committed and acked. */
-        for (size_t i = 0; i < n; i++)
-            process_one(s, batch[i]);
+         * these messages are in flight and get committed and acked (an
+         * outage at that moment leaves them to come back after the lease). */
+        process_batch(s, batch, n);
         txm_delivery_list_free(batch, n);
     }
     return NULL;

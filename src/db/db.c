@@ -126,10 +126,17 @@ txm_status txm__db_acquire(txm_db *db, txm__conn **conn, txm_error *err)
                             db->opts.busy_timeout_ms, db->opts.pool_size);
         }
     }
-    if (db->n_idle > 0) {
-        *conn = db->idle[--db->n_idle];
-        pthread_mutex_unlock(&db->mu);
-        return TXM_OK;
+    /* A pooled session the server closed meanwhile (a restart) is replaced
+     * here, so the caller's first statement does not fail on it. */
+    while (db->n_idle > 0) {
+        txm__conn *c = db->idle[--db->n_idle];
+        if (!db->drv->is_broken(c)) {
+            *conn = c;
+            pthread_mutex_unlock(&db->mu);
+            return TXM_OK;
+        }
+        db->drv->disconnect(c);
+        db->n_open--;
     }
     db->n_open++; /* reserve the slot, then connect outside the lock */
     pthread_mutex_unlock(&db->mu);

@@ -3,6 +3,7 @@
  * text, and SQLSTATEs mapped to txmsg statuses. */
 #include <inttypes.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,19 @@ static const char *sqlstate(const PGresult *res)
     return s != NULL ? s : "";
 }
 
+/* Class 08 (connection exception), 57P01..57P03 (admin or crash shutdown,
+ * cannot connect now: "the database system is starting up") and 53300 (too
+ * many connections) are the server being away, not the statement failing. */
+static bool is_outage(const char *state)
+{
+    return strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0 ||
+           strcmp(state, "53300") == 0;
+}
+
 static txm_status status_for(const char *state)
 {
+    if (is_outage(state))
+        return TXM_UNAVAILABLE;
     if (strncmp(state, "23", 2) == 0) /* integrity constraint violation */
         return TXM_CONSTRAINT;
     if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0) /* serialization, deadlock */
@@ -84,9 +96,9 @@ static txm_status fail(txm__conn *c, const PGresult *res, txm_error *err)
 {
     const char *state = sqlstate(res);
     char line[TXM_ERROR_TEXT_LEN];
-    if (PQstatus(c->pg) != CONNECTION_OK || strncmp(state, "08", 2) == 0) {
+    if (PQstatus(c->pg) != CONNECTION_OK) {
         c->broken = true;
-        return txm_errf(err, TXM_DB, "postgresql: connection lost: %s",
+        return txm_errf(err, TXM_UNAVAILABLE, "postgresql: connection lost: %s",
                         one_line(PQerrorMessage(c->pg), line, sizeof line));
     }
     const char *msg = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
@@ -96,6 +108,8 @@ static txm_status fail(txm__conn *c, const PGresult *res, txm_error *err)
     }
     if (state[0] == '\0')
         return txm_errf(err, TXM_DB, "postgresql: %s", msg);
+    if (is_outage(state)) /* the session is ending: the pool replaces it */
+        c->broken = true;
     return txm_errf(err, status_for(state), "postgresql: %s (SQLSTATE %s)", msg, state);
 }
 
@@ -119,13 +133,27 @@ static void pg_disconnect(txm__conn *c)
 }
 
 /* Opens a session on url (a libpq URI) in UTC with notices below WARNING
- * suppressed. TXM_DB when the server cannot be reached; *out NULL on failure. */
+ * suppressed. TXM_UNAVAILABLE when the server cannot be reached (refused,
+ * starting up, timed out): libpq reports no SQLSTATE for a failed connect, and
+ * a wrong password or database name looks the same to it; *out NULL on failure. */
 static txm_status pg_connect(const char *url, const txm_db_options *opts, txm__conn **out,
                              txm_error *err)
 {
     *out = NULL;
     if (url == NULL)
         return txm_errf(err, TXM_INVALID, "postgresql: NULL URL");
+    /* A URL libpq cannot parse is the caller's mistake, not an outage. */
+    char *why = NULL;
+    PQconninfoOption *parsed = PQconninfoParse(url, &why);
+    if (parsed == NULL) {
+        char reason[TXM_ERROR_TEXT_LEN];
+        txm_status bad =
+            txm_errf(err, TXM_INVALID, "postgresql: bad URL: %s",
+                     one_line(why != NULL ? why : "out of memory", reason, sizeof reason));
+        PQfreemem(why);
+        return bad;
+    }
+    PQconninfoFree(parsed);
     txm__conn *c = txm__calloc(1, sizeof *c);
     if (c == NULL)
         return txm_errf(err, TXM_NOMEM, "postgresql: out of memory");
@@ -143,7 +171,7 @@ static txm_status pg_connect(const char *url, const txm_db_options *opts, txm__c
     if (c->pg == NULL)
         st = txm_errf(err, TXM_NOMEM, "postgresql: out of memory");
     else if (PQstatus(c->pg) != CONNECTION_OK)
-        st = txm_errf(err, TXM_DB, "postgresql: %s",
+        st = txm_errf(err, TXM_UNAVAILABLE, "postgresql: %s",
                       one_line(PQerrorMessage(c->pg), line, sizeof line));
     if (st == TXM_OK) {
         PQsetNoticeProcessor(c->pg, on_notice, c);
@@ -419,12 +447,21 @@ static void pg_rollback(txm__conn *c)
         c->broken = true;
 }
 
+/* An idle session has nothing to read. Something there is the server
+ * saying goodbye (a FATAL "terminating connection" on shutdown) or the end
+ * of the stream: the session is dead although libpq does not know it yet. */
+static bool has_unread(const txm__conn *c)
+{
+    struct pollfd p = {.fd = PQsocket(c->pg), .events = POLLIN};
+    return p.fd < 0 || poll(&p, 1, 0) != 0;
+}
+
 /* A session left inside a transaction is broken too: the next user of the
  * pooled connection would silently join it. */
 static bool pg_is_broken(const txm__conn *c)
 {
     return c->broken || PQstatus(c->pg) != CONNECTION_OK ||
-           PQtransactionStatus(c->pg) != PQTRANS_IDLE;
+           PQtransactionStatus(c->pg) != PQTRANS_IDLE || has_unread(c);
 }
 
 const txm__driver txm__driver_pg = {

@@ -186,9 +186,10 @@ static void pg_sqlstates_map_to_statuses(void **state)
         const char *code;
         txm_status st;
     } cases[] = {
-        {"23503", TXM_CONSTRAINT}, {"23514", TXM_CONSTRAINT}, {"40001", TXM_CONFLICT},
-        {"40P01", TXM_CONFLICT},   {"55P03", TXM_BUSY},       {"57014", TXM_BUSY},
-        {"42P01", TXM_DB},         {"P0001", TXM_DB},
+        {"23503", TXM_CONSTRAINT},  {"23514", TXM_CONSTRAINT},  {"40001", TXM_CONFLICT},
+        {"40P01", TXM_CONFLICT},    {"55P03", TXM_BUSY},        {"57014", TXM_BUSY},
+        {"42P01", TXM_DB},          {"P0001", TXM_DB},          {"57P03", TXM_UNAVAILABLE},
+        {"08006", TXM_UNAVAILABLE}, {"53300", TXM_UNAVAILABLE},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         txm_value v = TXM_TEXT(cases[i].code);
@@ -409,7 +410,8 @@ static void pg_terminated_session_is_broken_and_replaced(void **state)
                      TXM_OK);
     txm__db_release(fx->db, b);
     txm_error err = {0};
-    assert_int_equal(txm__conn_exec(fx->db, a, "SELECT 1", NULL, 0, NULL, NULL, &err), TXM_DB);
+    assert_int_equal(txm__conn_exec(fx->db, a, "SELECT 1", NULL, 0, NULL, NULL, &err),
+                     TXM_UNAVAILABLE);
     assert_non_null(strstr(err.text, "postgresql: "));
     assert_null(strchr(err.text, '\n'));
     assert_true(txm__driver_pg.is_broken(a));
@@ -442,12 +444,13 @@ static void pg_unreachable_server_fails_with_one_line_error(void **state)
     txm_error err = {0};
     assert_int_equal(
         txm_db_open("postgresql://txm@127.0.0.1:1/none?connect_timeout=2", NULL, &db, &err),
-        TXM_DB);
+        TXM_UNAVAILABLE);
     assert_null(db);
     assert_non_null(strstr(err.text, "postgresql: "));
     assert_null(strchr(err.text, '\n'));
     assert_int_equal(
-        txm_db_open("postgresql://txm@127.0.0.1:1/none?no_such_option=1", NULL, &db, &err), TXM_DB);
+        txm_db_open("postgresql://txm@127.0.0.1:1/none?no_such_option=1", NULL, &db, &err),
+        TXM_INVALID);
     assert_non_null(strstr(err.text, "no_such_option"));
 }
 

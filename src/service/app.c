@@ -250,6 +250,27 @@ static txm_status register_outbox_metrics(txm_app *app, txm_error *err)
     return st;
 }
 
+/* ---- health ---- */
+
+/* GET /<service>/health. Without its database a service can do nothing:
+ * 503, so a load balancer takes it out. Without its broker it still takes
+ * requests and commits their messages to the outbox, which the relay
+ * publishes once the broker is back: 200 with "status": "degraded", so the
+ * writes keep flowing while the broker is away. */
+static void app_health(void *ctx, txm_http_request *req)
+{
+    txm_app *app = ctx;
+    bool db_ok = txm_db_exec(app->db, "SELECT 1", NULL, 0, NULL, NULL, NULL) == TXM_OK;
+    bool broker_ok = txm_transport_is_available(app->transport);
+    char body[160];
+    snprintf(body, sizeof body, "{\"status\":\"%s\",\"database\":\"%s\",\"broker\":\"%s\"}",
+             !db_ok      ? "unavailable"
+             : broker_ok ? "ok"
+                         : "degraded",
+             db_ok ? "available" : "unavailable", broker_ok ? "available" : "unavailable");
+    txm_http_reply(req, db_ok ? 200 : 503, body, NULL);
+}
+
 /* ---- open and close ---- */
 
 /* The scheme of url ("sqlite", "postgresql", "nats"...), for log lines that
@@ -270,6 +291,9 @@ static txm_status open_parts(txm_app *app, txm_error *err)
     txm_transport_options_init(&to);
     to.log = txm_logger_fn;
     to.log_ctx = &app->logger;
+    /* HTTP and the outbox work without the broker; consumers subscribe and
+     * receive once it is there (see app_health). */
+    to.background_connect = true;
     txm_consumer_options co;
     txm_consumer_options_init(&co);
     co.log = txm_logger_fn;
@@ -279,7 +303,6 @@ static txm_status open_parts(txm_app *app, txm_error *err)
     ho.bind_address = app->bind_address;
     ho.port = (uint16_t)app->port;
     ho.max_body_len = app->max_body_len;
-    ho.health_path = app->health_path;
     ho.logger = &app->logger;
     ho.metrics = app->metrics;
     txm_status st = txm_db_open(app->database_url, &dbo, &app->db, err);
@@ -289,6 +312,8 @@ static txm_status open_parts(txm_app *app, txm_error *err)
         st = txm_consumer_new(app->db, app->transport, &co, &app->consumer, err);
     if (st == TXM_OK)
         st = txm_http_server_new(&ho, &app->http, err);
+    if (st == TXM_OK)
+        st = txm_http_route(app->http, "GET", app->health_path, app_health, app, err);
     if (st == TXM_OK)
         st = register_outbox_metrics(app, err);
     return st;

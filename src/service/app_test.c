@@ -145,7 +145,8 @@ static void app_serves_health_and_metrics_and_stops_on_request(void **state)
     uint16_t port = txm_app_port(app);
     char body[1 << 16];
     assert_int_equal(http_get(port, "/apptest/health", body, sizeof body), 200);
-    assert_string_equal(body, "{\"status\":\"ok\"}");
+    assert_string_equal(body,
+                        "{\"status\":\"ok\",\"database\":\"available\",\"broker\":\"available\"}");
     assert_int_equal(http_get(port, "/metrics", body, sizeof body), 200);
     assert_non_null(strstr(body, "txmsg_consumer_processed_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_consumer_duplicates_total{queue=\"app-test--queue\"} 0"));

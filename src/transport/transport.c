@@ -334,6 +334,19 @@ txm_status txm_transport_dead_letter(txm_transport *t, txm_delivery *d, const ch
     return st;
 }
 
+txm_status txm_transport_extend(txm_transport *t, txm_delivery *d, txm_error *err)
+{
+    txm_status st = check_settle(t, d, err);
+    return st == TXM_OK ? t->ops->extend(t->broker, d, err) : st;
+}
+
+bool txm_transport_is_available(txm_transport *t)
+{
+    if (t == NULL)
+        return false;
+    return t->ops->is_available == NULL || t->ops->is_available(t->broker);
+}
+
 txm_status txm_transport_queue_depth(txm_transport *t, const char *queue, int64_t *depth,
                                      txm_error *err)
 {

@@ -89,6 +89,7 @@ typedef enum {
     Q_SETTLE_GET,
     Q_ACK,
     Q_NACK,
+    Q_EXTEND,
     Q_DEPTH,
     Q_DLQ_LIST,
     Q_REDRIVE,
@@ -138,6 +139,9 @@ static const char *const SQL[Q_COUNT] = {
     [Q_ACK] = "DELETE FROM messages WHERE id = ?1 AND lease = ?2",
     [Q_NACK] = "UPDATE messages SET visible_at_us = ?3, lease = NULL, "
                "last_error = COALESCE(?4, last_error) WHERE id = ?1 AND lease = ?2",
+    [Q_EXTEND] = "UPDATE messages SET visible_at_us = ?3 + 1000 * (SELECT visibility_timeout_ms "
+                 "FROM subscriptions s WHERE s.queue = messages.queue) "
+                 "WHERE id = ?1 AND lease = ?2",
     [Q_DEPTH] = "SELECT COUNT(*) FROM messages WHERE queue = ?1",
     [Q_DLQ_LIST] = "SELECT id, message_id, topic, body, receive_count, last_error "
                    "FROM messages INDEXED BY messages_fifo "
@@ -1001,6 +1005,24 @@ static txm_status emb_dead_letter(txm__broker *b, txm_delivery *d, const char *r
     return with_conn(b, TXN_WRITE, settle_txn, &x, err);
 }
 
+static txm_status extend_txn(conn *c, void *ctx, txm_error *err)
+{
+    const lease *l = ctx;
+    const arg a[] = {a_int(l->row_id), a_int(l->token), a_int(txm_now_us())};
+    int64_t changes = 0;
+    txm_status st = run(c, Q_EXTEND, a, NARGS(a), &changes, err);
+    if (st == TXM_OK && changes == 0)
+        st = txm_errf(err, TXM_NOT_FOUND,
+                      "extend: lease lost (the visibility timeout ran out "
+                      "and the message was received again, or it is gone)");
+    return st;
+}
+
+static txm_status emb_extend(txm__broker *b, txm_delivery *d, txm_error *err)
+{
+    return with_conn(b, TXN_NONE, extend_txn, d->handle, err);
+}
+
 /* ---- queue depth and the dead-letter queue ----------------------------- */
 
 typedef struct queue_ctx {
@@ -1200,6 +1222,7 @@ const txm__transport_ops txm__transport_embedded = {
     .ack = emb_ack,
     .nack = emb_nack,
     .dead_letter = emb_dead_letter,
+    .extend = emb_extend,
     .queue_depth = emb_queue_depth,
     .dlq_list = emb_dlq_list,
     .dlq_redrive = emb_dlq_redrive,

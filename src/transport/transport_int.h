@@ -23,6 +23,8 @@ typedef struct txm__transport_ops {
     txm_status (*nack)(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
                        txm_error *err);
     txm_status (*dead_letter)(txm__broker *b, txm_delivery *d, const char *reason, txm_error *err);
+    txm_status (*extend)(txm__broker *b, txm_delivery *d, txm_error *err);
+    bool (*is_available)(txm__broker *b); /* NULL: always */
     txm_status (*queue_depth)(txm__broker *b, const char *queue, int64_t *depth, txm_error *err);
     txm_status (*dlq_list)(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
                            size_t *count, txm_error *err);

@@ -70,6 +70,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,8 +171,9 @@ struct txm__broker {
     pubbatch *batch;
     pthread_mutex_t closed_mu; /* closing and closed */
     pthread_cond_t closed_cond;
-    bool closing; /* close has begun: a disconnect is no news */
-    bool closed;  /* set by the closed callback */
+    bool closing;              /* close has begun: a disconnect is no news */
+    bool closed;               /* set by the closed callback */
+    atomic_bool streams_ready; /* ensure_streams succeeded on this connection */
 };
 
 /* ---- errors, names, headers ---- */
@@ -185,6 +187,10 @@ static txm_status map_status(natsStatus s, jsErrCode jerr)
         return TXM_NOT_FOUND;
     if (s == NATS_NO_MEMORY)
         return TXM_NOMEM;
+    /* The server is away (or not reached yet): an outage, retried later. */
+    if (s == NATS_NO_SERVER || s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED ||
+        s == NATS_NOT_YET_CONNECTED || s == NATS_STALE_CONNECTION || s == NATS_NO_RESPONDERS)
+        return TXM_UNAVAILABLE;
     if (s == NATS_MAX_PAYLOAD)
         return TXM_TOO_BIG;
     return TXM_BROKER;
@@ -262,7 +268,19 @@ static txm_status check_connected(txm__broker *b, txm_error *err)
 {
     if (natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         return TXM_OK;
-    return txm_errf(err, TXM_BROKER, "nats: not connected to the server (reconnecting)");
+    return txm_errf(err, TXM_UNAVAILABLE, "nats: not connected to the server (reconnecting)");
+}
+
+static txm_status ensure_streams(txm__broker *b, txm_error *err);
+
+/* Connected, and the streams exist: a transport opened before its server
+ * was up declares them on first use. */
+static txm_status check_ready(txm__broker *b, txm_error *err)
+{
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK && !atomic_load(&b->streams_ready))
+        st = ensure_streams(b, err);
+    return st;
 }
 
 /* ---- connection ---- */
@@ -298,7 +316,8 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
-static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, txm_error *err)
+static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, bool background,
+                               txm_error *err)
 {
     natsStatus s = natsOptions_Create(&b->nopts);
     if (s == NATS_OK)
@@ -308,8 +327,9 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
     if (s == NATS_OK)
         s = natsOptions_SetTimeout(b->nopts, timeout_ms);
     /* Reconnect for ever: a broker restart must not need a process restart.
-     * The first connect is not retried, so open reports an unreachable
-     * server at once instead of blocking. */
+     * The first connect is retried in the background only when asked (a
+     * service starts before its broker); otherwise open reports an
+     * unreachable server at once instead of blocking. */
     if (s == NATS_OK)
         s = natsOptions_SetMaxReconnect(b->nopts, -1);
     if (s == NATS_OK)
@@ -324,9 +344,15 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
         s = natsOptions_SetReconnectedCB(b->nopts, on_reconnected, b);
     if (s == NATS_OK)
         s = natsOptions_SetClosedCB(b->nopts, on_closed, b);
+    if (s == NATS_OK && background)
+        s = natsOptions_SetRetryOnFailedConnect(b->nopts, true, on_reconnected, b);
     if (s != NATS_OK)
         return nfail(err, s, 0, "options for", url);
     s = natsConnection_Connect(&b->nc, b->nopts);
+    if (s == NATS_NOT_YET_CONNECTED && background) {
+        blog(b, 2, "nats: server not reachable yet; connecting in the background");
+        s = NATS_OK;
+    }
     if (s != NATS_OK)
         return nfail(err, s, 0, "cannot connect to", url);
     jsOptions jo;
@@ -384,6 +410,8 @@ static txm_status ensure_streams(txm__broker *b, txm_error *err)
         st = ensure_stream(b, DLQ_STREAM, DLQ_STREAM_SUBJECTS, STREAM_DEAD_LETTERS, err);
     if (st == TXM_OK)
         st = ensure_stream(b, BLOB_STREAM, BLOB_STREAM_SUBJECTS, STREAM_PAYLOADS, err);
+    if (st == TXM_OK)
+        atomic_store(&b->streams_ready, true);
     return st;
 }
 
@@ -410,8 +438,9 @@ static txm_status open_nats(const char *url, const txm_transport_options *o, txm
     pthread_mutex_init(&b->batch_mu, NULL);
     pthread_mutex_init(&b->closed_mu, NULL);
     pthread_cond_init(&b->closed_cond, NULL);
-    txm_status st = connect_nats(b, url, (int)b->api.Wait, err);
-    if (st == TXM_OK)
+    atomic_init(&b->streams_ready, false);
+    txm_status st = connect_nats(b, url, (int)b->api.Wait, o->background_connect, err);
+    if (st == TXM_OK && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         st = ensure_streams(b, err);
     if (st != TXM_OK) {
         close_nats(b);
@@ -606,8 +635,7 @@ static txm_status declare_topic_nats(txm__broker *b, const char *topic, txm_erro
 {
     if (!tokens_ok(topic))
         return txm_errf(err, TXM_INVALID, "nats: topic %s has an empty subject token", topic);
-    txm_status st = check_connected(b, err);
-    return st == TXM_OK ? ensure_stream(b, STREAM, STREAM_SUBJECTS, true, err) : st;
+    return check_ready(b, err);
 }
 
 /* Creates the queue's durable consumer, or checks and updates it. Several
@@ -624,9 +652,7 @@ static txm_status declare_subscription_nats(txm__broker *b, const char *topic, c
     want.max_receive_count = o->max_receive_count;
     if (!tokens_ok(topic) || !tokens_ok(want.dlq))
         return txm_errf(err, TXM_INVALID, "nats: topic or dead-letter queue has an empty token");
-    txm_status st = check_connected(b, err);
-    if (st == TXM_OK)
-        st = ensure_streams(b, err);
+    txm_status st = check_ready(b, err);
     if (st != TXM_OK)
         return st;
     char filter[SUBJECT_MAX], desc[DESC_MAX];
@@ -760,7 +786,7 @@ static void wait_batch(txm__broker *b, pubbatch *pb, int64_t deadline_ms)
 static txm_status publish_nats(txm__broker *b, const txm_outgoing *msgs, size_t n,
                                txm_status *results, txm_error *err)
 {
-    txm_status st = check_connected(b, err);
+    txm_status st = check_ready(b, err);
     if (st != TXM_OK)
         return st;
     pubbatch pb = {.n = n, .text_index = n};
@@ -1182,6 +1208,21 @@ static txm_status nack_nats(txm__broker *b, txm_delivery *d, int delay_ms, const
     return ack_request(b, d->handle, delay_ms > 0 ? body : "-NAK", "nak of", d->message_id, err);
 }
 
+static bool is_available_nats(txm__broker *b)
+{
+    return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+/* "+WPI" (work in progress) restarts the delivery's AckWait without a
+ * redelivery, so the server's delivery count stays as it is. */
+static txm_status extend_nats(txm__broker *b, txm_delivery *d, txm_error *err)
+{
+    txm_status st = check_connected(b, err);
+    if (st == TXM_OK)
+        st = ack_request(b, d->handle, "+WPI", "progress of", d->message_id, err);
+    return st;
+}
+
 static txm_status queue_depth_nats(txm__broker *b, const char *queue, int64_t *depth,
                                    txm_error *err)
 {
@@ -1515,6 +1556,8 @@ const txm__transport_ops txm__transport_nats = {
     .receive = receive_nats,
     .ack = ack_nats,
     .nack = nack_nats,
+    .extend = extend_nats,
+    .is_available = is_available_nats,
     .dead_letter = dead_letter_nats,
     .queue_depth = queue_depth_nats,
     .dlq_list = dlq_list_nats,

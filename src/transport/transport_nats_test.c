@@ -732,9 +732,51 @@ static void nats_open_unreachable_fails_fast(void **state)
     txm_transport *t = NULL;
     txm_error err = {0};
     long long t0 = txm_test_now_ms();
-    assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_BROKER);
+    assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_UNAVAILABLE);
     assert_null(t);
     assert_true(txm_test_now_ms() - t0 < 3000);
+}
+
+/* A transport opened with background_connect before its server exists
+ * answers TXM_UNAVAILABLE, then works once the server is up. */
+static void nats_background_open_connects_when_server_appears(void **state)
+{
+    (void)state;
+    nats_url_or_skip();
+    char *dir = txm_test_mkdtemp();
+    int port = txm_test_free_port();
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    txm_transport_options o;
+    txm_transport_options_init(&o);
+    o.background_connect = true;
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    assert_int_equal(txm_transport_open(url, &o, &t, &err), TXM_OK);
+    assert_false(txm_transport_is_available(t));
+    txm_outgoing msg = {"late", "late-1", "{\"late\":true}", 13};
+    assert_int_equal(txm_transport_publish(t, &msg, 1, NULL, &err), TXM_UNAVAILABLE);
+    assert_int_equal(txm_transport_declare_subscription(t, "late", "late-q", NULL, &err),
+                     TXM_UNAVAILABLE);
+    pid_t pid = txm_testnats_start(dir, port);
+    assert_true(pid > 0);
+    long long until = txm_test_now_ms() + 10000;
+    while (!txm_transport_is_available(t) && txm_test_now_ms() < until)
+        txm_test_sleep_ms(20);
+    assert_true(txm_transport_is_available(t));
+    subscribe(t, "late", "late-q", 3, 30000);
+    assert_int_equal(txm_transport_publish(t, &msg, 1, NULL, &err), TXM_OK);
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_receive(t, "late-q", 1, 2000, &list, &n, &err), TXM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(txm_delivery_message_id(list[0]), "late-1");
+    assert_int_equal(txm_transport_ack(t, list[0], NULL), TXM_OK);
+    txm_delivery_list_free(list, n);
+    txm_transport_close(t);
+    txm_testnats_stop(pid);
+    txm_test_rmdir(dir);
+    free(dir);
 }
 
 /* Waits until f(t) stops (want_ok false) or starts (true) returning TXM_OK. */
@@ -794,7 +836,7 @@ static void nats_messages_survive_restart_and_handle_reconnects(void **state)
     assert_true(wait_depth(t, "restart-q", false, 5000));
     txm_error err = {0};
     txm_status st = txm_transport_publish(t, msgs, 1, NULL, &err);
-    assert_true(st == TXM_BROKER || st == TXM_TIMEOUT);
+    assert_true(st == TXM_UNAVAILABLE || st == TXM_TIMEOUT);
     pid = txm_testnats_start(dir, port);
     assert_true(pid > 0);
     assert_true(wait_depth(t, "restart-q", true, 10000));
@@ -874,6 +916,7 @@ int main(void)
         cmocka_unit_test(nats_competing_receivers_share_a_queue),
         cmocka_unit_test(nats_steady_publish_while_receiving_and_acking),
         cmocka_unit_test(nats_open_unreachable_fails_fast),
+        cmocka_unit_test(nats_background_open_connects_when_server_appears),
         cmocka_unit_test(nats_messages_survive_restart_and_handle_reconnects),
     };
     return cmocka_run_group_tests(tests, start_private_server, stop_private_server);

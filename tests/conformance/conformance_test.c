@@ -173,9 +173,31 @@ static void conformance_unacked_message_is_redelivered_after_visibility_timeout(
     txm_msg_free(m);
 }
 
+/* A held message whose lease is extended stays away from other receivers
+ * past its visibility timeout, and keeps its receive count. */
+static void conformance_extended_lease_hides_message_without_a_receive(void **state)
+{
+    fixture *fx = get(state);
+    declare(fx, fx->queue, 1000);
+    txm_msg *m = make_msg(fx, 1);
+    publish(fx, &m, 1);
+    txm_delivery *d = receive_one(fx, fx->queue, 5000);
+    assert_non_null(d);
+    long long end = txm_test_now_ms() + 2500;
+    while (txm_test_now_ms() < end) {
+        assert_int_equal(txm_transport_extend(fx->t, d, NULL), TXM_OK);
+        assert_null(receive_one(fx, fx->queue, 300));
+    }
+    assert_int_equal(txm_transport_ack(fx->t, d, NULL), TXM_OK);
+    txm_delivery_free(d);
+    assert_null(receive_one(fx, fx->queue, 1500)); /* acked: gone, not redelivered */
+    txm_msg_free(m);
+}
+
 typedef struct handler_ctx {
     atomic_int calls;
     atomic_bool broken;
+    atomic_bool away; /* the handler's database is unavailable */
     pthread_mutex_t mu;
     int seen[1000]; /* payload numbers in handling order */
     int n_seen;
@@ -187,6 +209,8 @@ static txm_status count_and_apply(void *arg, txm_uow *uow, const txm_msg *msg, t
     atomic_fetch_add(&h->calls, 1);
     if (atomic_load(&h->broken))
         return txm_errf(err, TXM_INVALID, "handler is broken on purpose");
+    if (atomic_load(&h->away))
+        return txm_errf(err, TXM_UNAVAILABLE, "the database is away on purpose");
     const char *p = strstr(txm_msg_payload(msg), "\"n\":");
     int n = p != NULL ? (int)strtol(p + 4, NULL, 10) : -1;
     pthread_mutex_lock(&h->mu);
@@ -274,6 +298,35 @@ static void conformance_failing_handler_sees_three_deliveries_then_dlq_then_redr
     assert_int_equal(scalar(fx->db, "SELECT count(*) FROM effects"), 1);
     assert_int_equal(dlq_count(fx), 0);
     txm_msg_free(m);
+}
+
+/* An outage far longer than the backoff sum and the lease uses up no
+ * receive: the message waits with its consumer and is handled once after. */
+static void conformance_outage_uses_no_receive_and_dead_letters_nothing(void **state)
+{
+    fixture *fx = get(state);
+    handler_ctx h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    atomic_store(&h.away, true);
+    txm_consumer *c = start_consumer(fx, &h, 1000);
+    txm_msg *m[3] = {make_msg(fx, 1), make_msg(fx, 2), make_msg(fx, 3)};
+    publish(fx, m, 3);
+    long long end = txm_test_now_ms() + 10000;
+    while (atomic_load(&h.calls) < 6 && txm_test_now_ms() < end)
+        txm_test_sleep_ms(20);
+    assert_true(atomic_load(&h.calls) >= 6); /* tried again and again... */
+    txm_test_sleep_ms(2500);                 /* ...past 3 leases */
+    assert_int_equal(stats_of(fx, c).failures, 0);
+    assert_int_equal(dlq_count(fx), 0);
+    atomic_store(&h.away, false);
+    end = txm_test_now_ms() + 10000;
+    while (stats_of(fx, c).processed < 3 && txm_test_now_ms() < end)
+        txm_test_sleep_ms(20);
+    txm_consumer_free(c);
+    assert_int_equal(scalar(fx->db, "SELECT count(*) FROM effects"), 3);
+    assert_int_equal(scalar(fx->db, "SELECT count(DISTINCT n) FROM effects"), 3);
+    assert_int_equal(dlq_count(fx), 0);
+    for (int i = 0; i < 3; i++)
+        txm_msg_free(m[i]);
 }
 
 static void conformance_undecodable_message_goes_to_dlq_at_once(void **state)
@@ -541,6 +594,8 @@ int main(void)
         BOTH(conformance_unacked_message_is_redelivered_after_visibility_timeout),
         BOTH(conformance_failing_handler_sees_three_deliveries_then_dlq_then_redrive),
         BOTH(conformance_undecodable_message_goes_to_dlq_at_once),
+        BOTH(conformance_extended_lease_hides_message_without_a_receive),
+        BOTH(conformance_outage_uses_no_receive_and_dead_letters_nothing),
         BOTH(conformance_same_message_five_times_changes_state_once),
         BOTH(conformance_thousand_messages_handled_in_publish_order),
         BOTH(conformance_acknowledged_messages_survive_broker_restart),
