@@ -175,14 +175,16 @@ txm_fixture *txm_fixture_get(void **state)
 /* PostgreSQL restarts -------------------------------------------------------- */
 #include <sys/wait.h>
 
-bool txm_testdb_pg_restart(void)
+/* Runs pg_ctl ACTION with mode (-m) on the test cluster; true when it
+ * succeeded. */
+static bool pg_ctl(const char *action, const char *mode)
 {
     const char *data = getenv("TXMSG_TEST_PG_DATA");
     const char *bin = getenv("TXMSG_TEST_PG_BIN");
     if (data == NULL || bin == NULL)
         return false;
-    char pg_ctl[512], log[512];
-    snprintf(pg_ctl, sizeof pg_ctl, "%s/pg_ctl", bin);
+    char path[512], log[512];
+    snprintf(path, sizeof path, "%s/pg_ctl", bin);
     snprintf(log, sizeof log, "%s/../log", data);
     pid_t pid = fork();
     if (pid == 0) {
@@ -191,16 +193,31 @@ bool txm_testdb_pg_restart(void)
         if (chdir("/") != 0)
             _exit(126);
         if (getuid() == 0)
-            execlp("runuser", "runuser", "-u", "postgres", "--", pg_ctl, "-D", data, "-l", log,
-                   "-m", "fast", "-w", "-t", "60", "restart", (char *)NULL);
+            execlp("runuser", "runuser", "-u", "postgres", "--", path, "-D", data, "-l", log, "-m",
+                   mode, "-w", "-t", "60", action, (char *)NULL);
         else
-            execl(pg_ctl, "pg_ctl", "-D", data, "-l", log, "-m", "fast", "-w", "-t", "60",
-                  "restart", (char *)NULL);
+            execl(path, "pg_ctl", "-D", data, "-l", log, "-m", mode, "-w", "-t", "60", action,
+                  (char *)NULL);
         _exit(127);
     }
     int status = 0;
     waitpid(pid, &status, 0);
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+bool txm_testdb_pg_restart(void)
+{
+    return pg_ctl("restart", "fast");
+}
+
+bool txm_testdb_pg_crash(void)
+{
+    return pg_ctl("stop", "immediate");
+}
+
+bool txm_testdb_pg_start(void)
+{
+    return pg_ctl("start", "fast");
 }
 
 const char *txm_testdb_pg_name(const char *url)

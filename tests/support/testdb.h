@@ -53,5 +53,11 @@ txm_fixture *txm_fixture_get(void **state);
  * true when it is accepting connections again. */
 bool txm_testdb_pg_restart(void);
 
+/* Stops the test PostgreSQL cluster as a crash would (pg_ctl stop -m
+ * immediate: no checkpoint, sessions cut), and starts it again; each returns
+ * true when pg_ctl succeeded. Tests using them must run alone (RUN_SERIAL). */
+bool txm_testdb_pg_crash(void);
+bool txm_testdb_pg_start(void);
+
 /* The database name at the end of a PostgreSQL URL. Borrows url. */
 const char *txm_testdb_pg_name(const char *url);
