@@ -1363,6 +1363,107 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     scenario_end(st);
 }
 
+/* Polls GET path until it answers http_status with "status": want. */
+static void wait_health(stack *st, int port, const char *path, int http_status, const char *want)
+{
+    long long end = txm_test_now_ms() + START_MS;
+    char last[200] = "(no answer)";
+    while (txm_test_now_ms() < end) {
+        txm_testhttp_response r;
+        if (txm_testhttp_request("GET", "127.0.0.1", port, path, NULL, NULL, 0, 2000, &r) == 0) {
+            json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+            const char *s = json_string_value(json_object_get(j, "status"));
+            bool ok = r.status == http_status && s != NULL && strcmp(s, want) == 0;
+            snprintf(last, sizeof last, "%d %s", r.status, r.body);
+            json_decref(j);
+            txm_testhttp_response_fini(&r);
+            if (ok)
+                return;
+        } else {
+            txm_testhttp_response_fini(&r);
+        }
+        txm_test_sleep_ms(POLL_MS);
+    }
+    fail_msg("GET %s never answered %d status %s; last %s (logs in %s)", path, http_status, want,
+             last, st->dir);
+}
+
+static int broker_port(const stack *st)
+{
+    const char *colon = strrchr(st->broker_url, ':');
+    return colon != NULL ? atoi(colon + 1) : 0;
+}
+
+/* Services and relays started while nats-server is down: the services
+ * answer (health degraded), take an order into their outbox, and once the
+ * broker starts the order is published, reserved and approved. */
+static void services_started_before_their_broker_take_orders(void **state)
+{
+    stack *st = scenario_begin(state);
+    if (!st->pg_nats) { /* the embedded broker is a file: it is never away */
+        scenario_end(st);
+        skip();
+    }
+    for (int i = 0; i < P_COUNT; i++)
+        stop_proc(&st->procs[i]);
+    txm_testnats_stop(st->nats);
+    st->nats = 0;
+    for (int i = 0; i < P_COUNT; i++)
+        assert_true(start_proc(st, i));
+    wait_health(st, st->customers_port, "/customers/health", 200, "degraded");
+    wait_health(st, st->orders_port, "/orders/health", 200, "degraded");
+    char customer[UUID_BUF], order[UUID_BUF];
+    create_customer(st, "Early Bird", 5000, customer, NULL);
+    create_order(st, customer, 1500, order, NULL);
+    json_t *o = get_order(st, order);
+    expect_state(o, "PENDING");
+    json_decref(o);
+
+    char store[600];
+    snprintf(store, sizeof store, "%s/nats", st->dir);
+    st->nats = txm_testnats_start(store, broker_port(st));
+    assert_true(st->nats > 0);
+    json_decref(expect_order_decided_as(st, order, "APPROVED"));
+    wait_available(st, customer, 3500);
+    wait_health(st, st->orders_port, "/orders/health", 200, "ok");
+    scenario_end(st);
+}
+
+/* While PostgreSQL is down, a request gets 503 with a JSON error at once and
+ * writes nothing; once it is back the same services take orders again. */
+static void requests_during_a_database_outage_get_503_and_write_nothing(void **state)
+{
+    stack *st = scenario_begin(state);
+    if (!st->pg_nats) {
+        scenario_end(st);
+        skip();
+    }
+    char customer[UUID_BUF], order[UUID_BUF];
+    create_customer(st, "Patient Customer", 5000, customer, NULL);
+    int64_t orders_before = count_rows(st->orders_db, "SELECT count(*) FROM orders", NULL, 0);
+    assert_true(txm_testdb_pg_crash());
+    json_t *b = json_pack("{s:s, s:I}", "customer_id", customer, "order_total", (json_int_t)100);
+    char *text = json_dumps(b, JSON_COMPACT);
+    json_decref(b);
+    reply r;
+    long long t0 = txm_test_now_ms();
+    call_json(st, st->orders_port, "POST", "/orders", text, &r);
+    long long took_ms = txm_test_now_ms() - t0;
+    free(text);
+    expect_error(&r, 503, "SERVICE_UNAVAILABLE");
+    reply_free(&r);
+    if (took_ms > 10000)
+        fail_msg("POST /orders took %lld ms to answer 503", took_ms);
+    wait_health(st, st->orders_port, "/orders/health", 503, "unavailable");
+    assert_true(txm_testdb_pg_start());
+    wait_health(st, st->orders_port, "/orders/health", 200, "ok");
+    create_order(st, customer, 1000, order, NULL);
+    assert_int_equal(count_rows(st->orders_db, "SELECT count(*) FROM orders", NULL, 0),
+                     orders_before + 1);
+    json_decref(expect_order_decided_as(st, order, "APPROVED"));
+    scenario_end(st);
+}
+
 static void services_and_relays_exit_0_on_sigterm(void **state)
 {
     stack *st = scenario_begin(state);
@@ -1388,6 +1489,8 @@ int main(void)
         cmocka_unit_test(cancelling_twice_answers_200_and_publishes_once),
         cmocka_unit_test(fifty_concurrent_orders_never_overspend),
         cmocka_unit_test(bad_input_gets_4xx_and_changes_nothing),
+        cmocka_unit_test(services_started_before_their_broker_take_orders),
+        cmocka_unit_test(requests_during_a_database_outage_get_503_and_write_nothing),
         cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
     };
     int failed = cmocka_run_group_tests_name("e2e embedded (SQLite, embedded broker)", scenarios,

@@ -173,6 +173,7 @@ txm_fixture *txm_fixture_get(void **state)
 }
 
 /* PostgreSQL restarts -------------------------------------------------------- */
+#include <fcntl.h>
 #include <sys/wait.h>
 
 /* Runs pg_ctl ACTION with mode (-m) on the test cluster; true when it
@@ -192,6 +193,9 @@ static bool pg_ctl(const char *action, const char *mode)
          * the log file keeps the server off our stdout. */
         if (chdir("/") != 0)
             _exit(126);
+        int null_fd = open("/dev/null", O_WRONLY);
+        if (null_fd >= 0)
+            dup2(null_fd, STDOUT_FILENO); /* "waiting for server..." */
         if (getuid() == 0)
             execlp("runuser", "runuser", "-u", "postgres", "--", path, "-D", data, "-l", log, "-m",
                    mode, "-w", "-t", "60", action, (char *)NULL);
