@@ -85,7 +85,7 @@ static void tlog(const tail_pg *t, int level, const char *fmt, ...)
 {
     if (t->log == NULL)
         return;
-    char text[TXM_ERROR_TEXT_LEN + 128];
+    char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
@@ -334,15 +334,14 @@ static txm_status query_count(PGconn *c, const char *sql, long long *out, txm_er
 static void log_refusal(const tail_pg *t, long long count)
 {
     tlog(t, 3,
-         "relay: refusing replication slot %s: it did not exist, and %lld outbox rows not "
-         "dispatched were committed before it was created, so it would never send them%s. "
-         "Publish them with \"txmsg outbox dispatch --older-than 1s\" (it marks them "
-         "dispatched); this relay dropped the new slot and creates and checks it again "
-         "until none are left",
+         "relay: refusing replication slot %s: it was missing, and %lld outbox rows not "
+         "dispatched predate the new slot, which would never send them%s. Publish them with "
+         "\"txmsg outbox dispatch --older-than 1s\", which marks them dispatched; until then "
+         "the relay drops the new slot and checks again at each retry",
          t->slot, count,
-         t->no_mark_dispatched ? " (this relay runs with --no-mark-dispatched, so rows it "
-                                 "published before show as not dispatched too; dispatching "
-                                 "publishes those again, which idempotent consumers allow)"
+         t->no_mark_dispatched ? " (with --no-mark-dispatched every row this relay published "
+                                 "counts as not dispatched; dispatching sends those again, "
+                                 "which consumers absorb)"
                                : "");
 }
 
