@@ -337,7 +337,8 @@ static void log_refusal(const tail_pg *t, long long count)
          "relay: refusing replication slot %s: it was missing, and %lld outbox rows not "
          "dispatched predate the new slot, which would never send them%s. Publish them with "
          "\"txmsg outbox dispatch --older-than 1s\", which marks them dispatched; until then "
-         "the relay drops the new slot and checks again at each retry",
+         "the relay drops the new slot and checks again at each retry (rows committed before "
+         "that count too: pause the writers if they keep coming)",
          t->slot, count,
          t->no_mark_dispatched ? " (with --no-mark-dispatched every row this relay published "
                                  "counts as not dispatched; dispatching sends those again, "
