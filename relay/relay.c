@@ -23,6 +23,9 @@ typedef struct loop {
     volatile sig_atomic_t *stop;
     txm_transport *transport;
     txm_db *db; /* for marking dispatched */
+    /* PostgreSQL: the replication slot, decided once ("" until then) and
+     * kept for the process lifetime: the relay never changes slots. */
+    char slot[TXM_SLOT_NAME_MAX + 1];
     relay_tailer *tailer;
     relay_marker *marker;     /* marks published batches dispatched */
     uint64_t confirmed;       /* last position confirmed to the tailer */
@@ -80,32 +83,71 @@ static void drop_tailer(loop *l)
     atomic_store(&l->stats->connected, false);
 }
 
+txm_status relay_slot_decide(const relay_config *cfg, txm_db *db, char out[TXM_SLOT_NAME_MAX + 1],
+                             txm_error *err)
+{
+    if (out != NULL)
+        out[0] = '\0';
+    if (cfg == NULL || out == NULL)
+        return txm_errf(err, TXM_INVALID, "relay_slot_decide: NULL argument");
+    if (cfg->tail.slot_name != NULL) {
+        if (strlen(cfg->tail.slot_name) > TXM_SLOT_NAME_MAX)
+            return txm_errf(err, TXM_INVALID, "relay: slot name \"%.64s\" is too long",
+                            cfg->tail.slot_name);
+        snprintf(out, TXM_SLOT_NAME_MAX + 1, "%s", cfg->tail.slot_name);
+        return TXM_OK;
+    }
+    if (db == NULL)
+        return txm_errf(err, TXM_INVALID, "relay_slot_decide: no database");
+    txm_error why = {0};
+    txm_status st = txm_db_relay_slot(db, out, &why);
+    if (st != TXM_OK) {
+        out[0] = '\0';
+        return txm_errf(err, st, "relay: cannot look up the replication slot name: %s", why.text);
+    }
+    return TXM_OK;
+}
+
+static txm_status open_db(loop *l, txm_error *err)
+{
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 1;
+    /* Migrating a brand-new schema creates the database's default slot
+     * before the outbox exists. With --slot that slot is not the relay's,
+     * and the relay creates no slot but its own. */
+    o.pg_relay_slot = l->cfg->tail.slot_name == NULL;
+    return txm_db_open(l->cfg->database_url, &o, &l->db, err);
+}
+
 static txm_status connect_all(loop *l, txm_error *err)
 {
     txm_status st = TXM_OK;
     if (l->transport == NULL)
         st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
-    if (st == TXM_OK && l->db == NULL) {
-        txm_db_options o;
-        txm_db_options_init(&o);
-        o.pool_size = 1;
-        st = txm_db_open(l->cfg->database_url, &o, &l->db, err);
-    }
+    if (st == TXM_OK && l->db == NULL)
+        st = open_db(l, err);
     if (st == TXM_OK && l->marker == NULL &&
         (l->marker = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
                                        l->cfg->log_ctx)) == NULL)
         st = txm_errf(err, TXM_NOMEM, "relay: cannot start the marker");
     if (st == TXM_OK && l->tailer == NULL) {
         relay_tail_config tc = l->cfg->tail;
-        char slot[TXM_SLOT_NAME_MAX + 1];
         tc.database_url = l->cfg->database_url;
         bool pg = strncmp(tc.database_url, "sqlite:", 7) != 0;
-        if (pg && tc.slot_name == NULL && txm_db_relay_slot(l->db, slot, err) == TXM_OK)
-            tc.slot_name = slot;
+        /* A failed lookup fails this attempt (the loop backs off and tries
+         * again); falling back to some other slot would skip every row
+         * between the real slot's position and the new slot's start. */
+        if (pg && l->slot[0] == '\0' &&
+            (st = relay_slot_decide(l->cfg, l->db, l->slot, err)) == TXM_OK)
+            say(l, 1, "relay: using replication slot %s", l->slot);
+        tc.slot_name = pg ? l->slot : NULL;
+        tc.no_mark_dispatched = !l->cfg->mark_dispatched;
         tc.log = l->cfg->log;
         tc.log_ctx = l->cfg->log_ctx;
-        st = pg ? relay_tail_open_pg(&tc, &l->tailer, err)
-                : relay_tail_open_sqlite(&tc, &l->tailer, err);
+        if (st == TXM_OK)
+            st = pg ? relay_tail_open_pg(&tc, &l->tailer, err)
+                    : relay_tail_open_sqlite(&tc, &l->tailer, err);
     }
     return st;
 }

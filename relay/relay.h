@@ -25,6 +25,15 @@ typedef struct relay_config {
 
 void relay_config_init(relay_config *c);
 
+/* Decides the PostgreSQL replication slot the relay uses for its lifetime:
+ * cfg->tail.slot_name (--slot) when set, else txm_db_relay_slot(db), the
+ * database's "txmsg_<database>". There is no fallback: when the lookup fails
+ * (the database is away) it returns that status (TXM_DB) with out = "", and
+ * the caller tries again later. TXM_INVALID for a NULL argument, a missing
+ * db without --slot, or a name over TXM_SLOT_NAME_MAX bytes. Borrows cfg, db. */
+txm_status relay_slot_decide(const relay_config *cfg, txm_db *db, char out[TXM_SLOT_NAME_MAX + 1],
+                             txm_error *err);
+
 /* Counters the metrics endpoint reads while the loop runs. */
 typedef struct relay_stats {
     atomic_uint_fast64_t published; /* messages acknowledged by the broker */

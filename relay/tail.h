@@ -50,15 +50,21 @@ struct relay_tailer {
 
 typedef struct relay_tail_config {
     const char *database_url;
-    const char *slot_name;        /* PostgreSQL: replication slot; default txmsg_<database> */
+    const char *slot_name;        /* PostgreSQL: replication slot; required (the relay
+                                     decides it with relay_slot_decide) */
     const char *publication_name; /* PostgreSQL: default "txmsg_outbox_pub" */
     const char *cursor_name;      /* SQLite: cursor row name; default "default" */
+    bool no_mark_dispatched;      /* PostgreSQL: the relay does not mark rows dispatched,
+                                     so no row shows it was published (refusal wording) */
     txm_log_fn log;
     void *log_ctx;
 } relay_tail_config;
 
 /* Opens a tailer for cfg->database_url. Owns: *out, closed with ops->close.
- * PostgreSQL creates the publication and slot when missing. */
+ * PostgreSQL creates the publication when missing, and the slot when missing
+ * only if no outbox row predates it that is not dispatched yet: otherwise it
+ * logs why, drops the slot it made and returns TXM_STATE (the caller retries
+ * later). TXM_INVALID without cfg->slot_name. */
 txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out, txm_error *err);
 txm_status relay_tail_open_pg(const relay_tail_config *cfg, relay_tailer **out, txm_error *err);
 

@@ -21,7 +21,6 @@
 #include "pgoutput.h"
 #include "tail.h"
 
-#define DEFAULT_SLOT "txmsg_relay"
 #define DEFAULT_PUBLICATION "txmsg_outbox_pub"
 #define OUTBOX_TABLE "txmsg_outbox"
 /* Longest slot or publication name: PostgreSQL's NAMEDATALEN - 1. */
@@ -41,13 +40,18 @@
 /* Standby status update: Byte1('r'), Int64 write, flush and apply positions,
  * Int64 clock, Byte1 reply requested. */
 #define STATUS_LEN 34
+/* Advisory lock (class, hashtext(slot)) held exclusively while a relay
+ * creates and checks its slot, and shared while one starts streaming from
+ * it; the one-bigint keys (migrations) are a separate space. */
+#define SLOT_LOCK_CLASS "7316872"
 
 typedef struct tail_pg {
     relay_tailer base; /* first member: the ops receive &base */
     char *url;
     char slot[NAME_MAX_LEN + 1];
     char publication[NAME_MAX_LEN + 1];
-    txm_log_fn log; /* may be NULL */
+    bool no_mark_dispatched; /* the relay leaves rows not dispatched (log wording) */
+    txm_log_fn log;          /* may be NULL */
     void *log_ctx;
     PGconn *conn;            /* replication connection; NULL while disconnected */
     bool streaming;          /* conn is copying after START_REPLICATION */
@@ -81,7 +85,7 @@ static void tlog(const tail_pg *t, int level, const char *fmt, ...)
 {
     if (t->log == NULL)
         return;
-    char text[TXM_ERROR_TEXT_LEN + 128];
+    char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
@@ -219,12 +223,14 @@ static txm_status pg_connect(tail_pg *t, bool replication, PGconn **out, txm_err
 }
 
 /* Migrates the database through the library, so the outbox table exists
- * before the publication names it. */
+ * before the publication names it. The migration creates no slot: the only
+ * slot the tailer ever creates is its own, checked (create_checked). */
 static txm_status ensure_schema(const tail_pg *t, txm_error *err)
 {
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 1;
+    o.pg_relay_slot = false;
     o.log = t->log;
     o.log_ctx = t->log_ctx;
     txm_db *db = NULL;
@@ -294,34 +300,143 @@ static txm_status query_slot(tail_pg *t, PGconn *c, slot_info *out, txm_error *e
     return st;
 }
 
-/* Creates the slot on a replication connection. NOEXPORT_SNAPSHOT: the
- * relay streams from the slot's start and needs no snapshot of the data. */
-static txm_status create_slot(tail_pg *t, txm_error *err)
+/* Takes the slot's advisory lock on c, a normal session: exclusive and
+ * waiting (creating), or shared and without waiting (starting to stream).
+ * It lasts until c ends. *got tells whether the shared lock was free. */
+static txm_status lock_slot(tail_pg *t, PGconn *c, bool exclusive, bool *got, txm_error *err)
 {
-    PGconn *c = NULL;
+    const char *sql = exclusive ? "SELECT pg_advisory_lock(" SLOT_LOCK_CLASS ", hashtext($1)), true"
+                                : "SELECT pg_try_advisory_lock_shared(" SLOT_LOCK_CLASS
+                                  ", hashtext($1))";
+    const char *const params[] = {t->slot};
+    char state[6];
+    PGresult *res = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
+    int col = exclusive ? 1 : 0;
+    *got = st == TXM_OK && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, col), "t") == 0;
+    PQclear(res);
+    return st;
+}
+
+/* Runs a query on c that returns one number. */
+static txm_status query_count(PGconn *c, const char *sql, long long *out, txm_error *err)
+{
+    char state[6];
+    PGresult *res = PQexec(c, sql);
+    txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
+    *out = st == TXM_OK && PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    return st;
+}
+
+/* Logs the refusal to stream from a slot created after count outbox rows
+ * that are not dispatched: the slot will never decode them. */
+static void log_refusal(const tail_pg *t, long long count)
+{
+    tlog(t, 3,
+         "relay: refusing replication slot %s: it was missing, and %lld outbox rows not "
+         "dispatched predate the new slot, which would never send them%s. Publish them with "
+         "\"txmsg outbox dispatch --older-than 1s\", which marks them dispatched; until then "
+         "the relay drops the new slot and checks again at each retry (rows committed before "
+         "that count too: pause the writers if they keep coming)",
+         t->slot, count,
+         t->no_mark_dispatched ? " (with --no-mark-dispatched every row this relay published "
+                                 "counts as not dispatched; dispatching sends those again, "
+                                 "which consumers absorb)"
+                               : "");
+}
+
+/* Drops a slot this tailer just created and refused, so that a later
+ * attempt creates and checks it again instead of streaming from it. */
+static void drop_refused(tail_pg *t, PGconn *r)
+{
+    char sql[128];
+    char state[6];
+    txm_error why = {0};
+    snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT %s", t->slot);
+    if (run(r, sql, PGRES_COMMAND_OK, state, &why) != TXM_OK)
+        tlog(t, 3,
+             "relay: cannot drop the refused replication slot %s (%s); drop it by hand with "
+             "SELECT pg_drop_replication_slot('%s') before the relay may stream from it",
+             t->slot, why.text, t->slot);
+}
+
+/* On r, a replication session: creates the slot with USE_SNAPSHOT in a
+ * read-only repeatable-read transaction, and counts in that snapshot the
+ * outbox rows not dispatched. *created stays false when the slot existed
+ * after all (made outside any relay, e.g. by a brand-new schema's
+ * migration), which is TXM_OK with *count = 0. */
+static txm_status create_and_count(tail_pg *t, PGconn *r, bool *created, long long *count,
+                                   txm_error *err)
+{
     char state[6];
     char sql[128];
-    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-             t->slot);
-    txm_status st = pg_connect(t, true, &c, err);
+    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput USE_SNAPSHOT", t->slot);
+    *created = false;
+    *count = 0;
+    txm_status st =
+        run(r, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK, state, err);
+    if (st == TXM_OK && (st = run(r, sql, PGRES_TUPLES_OK, state, err)) == TXM_OK)
+        *created = true;
     if (st == TXM_OK)
-        st = run(c, sql, PGRES_TUPLES_OK, state, err);
-    PQfinish(c);
-    /* 42710 duplicate_object: another relay created it first. */
-    if (st == TXM_DB && strcmp(state, "42710") == 0)
+        st = query_count(r, "SELECT count(*) FROM " OUTBOX_TABLE " WHERE NOT is_dispatched", count,
+                         err);
+    PQclear(PQexec(r, st == TXM_OK ? "COMMIT" : "ROLLBACK"));
+    /* 42710 duplicate_object. */
+    if (!*created && st == TXM_DB && strcmp(state, "42710") == 0)
         return TXM_OK;
+    return st;
+}
+
+/* Creates the slot and checks that no outbox row it will never decode
+ * waits to be dispatched; otherwise logs why, drops the slot again and
+ * returns TXM_STATE.
+ *
+ * Why this rule: with USE_SNAPSHOT the count sees exactly the transactions
+ * committed before the slot's consistent point, which the slot will never
+ * decode; whatever commits after it (also while the slot is being created)
+ * is decoded and published. So the check is exact under concurrent writes
+ * and does not refuse forever on a busy outbox. A row not dispatched in that
+ * snapshot may have been published already by a relay on a lost slot that
+ * had not marked it yet (always so with --no-mark-dispatched, where the rule
+ * amounts to "refuse if the outbox holds any row nobody dispatched"); the
+ * relay cannot tell, so it refuses rather than skip silently, and the
+ * operator dispatches them (at worst a duplicate, which consumers allow). */
+static txm_status create_checked(tail_pg *t, txm_error *err)
+{
+    PGconn *r = NULL;
+    bool created = false;
+    long long count = 0;
+    txm_status st = pg_connect(t, true, &r, err);
     if (st == TXM_OK)
+        st = create_and_count(t, r, &created, &count, err);
+    if (st == TXM_OK && count > 0) {
+        log_refusal(t, count);
+        st = txm_errf(err, TXM_STATE,
+                      "relay: refusing new slot %s: %lld outbox rows not dispatched predate it "
+                      "(txmsg outbox dispatch)",
+                      t->slot, count);
+    }
+    /* Dropped, a later attempt creates and checks it again; kept, it would
+     * be streamed from as if it had always been there. */
+    if (created && st != TXM_OK)
+        drop_refused(t, r);
+    else if (created)
         tlog(t, 1, "relay: created replication slot %s", t->slot);
+    PQfinish(r);
     return st;
 }
 
 /* Makes sure the outbox, the publication and the slot exist, and starts
  * from the slot's confirmed position. The publication comes before the
- * slot: pgoutput looks it up as of each decoded transaction. */
+ * slot: pgoutput looks it up as of each decoded transaction. A missing slot
+ * is created and checked under its lock, so two relays do not both create
+ * it, and none streams from it before the check is over. */
 static txm_status setup(tail_pg *t, txm_error *err)
 {
     PGconn *c = NULL;
     slot_info info = {0};
+    bool locked = false;
     txm_status st = ensure_schema(t, err);
     if (st == TXM_OK)
         st = pg_connect(t, false, &c, err);
@@ -329,9 +444,14 @@ static txm_status setup(tail_pg *t, txm_error *err)
         st = ensure_publication(t, c, err);
     if (st == TXM_OK)
         st = query_slot(t, c, &info, err);
-    PQfinish(c);
     if (st == TXM_OK && !info.exists)
-        st = create_slot(t, err);
+        st = lock_slot(t, c, true, &locked, err);
+    /* Another relay may have created it while this one waited. */
+    if (st == TXM_OK && !info.exists)
+        st = query_slot(t, c, &info, err);
+    if (st == TXM_OK && !info.exists)
+        st = create_checked(t, err);
+    PQfinish(c); /* ends the lock */
     if (st == TXM_OK)
         t->confirmed_lsn = info.confirmed_lsn;
     return st;
@@ -408,22 +528,30 @@ static txm_status start_replication(tail_pg *t, txm_error *err)
     return st;
 }
 
-/* Starts a replication session. A slot another walsender holds answers
- * TXM_BUSY without opening the replication connection. */
+/* Starts a replication session. A slot another walsender holds, or one
+ * another relay is creating and checking, answers TXM_BUSY without opening
+ * the replication connection. The shared lock lasts until streaming began,
+ * so a slot is never taken between its creation and its check. */
 static txm_status start_stream(tail_pg *t, txm_error *err)
 {
     PGconn *c = NULL;
     slot_info info = {0};
+    bool free_to_start = false;
     txm_status st = pg_connect(t, false, &c, err);
     if (st == TXM_OK)
+        st = lock_slot(t, c, false, &free_to_start, err);
+    if (st == TXM_OK && !free_to_start)
+        st = slot_busy(t, err);
+    if (st == TXM_OK)
         st = query_slot(t, c, &info, err);
-    PQfinish(c);
     if (st == TXM_OK && !info.exists)
         st = txm_errf(err, TXM_DB, "relay: replication slot %s does not exist", t->slot);
     if (st == TXM_OK && info.active)
         st = slot_busy(t, err);
-    if (st != TXM_OK)
+    if (st != TXM_OK) {
+        PQfinish(c);
         return st;
+    }
     /* Never report less than the slot holds: PostgreSQL 15 would move its
      * confirmed_flush_lsn back (another relay may have advanced it). */
     if (info.confirmed_lsn > t->confirmed_lsn)
@@ -431,6 +559,7 @@ static txm_status start_stream(tail_pg *t, txm_error *err)
     st = pg_connect(t, true, &t->conn, err);
     if (st == TXM_OK)
         st = start_replication(t, err);
+    PQfinish(c); /* streaming holds the slot now; the lock may go */
     if (st == TXM_OK) {
         t->streaming = true;
         st = send_status(t, err);
@@ -701,8 +830,12 @@ static const relay_tailer_ops pg_ops = {
 /* Checks cfg and copies it into a new tailer. */
 static txm_status tailer_new(const relay_tail_config *cfg, tail_pg **out, txm_error *err)
 {
-    const char *slot = cfg->slot_name != NULL ? cfg->slot_name : DEFAULT_SLOT;
+    const char *slot = cfg->slot_name;
     const char *pub = cfg->publication_name != NULL ? cfg->publication_name : DEFAULT_PUBLICATION;
+    /* No default: a tailer that picked some slot by itself would start at
+     * that slot's position and skip what the relay's own slot holds. */
+    if (slot == NULL)
+        return txm_errf(err, TXM_INVALID, "relay: no replication slot name");
     if (!valid_name(slot))
         return txm_errf(err, TXM_INVALID, "relay: slot name \"%.64s\" is not [a-z0-9_]{1,63}",
                         slot);
@@ -717,6 +850,7 @@ static txm_status tailer_new(const relay_tail_config *cfg, tail_pg **out, txm_er
     t->base.ops = &pg_ops;
     snprintf(t->slot, sizeof t->slot, "%s", slot);
     snprintf(t->publication, sizeof t->publication, "%s", pub);
+    t->no_mark_dispatched = cfg->no_mark_dispatched;
     t->log = cfg->log;
     t->log_ctx = cfg->log_ctx;
     relay_pgoutput_init(&t->dec);

@@ -29,7 +29,8 @@ typedef struct fixture {
     txm_db *db;
     char slot[64];
     relay_tail_config cfg;
-    int log_errors; /* log calls at level 3 */
+    int log_errors;        /* log calls at level 3 */
+    char last_error[1024]; /* text of the last of them */
 } fixture;
 
 /* What a test read: ids in arrival order, and each batch's size and position. */
@@ -45,8 +46,10 @@ typedef struct reading {
 static void record_log(void *ctx, int level, const char *text)
 {
     fixture *fx = ctx;
-    if (level >= 3)
+    if (level >= 3) {
         fx->log_errors++;
+        snprintf(fx->last_error, sizeof fx->last_error, "%s", text);
+    }
     if (getenv("TXM_TEST_VERBOSE") != NULL)
         fprintf(stderr, "log %d: %s\n", level, text);
 }
@@ -523,6 +526,66 @@ static void tail_pg_rejects_bad_names(void **state)
     }
     relay_tailer *t = NULL;
     assert_int_equal(relay_tail_open_pg(NULL, &t, NULL), TXM_INVALID);
+    /* No slot name is no default slot either. */
+    relay_tail_config cfg = fx->cfg;
+    cfg.slot_name = NULL;
+    assert_int_equal(relay_tail_open_pg(&cfg, &t, NULL), TXM_INVALID);
+    assert_null(t);
+}
+
+static bool slot_exists(fixture *fx)
+{
+    txm_value p = TXM_TEXT(fx->slot);
+    txm_rows *rows = NULL;
+    assert_int_equal(txm_db_exec(fx->db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                                 &p, 1, &rows, NULL, NULL),
+                     TXM_OK);
+    bool found = txm_rows_count(rows) == 1;
+    txm_rows_free(rows);
+    return found;
+}
+
+/* Rows committed before the tailer's slot exists would never be decoded
+ * from it: while any is not dispatched, opening refuses (and says why),
+ * drops the slot it made, and tries again on the next open. */
+static void tail_pg_refuses_a_new_slot_over_undispatched_rows(void **state)
+{
+    fixture *fx = get(state);
+    txm_msg *old[2] = {0};
+    commit_messages(fx, 2, "order--created", false, old);
+    for (int no_mark = 0; no_mark < 2; no_mark++) {
+        relay_tail_config cfg = fx->cfg;
+        cfg.no_mark_dispatched = no_mark == 1;
+        relay_tailer *t = NULL;
+        txm_error err = {0};
+        fx->log_errors = 0;
+        assert_int_equal(relay_tail_open_pg(&cfg, &t, &err), TXM_STATE);
+        assert_null(t);
+        assert_false(slot_exists(fx));
+        assert_int_equal(fx->log_errors, 1);
+        assert_non_null(strstr(fx->last_error, fx->slot));
+        assert_non_null(strstr(fx->last_error, "2 outbox rows not dispatched"));
+        assert_non_null(strstr(fx->last_error, "txmsg outbox dispatch"));
+        assert_non_null(strstr(fx->last_error, "checks again at each retry")); /* whole */
+        assert_true((strstr(fx->last_error, "--no-mark-dispatched") != NULL) == (no_mark == 1));
+    }
+    /* What txmsg outbox dispatch does once it published them. */
+    const char *ids[] = {txm_msg_id(old[0]), txm_msg_id(old[1])};
+    size_t marked = 0;
+    assert_int_equal(txm_outbox_mark_dispatched(fx->db, ids, 2, &marked, NULL), TXM_OK);
+    assert_int_equal(marked, 2);
+    relay_tailer *t = open_tailer(fx);
+    assert_true(slot_exists(fx));
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    reading r = {0};
+    read_entries(t, 1, 100, false, false, &r);
+    assert_int_equal(r.count, 1);
+    assert_string_equal(r.ids[0], txm_msg_id(sent[0]));
+    t->ops->close(t);
+    free(r.ids);
+    free_msgs(old, 2);
+    free_msgs(sent, 1);
 }
 
 /* Starts pg_ctl as the cluster's owner (runuser when root, as with-servers
@@ -634,6 +697,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_pg_open_fails_when_the_server_is_unreachable, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_rejects_bad_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_refuses_a_new_slot_over_undispatched_rows, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(tail_pg_recovers_after_postgresql_restart, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

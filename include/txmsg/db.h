@@ -23,8 +23,10 @@ typedef struct txm_db_options {
     bool sqlite_sync_full; /* SQLite synchronous=FULL (default NORMAL, durable in WAL
                               except on power loss) */
     bool pg_relay_slot;    /* PostgreSQL: create the relay's logical replication slot
-                              (txm_db_relay_slot) at open when missing, before the
-                              outbox exists, so the relay sees every row; default true */
+                              (txm_db_relay_slot) at open when missing and the schema
+                              is brand new, before the outbox exists, so the relay
+                              sees every row; over an existing outbox a missing slot
+                              is only logged (warning); default true */
     txm_log_fn log;        /* optional */
     void *log_ctx;
 } txm_db_options;

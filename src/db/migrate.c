@@ -4,6 +4,7 @@
  * version is applied exactly once. */
 #include <stddef.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "db/db_int.h"
 #include "db/migrate.h"
@@ -141,11 +142,23 @@ txm_status txm_db_relay_slot(txm_db *db, char out[TXM_SLOT_NAME_MAX + 1], txm_er
     return st;
 }
 
-/* Creates the relay's slot when missing. It runs before the migration that
- * creates the outbox, so the slot's start precedes every outbox row: rows
- * written before a slot exists would never be decoded. Failure (wal_level
- * is not logical, no free slot) is logged, not fatal: the library works
- * without a relay, and the relay reports the problem itself. */
+static bool is_true(const char *v)
+{
+    return v != NULL && strcmp(v, "t") == 0;
+}
+
+static const char SQL_SLOT_STATE[] =
+    "SELECT to_regclass('txmsg_outbox') IS NOT NULL,"
+    " EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)";
+
+/* Creates the relay's slot when the schema is brand new. It runs before the
+ * migration that creates the outbox, so the slot's start precedes every
+ * outbox row: rows written before a slot exists would never be decoded.
+ * Once the outbox exists, a missing slot is not created here: a new slot
+ * would silently skip the rows committed before it, so the relay checks for
+ * them when it creates its slot itself, and this only warns. Failure
+ * (wal_level is not logical, no free slot) is logged, not fatal: the library
+ * works without a relay, and the relay reports the problem itself. */
 static void ensure_relay_slot(txm_db *db)
 {
     char slot[TXM_SLOT_NAME_MAX + 1];
@@ -154,10 +167,19 @@ static void ensure_relay_slot(txm_db *db)
     txm_status st = txm_db_relay_slot(db, slot, &err);
     txm_value p = TXM_TEXT(slot);
     if (st == TXM_OK)
-        st = txm_db_exec(db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &p, 1,
-                         &rows, NULL, &err);
-    bool exists = txm_rows_count(rows) > 0;
+        st = txm_db_exec(db, SQL_SLOT_STATE, &p, 1, &rows, NULL, &err);
+    bool has_outbox = st == TXM_OK && is_true(txm_rows_text(rows, 0, 0));
+    bool exists = st == TXM_OK && is_true(txm_rows_text(rows, 0, 1));
     txm_rows_free(rows);
+    if (st == TXM_OK && !exists && has_outbox) {
+        txm__db_log(db, 2,
+                    "db: replication slot %s is missing but the outbox exists; not creating it "
+                    "here, since a new slot never sees rows written before it. txmsg-relay "
+                    "creates it and refuses to stream while older rows are not dispatched "
+                    "(publish them with txmsg outbox dispatch)",
+                    slot);
+        return;
+    }
     if (st == TXM_OK && !exists)
         st = txm_db_exec(db, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &p, 1,
                          NULL, NULL, &err);

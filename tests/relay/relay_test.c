@@ -1,6 +1,8 @@
 /* txmsg-relay end to end: committed outbox rows reach the broker in commit
- * order, rolled-back ones never do; PostgreSQL restarts and relay failover
- * lose nothing. Runs on every database x transport pair. */
+ * order, rolled-back ones never do; PostgreSQL restarts, broker outages and
+ * relay failover lose nothing, and the relay never moves to another slot nor
+ * streams from a new one that would skip rows. Runs on every database x
+ * transport pair. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,14 +39,18 @@ static void declare_pair(txm_relay_fixture *fx, names *nm)
 }
 
 /* Receives one message of queue within timeout_ms, acks it, returns it
- * decoded (NULL on timeout). */
+ * decoded (NULL on timeout; a failing receive is retried until then). */
 static txm_msg *next_msg(txm_relay_fixture *fx, const char *queue, int timeout_ms)
 {
     long long end = txm_test_now_ms() + timeout_ms;
     while (txm_test_now_ms() < end) {
         txm_delivery **list = NULL;
         size_t n = 0;
-        assert_int_equal(txm_transport_receive(fx->t, queue, 1, 200, &list, &n, NULL), TXM_OK);
+        /* Right after a broker restart the client may still be reconnecting. */
+        if (txm_transport_receive(fx->t, queue, 1, 200, &list, &n, NULL) != TXM_OK) {
+            txm_test_sleep_ms(100);
+            continue;
+        }
         if (n == 0) {
             txm_free(list);
             continue;
@@ -131,14 +137,11 @@ static void relay_publishes_commits_in_order_and_never_rollbacks(void **state)
         txm_msg_free(sent[n]);
 }
 
-/* Commits count messages to topic a, then receives them from queue a:
- * first deliveries in commit order; a re-delivery of an earlier message
- * (at-least-once after a failure) is allowed. */
-static void commit_and_expect(txm_relay_fixture *fx, names *nm, int from, int count)
+/* Receives from queue a the next count messages of nm->seen (committed
+ * already): first deliveries in commit order; a re-delivery of an earlier
+ * message (at-least-once after a failure) is allowed. */
+static void expect_seen(txm_relay_fixture *fx, names *nm, int count)
 {
-    assert_true(nm->n_seen + count <= 128);
-    for (int i = 0; i < count; i++)
-        txm_relay_commit(fx, nm->topic_a, from + i, nm->seen[nm->n_seen + i]);
     int next = nm->n_seen;
     while (next < nm->n_seen + count) {
         txm_msg *got = next_msg(fx, nm->queue_a, 30000);
@@ -154,6 +157,15 @@ static void commit_and_expect(txm_relay_fixture *fx, names *nm, int from, int co
         txm_msg_free(got);
     }
     nm->n_seen = next;
+}
+
+/* Commits count messages to topic a, then receives them from queue a. */
+static void commit_and_expect(txm_relay_fixture *fx, names *nm, int from, int count)
+{
+    assert_true(nm->n_seen + count <= 128);
+    for (int i = 0; i < count; i++)
+        txm_relay_commit(fx, nm->topic_a, from + i, nm->seen[nm->n_seen + i]);
+    expect_seen(fx, nm, count);
 }
 
 static void relay_survives_postgresql_restart(void **state)
@@ -285,6 +297,131 @@ static void relay_skips_a_bad_row_and_counts_it(void **state)
     assert_true(logged);
 }
 
+/* Replication slots of the fixture's database other than its own, and any
+ * slot named txmsg_relay (the old silent default) in the cluster. */
+static int64_t foreign_slots(txm_relay_fixture *fx)
+{
+    txm_value p = TXM_TEXT(fx->slot);
+    txm_rows *rows = NULL;
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "SELECT count(*) FROM pg_replication_slots WHERE slot_name ="
+                                 " 'txmsg_relay' OR (database = current_database() AND"
+                                 " slot_name <> $1)",
+                                 &p, 1, &rows, NULL, NULL),
+                     TXM_OK);
+    int64_t n = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    return n;
+}
+
+static bool slot_exists(txm_relay_fixture *fx)
+{
+    txm_value p = TXM_TEXT(fx->slot);
+    txm_rows *rows = NULL;
+    assert_int_equal(txm_db_exec(fx->db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
+                                 &p, 1, &rows, NULL, NULL),
+                     TXM_OK);
+    bool found = txm_rows_count(rows) == 1;
+    txm_rows_free(rows);
+    return found;
+}
+
+/* Issue #9: a publish fails (the broker is down), PostgreSQL restarts while
+ * the relay backs off (its pooled session dies), and the broker comes back.
+ * The relay, started without --slot so that it looks the name up, stays on
+ * the database's slot: every committed message arrives, no other slot was
+ * created, and the relay created none. */
+static void relay_keeps_its_slot_across_broker_failure_and_postgresql_restart(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    assert_true(txm_relay_private_nats(fx));
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    fx->default_slot = true;
+    pid_t relay = txm_relay_start(fx, NULL);
+    commit_and_expect(fx, &nm, 0, 5);
+
+    txm_relay_nats_stop(fx);
+    enum { DURING = 8 };
+    for (int i = 0; i < DURING; i++)
+        txm_relay_commit(fx, nm.topic_a, 5 + i, nm.seen[nm.n_seen + i]);
+    /* The issue's timing: the failed attempts back off up to 5 s (100 ms
+     * doubling, so from the 7th on), and PostgreSQL restarts within that
+     * wait, so the next attempt finds it up but the relay's pooled session
+     * dead. A slot lookup there fails. */
+    long long end = txm_test_now_ms() + 60000;
+    while (txm_relay_log_count(fx, "failed, will retry") < 7 && txm_test_now_ms() < end)
+        txm_test_sleep_ms(20);
+    assert_true(txm_relay_log_count(fx, "failed, will retry") >= 7);
+    assert_true(txm_testdb_pg_restart());
+    assert_true(txm_relay_nats_start(fx));
+    /* The fixture's own pool reconnects on its next use. */
+    txm_db_close(fx->db);
+    assert_int_equal(txm_db_open(fx->db_url, NULL, &fx->db, NULL), TXM_OK);
+
+    expect_seen(fx, &nm, DURING);
+    commit_and_expect(fx, &nm, 5 + DURING, 5);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(foreign_slots(fx), 0);
+    assert_true(slot_exists(fx));
+    assert_false(txm_relay_log_wait(fx, "created replication slot", 0));
+}
+
+/* The slot is lost (dropped) while rows wait that are not dispatched: the
+ * relay may create its own slot again, but the new slot would never send
+ * those rows, so it refuses and says why, publishing nothing, until the
+ * operator dispatched them; then it proceeds with the rows after them. */
+static void relay_refuses_a_new_slot_over_undispatched_rows(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    static names nm;
+    memset(&nm, 0, sizeof nm);
+    declare_pair(fx, &nm);
+    enum { OLD = 3 };
+    for (int i = 0; i < OLD; i++)
+        txm_relay_commit(fx, nm.topic_a, i, nm.seen[i]);
+    txm_value p = TXM_TEXT(fx->slot);
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT pg_drop_replication_slot($1)", &p, 1, NULL, NULL, NULL),
+        TXM_OK);
+
+    pid_t relay = txm_relay_start(fx, NULL);
+    char why[160];
+    snprintf(why, sizeof why, "refusing replication slot %s: it was missing, and %d outbox rows",
+             fx->slot, OLD);
+    assert_true(txm_relay_log_wait(fx, why, 20000));
+    assert_true(txm_relay_log_wait(fx, "txmsg outbox dispatch", 0));
+    assert_null(next_msg(fx, nm.queue_a, 1500));
+    assert_false(txm_relay_log_wait(fx, "streaming from slot", 0));
+
+    /* The operator's way out: publish and mark them with the CLI. The rows
+     * must be older than --older-than. */
+    static char db_env[1024], broker_env[1024];
+    snprintf(db_env, sizeof db_env, "TXMSG_DATABASE_URL=%s", fx->db_url);
+    snprintf(broker_env, sizeof broker_env, "TXMSG_BROKER_URL=%s", fx->broker_url);
+    char *env[] = {db_env, broker_env, NULL};
+    char *argv[] = {TXM_CLI_BIN, "outbox", "dispatch", "--older-than", "1ms", NULL};
+    pid_t cli = txm_proc_start(TXM_CLI_BIN, argv, env, fx->log_path);
+    assert_true(cli > 0);
+    int status = 0;
+    assert_int_equal(waitpid(cli, &status, 0), cli);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    expect_seen(fx, &nm, OLD);
+
+    /* The relay's next attempt finds nothing left, keeps the slot, and
+     * publishes what comes after. Rows committed before that attempt would
+     * predate the new slot too, so the test waits for it. */
+    assert_true(txm_relay_log_wait(fx, "streaming from slot", 20000));
+    assert_true(txm_relay_log_wait(fx, "created replication slot", 0));
+    commit_and_expect(fx, &nm, OLD, 5);
+    assert_true(slot_exists(fx));
+    status = txm_relay_kill(fx, relay, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_int_equal(foreign_slots(fx), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +430,13 @@ int main(void)
         TXM_RELAY_TESTS(relay_skips_a_bad_row_and_counts_it),
         TXM_RELAY_TESTS_PG(relay_survives_postgresql_restart),
         TXM_RELAY_TESTS_PG(relay_standby_takes_over_when_active_is_killed),
+        TXM_RELAY_TESTS_PG(relay_refuses_a_new_slot_over_undispatched_rows),
+        /* Only NATS can be stopped and started again. */
+        {"relay_keeps_its_slot_across_broker_failure_and_postgresql_restart/postgresql+nats",
+         relay_keeps_its_slot_across_broker_failure_and_postgresql_restart, txm_relay_setup,
+         txm_relay_teardown, (void *)&txm_combo_pg_nats},
     };
+    if (getenv("TXM_TEST_FILTER") != NULL) /* e.g. "relay_refuses*" */
+        cmocka_set_test_filter(getenv("TXM_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -73,6 +73,8 @@ int txm_relay_teardown(void **state)
     txm_db_close(fx->db);
     txm_db_close(fx->consumer_db);
     txm_transport_close(fx->t);
+    if (fx->nats > 0)
+        txm_testnats_stop(fx->nats);
     if (fx->combo.db == TXM_TEST_PG)
         txm_testdb_drop(TXM_TEST_PG, fx->db_url);
     else
@@ -101,7 +103,7 @@ pid_t txm_relay_start(txm_relay_fixture *fx, const char *const *extra_args)
     snprintf(broker_env, sizeof broker_env, "TXMSG_BROKER_URL=%s", fx->broker_url);
     char *env[] = {db_env, broker_env, NULL};
     char *argv[24] = {TXM_RELAY_BIN, "--slot", fx->slot, NULL};
-    size_t n = 3;
+    size_t n = fx->default_slot ? 1 : 3;
     for (size_t i = 0; extra_args != NULL && extra_args[i] != NULL && n < 23; i++)
         argv[n++] = (char *)extra_args[i];
     argv[n] = NULL;
@@ -120,6 +122,67 @@ int txm_relay_kill(txm_relay_fixture *fx, pid_t pid, int sig)
         }
     }
     return -1;
+}
+
+/* The store lives in the fixture's folder, so teardown removes it. */
+static pid_t nats_start(txm_relay_fixture *fx)
+{
+    char store[700];
+    snprintf(store, sizeof store, "%s/nats", fx->dir);
+    return txm_testnats_start(store, fx->nats_port);
+}
+
+bool txm_relay_private_nats(txm_relay_fixture *fx)
+{
+    if (fx->combo.transport != TXM_TEST_NATS || fx->nats > 0)
+        return false;
+    fx->nats_port = txm_test_free_port();
+    if (fx->nats_port <= 0 || (fx->nats = nats_start(fx)) <= 0) {
+        fx->nats = 0;
+        return false;
+    }
+    snprintf(fx->broker_url, sizeof fx->broker_url, "nats://127.0.0.1:%d", fx->nats_port);
+    txm_transport_close(fx->t);
+    fx->t = NULL;
+    return txm_transport_open(fx->broker_url, NULL, &fx->t, NULL) == TXM_OK;
+}
+
+void txm_relay_nats_stop(txm_relay_fixture *fx)
+{
+    if (fx->nats > 0)
+        txm_testnats_stop(fx->nats);
+    fx->nats = 0;
+}
+
+bool txm_relay_nats_start(txm_relay_fixture *fx)
+{
+    if (fx->nats == 0 && (fx->nats = nats_start(fx)) <= 0)
+        fx->nats = 0;
+    return fx->nats > 0;
+}
+
+int txm_relay_log_count(txm_relay_fixture *fx, const char *text)
+{
+    FILE *f = fopen(fx->log_path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
+bool txm_relay_log_wait(txm_relay_fixture *fx, const char *text, int timeout_ms)
+{
+    long long end = txm_test_now_ms() + timeout_ms;
+    bool found = txm_relay_log_count(fx, text) > 0;
+    while (!found && txm_test_now_ms() < end) {
+        txm_test_sleep_ms(100);
+        found = txm_relay_log_count(fx, text) > 0;
+    }
+    return found;
 }
 
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out)

@@ -32,7 +32,10 @@ typedef struct txm_relay_fixture {
     char log_path[600];  /* relay logs */
     pid_t relays[16];    /* started and not yet stopped: teardown kills them */
     int n_relays;
-    bool ready; /* false: combo unavailable, test skips */
+    bool ready;        /* false: combo unavailable, test skips */
+    bool default_slot; /* start relays without --slot: they look the slot up */
+    pid_t nats;        /* private nats-server (txm_relay_private_nats), 0 if none */
+    int nats_port;
 } txm_relay_fixture;
 
 /* cmocka setup/teardown: *state holds a txm_relay_combo* on entry. */
@@ -48,6 +51,18 @@ pid_t txm_relay_start(txm_relay_fixture *fx, const char *const *extra_args);
 /* Sends sig to a relay started by txm_relay_start and waits for it;
  * returns the wait status. */
 int txm_relay_kill(txm_relay_fixture *fx, pid_t pid, int sig);
+
+/* Points broker_url and t at a private nats-server on a free port, which the
+ * test may stop and start again on the same store; teardown stops it.
+ * NATS combos only. Returns false when it cannot start. */
+bool txm_relay_private_nats(txm_relay_fixture *fx);
+void txm_relay_nats_stop(txm_relay_fixture *fx);
+bool txm_relay_nats_start(txm_relay_fixture *fx);
+
+/* True once the relay log holds a line containing text, within timeout_ms. */
+bool txm_relay_log_wait(txm_relay_fixture *fx, const char *text, int timeout_ms);
+/* How many lines of the relay log contain text. */
+int txm_relay_log_count(txm_relay_fixture *fx, const char *text);
 
 /* Commits one message in its own unit of work. */
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out);
