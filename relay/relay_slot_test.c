@@ -5,6 +5,7 @@
  * PostgreSQL cases are skipped without TXMSG_TEST_PG_URL. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -49,6 +50,24 @@ static void terminate_sessions(const char *dbname)
     PQfinish(c);
 }
 
+/* Lets the database take new sessions or not (ALLOW_CONNECTIONS), so the
+ * pool's replacement for a dead session cannot connect while it is closed. */
+static void allow_connections(const char *dbname, bool allow)
+{
+    PGconn *c = PQconnectdb(getenv("TXMSG_TEST_PG_URL"));
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    char *ident = PQescapeIdentifier(c, dbname, strlen(dbname));
+    assert_non_null(ident);
+    char sql[256];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS %s", ident,
+             allow ? "true" : "false");
+    PQfreemem(ident);
+    PGresult *r = PQexec(c, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
 static void relay_slot_decide_fails_on_a_dead_session_instead_of_a_default(void **state)
 {
     (void)state;
@@ -66,16 +85,19 @@ static void relay_slot_decide_fails_on_a_dead_session_instead_of_a_default(void 
     char expect[TXM_SLOT_NAME_MAX + 1];
     snprintf(expect, sizeof expect, "txmsg_%s", txm_testdb_pg_name(url));
 
-    /* The pooled session died (the database restarted): the lookup fails,
-     * and the caller gets the failure, not a name to stream from. */
+    /* The pooled session died and no new one can be had (the database is
+     * restarting): the lookup fails, and the caller gets the failure, not a
+     * name to stream from. */
+    allow_connections(txm_testdb_pg_name(url), false);
     terminate_sessions(txm_testdb_pg_name(url));
     char slot[TXM_SLOT_NAME_MAX + 1] = "x";
     txm_error err = {0};
-    assert_int_equal(relay_slot_decide(&cfg, db, slot, &err), TXM_DB);
+    assert_int_equal(relay_slot_decide(&cfg, db, slot, &err), TXM_UNAVAILABLE);
     assert_string_equal(slot, "");
     assert_non_null(strstr(err.text, "slot"));
 
     /* The next attempt (the loop's retry) gets the database's own slot. */
+    allow_connections(txm_testdb_pg_name(url), true);
     assert_int_equal(relay_slot_decide(&cfg, db, slot, &err), TXM_OK);
     assert_string_equal(slot, expect);
 

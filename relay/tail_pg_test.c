@@ -497,7 +497,7 @@ static void tail_pg_open_fails_when_the_server_is_unreachable(void **state)
     cfg.database_url = "postgresql://postgres@127.0.0.1:1/nothing?connect_timeout=2";
     relay_tailer *t = NULL;
     txm_error err = {0};
-    assert_int_equal(relay_tail_open_pg(&cfg, &t, &err), TXM_DB);
+    assert_int_equal(relay_tail_open_pg(&cfg, &t, &err), TXM_UNAVAILABLE);
     assert_null(t);
     assert_true(err.text[0] != '\0');
 }
