@@ -40,21 +40,6 @@ struct relay_marker {
     uint64_t done;
 };
 
-static void say(const relay_marker *m, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(const relay_marker *m, int level, const char *fmt, ...)
-{
-    if (m->log == NULL)
-        return;
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    m->log(m->log_ctx, level, text);
-}
-
 /* PostgreSQL may stream a commit a moment before it is visible to other
  * sessions, so an UPDATE right after can miss rows: mark what is visible,
  * then retry the rest briefly without counting the others twice. */
@@ -72,12 +57,13 @@ static void mark_ids(relay_marker *m, const char **ids, size_t n)
     }
     if (st != TXM_OK) {
         atomic_fetch_add(&m->stats->errors_db, 1);
-        say(m, 2, "relay: marking %zu messages dispatched failed: %s", n, err.text);
+        txm_logf(m->log, m->log_ctx, TXM_LOG_WARN,
+                 "relay: marking %zu messages dispatched failed: %s", n, err.text);
     } else if (total < n) {
-        say(m, 2,
-            "relay: marked %zu of %zu published messages dispatched; the rest are not"
-            " in the outbox (purged?)",
-            total, n);
+        txm_logf(m->log, m->log_ctx, TXM_LOG_WARN,
+                 "relay: marked %zu of %zu published messages dispatched; the rest are not"
+                 " in the outbox (purged?)",
+                 total, n);
     }
 }
 

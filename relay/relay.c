@@ -43,21 +43,6 @@ void relay_config_init(relay_config *c)
     c->mark_dispatched = true;
 }
 
-static void say(const loop *l, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(const loop *l, int level, const char *fmt, ...)
-{
-    if (l->cfg->log == NULL)
-        return;
-    char text[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    l->cfg->log(l->cfg->log_ctx, level, text);
-}
-
 static void sleep_ms(const loop *l, int ms)
 {
     for (int slept = 0; slept < ms && !*l->stop; slept += 50) {
@@ -140,7 +125,8 @@ static txm_status connect_all(loop *l, txm_error *err)
          * between the real slot's position and the new slot's start. */
         if (pg && l->slot[0] == '\0' &&
             (st = relay_slot_decide(l->cfg, l->db, l->slot, err)) == TXM_OK)
-            say(l, 1, "relay: using replication slot %s", l->slot);
+            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: using replication slot %s",
+                     l->slot);
         tc.slot_name = pg ? l->slot : NULL;
         tc.no_mark_dispatched = !l->cfg->mark_dispatched;
         tc.log = l->cfg->log;
@@ -185,8 +171,9 @@ static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
         const relay_entry *e = &b->entries[i];
         if (e->msg == NULL) {
             atomic_fetch_add(&l->stats->bad_rows, 1);
-            say(l, 3, "relay: skipping outbox row %s: %s",
-                e->message_id != NULL ? e->message_id : "(no id)", e->bad_reason);
+            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
+                     "relay: skipping outbox row %s: %s",
+                     e->message_id != NULL ? e->message_id : "(no id)", e->bad_reason);
             continue;
         }
         msgs[n++] = e->msg;
@@ -243,7 +230,8 @@ static void step(loop *l, relay_batch *b)
     txm_status st = connect_all(l, &err);
     if (st == TXM_OK && (st = confirm_done(l, &err)) != TXM_OK) {
         atomic_fetch_add(&l->stats->errors_db, 1);
-        say(l, 3, "relay: confirming position failed: %s", err.text);
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
+                 "relay: confirming position failed: %s", err.text);
         drop_tailer(l);
         back_off(l);
         return;
@@ -254,23 +242,26 @@ static void step(loop *l, relay_batch *b)
         st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, wait_ms, b, &err);
     if (st == TXM_BUSY) {
         if (!atomic_exchange(&l->stats->standby, true))
-            say(l, 1, "relay: standing by: %s", err.text);
+            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: standing by: %s",
+                     err.text);
         sleep_ms(l, 1000);
         return;
     }
     if (st != TXM_OK) {
         atomic_fetch_add(&l->stats->errors_db, 1);
-        say(l, 3, "relay: %s: %s", txm_status_name(st), err.text);
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "relay: %s: %s", txm_status_name(st),
+                 err.text);
         drop_tailer(l);
         back_off(l);
         return;
     }
     if (atomic_exchange(&l->stats->standby, false))
-        say(l, 1, "relay: active");
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: active");
     atomic_store(&l->stats->connected, true);
     if (b->count > 0 && (st = publish_batch(l, b, &err)) != TXM_OK) {
         atomic_fetch_add(&l->stats->errors_broker, 1);
-        say(l, 3, "relay: publish of %zu messages failed, will retry: %s", b->count, err.text);
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
+                 "relay: publish of %zu messages failed, will retry: %s", b->count, err.text);
         drop_tailer(l);
         back_off(l);
         return;
@@ -278,7 +269,7 @@ static void step(loop *l, relay_batch *b)
     /* Marking runs beside the next read and publish; the position is
      * confirmed once its batch is marked (confirm_done, next step). */
     if (hand_to_marker(l, b) != TXM_OK) {
-        say(l, 3, "relay: out of memory");
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "relay: out of memory");
         drop_tailer(l);
         back_off(l);
         return;
@@ -291,7 +282,7 @@ int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t
     loop l = {.cfg = cfg, .stats = stats, .stop = stop};
     relay_batch b;
     relay_batch_init(&b);
-    say(&l, 1, "relay: starting");
+    txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_INFO, "relay: starting");
     while (!*stop) {
         step(&l, &b);
         relay_batch_clear(&b);
@@ -301,7 +292,8 @@ int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t
         txm_error err;
         relay_marker_drain(l.marker);
         if (confirm_done(&l, &err) != TXM_OK)
-            say(&l, 2, "relay: confirming the last position failed: %s", err.text);
+            txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_WARN,
+                     "relay: confirming the last position failed: %s", err.text);
     }
     relay_marker_close(l.marker);
     drop_tailer(&l);
@@ -309,6 +301,6 @@ int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t
     txm_db_close(l.db);
     for (size_t i = 0; i < l.n_topics; i++)
         free(l.topics[i]);
-    say(&l, 1, "relay: stopped");
+    txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_INFO, "relay: stopped");
     return 0;
 }

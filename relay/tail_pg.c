@@ -75,24 +75,6 @@ typedef struct slot_info {
     uint64_t confirmed_lsn; /* its confirmed_flush_lsn, 0 if none */
 } slot_info;
 
-static void tlog(const tail_pg *t, int level, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
-static void tlog(const tail_pg *t, int level, const char *fmt, ...)
-{
-    if (t->log == NULL)
-        return;
-    char text[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    t->log(t->log_ctx, level, text);
-}
-
 static long long mono_ms(void)
 {
     struct timespec ts;
@@ -130,8 +112,10 @@ static const char *one_line(const char *msg, char *buf, size_t len)
 /* Server notices go to the log; libpq's default would print them to stderr. */
 static void on_notice(void *arg, const char *message)
 {
+    const tail_pg *t = arg;
     char line[TXM_ERROR_TEXT_LEN];
-    tlog(arg, 2, "postgresql: %s", one_line(message, line, sizeof line));
+    txm_logf(t->log, t->log_ctx, TXM_LOG_WARN, "postgresql: %s",
+             one_line(message, line, sizeof line));
 }
 
 /* Identifiers cannot be bound as parameters, so the names spliced into
@@ -254,8 +238,9 @@ static txm_status ensure_publication(tail_pg *t, PGconn *c, txm_error *err)
     txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
     bool exists = st == TXM_OK && PQntuples(res) == 1;
     if (exists && strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-        tlog(t, 2, "relay: publication %s does not publish inserts into " OUTBOX_TABLE,
-             t->publication);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_WARN,
+                 "relay: publication %s does not publish inserts into " OUTBOX_TABLE,
+                 t->publication);
     PQclear(res);
     if (st != TXM_OK || exists)
         return st;
@@ -268,7 +253,7 @@ static txm_status ensure_publication(tail_pg *t, PGconn *c, txm_error *err)
     if (st == TXM_DB && strcmp(state, "42710") == 0)
         return TXM_OK;
     if (st == TXM_OK)
-        tlog(t, 1, "relay: created publication %s", t->publication);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO, "relay: created publication %s", t->publication);
     return st;
 }
 
@@ -333,17 +318,17 @@ static txm_status query_count(PGconn *c, const char *sql, long long *out, txm_er
  * that are not dispatched: the slot will never decode them. */
 static void log_refusal(const tail_pg *t, long long count)
 {
-    tlog(t, 3,
-         "relay: refusing replication slot %s: it was missing, and %lld outbox rows not "
-         "dispatched predate the new slot, which would never send them%s. Publish them with "
-         "\"txmsg outbox dispatch --older-than 1s\", which marks them dispatched; until then "
-         "the relay drops the new slot and checks again at each retry (rows committed before "
-         "that count too: pause the writers if they keep coming)",
-         t->slot, count,
-         t->no_mark_dispatched ? " (with --no-mark-dispatched every row this relay published "
-                                 "counts as not dispatched; dispatching sends those again, "
-                                 "which consumers absorb)"
-                               : "");
+    txm_logf(t->log, t->log_ctx, TXM_LOG_ERROR,
+             "relay: refusing replication slot %s: it was missing, and %lld outbox rows not "
+             "dispatched predate the new slot, which would never send them%s. Publish them with "
+             "\"txmsg outbox dispatch --older-than 1s\", which marks them dispatched; until then "
+             "the relay drops the new slot and checks again at each retry (rows committed before "
+             "that count too: pause the writers if they keep coming)",
+             t->slot, count,
+             t->no_mark_dispatched ? " (with --no-mark-dispatched every row this relay published "
+                                     "counts as not dispatched; dispatching sends those again, "
+                                     "which consumers absorb)"
+                                   : "");
 }
 
 /* Drops a slot this tailer just created and refused, so that a later
@@ -355,10 +340,10 @@ static void drop_refused(tail_pg *t, PGconn *r)
     txm_error why = {0};
     snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT %s", t->slot);
     if (run(r, sql, PGRES_COMMAND_OK, state, &why) != TXM_OK)
-        tlog(t, 3,
-             "relay: cannot drop the refused replication slot %s (%s); drop it by hand with "
-             "SELECT pg_drop_replication_slot('%s') before the relay may stream from it",
-             t->slot, why.text, t->slot);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_ERROR,
+                 "relay: cannot drop the refused replication slot %s (%s); drop it by hand with "
+                 "SELECT pg_drop_replication_slot('%s') before the relay may stream from it",
+                 t->slot, why.text, t->slot);
 }
 
 /* On r, a replication session: creates the slot with USE_SNAPSHOT in a
@@ -422,7 +407,7 @@ static txm_status create_checked(tail_pg *t, txm_error *err)
     if (created && st != TXM_OK)
         drop_refused(t, r);
     else if (created)
-        tlog(t, 1, "relay: created replication slot %s", t->slot);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO, "relay: created replication slot %s", t->slot);
     PQfinish(r);
     return st;
 }
@@ -506,7 +491,8 @@ static txm_status send_status(tail_pg *t, txm_error *err)
 static txm_status slot_busy(tail_pg *t, txm_error *err)
 {
     if (!t->standby)
-        tlog(t, 1, "relay: slot %s is in use by another relay; standing by", t->slot);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+                 "relay: slot %s is in use by another relay; standing by", t->slot);
     t->standby = true;
     return txm_errf(err, TXM_BUSY, "relay: slot %s is in use by another relay", t->slot);
 }
@@ -568,8 +554,9 @@ static txm_status start_stream(tail_pg *t, txm_error *err)
         disconnect(t);
         return st;
     }
-    tlog(t, 1, "relay: %s slot %s at %X/%X", t->standby ? "took over" : "streaming from", t->slot,
-         (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn);
+    txm_logf(t->log, t->log_ctx, TXM_LOG_INFO, "relay: %s slot %s at %X/%X",
+             t->standby ? "took over" : "streaming from", t->slot,
+             (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn);
     t->standby = false;
     return TXM_OK;
 }
@@ -676,7 +663,8 @@ static txm_status stream_ended(tail_pg *t, txm_error *err)
     txm_status st = txm_errf(err, TXM_DB, "postgresql: replication stream ended: %s",
                              one_line(msg, line, sizeof line));
     PQclear(res);
-    tlog(t, 2, "relay: %s", err != NULL ? err->text : "replication stream ended");
+    txm_logf(t->log, t->log_ctx, TXM_LOG_WARN, "relay: %s",
+             err != NULL ? err->text : "replication stream ended");
     return st;
 }
 
@@ -791,7 +779,7 @@ static txm_status pg_confirm(relay_tailer *base, uint64_t position, txm_error *e
     t->confirmed_lsn = position;
     txm_error why;
     if (t->streaming && send_status(t, &why) != TXM_OK) {
-        tlog(t, 2, "relay: %s; reconnecting", why.text);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_WARN, "relay: %s; reconnecting", why.text);
         disconnect(t);
     }
     return TXM_OK;

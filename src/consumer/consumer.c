@@ -75,21 +75,6 @@ void txm_handler_options_init(txm_handler_options *o)
     txm_subscription_options_init(&o->subscription);
 }
 
-static void logf_(const txm_consumer *c, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void logf_(const txm_consumer *c, int level, const char *fmt, ...)
-{
-    if (c->opts.log == NULL)
-        return;
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    c->opts.log(c->opts.log_ctx, level, text);
-}
-
 txm_status txm_consumer_new(txm_db *db, txm_transport *transport, const txm_consumer_options *opts,
                             txm_consumer **out, txm_error *err)
 {
@@ -161,8 +146,9 @@ txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queu
     if (st != TXM_OK && !later)
         return st;
     if (later)
-        logf_(c, TXM_LOG_WARN, "consumer %s: broker unavailable, subscribing once it is back: %s",
-              queue, err != NULL ? err->text : "");
+        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: broker unavailable, subscribing once it is back: %s", queue,
+                 err != NULL ? err->text : "");
     subscription *s = txm__calloc(1, sizeof *s);
     if (s == NULL || (s->topic = txm__strdup(topic)) == NULL ||
         (s->queue = txm__strdup(queue)) == NULL ||
@@ -228,14 +214,15 @@ static int outage_pause_ms(const subscription *s, int attempt)
 static void outage_begins(subscription *s, const txm_error *err)
 {
     if (atomic_fetch_add(&s->outage_logs, 1) == 0)
-        logf_(s->owner, TXM_LOG_WARN, "consumer %s: paused, a dependency is unavailable: %s",
-              s->queue, err->text);
+        txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: paused, a dependency is unavailable: %s", s->queue, err->text);
 }
 
 static void outage_ends(subscription *s)
 {
     if (atomic_fetch_sub(&s->outage_logs, 1) == 1)
-        logf_(s->owner, TXM_LOG_INFO, "consumer %s: resumed", s->queue);
+        txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_INFO, "consumer %s: resumed",
+                 s->queue);
 }
 
 /* Handles one delivery and settles it, except after an outage: then it
@@ -252,8 +239,9 @@ static txm_status process_one(subscription *s, txm_delivery *d, bool *first_outa
     if (st != TXM_OK) {
         char reason[TXM_ERROR_TEXT_LEN + 32];
         snprintf(reason, sizeof reason, "undecodable: %s", err.text);
-        logf_(c, 2, "consumer %s: dead-lettering message %s: %s", s->queue,
-              txm_delivery_message_id(d), reason);
+        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: dead-lettering message %s: %s", s->queue, txm_delivery_message_id(d),
+                 reason);
         if (txm_transport_dead_letter(c->transport, d, reason, &err) == TXM_OK)
             atomic_fetch_add(&s->dead_lettered, 1);
         return TXM_OK;
@@ -278,14 +266,17 @@ static txm_status process_one(subscription *s, txm_delivery *d, bool *first_outa
     if (st == TXM_OK || st == TXM_DUPLICATE) {
         atomic_fetch_add(st == TXM_OK ? &s->processed : &s->duplicates, 1);
         if (txm_transport_ack(c->transport, d, &err) != TXM_OK)
-            logf_(c, 2, "consumer %s: ack of %s failed (it will come back as a duplicate): %s",
-                  s->queue, txm_msg_id(msg), err.text);
+            txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                     "consumer %s: ack of %s failed (it will come back as a duplicate): %s",
+                     s->queue, txm_msg_id(msg), err.text);
     } else {
         atomic_fetch_add(&s->failures, 1);
         int delay = txm__backoff_ms(c->opts.backoff_base_ms, c->opts.backoff_max_ms,
                                     txm_delivery_receive_count(d));
-        logf_(c, 2, "consumer %s: message %s failed (receive %d, retry in %d ms): %s: %s", s->queue,
-              txm_msg_id(msg), txm_delivery_receive_count(d), delay, txm_status_name(st), err.text);
+        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: message %s failed (receive %d, retry in %d ms): %s: %s", s->queue,
+                 txm_msg_id(msg), txm_delivery_receive_count(d), delay, txm_status_name(st),
+                 err.text);
         char reason[TXM_ERROR_TEXT_LEN + 32];
         snprintf(reason, sizeof reason, "%s: %s", txm_status_name(st), err.text);
         txm_transport_nack(c->transport, d, delay, reason, NULL);
@@ -302,8 +293,9 @@ static void extend_all(subscription *s, txm_delivery **held, size_t n)
         txm_error err;
         txm_status st = txm_transport_extend(s->owner->transport, held[i], &err);
         if (st != TXM_OK && st != TXM_UNAVAILABLE)
-            logf_(s->owner, TXM_LOG_WARN, "consumer %s: cannot keep the lease of %s: %s", s->queue,
-                  txm_delivery_message_id(held[i]), err.text);
+            txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_WARN,
+                     "consumer %s: cannot keep the lease of %s: %s", s->queue,
+                     txm_delivery_message_id(held[i]), err.text);
     }
 }
 
@@ -338,10 +330,11 @@ static bool declare_later(subscription *s, txm_error *err)
                                                        &s->opts.subscription, err);
     if (st == TXM_OK) {
         atomic_store(&s->declared, true);
-        logf_(s->owner, TXM_LOG_INFO, "consumer %s: subscribed to %s", s->queue, s->topic);
+        txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_INFO,
+                 "consumer %s: subscribed to %s", s->queue, s->topic);
     } else if (st != TXM_UNAVAILABLE) {
-        logf_(s->owner, TXM_LOG_ERROR, "consumer %s: cannot subscribe to %s: %s", s->queue,
-              s->topic, err->text);
+        txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_ERROR,
+                 "consumer %s: cannot subscribe to %s: %s", s->queue, s->topic, err->text);
     }
     return st == TXM_OK;
 }
@@ -362,13 +355,15 @@ static void *worker(void *arg)
         if (st != TXM_OK) {
             /* Broker away: back off instead of spinning, log once. */
             if (failed++ == 0)
-                logf_(c, st == TXM_UNAVAILABLE ? TXM_LOG_WARN : TXM_LOG_ERROR,
-                      "consumer %s: receive failed, retrying: %s", s->queue, err.text);
+                txm_logf(c->opts.log, c->opts.log_ctx,
+                         st == TXM_UNAVAILABLE ? TXM_LOG_WARN : TXM_LOG_ERROR,
+                         "consumer %s: receive failed, retrying: %s", s->queue, err.text);
             pause_ms(c, outage_pause_ms(s, failed));
             continue;
         }
         if (failed > 0)
-            logf_(c, TXM_LOG_INFO, "consumer %s: receiving again", s->queue);
+            txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_INFO, "consumer %s: receiving again",
+                     s->queue);
         failed = 0;
         /* Once received, a batch is finished even when stop is requested:
          * these messages are in flight and get committed and acked (an

@@ -207,15 +207,3 @@ txm_status txm_db_exec(txm_db *db, const char *sql, const txm_value *params, siz
     txm__db_release(db, conn);
     return st;
 }
-
-void txm__db_log(const txm_db *db, int level, const char *fmt, ...)
-{
-    if (db == NULL || db->opts.log == NULL)
-        return;
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    db->opts.log(db->opts.log_ctx, level, text);
-}

@@ -32,13 +32,6 @@ txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err);
 txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err);
 void txm__conn_rollback(txm_db *db, txm__conn *conn);
 
-/* Logs through the db's callback, if any. */
-void txm__db_log(const txm_db *db, int level, const char *fmt, ...)
-#if defined(__GNUC__)
-    __attribute__((format(printf, 3, 4)))
-#endif
-    ;
-
 /* Builds a result set row by row (drivers use these). */
 txm_rows *txm__rows_new(size_t columns);
 /* Appends one row of columns values; vals[i] NULL for SQL NULL, lens[i] its

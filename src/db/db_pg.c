@@ -54,12 +54,9 @@ static const char *one_line(const char *msg, char *buf, size_t len)
 static void on_notice(void *arg, const char *message)
 {
     const txm__conn *c = arg;
-    if (c->log == NULL)
-        return;
     char line[TXM_ERROR_TEXT_LEN];
-    char text[TXM_ERROR_TEXT_LEN + 16];
-    snprintf(text, sizeof text, "postgresql: %s", one_line(message, line, sizeof line));
-    c->log(c->log_ctx, 2, text);
+    txm_logf(c->log, c->log_ctx, TXM_LOG_WARN, "postgresql: %s",
+             one_line(message, line, sizeof line));
 }
 
 static const char *sqlstate(const PGresult *res)

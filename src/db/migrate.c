@@ -113,7 +113,8 @@ static txm_status apply_missing(txm_db *db, txm__conn *c, txm_error *err)
         if (st == TXM_OK)
             st = txm__conn_exec(db, c, SQL_RECORD, &v, 1, NULL, NULL, err);
         if (st == TXM_OK)
-            txm__db_log(db, 1, "db: applied schema migration %d", list[m].version);
+            txm_logf(db->opts.log, db->opts.log_ctx, TXM_LOG_INFO,
+                     "db: applied schema migration %d", list[m].version);
     }
     return st;
 }
@@ -172,22 +173,23 @@ static void ensure_relay_slot(txm_db *db)
     bool exists = st == TXM_OK && is_true(txm_rows_text(rows, 0, 1));
     txm_rows_free(rows);
     if (st == TXM_OK && !exists && has_outbox) {
-        txm__db_log(db, 2,
-                    "db: replication slot %s is missing but the outbox exists; not creating it "
-                    "here, since a new slot never sees rows written before it. txmsg-relay "
-                    "creates it and refuses to stream while older rows are not dispatched "
-                    "(publish them with txmsg outbox dispatch)",
-                    slot);
+        txm_logf(db->opts.log, db->opts.log_ctx, TXM_LOG_WARN,
+                 "db: replication slot %s is missing but the outbox exists; not creating it "
+                 "here, since a new slot never sees rows written before it. txmsg-relay "
+                 "creates it and refuses to stream while older rows are not dispatched "
+                 "(publish them with txmsg outbox dispatch)",
+                 slot);
         return;
     }
     if (st == TXM_OK && !exists)
         st = txm_db_exec(db, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", &p, 1,
                          NULL, NULL, &err);
     if (st == TXM_OK && !exists)
-        txm__db_log(db, 1, "db: created logical replication slot %s", slot);
+        txm_logf(db->opts.log, db->opts.log_ctx, TXM_LOG_INFO,
+                 "db: created logical replication slot %s", slot);
     else if (st != TXM_OK && st != TXM_CONSTRAINT) /* CONSTRAINT: another process won */
-        txm__db_log(db, 2, "db: cannot create replication slot %s for the relay: %s", slot,
-                    err.text);
+        txm_logf(db->opts.log, db->opts.log_ctx, TXM_LOG_WARN,
+                 "db: cannot create replication slot %s for the relay: %s", slot, err.text);
 }
 
 txm_status txm_db_migrate(txm_db *db, txm_error *err)

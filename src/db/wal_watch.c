@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 
 #define FALLBACK_POLL_MS 10
 
@@ -63,13 +64,6 @@ static int names_ours(const txm__wal_watch *w, const char *buf, ssize_t len)
     return ours;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void txm__wal_watch_wait(txm__wal_watch *w, int timeout_ms)
 {
     if (w == NULL || w->fd < 0) {
@@ -78,9 +72,9 @@ void txm__wal_watch_wait(txm__wal_watch *w, int timeout_ms)
         nanosleep(&ts, NULL);
         return;
     }
-    long long end = now_ms() + timeout_ms;
+    long long end = txm__mono_ms() + timeout_ms;
     for (;;) {
-        long long left = end - now_ms();
+        long long left = end - txm__mono_ms();
         if (left <= 0)
             return;
         struct pollfd p = {.fd = w->fd, .events = POLLIN};

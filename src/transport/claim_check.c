@@ -79,13 +79,11 @@ void txm__claim_resolve(txm_transport *t, txm_delivery *d)
         free(d->body);
         d->body = full;
         d->len = len;
-    } else if (t->opts.log != NULL) {
+    } else {
         /* The reference stays: the consumer cannot decode it and
          * dead-letters it, with this reason in the log. */
-        char text[TXM_ERROR_TEXT_LEN + 96];
-        snprintf(text, sizeof text, "transport: payload %s of message %s: %s", key, d->message_id,
-                 err.text);
-        t->opts.log(t->opts.log_ctx, 2, text);
+        txm_logf(t->opts.log, t->opts.log_ctx, TXM_LOG_WARN,
+                 "transport: payload %s of message %s: %s", key, d->message_id, err.text);
     }
     free(key);
 }

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/clock.h"
 #include "transport/transport_int.h"
 
 enum {
@@ -215,13 +216,6 @@ static arg a_blob(const void *p, size_t len)
 
 #define NARGS(a) (sizeof(a) / sizeof((a)[0]))
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts = {0};
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static txm_status sqlite_status(int rc)
 {
     switch (rc & 0xff) {
@@ -323,8 +317,8 @@ static int busy_wait(void *ctx, int count)
 {
     conn *c = ctx;
     if (count == 0)
-        c->busy_since_ms = mono_ms();
-    else if (mono_ms() - c->busy_since_ms >= c->busy_timeout_ms)
+        c->busy_since_ms = txm__mono_ms();
+    else if (txm__mono_ms() - c->busy_since_ms >= c->busy_timeout_ms)
         return 0;
     struct timespec ts = {0, count < 10 ? 100000L : 1000000L};
     nanosleep(&ts, NULL);
@@ -910,7 +904,7 @@ static int wait_timeout(int64_t remaining_ms, int64_t next_visible_us, int cap_m
 static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
                               txm_delivery ***out, size_t *count, txm_error *err)
 {
-    int64_t deadline = mono_ms() + wait_ms;
+    int64_t deadline = txm__mono_ms() + wait_ms;
     int fd = -1;
     bool armed = false;
     int cap_ms = SAFETY_WAIT_MS;
@@ -918,7 +912,7 @@ static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int
     for (;;) {
         int64_t next_visible_us = INT64_MAX;
         st = attempt(b, queue, max, out, count, &next_visible_us, err);
-        int64_t remaining = deadline - mono_ms();
+        int64_t remaining = deadline - txm__mono_ms();
         if (st != TXM_OK || *count > 0 || remaining <= 0)
             break;
         if (!armed) {

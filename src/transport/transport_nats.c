@@ -250,20 +250,6 @@ static int parse_count(const char *s)
     return v > INT_MAX ? INT_MAX : (int)v;
 }
 
-static void blog(txm__broker *b, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void blog(txm__broker *b, int level, const char *fmt, ...)
-{
-    if (b->log == NULL)
-        return;
-    char text[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    b->log(b->log_ctx, level, text);
-}
-
 static txm_status check_connected(txm__broker *b, txm_error *err)
 {
     if (natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
@@ -293,13 +279,15 @@ static void on_disconnected(natsConnection *nc, void *closure)
     bool closing = b->closing;
     pthread_mutex_unlock(&b->closed_mu);
     if (!closing)
-        blog(b, 2, "nats: disconnected from the server; reconnecting");
+        txm_logf(b->log, b->log_ctx, TXM_LOG_WARN,
+                 "nats: disconnected from the server; reconnecting");
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)
 {
     (void)nc;
-    blog(closure, 1, "nats: reconnected to the server");
+    txm__broker *b = closure;
+    txm_logf(b->log, b->log_ctx, TXM_LOG_INFO, "nats: reconnected to the server");
 }
 
 /* The last callback libnats makes for a connection: close waits for it so no
@@ -350,7 +338,8 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
         return nfail(err, s, 0, "options for", url);
     s = natsConnection_Connect(&b->nc, b->nopts);
     if (s == NATS_NOT_YET_CONNECTED && background) {
-        blog(b, 2, "nats: server not reachable yet; connecting in the background");
+        txm_logf(b->log, b->log_ctx, TXM_LOG_WARN,
+                 "nats: server not reachable yet; connecting in the background");
         s = NATS_OK;
     }
     if (s != NATS_OK)
@@ -1108,7 +1097,7 @@ static void settle_here(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sse
         st = dlq_move(b, q, m, sseq, id, count, reason, &e);
     }
     if (st != TXM_OK)
-        blog(b, 2, "nats: receive on %s: %s", q->queue, e.text);
+        txm_logf(b->log, b->log_ctx, TXM_LOG_WARN, "nats: receive on %s: %s", q->queue, e.text);
 }
 
 /* Turns a pulled message into a delivery (*out), or settles it here and
