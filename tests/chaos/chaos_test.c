@@ -49,6 +49,7 @@ enum {
     MAX_CUSTOMERS = 512,
     MAX_ORDERS = 16384,
     SHOW_MAX = 25, /* examples printed per kind of failure */
+    MAX_ADVISORIES = 4096,
 };
 
 #define UUID_BUF (TXM_UUID_LEN + 1)
@@ -80,6 +81,14 @@ typedef struct acked_order {
     bool cancel_acked; /* a cancel answered 200 */
 } acked_order;
 
+/* A message that reached its consumer's MaxDeliver: JetStream delivers it
+ * no more, so unless that last delivery settled it, it stays in the stream. */
+typedef struct max_delivery {
+    char consumer[80];
+    uint64_t stream_seq;
+    int deliveries;
+} max_delivery;
+
 typedef struct chaos {
     const char *name; /* "postgresql+nats" or "sqlite+nats" */
     bool pg;
@@ -109,6 +118,11 @@ typedef struct chaos {
     size_t n_orders;
     atomic_bool stop_clients;
     atomic_int outcomes[OP_COUNT][OUT_COUNT];
+    /* JetStream's max-deliveries advisories, watched through the restarts */
+    natsConnection *watch;
+    natsSubscription *advisories;
+    max_delivery maxed[MAX_ADVISORIES];
+    size_t n_maxed;
 } chaos;
 
 static void chaos_log(const chaos *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -133,6 +147,11 @@ static bool setup_fail(chaos *c, const char *fmt, ...)
     return false;
 }
 
+static void copy_text(char *dst, size_t cap, const char *src)
+{
+    snprintf(dst, cap, "%s", src != NULL ? src : "");
+}
+
 static int load_seconds(void)
 {
     const char *s = getenv("TXM_CHAOS_LOAD_S");
@@ -150,6 +169,47 @@ static bool start_nats(chaos *c)
         return false;
     }
     return true;
+}
+
+static void on_advisory(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *closure)
+{
+    (void)nc;
+    (void)sub;
+    chaos *c = closure;
+    json_t *j = json_loadb(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), 0, NULL);
+    pthread_mutex_lock(&c->mu);
+    if (j != NULL && c->n_maxed < MAX_ADVISORIES) {
+        max_delivery *d = &c->maxed[c->n_maxed++];
+        copy_text(d->consumer, sizeof d->consumer,
+                  json_string_value(json_object_get(j, "consumer")));
+        d->stream_seq = (uint64_t)json_integer_value(json_object_get(j, "stream_seq"));
+        d->deliveries = (int)json_integer_value(json_object_get(j, "deliveries"));
+    }
+    pthread_mutex_unlock(&c->mu);
+    json_decref(j);
+    natsMsg_Destroy(m);
+}
+
+/* Listens to JetStream's max-deliveries advisories for the whole run; the
+ * connection reconnects by itself after each nats-server restart. */
+static bool watch_advisories(chaos *c)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = natsOptions_SetURL(o, c->broker_url);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, 100);
+    if (s == NATS_OK)
+        s = natsConnection_Connect(&c->watch, o);
+    if (s == NATS_OK)
+        s = natsConnection_Subscribe(&c->advisories, c->watch,
+                                     "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>", on_advisory,
+                                     c);
+    natsOptions_Destroy(o);
+    return s == NATS_OK;
 }
 
 static bool make_stack(chaos *c)
@@ -179,6 +239,8 @@ static bool make_stack(chaos *c)
     snprintf(c->broker_url, sizeof c->broker_url, "nats://127.0.0.1:%d", c->nats_port);
     if (!start_nats(c))
         return setup_fail(c, "nats-server did not start on port %d", c->nats_port);
+    if (!watch_advisories(c))
+        return setup_fail(c, "cannot watch the advisories of nats-server");
     int customers_port = txm_test_free_port(), orders_port;
     do
         orders_port = txm_test_free_port();
@@ -274,6 +336,10 @@ static int teardown_stack(void **state)
         txm_testsvc_stop(&c->procs[i], STOP_MS);
     if (c->pg_down && !txm_testpg_start())
         fprintf(stderr, "chaos %s: PostgreSQL did not start again\n", c->name);
+    if (c->watch != NULL)
+        natsConnection_Close(c->watch);
+    natsSubscription_Destroy(c->advisories);
+    natsConnection_Destroy(c->watch);
     if (c->nats > 0)
         txm_testnats_stop(c->nats);
     if (c->pg) {
@@ -639,11 +705,6 @@ static void ledger_free(ledger *l)
     memset(l, 0, sizeof *l);
 }
 
-static void copy(char *dst, size_t cap, const char *src)
-{
-    snprintf(dst, cap, "%s", src != NULL ? src : "");
-}
-
 /* Runs sql and returns its rows, or NULL with l->error set. */
 static txm_rows *query(txm_db *db, const char *sql, ledger *l)
 {
@@ -680,9 +741,9 @@ static bool load_orders(txm_db *db, ledger *l)
     l->orders = calloc(l->n_orders + 1, sizeof *l->orders);
     for (size_t i = 0; i < l->n_orders; i++) {
         order_row *o = &l->orders[i];
-        copy(o->id, sizeof o->id, txm_rows_text(r, i, 0));
-        copy(o->customer, sizeof o->customer, txm_rows_text(r, i, 1));
-        copy(o->state, sizeof o->state, txm_rows_text(r, i, 2));
+        copy_text(o->id, sizeof o->id, txm_rows_text(r, i, 0));
+        copy_text(o->customer, sizeof o->customer, txm_rows_text(r, i, 1));
+        copy_text(o->state, sizeof o->state, txm_rows_text(r, i, 2));
         o->total = txm_rows_int(r, i, 3);
     }
     txm_rows_free(r);
@@ -699,8 +760,8 @@ static bool load_customers(txm_db *db, ledger *l)
     l->reservations = calloc(l->n_reservations + 1, sizeof *l->reservations);
     for (size_t i = 0; i < l->n_reservations; i++) {
         reservation_row *v = &l->reservations[i];
-        copy(v->customer, sizeof v->customer, txm_rows_text(r, i, 0));
-        copy(v->order, sizeof v->order, txm_rows_text(r, i, 1));
+        copy_text(v->customer, sizeof v->customer, txm_rows_text(r, i, 0));
+        copy_text(v->order, sizeof v->order, txm_rows_text(r, i, 1));
         v->amount = txm_rows_int(r, i, 2);
     }
     txm_rows_free(r);
@@ -714,7 +775,7 @@ static bool load_customers(txm_db *db, ledger *l)
     l->n_customers = txm_rows_count(r);
     l->customers = calloc(l->n_customers + 1, sizeof *l->customers);
     for (size_t i = 0; i < l->n_customers; i++) {
-        copy(l->customers[i].id, sizeof l->customers[i].id, txm_rows_text(r, i, 0));
+        copy_text(l->customers[i].id, sizeof l->customers[i].id, txm_rows_text(r, i, 0));
         l->customers[i].limit = txm_rows_int(r, i, 1);
         l->customers[i].reserved = txm_rows_int(r, i, 2);
     }
@@ -751,12 +812,12 @@ static bool load_outbox(txm_db *db, bool pg, bool all, int which, ledger *l)
     for (size_t i = 0; i < n; i++) {
         outbox_row *o = &rows[i];
         o->seq = txm_rows_int(r, i, 0);
-        copy(o->id, sizeof o->id, txm_rows_text(r, i, 1));
-        copy(o->topic, sizeof o->topic, txm_rows_text(r, i, 2));
-        copy(o->aggregate, sizeof o->aggregate, txm_rows_text(r, i, 3));
+        copy_text(o->id, sizeof o->id, txm_rows_text(r, i, 1));
+        copy_text(o->topic, sizeof o->topic, txm_rows_text(r, i, 2));
+        copy_text(o->aggregate, sizeof o->aggregate, txm_rows_text(r, i, 3));
         o->dispatched = txm_rows_int(r, i, 4) != 0;
         payload_order(txm_rows_text(r, i, 5), o->order);
-        copy(o->created, sizeof o->created, txm_rows_text(r, i, 6));
+        copy_text(o->created, sizeof o->created, txm_rows_text(r, i, 6));
         l->undispatched[which] += !o->dispatched;
     }
     txm_rows_free(r);
@@ -808,10 +869,10 @@ static bool load_dlq(const chaos *c, ledger *l)
             }
             dead_letter *d = &l->dlq[l->n_dlq++];
             memset(d, 0, sizeof *d);
-            copy(d->queue, sizeof d->queue, queue_names[q]);
-            copy(d->id, sizeof d->id, txm_delivery_message_id(list[i]));
-            copy(d->topic, sizeof d->topic, txm_delivery_topic(list[i]));
-            copy(d->error, sizeof d->error, txm_delivery_last_error(list[i]));
+            copy_text(d->queue, sizeof d->queue, queue_names[q]);
+            copy_text(d->id, sizeof d->id, txm_delivery_message_id(list[i]));
+            copy_text(d->topic, sizeof d->topic, txm_delivery_topic(list[i]));
+            copy_text(d->error, sizeof d->error, txm_delivery_last_error(list[i]));
             d->receive_count = txm_delivery_receive_count(list[i]);
         }
         txm_delivery_list_free(list, n);
@@ -823,14 +884,14 @@ static bool load_dlq(const chaos *c, ledger *l)
 static const order_row *find_order(const ledger *l, const char *id)
 {
     order_row key;
-    copy(key.id, sizeof key.id, id);
+    copy_text(key.id, sizeof key.id, id);
     return bsearch(&key, l->orders, l->n_orders, sizeof *l->orders, by_id);
 }
 
 static const reservation_row *find_reservation(const ledger *l, const char *order)
 {
     reservation_row key;
-    copy(key.order, sizeof key.order, order);
+    copy_text(key.order, sizeof key.order, order);
     return bsearch(&key, l->reservations, l->n_reservations, sizeof *l->reservations, by_order);
 }
 
@@ -1060,8 +1121,92 @@ static void diagnose_dlq(const ledger *l)
                 l->dlq[i].id, l->dlq[i].receive_count, l->dlq[i].error);
 }
 
-/* What JetStream says about the stream and each queue's consumer. */
-static void print_jetstream(const chaos *c)
+/* The inbox of the service consuming topic's messages, and its queue. */
+static int topic_consumer(const char *topic, const char **queue)
+{
+    static const char *const topics[Q_COUNT] = {
+        "order--created", "order--cancelled", "customer--credit-reserved",
+        "customer--credit-reservation-failed", "customer--validation-failed"};
+    for (int q = 0; q < Q_COUNT; q++) {
+        if (strcmp(topic, topics[q]) == 0) {
+            *queue = queue_names[q];
+            return q < 2 ? DB_CUSTOMERS : DB_ORDERS;
+        }
+    }
+    *queue = NULL;
+    return -1;
+}
+
+/* The messages the stream still holds (interest retention: not acked by
+ * every queue of their topic, as far as the stream knows), and whether the
+ * consuming service has processed each. One that is not processed while
+ * its consumer has nothing pending is lost. */
+static void print_stream_leftovers(jsCtx *js, const jsStreamInfo *si, const ledger *l)
+{
+    size_t kept = 0, processed = 0, unprocessed = 0;
+    for (uint64_t seq = si->State.FirstSeq; seq <= si->State.LastSeq && seq > 0; seq++) {
+        natsMsg *m = NULL;
+        if (js_GetMsg(&m, js, "TXMSG", seq, NULL, NULL) != NATS_OK)
+            continue;
+        kept++;
+        const char *id = NULL, *subject = natsMsg_GetSubject(m);
+        if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK)
+            id = "";
+        const char *queue = NULL;
+        int which = topic_consumer(subject + strlen("txmsg."), &queue);
+        bool done = which >= 0 && in_inbox(l, which, queue, id);
+        processed += done;
+        unprocessed += !done;
+        if (!done && unprocessed <= SHOW_MAX)
+            fprintf(stderr, "   stream seq %" PRIu64 ": %s %s NOT in the inbox of %s\n", seq,
+                    subject, id, queue != NULL ? queue : "(no queue)");
+        natsMsg_Destroy(m);
+    }
+    fprintf(stderr,
+            "   the stream keeps %zu messages: %zu processed already (their acks were lost),"
+            " %zu not processed\n",
+            kept, processed, unprocessed);
+}
+
+/* The messages that reached MaxDeliver, and what became of each: gone from
+ * the stream (settled by that last delivery), or still there, processed or
+ * not by its consumer. */
+static void print_max_deliveries(chaos *c, jsCtx *js, const ledger *l)
+{
+    pthread_mutex_lock(&c->mu);
+    size_t n = c->n_maxed;
+    pthread_mutex_unlock(&c->mu);
+    size_t gone = 0, kept_done = 0, kept_lost = 0;
+    for (size_t i = 0; i < n; i++) {
+        const max_delivery *d = &c->maxed[i];
+        natsMsg *m = NULL;
+        if (js_GetMsg(&m, js, "TXMSG", d->stream_seq, NULL, NULL) != NATS_OK) {
+            gone++;
+            continue;
+        }
+        const char *id = NULL;
+        if (natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK)
+            id = "";
+        int which = strncmp(d->consumer, "customer--", 10) == 0 ? DB_CUSTOMERS : DB_ORDERS;
+        bool done = l != NULL && in_inbox(l, which, d->consumer, id);
+        kept_done += done;
+        kept_lost += !done;
+        if (!done && kept_lost <= SHOW_MAX)
+            fprintf(stderr,
+                    "   MaxDeliver: %s stream seq %" PRIu64 " (%s %s) delivered %d times, still"
+                    " in the stream and not processed: it will never be delivered again\n",
+                    d->consumer, d->stream_seq, natsMsg_GetSubject(m), id, d->deliveries);
+        natsMsg_Destroy(m);
+    }
+    fprintf(stderr,
+            "-- max-deliveries advisories: %zu; %zu gone from the stream, %zu still there but"
+            " processed, %zu still there and NOT processed\n",
+            n, gone, kept_done, kept_lost);
+}
+
+/* What JetStream says about the stream and each queue's consumer; with a
+ * full ledger (l not NULL), also the messages the stream still keeps. */
+static void print_jetstream(chaos *c, const ledger *l)
 {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
@@ -1078,9 +1223,12 @@ static void print_jetstream(const chaos *c)
             fprintf(stderr,
                     "-- stream %s: %" PRIu64 " messages, sequences %" PRIu64 "..%" PRIu64 "\n",
                     streams[i], si->State.Msgs, si->State.FirstSeq, si->State.LastSeq);
+            if (i == 0 && l != NULL && si->State.Msgs > 0)
+                print_stream_leftovers(js, si, l);
             jsStreamInfo_Destroy(si);
         }
     }
+    print_max_deliveries(c, js, l);
     for (int q = 0; q < Q_COUNT; q++) {
         jsConsumerInfo *ci = NULL;
         if (js_GetConsumerInfo(&ci, js, "TXMSG", queue_names[q], NULL, NULL) != NATS_OK) {
@@ -1190,7 +1338,7 @@ static void ledger_settles_after_chaos(void **state)
         diagnose_outbox(&l);
         diagnose_dlq(&l);
     }
-    print_jetstream(c);
+    print_jetstream(c, ok ? NULL : &l);
     char verdict[600];
     snprintf(verdict, sizeof verdict,
              "%zu PENDING, %zu extra and %zu missing reservations, %zu/%zu not dispatched,"
@@ -1213,5 +1361,9 @@ int main(void)
         {"ledger_settles_after_chaos/sqlite+nats", ledger_settles_after_chaos, setup_sqlite_nats,
          teardown_stack, NULL},
     };
+    /* "*postgresql*" or "*sqlite*" runs one stack only. */
+    const char *only = getenv("TXM_CHAOS_FILTER");
+    if (only != NULL && only[0] != '\0')
+        cmocka_set_test_filter(only);
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
