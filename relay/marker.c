@@ -42,8 +42,10 @@ struct relay_marker {
 
 /* PostgreSQL may stream a commit a moment before it is visible to other
  * sessions, so an UPDATE right after can miss rows: mark what is visible,
- * then retry the rest briefly without counting the others twice. */
-static void mark_ids(relay_marker *m, const char **ids, size_t n)
+ * then retry the rest briefly without counting the others twice. Returns
+ * false when the database failed; rows that are not in the outbox at all
+ * (purged) count as done. */
+static bool mark_ids(relay_marker *m, const char **ids, size_t n)
 {
     txm_error err;
     size_t marked = 0;
@@ -58,18 +60,44 @@ static void mark_ids(relay_marker *m, const char **ids, size_t n)
     if (st != TXM_OK) {
         atomic_fetch_add(&m->stats->errors_db, 1);
         txm_logf(m->log, m->log_ctx, TXM_LOG_WARN,
-                 "relay: marking %zu messages dispatched failed: %s", n, err.text);
-    } else if (total < n) {
+                 "relay: marking %zu messages dispatched failed, will retry: %s", n, err.text);
+        return false;
+    }
+    if (total < n)
         txm_logf(m->log, m->log_ctx, TXM_LOG_WARN,
                  "relay: marked %zu of %zu published messages dispatched; the rest are not"
                  " in the outbox (purged?)",
                  total, n);
+    return true;
+}
+
+/* Marks a batch, retrying with back-off while the database is away, until
+ * it works or the marker stops. False when it stopped with the batch
+ * unmarked: its position must then never be confirmed, or its rows would
+ * stay not dispatched for good (they are published again after a restart,
+ * which consumers drop as duplicates). */
+static bool mark_batch(relay_marker *m, const pending *p)
+{
+    int pause_ms = 100;
+    while (!mark_ids(m, p->ids, p->n)) {
+        for (int slept = 0; slept < pause_ms; slept += 50) {
+            pthread_mutex_lock(&m->mu);
+            bool stopping = m->stopping;
+            pthread_mutex_unlock(&m->mu);
+            if (stopping)
+                return false;
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        pause_ms = pause_ms < 2000 ? pause_ms * 2 : 2000;
     }
+    return true;
 }
 
 static void *run(void *arg)
 {
     relay_marker *m = arg;
+    bool failed = false; /* a batch stayed unmarked: no later position is done */
     pthread_mutex_lock(&m->mu);
     for (;;) {
         while (m->count == 0 && !m->stopping)
@@ -78,9 +106,10 @@ static void *run(void *arg)
             break;
         pending *p = &m->queue[m->head];
         pthread_mutex_unlock(&m->mu);
-        mark_ids(m, p->ids, p->n);
+        bool marked = !failed && mark_batch(m, p);
         pthread_mutex_lock(&m->mu);
-        if (p->position != 0)
+        failed = !marked;
+        if (marked && p->position != 0)
             m->done = p->position;
         free(p->arena);
         free(p->ids);
@@ -171,6 +200,10 @@ uint64_t relay_marker_done(relay_marker *m)
 void relay_marker_drain(relay_marker *m)
 {
     pthread_mutex_lock(&m->mu);
+    /* At shutdown a batch whose marking keeps failing is given up (its
+     * position stays unconfirmed) instead of holding the relay. */
+    m->stopping = true;
+    pthread_cond_broadcast(&m->cv);
     while (m->count > 0)
         pthread_cond_wait(&m->cv, &m->mu);
     pthread_mutex_unlock(&m->mu);

@@ -25,7 +25,9 @@ txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, 
  * the relay confirms up to here, so a confirmed row is always marked. */
 uint64_t relay_marker_done(relay_marker *m);
 
-/* Waits until every queued batch is marked. */
+/* Waits until every queued batch is marked, or given up: at this point a
+ * batch whose marking fails is not retried, and neither its position nor
+ * any later one becomes done. For shutdown. */
 void relay_marker_drain(relay_marker *m);
 
 /* Drains, stops the thread and frees. NULL-safe. */

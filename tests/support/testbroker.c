@@ -100,18 +100,29 @@ static bool port_accepts(int port)
 
 pid_t txm_testnats_start(const char *store, int port)
 {
-    char portbuf[16];
+    return txm_testnats_start_ext(store, port, 0, NULL);
+}
+
+pid_t txm_testnats_start_ext(const char *store, int port, int monitor_port, const char *log_path)
+{
+    char portbuf[16], monbuf[16];
     snprintf(portbuf, sizeof portbuf, "%d", port);
+    snprintf(monbuf, sizeof monbuf, "%d", monitor_port);
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        FILE *devnull = freopen("/dev/null", "w", stdout);
-        (void)devnull;
-        devnull = freopen("/dev/null", "w", stderr);
-        (void)devnull;
-        execlp("nats-server", "nats-server", "-js", "-sd", store, "-a", "127.0.0.1", "-p", portbuf,
-               (char *)NULL);
+        const char *out = log_path != NULL ? log_path : "/dev/null";
+        FILE *f = freopen(out, "a", stdout);
+        (void)f;
+        f = freopen(out, "a", stderr);
+        (void)f;
+        if (monitor_port > 0)
+            execlp("nats-server", "nats-server", "-js", "-sd", store, "-a", "127.0.0.1", "-p",
+                   portbuf, "-m", monbuf, (char *)NULL);
+        else
+            execlp("nats-server", "nats-server", "-js", "-sd", store, "-a", "127.0.0.1", "-p",
+                   portbuf, (char *)NULL);
         _exit(127);
     }
     for (int i = 0; i < 500; i++) {

@@ -31,6 +31,9 @@ int txm_test_free_port(void);
 /* Starts nats-server -js on 127.0.0.1:port with store dir; returns its pid
  * once it accepts connections, or -1. */
 pid_t txm_testnats_start(const char *store, int port);
+/* The same, with the HTTP monitoring endpoint on monitor_port (0: none) and
+ * the server's output appended to log_path (NULL: discarded). */
+pid_t txm_testnats_start_ext(const char *store, int port, int monitor_port, const char *log_path);
 /* SIGTERM, then waits for the process to exit. */
 void txm_testnats_stop(pid_t pid);
 
