@@ -51,11 +51,18 @@ typedef struct txm_consumer_stats {
     uint64_t processed;     /* handled and committed */
     uint64_t duplicates;    /* found in the inbox; acked without calling the handler */
     uint64_t failures;      /* handler or commit failed; nacked */
-    uint64_t dead_lettered; /* undecodable, sent to the dead-letter queue at once */
+    uint64_t dead_lettered; /* sent to the dead-letter queue by the consumer: undecodable,
+                               or exhausted (see txm_delivery_is_exhausted) and not
+                               in the inbox */
 } txm_consumer_stats;
 
 /* Creates a consumer over db and transport. Borrows both: they must outlive
- * the consumer. opts may be NULL. Owns: *out is the caller's. */
+ * the consumer. opts may be NULL. Open the transport with deliver_exhausted
+ * (txm_app does): a message whose last lease ran out is then acked if its
+ * inbox row shows it was processed (its ack was lost), and dead-lettered
+ * only if not. An outage (TXM_UNAVAILABLE from the handler's unit of work)
+ * uses up no receive: the delivery is held, its lease extended, and the
+ * unit retried with a growing pause. Owns: *out is the caller's. */
 TXM_API txm_status txm_consumer_new(txm_db *db, txm_transport *transport,
                                     const txm_consumer_options *opts, txm_consumer **out,
                                     txm_error *err);

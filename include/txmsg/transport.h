@@ -32,6 +32,12 @@ typedef struct txm_transport_options {
                                 calls fail with TXM_UNAVAILABLE until it is
                                 reached (NATS). Default false: open reports an
                                 unreachable broker at once. */
+    bool deliver_exhausted;  /* receive returns a message whose last lease ran out
+                                after max_receive_count receives, flagged (see
+                                txm_delivery_is_exhausted), instead of moving it
+                                to the dead-letter queue: for a receiver that can
+                                tell whether it was processed already (the
+                                consumer runtime's inbox). Default false. */
     txm_log_fn log;          /* optional */
     void *log_ctx;
 } txm_transport_options;
@@ -148,7 +154,11 @@ TXM_API const char *txm_delivery_body(const txm_delivery *d, size_t *len);
 TXM_API const char *txm_delivery_message_id(const txm_delivery *d); /* "" if unknown */
 TXM_API const char *txm_delivery_topic(const txm_delivery *d);
 TXM_API const char *txm_delivery_queue(const txm_delivery *d);
-TXM_API int txm_delivery_receive_count(const txm_delivery *d);      /* 1 on first receive */
+TXM_API int txm_delivery_receive_count(const txm_delivery *d); /* 1 on first receive */
+/* True for a delivery received more than max_receive_count times (only with
+ * the deliver_exhausted option): ack it if it was processed already,
+ * otherwise move it to the dead-letter queue (txm_transport_dead_letter). */
+TXM_API bool txm_delivery_is_exhausted(const txm_delivery *d);
 TXM_API const char *txm_delivery_last_error(const txm_delivery *d); /* "" if none */
 TXM_API void txm_delivery_free(txm_delivery *d);                    /* NULL-safe */
 /* Frees an array from receive/dlq_list and every delivery in it. */

@@ -225,6 +225,43 @@ static void outage_ends(subscription *s)
                  s->queue);
 }
 
+/* A delivery whose lease ran out after its last allowed receive (the
+ * worker holding it died, or its ack was lost with the broker): acked as a
+ * duplicate when the inbox says it was processed, else dead-lettered. Only
+ * TXM_UNAVAILABLE is returned to the caller, which keeps the delivery. */
+static txm_status settle_exhausted(subscription *s, txm_delivery *d, const txm_msg *msg,
+                                   txm_error *err)
+{
+    txm_consumer *c = s->owner;
+    txm_status st = txm_inbox_get(c->db, s->queue, txm_msg_id(msg), NULL, err);
+    if (st == TXM_UNAVAILABLE)
+        return st;
+    if (st == TXM_OK) {
+        atomic_fetch_add(&s->duplicates, 1);
+        if (txm_transport_ack(c->transport, d, err) != TXM_OK)
+            txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                     "consumer %s: ack of %s failed (it will come back): %s", s->queue,
+                     txm_msg_id(msg), err->text);
+        return TXM_OK;
+    }
+    if (st == TXM_NOT_FOUND) {
+        char reason[160];
+        snprintf(reason, sizeof reason,
+                 "received %d times, more than max_receive_count (the last lease ran out)",
+                 txm_delivery_receive_count(d));
+        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: dead-lettering message %s: %s", s->queue, txm_msg_id(msg), reason);
+        if (txm_transport_dead_letter(c->transport, d, reason, err) == TXM_OK)
+            atomic_fetch_add(&s->dead_lettered, 1);
+        return TXM_OK;
+    }
+    /* Another database error: leave it; it comes back after its lease. */
+    txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+             "consumer %s: cannot look up %s in the inbox: %s", s->queue, txm_msg_id(msg),
+             err->text);
+    return TXM_OK;
+}
+
 /* Handles one delivery and settles it, except after an outage: then it
  * returns TXM_UNAVAILABLE and the caller keeps the delivery to try again. */
 static txm_status process_one(subscription *s, txm_delivery *d, bool *first_outage)
@@ -245,6 +282,15 @@ static txm_status process_one(subscription *s, txm_delivery *d, bool *first_outa
         if (txm_transport_dead_letter(c->transport, d, reason, &err) == TXM_OK)
             atomic_fetch_add(&s->dead_lettered, 1);
         return TXM_OK;
+    }
+    if (txm_delivery_is_exhausted(d)) {
+        st = settle_exhausted(s, d, msg, &err);
+        if (st == TXM_UNAVAILABLE && first_outage != NULL && !*first_outage) {
+            *first_outage = true;
+            outage_begins(s, &err);
+        }
+        txm_msg_free(msg);
+        return st;
     }
     st = handle_in_uow(s, msg, &err);
     /* An optimistic-lock conflict means another writer got there first:

@@ -294,6 +294,9 @@ static txm_status open_parts(txm_app *app, txm_error *err)
     /* HTTP and the outbox work without the broker; consumers subscribe and
      * receive once it is there (see app_health). */
     to.background_connect = true;
+    /* The consumer acks a message whose last lease ran out if its inbox has
+     * it (an ack lost with the broker) instead of dead-lettering it. */
+    to.deliver_exhausted = true;
     txm_consumer_options co;
     txm_consumer_options_init(&co);
     co.log = txm_logger_fn;

@@ -124,6 +124,11 @@ int txm_delivery_receive_count(const txm_delivery *d)
     return d == NULL ? 0 : d->receive_count;
 }
 
+bool txm_delivery_is_exhausted(const txm_delivery *d)
+{
+    return d != NULL && d->exhausted;
+}
+
 const char *txm_delivery_last_error(const txm_delivery *d)
 {
     return d == NULL ? "" : d->last_error;

@@ -170,10 +170,11 @@ typedef struct conn {
 } conn;
 
 struct txm__broker {
-    char *path;          /* the SQLite file, as given in the URL */
-    char *wal_path;      /* its WAL file, watched for commits; NULL: poll */
-    int busy_timeout_ms; /* SQLite lock wait */
-    txm_log_fn log;      /* optional */
+    bool deliver_exhausted; /* return over-limit messages flagged, not dead-lettered */
+    char *path;             /* the SQLite file, as given in the URL */
+    char *wal_path;         /* its WAL file, watched for commits; NULL: poll */
+    int busy_timeout_ms;    /* SQLite lock wait */
+    txm_log_fn log;         /* optional */
     void *log_ctx;
     atomic_bool warned_poll; /* the inotify fallback was logged once */
     pthread_mutex_t mu;      /* guards idle, n_idle, n_open, watch, n_watch */
@@ -498,6 +499,7 @@ static txm_status emb_open(const char *url, const txm_transport_options *o, txm_
         return txm_errf(err, TXM_NOMEM, "embedded broker: cannot create a condition variable");
     }
     b->busy_timeout_ms = o != NULL && o->publish_timeout_ms > 0 ? o->publish_timeout_ms : 10000;
+    b->deliver_exhausted = o != NULL && o->deliver_exhausted;
     b->log = o != NULL ? o->log : NULL;
     b->log_ctx = o != NULL ? o->log_ctx : NULL;
     atomic_init(&b->warned_poll, false);
@@ -678,6 +680,7 @@ static txm_status row_delivery(sqlite3_stmt *s, const char *queue, int receive_c
 typedef struct claim_ctx {
     const char *queue;
     size_t max;
+    bool deliver_exhausted;
     txm_delivery **list; /* max slots: the leased deliveries */
     size_t count;
     int64_t *dead; /* max slots: row ids to dead-letter */
@@ -686,7 +689,8 @@ typedef struct claim_ctx {
 
 /* Reads up to max visible rows of the queue in FIFO order: rows received
  * max_receive_count times already (their last lease ran out) are marked for
- * the dead-letter queue, the others become deliveries with a new lease. */
+ * the dead-letter queue, unless deliver_exhausted returns them flagged; the
+ * others become deliveries with a new lease. */
 static txm_status claim_scan(conn *c, claim_ctx *x, const sub_limits *lim, int64_t now,
                              txm_error *err)
 {
@@ -697,7 +701,8 @@ static txm_status claim_scan(conn *c, claim_ctx *x, const sub_limits *lim, int64
     while (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && row) {
         int64_t id = sqlite3_column_int64(s, 0);
         int received = sqlite3_column_int(s, 4);
-        if (received >= lim->max_receive_count) {
+        bool exhausted = received >= lim->max_receive_count;
+        if (exhausted && !x->deliver_exhausted) {
             x->dead[x->n_dead++] = id;
             continue;
         }
@@ -710,7 +715,7 @@ static txm_status claim_scan(conn *c, claim_ctx *x, const sub_limits *lim, int64
         sqlite3_randomness(sizeof l->token, &l->token);
         st = row_delivery(s, x->queue, received + 1, l, &x->list[x->count], err);
         if (st == TXM_OK)
-            x->count++;
+            x->list[x->count++]->exhausted = exhausted;
     }
     if (s != NULL)
         sqlite3_reset(s); /* the scan may stop early; the updates below need it closed */
@@ -742,7 +747,7 @@ static txm_status claim_txn(conn *c, void *ctx, txm_error *err)
 static txm_status claim(txm__broker *b, const char *queue, size_t max, txm_delivery ***out,
                         size_t *count, txm_error *err)
 {
-    claim_ctx x = {.queue = queue, .max = max};
+    claim_ctx x = {.queue = queue, .max = max, .deliver_exhausted = b->deliver_exhausted};
     x.list = txm__calloc(max, sizeof *x.list);
     x.dead = txm__calloc(max, sizeof *x.dead);
     txm_status st = x.list != NULL && x.dead != NULL

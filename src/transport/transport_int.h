@@ -59,7 +59,8 @@ struct txm_delivery {
     int receive_count;
     void *handle; /* variant-owned: lease token, natsMsg, ... */
     void (*free_handle)(void *handle);
-    bool settled; /* acked, nacked or dead-lettered */
+    bool settled;   /* acked, nacked or dead-lettered */
+    bool exhausted; /* past max_receive_count (deliver_exhausted only) */
 };
 
 /* Builds a delivery, copying every string (NULL becomes ""). NULL when out of

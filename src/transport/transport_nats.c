@@ -13,13 +13,13 @@
  *   with '.' mapped to '_' (JetStream forbids '.' in consumer names), so
  *   queues "a.b" and "a_b" would collide: the second is refused with
  *   TXM_CONFLICT. FilterSubject txmsg.<topic>, AckPolicy explicit, AckWait =
- *   visibility timeout, DeliverPolicy all, MaxDeliver = max_receive_count + 1,
- *   Description "txmsg queue=<queue> dlq=<dead-letter queue>". The transport
- *   moves a message to the dead-letter queue itself: on the nack of its
- *   max_receive_count-th receive, or when a receive sees a delivery count
- *   above max_receive_count (the last lease expired without an ack). The one
- *   delivery past the maximum exists for that second case; with MaxDeliver =
- *   max_receive_count such a message would stay in the stream forever.
+ *   visibility timeout, DeliverPolicy all, MaxDeliver unlimited,
+ *   Description "txmsg queue=<queue> dlq=<dead-letter queue> max=<max
+ *   receive count>". The transport moves a message to the dead-letter queue
+ *   itself: on the nack of its max_receive_count-th receive, or when a
+ *   receive sees a delivery count above max_receive_count (the last lease
+ *   expired without an ack). A server-side MaxDeliver would strand a message
+ *   whose last delivery was lost: it would stay in the stream forever.
  * - stream TXMSG_DLQ, subjects "txmsg-dlq.>", limits retention, direct get
  *   allowed. A dead letter of a queue is a message on txmsg-dlq.<dlq> with the
  *   body and the headers Txmsg-Original-Subject, Txmsg-Message-Id,
@@ -174,6 +174,7 @@ struct txm__broker {
     bool closing;              /* close has begun: a disconnect is no news */
     bool closed;               /* set by the closed callback */
     atomic_bool streams_ready; /* ensure_streams succeeded on this connection */
+    bool deliver_exhausted;    /* return over-limit messages flagged, not dead-lettered */
 };
 
 /* ---- errors, names, headers ---- */
@@ -419,6 +420,7 @@ static txm_status open_nats(const char *url, const txm_transport_options *o, txm
     b->log = o->log;
     b->log_ctx = o->log_ctx;
     b->publish_timeout_ms = o->publish_timeout_ms > 0 ? o->publish_timeout_ms : 10000;
+    b->deliver_exhausted = o->deliver_exhausted;
     jsOptions_Init(&b->api);
     b->api.Wait = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 5000;
     pthread_mutex_init(&b->mu, NULL);
@@ -521,12 +523,15 @@ static txm_status queue_cache(txm__broker *b, const qinfo *info, txm_error *err)
 
 static void describe(const qinfo *q, char desc[DESC_MAX])
 {
-    snprintf(desc, DESC_MAX, "txmsg queue=%s dlq=%s", q->queue, q->dlq);
+    snprintf(desc, DESC_MAX, "txmsg queue=%s dlq=%s max=%d", q->queue, q->dlq,
+             q->max_receive_count);
 }
 
 /* Reads what a consumer made by declare_subscription says about its queue.
- * Description "txmsg queue=<queue> dlq=<dlq>"; without it (a consumer made
- * by hand) the queue is the consumer and the dead-letter queue the default. */
+ * Description "txmsg queue=<queue> dlq=<dlq> max=<max_receive_count>" (names
+ * have no spaces); without it (a consumer made by hand) the queue is the
+ * consumer and the dead-letter queue the default. Consumers declared before
+ * max= was written kept the count in MaxDeliver - 1. */
 static void info_from_consumer(const jsConsumerInfo *ci, const char *queue, qinfo *q)
 {
     const jsConsumerConfig *c = ci->Config;
@@ -545,7 +550,11 @@ static void info_from_consumer(const jsConsumerInfo *ci, const char *queue, qinf
     const char *ds = strstr(desc, " dlq=");
     if (strncmp(desc, "txmsg ", 6) == 0 && qs != NULL && ds != NULL && ds > qs) {
         snprintf(q->queue, sizeof q->queue, "%.*s", (int)(ds - qs - 6), qs + 6);
-        snprintf(q->dlq, sizeof q->dlq, "%s", ds + 5);
+        snprintf(q->dlq, sizeof q->dlq, "%.*s", (int)strcspn(ds + 5, " "), ds + 5);
+        const char *ms = strstr(ds, " max=");
+        int max = ms != NULL ? parse_count(ms + 5) : 0;
+        if (max > 0)
+            q->max_receive_count = max;
     }
 }
 
@@ -590,7 +599,12 @@ static void consumer_config(const qinfo *q, int visibility_ms, char filter[SUBJE
     cfg->AckPolicy = js_AckExplicit;
     cfg->ReplayPolicy = js_ReplayInstant;
     cfg->AckWait = (int64_t)visibility_ms * NS_PER_MS;
-    cfg->MaxDeliver = (int64_t)q->max_receive_count + 1;
+    /* No MaxDeliver: the transport itself dead-letters a message received
+     * more than max_receive_count times, and a limit in the server would
+     * strand a message whose last allowed delivery was lost (a receiver or
+     * the server killed while it was out): JetStream delivers it no more,
+     * and it never reaches the dead-letter queue. */
+    cfg->MaxDeliver = -1;
     cfg->MaxAckPending = MAX_ACK_PENDING;
 }
 
@@ -1117,7 +1131,9 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
     if (id[0] == '\0')
         id = hdr(m, HDR_MSG_ID);
     const char *target = hdr(m, HDR_QUEUE);
-    if ((target[0] != '\0' && strcmp(target, q->queue) != 0) || count > q->max_receive_count) {
+    bool exhausted = count > q->max_receive_count;
+    if ((target[0] != '\0' && strcmp(target, q->queue) != 0) ||
+        (exhausted && !b->deliver_exhausted)) {
         settle_here(b, q, m, sseq, id, count);
         return TXM_OK;
     }
@@ -1128,6 +1144,7 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
                              q->queue, "", count, m, free_msg);
     if (*out == NULL)
         return txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    (*out)->exhausted = exhausted;
     *pm = NULL;
     return TXM_OK;
 }

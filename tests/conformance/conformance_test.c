@@ -329,6 +329,71 @@ static void conformance_outage_uses_no_receive_and_dead_letters_nothing(void **s
         txm_msg_free(m[i]);
 }
 
+/* Received max_receive_count times with every lease run out: the consumer
+ * (over a transport with deliver_exhausted) acks the message whose inbox
+ * row shows it was processed (its ack was lost) and dead-letters the other,
+ * without running the handler for either. */
+static void conformance_exhausted_message_acked_if_processed_else_dead_lettered(void **state)
+{
+    fixture *fx = get(state);
+    txm_handler_options ho;
+    txm_handler_options_init(&ho);
+    ho.wait_ms = 100;
+    ho.subscription.max_receive_count = 2;
+    ho.subscription.visibility_timeout_ms = 500;
+    txm_error err;
+    assert_int_equal(
+        txm_transport_declare_subscription(fx->t, fx->topic, fx->queue, &ho.subscription, &err),
+        TXM_OK);
+    txm_msg *m[2] = {make_msg(fx, 1), make_msg(fx, 2)};
+    publish(fx, m, 2);
+    for (int round = 0; round < 2; round++) { /* received, never settled */
+        for (int i = 0; i < 2; i++) {
+            txm_delivery *d = receive_one(fx, fx->queue, 5000);
+            assert_non_null(d);
+            assert_false(txm_delivery_is_exhausted(d));
+            txm_delivery_free(d);
+        }
+        txm_test_sleep_ms(700);
+    }
+    txm_uow *uow = NULL; /* the first was processed; its ack was lost */
+    assert_int_equal(txm_uow_begin(fx->db, &uow, &err), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, fx->queue, txm_msg_id(m[0]), &err), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, &err), TXM_OK);
+
+    txm_transport_options to;
+    txm_transport_options_init(&to);
+    to.deliver_exhausted = true;
+    txm_transport *t2 = NULL;
+    assert_int_equal(txm_transport_open(fx->broker_url, &to, &t2, &err), TXM_OK);
+    handler_ctx h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    txm_consumer *c = NULL;
+    assert_int_equal(txm_consumer_new(fx->db, t2, NULL, &c, &err), TXM_OK);
+    assert_int_equal(txm_consumer_add(c, fx->topic, fx->queue, count_and_apply, &h, &ho, &err),
+                     TXM_OK);
+    assert_int_equal(txm_consumer_start(c, &err), TXM_OK);
+    long long end = txm_test_now_ms() + 10000;
+    txm_consumer_stats s = {0};
+    while ((s.duplicates < 1 || s.dead_lettered < 1) && txm_test_now_ms() < end) {
+        txm_test_sleep_ms(20);
+        assert_int_equal(txm_consumer_stats_get(c, fx->queue, &s, NULL), TXM_OK);
+    }
+    txm_consumer_free(c);
+    txm_transport_close(t2);
+    assert_int_equal(s.duplicates, 1);
+    assert_int_equal(s.dead_lettered, 1);
+    assert_int_equal(atomic_load(&h.calls), 0);
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_dlq_list(fx->t, fx->queue, 10, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(txm_delivery_message_id(list[0]), txm_msg_id(m[1]));
+    txm_delivery_list_free(list, n);
+    assert_null(receive_one(fx, fx->queue, 700)); /* both settled */
+    txm_msg_free(m[0]);
+    txm_msg_free(m[1]);
+}
+
 static void conformance_undecodable_message_goes_to_dlq_at_once(void **state)
 {
     fixture *fx = get(state);
@@ -596,6 +661,7 @@ int main(void)
         BOTH(conformance_undecodable_message_goes_to_dlq_at_once),
         BOTH(conformance_extended_lease_hides_message_without_a_receive),
         BOTH(conformance_outage_uses_no_receive_and_dead_letters_nothing),
+        BOTH(conformance_exhausted_message_acked_if_processed_else_dead_lettered),
         BOTH(conformance_same_message_five_times_changes_state_once),
         BOTH(conformance_thousand_messages_handled_in_publish_order),
         BOTH(conformance_acknowledged_messages_survive_broker_restart),
