@@ -20,11 +20,9 @@ struct txm__conn {
     uint64_t uses;
 };
 
-static txm_status sqlite_status(int rc)
+txm_status txm__sqlite_status(int rc, txm_status other)
 {
     switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        return TXM_CONSTRAINT;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return TXM_BUSY;
@@ -33,8 +31,13 @@ static txm_status sqlite_status(int rc)
     case SQLITE_TOOBIG:
         return TXM_TOO_BIG;
     default:
-        return TXM_DB;
+        return other;
     }
+}
+
+static txm_status sqlite_status(int rc)
+{
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? TXM_CONSTRAINT : txm__sqlite_status(rc, TXM_DB);
 }
 
 static txm_status fail(txm__conn *c, int rc, const char *what, txm_error *err)

@@ -42,6 +42,7 @@
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "db/db.h"
 #include "transport/transport_int.h"
 
 enum {
@@ -217,21 +218,6 @@ static arg a_blob(const void *p, size_t len)
 
 #define NARGS(a) (sizeof(a) / sizeof((a)[0]))
 
-static txm_status sqlite_status(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return TXM_BUSY;
-    case SQLITE_NOMEM:
-        return TXM_NOMEM;
-    case SQLITE_TOOBIG:
-        return TXM_TOO_BIG;
-    default:
-        return TXM_BROKER;
-    }
-}
-
 static txm_status fail(sqlite3 *db, int rc, const char *what, txm_error *err)
 {
     const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -239,7 +225,7 @@ static txm_status fail(sqlite3 *db, int rc, const char *what, txm_error *err)
         return txm_errf(err, TXM_BUSY,
                         "embedded broker: %s: database locked past the busy timeout (%s)", what,
                         msg);
-    return txm_errf(err, sqlite_status(rc), "embedded broker: %s: %s", what, msg);
+    return txm_errf(err, txm__sqlite_status(rc, TXM_BROKER), "embedded broker: %s: %s", what, msg);
 }
 
 static void log_text(const txm__broker *b, int level, const char *text)
