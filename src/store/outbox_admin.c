@@ -10,8 +10,6 @@
 #include "txmsg/admin.h"
 
 #define LIST_LIMIT_MAX 1000000
-#define PURGE_BATCH_MAX 100000
-
 /* Optional filters are NULL parameters; PostgreSQL needs each parameter's
  * type spelled out because "$n IS NULL" alone does not determine it. */
 static const char SQLITE_LIST[] =
@@ -199,19 +197,6 @@ txm_status txm_outbox_relay_status(txm_db *db, const char *name, txm_relay_statu
 txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_before_us, size_t batch,
                                        size_t *deleted, txm_error *err)
 {
-    if (deleted != NULL)
-        *deleted = 0;
-    if (db == NULL || batch == 0 || batch > PURGE_BATCH_MAX || created_before_us <= 0)
-        return txm_errf(err, TXM_INVALID,
-                        "outbox_purge: NULL db, batch not 1..%d or no cutoff time",
-                        PURGE_BATCH_MAX);
-    char before[TXM_TIME_LEN + 1];
-    txm_time_format(created_before_us, before);
-    txm_value p[2] = {TXM_TEXT(before), TXM_INT(batch)};
-    int64_t changes = 0;
-    txm_status st =
-        txm_db_exec(db, TXM__SQL(db, SQLITE_PURGE, PG_PURGE), p, 2, NULL, &changes, err);
-    if (st == TXM_OK && deleted != NULL)
-        *deleted = (size_t)changes;
-    return st;
+    return txm__store_purge(db, "outbox_purge", SQLITE_PURGE, PG_PURGE, created_before_us, batch,
+                            deleted, err);
 }
