@@ -11,8 +11,8 @@
  * transaction and gives it back before doing anything else. Connections are
  * opened with SQLITE_OPEN_NOMUTEX because the pool hands each one to a single
  * thread at a time. A long-polling receiver returns its connection before it
- * blocks in poll() on an inotify descriptor of its own (taken from a stack of
- * reusable ones, also guarded by mu), so a waiting receiver holds no lock and
+ * blocks in poll() on a commit watch of its own (src/db/wal_watch.c, taken
+ * from a stack of reusable ones, also guarded by mu), so a waiting receiver holds no lock and
  * no connection that a publisher of this process needs. Writers
  * serialise on SQLite's database write lock (BEGIN IMMEDIATE with a busy
  * timeout), which is also what serialises them with other processes.
@@ -27,31 +27,27 @@
  * NORMAL does not fsync the WAL on every commit; FULL would, at a large cost
  * per publish.
  */
-#include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "db/db.h"
+#include "db/wal_watch.h"
 #include "transport/transport_int.h"
 
 enum {
-    POOL_MAX = 8,          /* most open SQLite connections per broker handle */
-    SAFETY_WAIT_MS = 100,  /* longest sleep between re-checks while inotify watches */
-    RECHECK_WAIT_MS = 1,   /* first re-check after a wake-up that found nothing */
-    FALLBACK_POLL_MS = 10, /* re-check period without inotify */
-    PATH_MAX_LEN = 4096,   /* longest broker file path accepted, bytes */
-    WATCH_MAX = 64,        /* most idle inotify descriptors kept for reuse */
+    POOL_MAX = 8,         /* most open SQLite connections per broker handle */
+    SAFETY_WAIT_MS = 100, /* longest sleep between re-checks while inotify watches */
+    RECHECK_WAIT_MS = 1,  /* first re-check after a wake-up that found nothing */
+    PATH_MAX_LEN = 4096,  /* longest broker file path accepted, bytes */
+    WATCH_MAX = 64,       /* most idle commit watches kept for reuse */
 };
 
 /* The schema, created idempotently at open. A dead-lettered message keeps
@@ -173,7 +169,7 @@ typedef struct conn {
 struct txm__broker {
     bool deliver_exhausted; /* return over-limit messages flagged, not dead-lettered */
     char *path;             /* the SQLite file, as given in the URL */
-    char *wal_path;         /* its WAL file, watched for commits; NULL: poll */
+    char *db_file;          /* its absolute name, whose folder is watched for commits */
     int busy_timeout_ms;    /* SQLite lock wait */
     txm_log_fn log;         /* optional */
     void *log_ctx;
@@ -182,8 +178,8 @@ struct txm__broker {
     pthread_cond_t cv;       /* signalled when a connection is returned */
     conn *idle[POOL_MAX];    /* connections not in use */
     size_t n_idle;
-    size_t n_open;        /* idle plus borrowed */
-    int watch[WATCH_MAX]; /* idle inotify descriptors on wal_path */
+    size_t n_open;                    /* idle plus borrowed */
+    txm__wal_watch *watch[WATCH_MAX]; /* idle commit watches on db_file */
     size_t n_watch;
 };
 
@@ -437,9 +433,10 @@ static txm_status schema_txn(conn *c, void *ctx, txm_error *err)
     int rc = sqlite3_exec(c->db, SCHEMA, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(c->db, rc, "create schema", err);
-    /* SQLite names the WAL file; the absolute name survives a chdir. */
-    const char *wal = sqlite3_filename_wal(sqlite3_db_filename(c->db, "main"));
-    if (wal != NULL && b->wal_path == NULL && (b->wal_path = txm__strdup(wal)) == NULL)
+    /* SQLite gives the absolute file name, which survives a chdir. */
+    const char *file = sqlite3_db_filename(c->db, "main");
+    if (file != NULL && file[0] != '\0' && b->db_file == NULL &&
+        (b->db_file = txm__strdup(file)) == NULL)
         return txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
     return TXM_OK;
 }
@@ -451,10 +448,10 @@ static void emb_close(txm__broker *b)
     for (size_t i = 0; i < b->n_idle; i++)
         conn_close(b->idle[i]);
     for (size_t i = 0; i < b->n_watch; i++)
-        close(b->watch[i]);
+        txm__wal_watch_close(b->watch[i]);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
-    free(b->wal_path);
+    free(b->db_file);
     free(b->path);
     free(b);
 }
@@ -790,88 +787,48 @@ static txm_status attempt(txm__broker *b, const char *queue, size_t max, txm_del
     return st;
 }
 
-/* Opens an inotify descriptor watching the broker's WAL file, which every
- * commit by any process writes to. -1 when inotify cannot be used. */
-static int watch_open(txm__broker *b)
+/* Opens a commit watch on the broker file (see src/db/wal_watch.c for why
+ * its folder is watched). NULL, or a watch that polls, when inotify cannot
+ * be used; either way txm__wal_watch_wait then sleeps at most 10 ms and the
+ * caller's re-check is the poll. */
+static txm__wal_watch *watch_open(txm__broker *b)
 {
-    int fd = b->wal_path != NULL ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
-    if (fd >= 0 && inotify_add_watch(fd, b->wal_path, IN_MODIFY) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0 && !atomic_exchange(&b->warned_poll, true))
+    txm__wal_watch *w = NULL;
+    if (b->db_file != NULL)
+        txm__wal_watch_open(b->db_file, &w, NULL);
+    if (txm__wal_watch_is_polling(w) && !atomic_exchange(&b->warned_poll, true))
         log_text(b, 2, "embedded broker: inotify unavailable, receivers poll every 10 ms");
-    return fd;
-}
-
-/* Reads every pending event of *fd. Returns true if there was one. When the
- * WAL file was removed (IN_IGNORED) it closes *fd and sets it to -1, and the
- * receiver falls back to polling. */
-static bool watch_drain(int *fd)
-{
-    bool any = false, gone = false;
-    _Alignas(struct inotify_event) char buf[4096];
-    ssize_t n;
-    while ((n = read(*fd, buf, sizeof buf)) > 0) {
-        any = true;
-        for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
-            const struct inotify_event *ev = (const void *)(buf + off);
-            gone = gone || (ev->mask & IN_IGNORED) != 0;
-            off += (ssize_t)sizeof *ev + ev->len;
-        }
-    }
-    if (gone) {
-        close(*fd);
-        *fd = -1;
-    }
-    return any;
+    return w;
 }
 
 /* Takes a watch from b's idle stack, or opens one. Closing an inotify
  * descriptor waits for a kernel RCU grace period (milliseconds), so watches
  * are kept for reuse instead; the events they gathered while idle are
- * drained here, before the caller's re-check. -1: poll instead. */
-static int watch_get(txm__broker *b)
+ * drained here, before the caller's re-check. */
+static txm__wal_watch *watch_get(txm__broker *b)
 {
-    int fd = -1;
+    txm__wal_watch *w = NULL;
     pthread_mutex_lock(&b->mu);
     if (b->n_watch > 0)
-        fd = b->watch[--b->n_watch];
+        w = b->watch[--b->n_watch];
     pthread_mutex_unlock(&b->mu);
-    if (fd < 0)
+    if (w == NULL)
         return watch_open(b);
-    watch_drain(&fd);
-    return fd;
+    txm__wal_watch_drain(w);
+    return w;
 }
 
-static void watch_put(txm__broker *b, int fd)
+static void watch_put(txm__broker *b, txm__wal_watch *w)
 {
-    if (fd < 0)
+    if (w == NULL)
         return;
     pthread_mutex_lock(&b->mu);
     bool kept = b->n_watch < WATCH_MAX;
     if (kept)
-        b->watch[b->n_watch++] = fd;
+        b->watch[b->n_watch++] = w;
     pthread_mutex_unlock(&b->mu);
     if (!kept)
-        close(fd);
-}
-
-/* Blocks up to timeout_ms, returning early when the WAL file is written.
- * Returns true after a write. Without inotify (*fd < 0) it sleeps at most
- * FALLBACK_POLL_MS; the caller's re-check is then the poll. (It re-runs the
- * receive's own read-only peek rather than PRAGMA data_version: that value
- * is per connection, and the pool gives no fixed connection to compare.) */
-static bool watch_wait(int *fd, int timeout_ms)
-{
-    if (*fd < 0) {
-        poll(NULL, 0, timeout_ms < FALLBACK_POLL_MS ? timeout_ms : FALLBACK_POLL_MS);
-        return false;
-    }
-    struct pollfd p = {*fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0)
-        return false; /* timeout, or EINTR: the caller re-checks either way */
-    return watch_drain(fd);
+        txm__wal_watch_close(w);
 }
 
 /* How long to sleep: until the deadline, the next lease expiry, or the
@@ -896,7 +853,7 @@ static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int
                               txm_delivery ***out, size_t *count, txm_error *err)
 {
     int64_t deadline = txm__mono_ms() + wait_ms;
-    int fd = -1;
+    txm__wal_watch *w = NULL;
     bool armed = false;
     int cap_ms = SAFETY_WAIT_MS;
     txm_status st = TXM_OK;
@@ -907,16 +864,19 @@ static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int
         if (st != TXM_OK || *count > 0 || remaining <= 0)
             break;
         if (!armed) {
-            fd = watch_get(b);
+            w = watch_get(b);
             armed = true;
             continue;
         }
         int timeout = wait_timeout(remaining, next_visible_us, cap_ms);
-        cap_ms = watch_wait(&fd, timeout) ? RECHECK_WAIT_MS : cap_ms * 2;
+        /* Polling the broker file's data_version instead would not do: that
+         * value is per connection, and the pool gives no fixed connection to
+         * compare; the re-check re-runs the receive's read-only peek. */
+        cap_ms = txm__wal_watch_wait(w, timeout) ? RECHECK_WAIT_MS : cap_ms * 2;
         if (cap_ms > SAFETY_WAIT_MS)
             cap_ms = SAFETY_WAIT_MS;
     }
-    watch_put(b, fd);
+    watch_put(b, w);
     return st;
 }
 
