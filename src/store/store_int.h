@@ -19,6 +19,9 @@ txm_status txm__uow_exec(txm_uow *uow, const char *sql, const txm_value *params,
                          txm_rows **rows, int64_t *changes, txm_status on_constraint,
                          txm_error *err);
 
+/* Most rows one txm_outbox_list call returns. */
+#define TXM__LIST_LIMIT_MAX 1000000
+
 /* Retention purge shared by the outbox and the inbox: runs the dialect's
  * DELETE (parameters $1 the cutoff time as text, $2 the batch size) once,
  * deleting at most batch rows created before created_before_us, and sets
