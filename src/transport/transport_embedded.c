@@ -441,7 +441,7 @@ static txm_status schema_txn(conn *c, void *ctx, txm_error *err)
     return TXM_OK;
 }
 
-static void emb_close(txm__broker *b)
+static void embedded_close(txm__broker *b)
 {
     if (b == NULL)
         return;
@@ -458,9 +458,9 @@ static void emb_close(txm__broker *b)
 
 /* Opens "embedded:PATH", creating the file and its schema when missing.
  * Returns TXM_INVALID for an empty or too long path, TXM_BROKER or TXM_BUSY
- * when the file cannot be opened. Owns: *out is the caller's (emb_close). */
-static txm_status emb_open(const char *url, const txm_transport_options *o, txm__broker **out,
-                           txm_error *err)
+ * when the file cannot be opened. Owns: *out is the caller's (embedded_close). */
+static txm_status embedded_open(const char *url, const txm_transport_options *o, txm__broker **out,
+                                txm_error *err)
 {
     *out = NULL;
     const char *path = url + strlen("embedded:");
@@ -492,7 +492,7 @@ static txm_status emb_open(const char *url, const txm_transport_options *o, txm_
     if (st == TXM_OK)
         st = with_conn(b, TXN_WRITE, schema_txn, b, err);
     if (st != TXM_OK) {
-        emb_close(b);
+        embedded_close(b);
         return st;
     }
     *out = b;
@@ -507,7 +507,7 @@ static txm_status topic_txn(conn *c, void *ctx, txm_error *err)
     return run(c, Q_TOPIC_ADD, a, NARGS(a), NULL, err);
 }
 
-static txm_status emb_declare_topic(txm__broker *b, const char *topic, txm_error *err)
+static txm_status embedded_declare_topic(txm__broker *b, const char *topic, txm_error *err)
 {
     return with_conn(b, TXN_NONE, topic_txn, (void *)topic, err);
 }
@@ -567,8 +567,9 @@ static txm_status sub_txn(conn *c, void *ctx, txm_error *err)
 /* Subscribes queue to topic. Declaring it again with the same topic updates
  * its dead-letter queue, max_receive_count and visibility timeout (the last
  * declaration wins); with another topic it returns TXM_CONFLICT. */
-static txm_status emb_declare_subscription(txm__broker *b, const char *topic, const char *queue,
-                                           const txm_subscription_options *o, txm_error *err)
+static txm_status embedded_declare_subscription(txm__broker *b, const char *topic,
+                                                const char *queue,
+                                                const txm_subscription_options *o, txm_error *err)
 {
     char dlq[TXM__DLQ_NAME_MAX];
     txm__transport_dlq_name(queue, o, dlq);
@@ -603,8 +604,8 @@ static txm_status publish_txn(conn *c, void *ctx, txm_error *err)
 /* Fans the whole batch out in one write transaction: its commit is the
  * durable acceptance of every message, so the results are all TXM_OK or all
  * the failure. */
-static txm_status emb_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
-                              txm_status *results, txm_error *err)
+static txm_status embedded_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
+                                   txm_status *results, txm_error *err)
 {
     publish_ctx x = {msgs, n};
     txm_status st = with_conn(b, TXN_WRITE, publish_txn, &x, err);
@@ -849,8 +850,8 @@ static int wait_timeout(int64_t remaining_ms, int64_t next_visible_us, int cap_m
  * after the WAL write but before the committing process has published its
  * commit in the shared WAL index; then the re-check finds nothing, so the
  * next ones follow 1, 2, 4, ... ms later, backing off to SAFETY_WAIT_MS. */
-static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
-                              txm_delivery ***out, size_t *count, txm_error *err)
+static txm_status embedded_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
+                                   txm_delivery ***out, size_t *count, txm_error *err)
 {
     int64_t deadline = txm__mono_ms() + wait_ms;
     txm__wal_watch *w = NULL;
@@ -895,7 +896,7 @@ static txm_status ack_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_ack(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status embedded_ack(txm__broker *b, txm_delivery *d, txm_error *err)
 {
     return with_conn(b, TXN_NONE, ack_txn, d->handle, err);
 }
@@ -936,15 +937,15 @@ static txm_status settle_txn(conn *c, void *ctx, txm_error *err)
     return run(c, Q_NACK, a, NARGS(a), NULL, err);
 }
 
-static txm_status emb_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
-                           txm_error *err)
+static txm_status embedded_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
+                                txm_error *err)
 {
     settle_ctx x = {d->handle, delay_ms, reason};
     return with_conn(b, TXN_WRITE, settle_txn, &x, err);
 }
 
-static txm_status emb_dead_letter(txm__broker *b, txm_delivery *d, const char *reason,
-                                  txm_error *err)
+static txm_status embedded_dead_letter(txm__broker *b, txm_delivery *d, const char *reason,
+                                       txm_error *err)
 {
     settle_ctx x = {d->handle, -1, reason};
     return with_conn(b, TXN_WRITE, settle_txn, &x, err);
@@ -963,7 +964,7 @@ static txm_status extend_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_extend(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status embedded_extend(txm__broker *b, txm_delivery *d, txm_error *err)
 {
     return with_conn(b, TXN_NONE, extend_txn, d->handle, err);
 }
@@ -995,7 +996,8 @@ static txm_status depth_txn(conn *c, void *ctx, txm_error *err)
 
 /* Counts queue's messages, visible or leased; 0 for an unknown queue. A
  * dead-letter queue's name counts its messages. */
-static txm_status emb_queue_depth(txm__broker *b, const char *queue, int64_t *depth, txm_error *err)
+static txm_status embedded_queue_depth(txm__broker *b, const char *queue, int64_t *depth,
+                                       txm_error *err)
 {
     queue_ctx x = {.queue = queue};
     txm_status st = with_conn(b, TXN_NONE, depth_txn, &x, err);
@@ -1026,8 +1028,8 @@ static txm_status dlq_list_txn(conn *c, void *ctx, txm_error *err)
 /* Lists the dead letters that came from queue, oldest first, without
  * consuming them; the deliveries have no lease and cannot be acked.
  * TXM_NOT_FOUND when queue was never declared. */
-static txm_status emb_dlq_list(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
-                               size_t *count, txm_error *err)
+static txm_status embedded_dlq_list(txm__broker *b, const char *queue, size_t limit,
+                                    txm_delivery ***out, size_t *count, txm_error *err)
 {
     queue_ctx x = {
         .queue = queue, .limit = limit, .list = txm__calloc(limit, sizeof(txm_delivery *))};
@@ -1061,8 +1063,8 @@ static txm_status redrive_txn(conn *c, void *ctx, txm_error *err)
 /* Moves queue's dead letters (one message id, or all) back to the end of
  * queue with receive count 0, visible now. TXM_NOT_FOUND when queue was
  * never declared; TXM_OK with *moved 0 when nothing matched. */
-static txm_status emb_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
-                                  size_t *moved, txm_error *err)
+static txm_status embedded_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
+                                       size_t *moved, txm_error *err)
 {
     queue_ctx x = {.queue = queue, .message_id = message_id};
     txm_status st = with_conn(b, TXN_WRITE, redrive_txn, &x, err);
@@ -1086,7 +1088,8 @@ static txm_status purge_txn(conn *c, void *ctx, txm_error *err)
 
 /* Deletes every dead letter that came from queue. TXM_NOT_FOUND when queue
  * was never declared. */
-static txm_status emb_dlq_purge(txm__broker *b, const char *queue, size_t *purged, txm_error *err)
+static txm_status embedded_dlq_purge(txm__broker *b, const char *queue, size_t *purged,
+                                     txm_error *err)
 {
     queue_ctx x = {.queue = queue};
     txm_status st = with_conn(b, TXN_WRITE, purge_txn, &x, err);
@@ -1120,8 +1123,8 @@ static txm_status blob_put_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_blob_put(txm__broker *b, const char *key, const char *body, size_t len,
-                               txm_error *err)
+static txm_status embedded_blob_put(txm__broker *b, const char *key, const char *body, size_t len,
+                                    txm_error *err)
 {
     blob_ctx x = {.key = key, .body = body, .len = len};
     return with_conn(b, TXN_WRITE, blob_put_txn, &x, err);
@@ -1146,8 +1149,8 @@ static txm_status blob_get_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_blob_get(txm__broker *b, const char *key, char **out, size_t *len,
-                               txm_error *err)
+static txm_status embedded_blob_get(txm__broker *b, const char *key, char **out, size_t *len,
+                                    txm_error *err)
 {
     blob_ctx x = {.key = key};
     txm_status st = with_conn(b, TXN_READ, blob_get_txn, &x, err);
@@ -1158,20 +1161,20 @@ static txm_status emb_blob_get(txm__broker *b, const char *key, char **out, size
 
 const txm__transport_ops txm__transport_embedded = {
     .scheme = "embedded",
-    .open = emb_open,
-    .close = emb_close,
-    .declare_topic = emb_declare_topic,
-    .declare_subscription = emb_declare_subscription,
-    .publish = emb_publish,
-    .receive = emb_receive,
-    .ack = emb_ack,
-    .nack = emb_nack,
-    .dead_letter = emb_dead_letter,
-    .extend = emb_extend,
-    .queue_depth = emb_queue_depth,
-    .dlq_list = emb_dlq_list,
-    .dlq_redrive = emb_dlq_redrive,
-    .dlq_purge = emb_dlq_purge,
-    .blob_put = emb_blob_put,
-    .blob_get = emb_blob_get,
+    .open = embedded_open,
+    .close = embedded_close,
+    .declare_topic = embedded_declare_topic,
+    .declare_subscription = embedded_declare_subscription,
+    .publish = embedded_publish,
+    .receive = embedded_receive,
+    .ack = embedded_ack,
+    .nack = embedded_nack,
+    .dead_letter = embedded_dead_letter,
+    .extend = embedded_extend,
+    .queue_depth = embedded_queue_depth,
+    .dlq_list = embedded_dlq_list,
+    .dlq_redrive = embedded_dlq_redrive,
+    .dlq_purge = embedded_dlq_purge,
+    .blob_put = embedded_blob_put,
+    .blob_get = embedded_blob_get,
 };

@@ -305,7 +305,7 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
-static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, bool background,
+static txm_status nats_connect(txm__broker *b, const char *url, int timeout_ms, bool background,
                                txm_error *err)
 {
     natsStatus s = natsOptions_Create(&b->nopts);
@@ -405,12 +405,12 @@ static txm_status ensure_streams(txm__broker *b, txm_error *err)
     return st;
 }
 
-static void close_nats(txm__broker *b);
+static void nats_close(txm__broker *b);
 
 /* Connects and makes sure both streams exist, so a publish before any
  * declaration is stored. TXM_BROKER/TXM_TIMEOUT when the server cannot be
  * reached or has no JetStream. */
-static txm_status open_nats(const char *url, const txm_transport_options *o, txm__broker **out,
+static txm_status nats_open(const char *url, const txm_transport_options *o, txm__broker **out,
                             txm_error *err)
 {
     *out = NULL;
@@ -430,11 +430,11 @@ static txm_status open_nats(const char *url, const txm_transport_options *o, txm
     pthread_mutex_init(&b->closed_mu, NULL);
     pthread_cond_init(&b->closed_cond, NULL);
     atomic_init(&b->streams_ready, false);
-    txm_status st = connect_nats(b, url, (int)b->api.Wait, o->background_connect, err);
+    txm_status st = nats_connect(b, url, (int)b->api.Wait, o->background_connect, err);
     if (st == TXM_OK && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         st = ensure_streams(b, err);
     if (st != TXM_OK) {
-        close_nats(b);
+        nats_close(b);
         return st;
     }
     *out = b;
@@ -469,7 +469,7 @@ static void retired_free(retired *list)
  * closed and its read loop gone, for the reason given at the top. nats_Close
  * is not called: it is process-wide, and other users of libnats may remain
  * in the process. */
-static void close_nats(txm__broker *b)
+static void nats_close(txm__broker *b)
 {
     if (b == NULL)
         return;
@@ -634,7 +634,7 @@ static txm_status reconcile(txm__broker *b, const jsConsumerInfo *ci, const qinf
     return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "update consumer", want->durable);
 }
 
-static txm_status declare_topic_nats(txm__broker *b, const char *topic, txm_error *err)
+static txm_status nats_declare_topic(txm__broker *b, const char *topic, txm_error *err)
 {
     if (!tokens_ok(topic))
         return txm_errf(err, TXM_INVALID, "nats: topic %s has an empty subject token", topic);
@@ -643,7 +643,7 @@ static txm_status declare_topic_nats(txm__broker *b, const char *topic, txm_erro
 
 /* Creates the queue's durable consumer, or checks and updates it. Several
  * processes may race: a create that finds the name taken re-reads it. */
-static txm_status declare_subscription_nats(txm__broker *b, const char *topic, const char *queue,
+static txm_status nats_declare_subscription(txm__broker *b, const char *topic, const char *queue,
                                             const txm_subscription_options *o, txm_error *err)
 {
     qinfo want;
@@ -786,7 +786,7 @@ static void wait_batch(txm__broker *b, pubbatch *pb, int64_t deadline_ms)
 /* Publishes asynchronously (a window of outstanding acks is ~10x faster
  * than one at a time) and returns once every message is acknowledged or
  * failed. Returns the first failure; results gets each message's status. */
-static txm_status publish_nats(txm__broker *b, const txm_outgoing *msgs, size_t n,
+static txm_status nats_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
                                txm_status *results, txm_error *err)
 {
     txm_status st = check_ready(b, err);
@@ -916,7 +916,7 @@ static txm_status dlq_move(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t 
     return ack_request(b, m, "+ACK", "ack of dead-lettered", msg_id, err);
 }
 
-static txm_status dead_letter_nats(txm__broker *b, txm_delivery *d, const char *reason,
+static txm_status nats_dead_letter(txm__broker *b, txm_delivery *d, const char *reason,
                                    txm_error *err)
 {
     qinfo q;
@@ -1151,7 +1151,7 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
 
 /* Messages left undelivered (an error midway) are destroyed unacked: their
  * lease runs out and they are delivered again. */
-static txm_status receive_nats(txm__broker *b, const char *queue, size_t max, int wait_ms,
+static txm_status nats_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
                                txm_delivery ***out, size_t *count, txm_error *err)
 {
     qinfo q;
@@ -1188,7 +1188,7 @@ static txm_status receive_nats(txm__broker *b, const char *queue, size_t max, in
 /* Waits for the server to confirm. JetStream does not report an ack that
  * arrives after the lease ran out, so this cannot return TXM_NOT_FOUND: a
  * late ack of a message meanwhile delivered again acks that delivery too. */
-static txm_status ack_nats(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status nats_ack(txm__broker *b, txm_delivery *d, txm_error *err)
 {
     txm_status st = check_connected(b, err);
     if (st == TXM_OK)
@@ -1198,7 +1198,7 @@ static txm_status ack_nats(txm__broker *b, txm_delivery *d, txm_error *err)
 
 /* The reason is not kept by JetStream for a redelivery: only a dead letter
  * carries it (Txmsg-Last-Error). */
-static txm_status nack_nats(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
+static txm_status nats_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
                             txm_error *err)
 {
     qinfo q;
@@ -1208,20 +1208,20 @@ static txm_status nack_nats(txm__broker *b, txm_delivery *d, int delay_ms, const
     if (st != TXM_OK)
         return st;
     if (d->receive_count >= q.max_receive_count)
-        return dead_letter_nats(b, d, reason, err);
+        return nats_dead_letter(b, d, reason, err);
     char body[64];
     snprintf(body, sizeof body, "-NAK {\"delay\":%lld}", (long long)delay_ms * NS_PER_MS);
     return ack_request(b, d->handle, delay_ms > 0 ? body : "-NAK", "nak of", d->message_id, err);
 }
 
-static bool is_available_nats(txm__broker *b)
+static bool nats_is_available(txm__broker *b)
 {
     return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
 /* "+WPI" (work in progress) restarts the delivery's AckWait without a
  * redelivery, so the server's delivery count stays as it is. */
-static txm_status extend_nats(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status nats_extend(txm__broker *b, txm_delivery *d, txm_error *err)
 {
     txm_status st = check_connected(b, err);
     if (st == TXM_OK)
@@ -1229,7 +1229,7 @@ static txm_status extend_nats(txm__broker *b, txm_delivery *d, txm_error *err)
     return st;
 }
 
-static txm_status queue_depth_nats(txm__broker *b, const char *queue, int64_t *depth,
+static txm_status nats_queue_depth(txm__broker *b, const char *queue, int64_t *depth,
                                    txm_error *err)
 {
     qinfo q;
@@ -1310,7 +1310,7 @@ static txm_delivery *dead_letter_delivery(natsMsg *m, const char *queue)
                              hdr(m, HDR_ERROR), parse_count(hdr(m, HDR_COUNT)), NULL, NULL);
 }
 
-static txm_status dlq_list_nats(txm__broker *b, const char *queue, size_t limit,
+static txm_status nats_dlq_list(txm__broker *b, const char *queue, size_t limit,
                                 txm_delivery ***out, size_t *count, txm_error *err)
 {
     qinfo q;
@@ -1401,7 +1401,7 @@ static txm_status dlq_last_seq(txm__broker *b, const char *filter, uint64_t *las
 
 /* Redrives the dead letters present when it starts (one that fails again
  * meanwhile is left for the next redrive). */
-static txm_status dlq_redrive_nats(txm__broker *b, const char *queue, const char *message_id,
+static txm_status nats_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
                                    size_t *moved, txm_error *err)
 {
     qinfo q;
@@ -1428,7 +1428,7 @@ static txm_status dlq_redrive_nats(txm__broker *b, const char *queue, const char
 
 /* Purges the queue's dead letters up to the last one present at the start;
  * *purged is their count at that moment. */
-static txm_status dlq_purge_nats(txm__broker *b, const char *queue, size_t *purged, txm_error *err)
+static txm_status nats_dlq_purge(txm__broker *b, const char *queue, size_t *purged, txm_error *err)
 {
     qinfo q;
     char subject[SUBJECT_MAX];
@@ -1487,7 +1487,7 @@ static txm_status put_chunk(txm__broker *b, const char *key, size_t i, const cha
 
 /* Chunk 0 carries the count and is written last: a reader that finds it
  * finds every other chunk too. */
-static txm_status blob_put_nats(txm__broker *b, const char *key, const char *body, size_t len,
+static txm_status nats_blob_put(txm__broker *b, const char *key, const char *body, size_t len,
                                 txm_error *err)
 {
     size_t chunks = len == 0 ? 1 : (len + BLOB_CHUNK_LEN - 1) / BLOB_CHUNK_LEN;
@@ -1512,7 +1512,7 @@ static txm_status get_chunk(txm__broker *b, const char *key, size_t i, natsMsg *
     return st;
 }
 
-static txm_status blob_get_nats(txm__broker *b, const char *key, char **out, size_t *len,
+static txm_status nats_blob_get(txm__broker *b, const char *key, char **out, size_t *len,
                                 txm_error *err)
 {
     *out = NULL;
@@ -1554,21 +1554,21 @@ static txm_status blob_get_nats(txm__broker *b, const char *key, char **out, siz
 
 const txm__transport_ops txm__transport_nats = {
     .scheme = "nats",
-    .open = open_nats,
-    .close = close_nats,
-    .declare_topic = declare_topic_nats,
-    .declare_subscription = declare_subscription_nats,
-    .publish = publish_nats,
-    .receive = receive_nats,
-    .ack = ack_nats,
-    .nack = nack_nats,
-    .extend = extend_nats,
-    .is_available = is_available_nats,
-    .dead_letter = dead_letter_nats,
-    .queue_depth = queue_depth_nats,
-    .dlq_list = dlq_list_nats,
-    .dlq_redrive = dlq_redrive_nats,
-    .dlq_purge = dlq_purge_nats,
-    .blob_put = blob_put_nats,
-    .blob_get = blob_get_nats,
+    .open = nats_open,
+    .close = nats_close,
+    .declare_topic = nats_declare_topic,
+    .declare_subscription = nats_declare_subscription,
+    .publish = nats_publish,
+    .receive = nats_receive,
+    .ack = nats_ack,
+    .nack = nats_nack,
+    .extend = nats_extend,
+    .is_available = nats_is_available,
+    .dead_letter = nats_dead_letter,
+    .queue_depth = nats_queue_depth,
+    .dlq_list = nats_dlq_list,
+    .dlq_redrive = nats_dlq_redrive,
+    .dlq_purge = nats_dlq_purge,
+    .blob_put = nats_blob_put,
+    .blob_get = nats_blob_get,
 };
