@@ -180,7 +180,7 @@ static pid_t running_cli; /* txmsg started with cli_spawn and not waited for */
 
 static void stop_running(void)
 {
-    txm_consumer_free(running_consumer);
+    txm_consumer_close(running_consumer);
     running_consumer = NULL;
     for (int i = 0; i < 2; i++) {
         txm_app_close(running_apps[i]);
@@ -227,9 +227,9 @@ static handler_ctx *start_consumer(txm_relay_fixture *fx, const char *topic, con
     ho.wait_ms = 100;
     ho.subscription.max_receive_count = 3;
     txm_consumer *c = NULL;
-    assert_int_equal(txm_consumer_new(fx->consumer_db, fx->t, &co, &c, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_open(fx->consumer_db, fx->t, &co, &c, NULL), TXM_OK);
     running_consumer = c;
-    assert_int_equal(txm_consumer_add(c, topic, queue, record_effect, h, &ho, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(c, topic, queue, record_effect, h, &ho, NULL), TXM_OK);
     assert_int_equal(txm_consumer_start(c, NULL), TXM_OK);
     return h;
 }

@@ -123,7 +123,7 @@ static txm_status start_server(relay_http *h, const char *database_url, const ch
     if (st == TXM_OK)
         st = register_outbox_metrics(h, database_url, err);
     if (st == TXM_OK)
-        st = txm_http_server_new(&o, &h->server, err);
+        st = txm_http_server_open(&o, &h->server, err);
     if (st == TXM_OK)
         st = txm_http_server_start(h->server, err);
     if (st == TXM_OK)
@@ -158,7 +158,7 @@ void relay_http_close(relay_http *h)
     if (h == NULL)
         return;
     txm_http_server_stop(h->server);
-    txm_http_server_free(h->server);
+    txm_http_server_close(h->server);
     txm_metrics_free(h->metrics);
     txm_db_close(h->db);
     free(h);

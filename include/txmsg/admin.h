@@ -29,9 +29,10 @@ typedef struct txm_outbox_filter {
 /* Fills f with the defaults: every row, limit 100. */
 TXM_API void txm_outbox_filter_init(txm_outbox_filter *f);
 
-/* Lists the outbox rows f selects, lowest sequence (oldest) first.
- * Returns TXM_INVALID for a NULL argument or a limit outside 1..1000000,
- * TXM_DB on database errors. Owns: *out is an array of *count entries, freed
+/* Lists the outbox rows f selects, lowest sequence (oldest) first, in one
+ * statement: the one listing call (not_dispatched_only gives the rows the
+ * relay has still to publish). Returns TXM_INVALID for a NULL argument or a limit
+ * outside 1..1000000, TXM_DB on database errors. Owns: *out is an array of *count entries, freed
  * with txm_outbox_list_free; NULL and 0 on failure. Borrows f. */
 TXM_API txm_status txm_outbox_list(txm_db *db, const txm_outbox_filter *f, txm_outbox_entry ***out,
                                    size_t *count, txm_error *err);

@@ -69,7 +69,7 @@ TXM_API txm_status txm_app_route(txm_app *app, const char *method, const char *p
                                  txm_http_handler handler, void *ctx, txm_error *err);
 
 /* Subscribes queue to topic and runs handler for each message behind the
- * inbox; see txm_consumer_add (opts may be NULL: concurrency 1, dead-letter
+ * inbox; see txm_consumer_subscribe (opts may be NULL: concurrency 1, dead-letter
  * queue "<queue>--dlq", max_receive_count 3). Also registers
  * txmsg_consumer_processed_total, txmsg_consumer_duplicates_total,
  * txmsg_consumer_failures_total and the gauge txmsg_dlq_depth, each with

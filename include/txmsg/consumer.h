@@ -63,16 +63,16 @@ typedef struct txm_consumer_stats {
  * only if not. An outage (TXM_UNAVAILABLE from the handler's unit of work)
  * uses up no receive: the delivery is held, its lease extended, and the
  * unit retried with a growing pause. Owns: *out is the caller's. */
-TXM_API txm_status txm_consumer_new(txm_db *db, txm_transport *transport,
-                                    const txm_consumer_options *opts, txm_consumer **out,
-                                    txm_error *err);
+TXM_API txm_status txm_consumer_open(txm_db *db, txm_transport *transport,
+                                     const txm_consumer_options *opts, txm_consumer **out,
+                                     txm_error *err);
 
 /* Registers handler for queue subscribed to topic and declares that
  * subscription on the transport now. Before txm_consumer_start only.
  * Borrows ctx. TXM_INVALID for bad names or a queue registered twice. */
-TXM_API txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queue,
-                                    txm_handler_fn handler, void *ctx,
-                                    const txm_handler_options *opts, txm_error *err);
+TXM_API txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char *queue,
+                                          txm_handler_fn handler, void *ctx,
+                                          const txm_handler_options *opts, txm_error *err);
 
 /* Starts the worker threads. */
 TXM_API txm_status txm_consumer_start(txm_consumer *c, txm_error *err);
@@ -86,8 +86,8 @@ TXM_API void txm_consumer_stop(txm_consumer *c);
 TXM_API txm_status txm_consumer_stats_get(txm_consumer *c, const char *queue,
                                           txm_consumer_stats *out, txm_error *err);
 
-/* Stops if running, then frees. NULL-safe. */
-TXM_API void txm_consumer_free(txm_consumer *c);
+/* Stops if running (joining the worker threads), then frees. NULL-safe. */
+TXM_API void txm_consumer_close(txm_consumer *c);
 
 #ifdef __cplusplus
 }

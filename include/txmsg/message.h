@@ -3,6 +3,7 @@
 #ifndef TXMSG_MESSAGE_H
 #define TXMSG_MESSAGE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,7 +16,7 @@ extern "C" {
 #define TXM_UUID_LEN 36             /* text form, without the NUL */
 #define TXM_TOPIC_MAX 255           /* bytes */
 #define TXM_ID_MAX 255              /* message, aggregate, correlation id, source: bytes */
-#define TXM_JSON_DEPTH_MAX 64       /* nesting levels of a payload */
+#define TXM_JSON_DEPTH_MAX 64       /* nesting levels of a payload; its own container is 1 */
 #define TXM_PAYLOAD_MAX (64u << 20) /* bytes of JSON data */
 #define TXM_ENVELOPE_MAX (TXM_PAYLOAD_MAX + 4096u)
 
@@ -27,7 +28,7 @@ typedef struct txm_msg txm_msg;
 TXM_API txm_status txm_uuid_v7(char out[TXM_UUID_LEN + 1], txm_error *err);
 
 /* True if s is a UUID in 8-4-4-4-12 hexadecimal text form. */
-TXM_API int txm_uuid_is_valid(const char *s);
+TXM_API bool txm_uuid_is_valid(const char *s);
 
 /* Creates a message with a new UUID v7 id and created_at = now.
  * topic: 1..TXM_TOPIC_MAX bytes of [A-Za-z0-9._-]; aggregate_id: 1..TXM_ID_MAX

@@ -34,10 +34,8 @@ TXM_API txm_status txm_outbox_get(txm_db *db, const char *message_id, txm_outbox
 TXM_API txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids,
                                               size_t count, size_t *marked, txm_error *err);
 
-/* Lists up to limit not-dispatched rows, oldest (lowest sequence) first.
- * Owns: *out is an array of *count entries, freed by txm_outbox_list_free. */
-TXM_API txm_status txm_outbox_list_not_dispatched(txm_db *db, size_t limit, txm_outbox_entry ***out,
-                                                  size_t *count, txm_error *err);
+/* Frees a list from txm_outbox_list (txmsg/admin.h): its count entries and
+ * the array. NULL-safe. */
 TXM_API void txm_outbox_list_free(txm_outbox_entry **list, size_t count);
 
 /* Age in microseconds of the oldest not-dispatched message, measured from its

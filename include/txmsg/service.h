@@ -182,9 +182,9 @@ TXM_API void txm_http_options_init(txm_http_options *o);
 /* Creates a stopped server. opts may be NULL for the defaults; it is copied
  * (logger and metrics are borrowed and must outlive the server). Returns
  * TXM_INVALID for a bad bind address or option, TXM_NOMEM. Owns: *out is
- * the caller's (txm_http_server_free); NULL on failure. */
-TXM_API txm_status txm_http_server_new(const txm_http_options *opts, txm_http_server **out,
-                                       txm_error *err);
+ * the caller's (txm_http_server_close); NULL on failure. */
+TXM_API txm_status txm_http_server_open(const txm_http_options *opts, txm_http_server **out,
+                                        txm_error *err);
 
 /* Adds a route: method ("GET", "POST", ...: 1..15 upper-case letters) and a
  * pattern of "/"-separated segments, each a literal or ":name" (a parameter
@@ -217,7 +217,7 @@ TXM_API uint16_t txm_http_server_port(const txm_http_server *srv);
 TXM_API void txm_http_server_stop(txm_http_server *srv);
 
 /* Stops (as txm_http_server_stop) and frees srv. NULL-safe. */
-TXM_API void txm_http_server_free(txm_http_server *srv);
+TXM_API void txm_http_server_close(txm_http_server *srv);
 
 /* Request getters. Borrows: each result is valid until the handler returns;
  * none is NULL unless stated. Thread: the handler's thread. */

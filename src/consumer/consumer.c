@@ -75,16 +75,16 @@ void txm_handler_options_init(txm_handler_options *o)
     txm_subscription_options_init(&o->subscription);
 }
 
-txm_status txm_consumer_new(txm_db *db, txm_transport *transport, const txm_consumer_options *opts,
-                            txm_consumer **out, txm_error *err)
+txm_status txm_consumer_open(txm_db *db, txm_transport *transport, const txm_consumer_options *opts,
+                             txm_consumer **out, txm_error *err)
 {
     if (out != NULL)
         *out = NULL;
     if (db == NULL || transport == NULL || out == NULL)
-        return txm_errf(err, TXM_INVALID, "consumer_new: NULL argument");
+        return txm_errf(err, TXM_INVALID, "consumer_open: NULL argument");
     txm_consumer *c = txm__calloc(1, sizeof *c);
     if (c == NULL)
-        return txm_errf(err, TXM_NOMEM, "consumer_new: out of memory");
+        return txm_errf(err, TXM_NOMEM, "consumer_open: out of memory");
     c->db = db;
     c->transport = transport;
     if (opts != NULL)
@@ -110,29 +110,30 @@ static txm_status check_add(const txm_consumer *c, const char *queue, txm_handle
                             const txm_handler_options *o, txm_error *err)
 {
     if (handler == NULL || queue == NULL)
-        return txm_errf(err, TXM_INVALID, "consumer_add: NULL handler or queue");
+        return txm_errf(err, TXM_INVALID, "consumer_subscribe: NULL handler or queue");
     if (c->started)
-        return txm_errf(err, TXM_STATE, "consumer_add: consumer already started");
+        return txm_errf(err, TXM_STATE, "consumer_subscribe: consumer already started");
     if (c->n_subs == MAX_SUBSCRIPTIONS)
-        return txm_errf(err, TXM_TOO_BIG, "consumer_add: more than %d subscriptions",
+        return txm_errf(err, TXM_TOO_BIG, "consumer_subscribe: more than %d subscriptions",
                         MAX_SUBSCRIPTIONS);
     if (o->concurrency < 1 || o->concurrency > MAX_CONCURRENCY || o->batch_size < 1 ||
         o->batch_size > 1000 || o->wait_ms < 0)
         return txm_errf(err, TXM_INVALID,
-                        "consumer_add: concurrency must be 1..%d, batch_size 1..1000",
+                        "consumer_subscribe: concurrency must be 1..%d, batch_size 1..1000",
                         MAX_CONCURRENCY);
     for (int i = 0; i < c->n_subs; i++)
         if (strcmp(c->subs[i]->queue, queue) == 0)
-            return txm_errf(err, TXM_INVALID, "consumer_add: queue %s registered twice", queue);
+            return txm_errf(err, TXM_INVALID, "consumer_subscribe: queue %s registered twice",
+                            queue);
     return TXM_OK;
 }
 
-txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queue,
-                            txm_handler_fn handler, void *ctx, const txm_handler_options *opts,
-                            txm_error *err)
+txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char *queue,
+                                  txm_handler_fn handler, void *ctx,
+                                  const txm_handler_options *opts, txm_error *err)
 {
     if (c == NULL)
-        return txm_errf(err, TXM_INVALID, "consumer_add: NULL consumer");
+        return txm_errf(err, TXM_INVALID, "consumer_subscribe: NULL consumer");
     txm_handler_options o;
     if (opts != NULL)
         o = *opts;
@@ -154,7 +155,7 @@ txm_status txm_consumer_add(txm_consumer *c, const char *topic, const char *queu
         (s->queue = txm__strdup(queue)) == NULL ||
         (o.subscription.dlq != NULL && (s->dlq = txm__strdup(o.subscription.dlq)) == NULL)) {
         subscription_free(s);
-        return txm_errf(err, TXM_NOMEM, "consumer_add: out of memory");
+        return txm_errf(err, TXM_NOMEM, "consumer_subscribe: out of memory");
     }
     s->owner = c;
     s->handler = handler;
@@ -471,7 +472,7 @@ txm_status txm_consumer_stats_get(txm_consumer *c, const char *queue, txm_consum
     return txm_errf(err, TXM_NOT_FOUND, "consumer_stats: queue %s not registered", queue);
 }
 
-void txm_consumer_free(txm_consumer *c)
+void txm_consumer_close(txm_consumer *c)
 {
     if (c == NULL)
         return;

@@ -9,10 +9,6 @@
 
 #include "txmsg/message.h"
 
-/* Deepest nesting of arrays and objects accepted in a payload; the payload's
- * own container is level 1. */
-#define TXM__JSON_DEPTH_MAX 64
-
 /* The range txm_time_format can show: 0000-01-01T00:00:00.000000Z to
  * 9999-12-31T23:59:59.999999Z, in microseconds since the epoch. */
 #define TXM__TIME_MIN_US (-62167219200000000LL)
@@ -38,7 +34,7 @@ txm_status txm__check_text(const char *what, const char *s, size_t max, int allo
  * Returns TXM_OK or st, naming it what. */
 txm_status txm__check_topic(const char *what, const char *s, txm_status st, txm_error *err);
 
-/* Checks that json is an object or array nested at most TXM__JSON_DEPTH_MAX
+/* Checks that json is an object or array nested at most TXM_JSON_DEPTH_MAX
  * deep. Returns TXM_OK or TXM_MALFORMED, naming it what. */
 txm_status txm__check_payload(const char *what, const json_t *json, txm_error *err);
 

@@ -315,7 +315,7 @@ static void envelope_decode_limits_nesting(void **state)
     size_t depths[] = {1, 64, 65, 2047, 3000, 200000};
     for (size_t i = 0; i < sizeof depths / sizeof depths[0]; i++) {
         char *doc = deep_doc(depths[i]);
-        expect_decode(doc, depths[i] <= TXM__JSON_DEPTH_MAX ? TXM_OK : TXM_MALFORMED, NULL);
+        expect_decode(doc, depths[i] <= TXM_JSON_DEPTH_MAX ? TXM_OK : TXM_MALFORMED, NULL);
         free(doc);
     }
 }

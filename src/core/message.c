@@ -84,12 +84,12 @@ txm_status txm__check_topic(const char *what, const char *s, txm_status st, txm_
 }
 
 /* True if no array or object inside json (at level depth) lies deeper than
- * TXM__JSON_DEPTH_MAX. Recursion is bounded by that limit. */
+ * TXM_JSON_DEPTH_MAX. Recursion is bounded by that limit. */
 static int depth_ok(const json_t *json, int depth)
 {
     if (!json_is_array(json) && !json_is_object(json))
         return 1;
-    if (depth > TXM__JSON_DEPTH_MAX)
+    if (depth > TXM_JSON_DEPTH_MAX)
         return 0;
     if (json_is_array(json)) {
         for (size_t i = 0; i < json_array_size(json); i++)
@@ -111,7 +111,7 @@ txm_status txm__check_payload(const char *what, const json_t *json, txm_error *e
         return txm_errf(err, TXM_MALFORMED, "%s: not a JSON object or array", what);
     if (!depth_ok(json, 1))
         return txm_errf(err, TXM_MALFORMED, "%s: nested deeper than %d levels", what,
-                        TXM__JSON_DEPTH_MAX);
+                        TXM_JSON_DEPTH_MAX);
     return TXM_OK;
 }
 

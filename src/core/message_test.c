@@ -211,8 +211,8 @@ static void msg_new_rejects_bad_payloads(void **state)
 static void msg_new_limits_payload_depth_to_64(void **state)
 {
     (void)state;
-    char *ok = nested_arrays(TXM__JSON_DEPTH_MAX);
-    char *deep = nested_arrays(TXM__JSON_DEPTH_MAX + 1);
+    char *ok = nested_arrays(TXM_JSON_DEPTH_MAX);
+    char *deep = nested_arrays(TXM_JSON_DEPTH_MAX + 1);
     expect_new("t", "a", NULL, ok, TXM_OK);
     expect_new("t", "a", NULL, deep, TXM_MALFORMED);
     free(ok);

@@ -58,20 +58,20 @@ txm_status txm_uuid_v7(char out[TXM_UUID_LEN + 1], txm_error *err)
     return TXM_OK;
 }
 
-static int is_hex(char c)
+static bool is_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
 
-int txm_uuid_is_valid(const char *s)
+bool txm_uuid_is_valid(const char *s)
 {
     if (s == NULL)
-        return 0;
+        return false;
     /* Stops at the first wrong character, so it never reads past the NUL. */
     for (int i = 0; i < TXM_UUID_LEN; i++) {
-        int dash = (i == 8 || i == 13 || i == 18 || i == 23);
+        bool dash = (i == 8 || i == 13 || i == 18 || i == 23);
         if (dash ? s[i] != '-' : !is_hex(s[i]))
-            return 0;
+            return false;
     }
     return s[TXM_UUID_LEN] == '\0';
 }

@@ -38,4 +38,11 @@ txm_rows *txm__rows_new(size_t columns);
  * length. TXM_NOMEM / TXM_TOO_BIG (past 1 GiB of result). */
 txm_status txm__rows_add(txm_rows *rows, const char *const *vals, const size_t *lens);
 
+/* Maps a SQLite result code (extended codes allowed) to a status: TXM_BUSY for
+ * a lock held past the busy timeout, TXM_NOMEM, TXM_TOO_BIG, and other for the
+ * rest. The one mapping for every SQLite user in the library (the SQLite
+ * driver and the embedded broker); callers that give constraint violations a
+ * status of their own test SQLITE_CONSTRAINT first. */
+txm_status txm__sqlite_status(int rc, txm_status other);
+
 #endif

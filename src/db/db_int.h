@@ -3,6 +3,7 @@
 #define TXM_DB_DB_INT_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 #include "db/db.h"
 
@@ -44,5 +45,37 @@ struct txm_db {
 
 /* The number of statements each connection keeps prepared. */
 #define TXM__STMT_CACHE_SIZE 64
+
+/* One prepared statement a driver connection keeps, keyed by its SQL text. */
+typedef struct txm__stmt_slot {
+    char *sql;          /* key, owned; NULL when the slot is free */
+    void *handle;       /* the driver's statement (sqlite3_stmt *), or NULL */
+    uint64_t id;        /* the driver's number for it (PostgreSQL names it "txm_<id>") */
+    uint64_t last_used; /* the cache's use count at the last hit; 0 when free */
+} txm__stmt_slot;
+
+/* The per-connection LRU statement cache both drivers use (stmt_cache.c).
+ * Thread: the connection's, like the connection itself. */
+typedef struct txm__stmt_cache {
+    txm__stmt_slot slot[TXM__STMT_CACHE_SIZE];
+    uint64_t uses; /* counts hits and inserts */
+} txm__stmt_cache;
+
+/* Returns the slot holding sql, marked as just used, or NULL on a miss with
+ * *victim set to a free slot or else the least recently used one, which the
+ * driver empties (txm__stmt_cache_drop) before txm__stmt_cache_put. */
+txm__stmt_slot *txm__stmt_cache_find(txm__stmt_cache *c, const char *sql, txm__stmt_slot **victim);
+
+/* Fills the empty slot with a new statement. Owns: takes *key (a txm__malloc
+ * copy of the SQL text) and sets *key = NULL; the handle stays the driver's
+ * to finalize. */
+void txm__stmt_cache_put(txm__stmt_cache *c, txm__stmt_slot *slot, char **key, void *handle,
+                         uint64_t id);
+
+/* Frees slot's key and marks it free; the driver finalizes the handle first. */
+void txm__stmt_cache_drop(txm__stmt_slot *slot);
+
+/* Empties every slot, calling finalize (may be NULL) on each non-NULL handle. */
+void txm__stmt_cache_fini(txm__stmt_cache *c, void (*finalize)(void *handle));
 
 #endif

@@ -19,19 +19,17 @@
  * hold a pool slot forever. */
 #define PG_CONNECT_TIMEOUT_S "10"
 
-typedef struct cached_stmt {
-    char *sql;          /* key, owned; NULL when the slot is free */
-    char name[32];      /* server-side statement name, "txm_<n>" */
-    uint64_t last_used; /* conn->uses at the last hit, for LRU eviction; 0 when free */
-} cached_stmt;
+typedef txm__stmt_slot cached_stmt; /* id n names the server-side statement "txm_<n>" */
+
+/* Room for "txm_" and a uint64 in decimal. */
+#define PG_STMT_NAME_LEN 32
 
 struct txm__conn {
     PGconn *pg;
-    cached_stmt cache[TXM__STMT_CACHE_SIZE];
-    uint64_t uses;    /* counts cache hits and inserts */
-    uint64_t next_id; /* suffix of the next statement name; names are never reused */
-    bool broken;      /* the session is unusable and must not return to the pool */
-    txm_log_fn log;   /* copied from the options; may be NULL */
+    txm__stmt_cache cache; /* handles unused: statements live on the server */
+    uint64_t next_id;      /* suffix of the next statement name; names are never reused */
+    bool broken;           /* the session is unusable and must not return to the pool */
+    txm_log_fn log;        /* copied from the options; may be NULL */
     void *log_ctx;
 };
 
@@ -123,8 +121,7 @@ static void pg_disconnect(txm__conn *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < TXM__STMT_CACHE_SIZE; i++)
-        free(c->cache[i].sql);
+    txm__stmt_cache_fini(&c->cache, NULL);
     PQfinish(c->pg); /* NULL-safe */
     free(c);
 }
@@ -184,24 +181,26 @@ static txm_status pg_connect(const char *url, const txm_db_options *opts, txm__c
     return TXM_OK;
 }
 
-static void cache_drop(cached_stmt *e)
+/* Writes e's server-side name into name. Returns name. */
+static const char *stmt_name(const cached_stmt *e, char name[PG_STMT_NAME_LEN])
 {
-    free(e->sql);
-    *e = (cached_stmt){0};
+    snprintf(name, PG_STMT_NAME_LEN, "txm_%" PRIu64, e->id);
+    return name;
 }
 
 /* Deallocates e on the server and frees its slot. False when the server
  * refused (say, inside an aborted transaction): the slot then stays in use. */
 static bool cache_evict(txm__conn *c, cached_stmt *e)
 {
+    char name[PG_STMT_NAME_LEN];
     char sql[64];
-    snprintf(sql, sizeof sql, "DEALLOCATE %s", e->name);
+    snprintf(sql, sizeof sql, "DEALLOCATE %s", stmt_name(e, name));
     PGresult *res = PQexec(c->pg, sql);
     /* 26000: the server already forgot it (DISCARD ALL), which is as good. */
     bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || strcmp(sqlstate(res), "26000") == 0;
     PQclear(res);
     if (ok)
-        cache_drop(e);
+        txm__stmt_cache_drop(e);
     return ok;
 }
 
@@ -212,26 +211,19 @@ static bool cache_evict(txm__conn *c, cached_stmt *e)
 static txm_status cache_get(txm__conn *c, const char *sql, size_t n, cached_stmt **out, bool *fresh,
                             txm_error *err)
 {
-    *out = NULL;
     *fresh = false;
-    cached_stmt *victim = &c->cache[0];
-    for (size_t i = 0; i < TXM__STMT_CACHE_SIZE; i++) {
-        cached_stmt *e = &c->cache[i];
-        if (e->sql != NULL && strcmp(e->sql, sql) == 0) {
-            e->last_used = ++c->uses;
-            *out = e;
-            return TXM_OK;
-        }
-        if (e->last_used < victim->last_used)
-            victim = e;
-    }
+    cached_stmt *victim = NULL;
+    *out = txm__stmt_cache_find(&c->cache, sql, &victim);
+    if (*out != NULL)
+        return TXM_OK;
     if (victim->sql != NULL && !cache_evict(c, victim))
         return TXM_OK;
     char *key = txm__strdup(sql);
     if (key == NULL)
         return txm_errf(err, TXM_NOMEM, "postgresql: out of memory");
-    char name[sizeof victim->name];
-    snprintf(name, sizeof name, "txm_%" PRIu64, c->next_id++);
+    uint64_t id = c->next_id++;
+    char name[PG_STMT_NAME_LEN];
+    snprintf(name, sizeof name, "txm_%" PRIu64, id);
     PGresult *res = PQprepare(c->pg, name, sql, (int)n, NULL);
     txm_status st = PQresultStatus(res) == PGRES_COMMAND_OK ? TXM_OK : fail(c, res, err);
     PQclear(res);
@@ -239,9 +231,7 @@ static txm_status cache_get(txm__conn *c, const char *sql, size_t n, cached_stmt
         free(key);
         return st;
     }
-    victim->sql = key;
-    memcpy(victim->name, name, sizeof name);
-    victim->last_used = ++c->uses;
+    txm__stmt_cache_put(&c->cache, victim, &key, NULL, id);
     *out = victim;
     *fresh = true;
     return TXM_OK;
@@ -255,7 +245,7 @@ static bool drop_if_stale(txm__conn *c, cached_stmt *e, const PGresult *res)
 {
     const char *state = sqlstate(res);
     if (strcmp(state, "26000") == 0) {
-        cache_drop(e);
+        txm__stmt_cache_drop(e);
         return true;
     }
     if (strcmp(state, "0A000") == 0) {
@@ -283,7 +273,8 @@ static txm_status run(txm__conn *c, const char *sql, size_t n, const char *const
             *out = PQexecParams(c->pg, sql, (int)n, NULL, vals, NULL, NULL, 0);
             return TXM_OK;
         }
-        PGresult *res = PQexecPrepared(c->pg, e->name, (int)n, vals, NULL, NULL, 0);
+        char name[PG_STMT_NAME_LEN];
+        PGresult *res = PQexecPrepared(c->pg, stmt_name(e, name), (int)n, vals, NULL, NULL, 0);
         if (fresh || attempt > 0 || !drop_if_stale(c, e, res) ||
             PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
             *out = res;

@@ -8,23 +8,14 @@
 #include "core/alloc.h"
 #include "db/db_int.h"
 
-typedef struct cached_stmt {
-    char *sql; /* key, owned */
-    sqlite3_stmt *stmt;
-    uint64_t last_used; /* use counter for LRU eviction */
-} cached_stmt;
-
 struct txm__conn {
     sqlite3 *db;
-    cached_stmt cache[TXM__STMT_CACHE_SIZE];
-    uint64_t uses;
+    txm__stmt_cache cache; /* handles are sqlite3_stmt * */
 };
 
-static txm_status sqlite_status(int rc)
+txm_status txm__sqlite_status(int rc, txm_status other)
 {
     switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        return TXM_CONSTRAINT;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return TXM_BUSY;
@@ -33,8 +24,13 @@ static txm_status sqlite_status(int rc)
     case SQLITE_TOOBIG:
         return TXM_TOO_BIG;
     default:
-        return TXM_DB;
+        return other;
     }
+}
+
+static txm_status sqlite_status(int rc)
+{
+    return (rc & 0xff) == SQLITE_CONSTRAINT ? TXM_CONSTRAINT : txm__sqlite_status(rc, TXM_DB);
 }
 
 static txm_status fail(txm__conn *c, int rc, const char *what, txm_error *err)
@@ -48,14 +44,16 @@ static txm_status run_simple(txm__conn *c, const char *sql, txm_error *err)
     return rc == SQLITE_OK ? TXM_OK : fail(c, rc, sql, err);
 }
 
+static void finalize(void *stmt)
+{
+    sqlite3_finalize(stmt);
+}
+
 static void sqlite_disconnect(txm__conn *c)
 {
     if (c == NULL)
         return;
-    for (size_t i = 0; i < TXM__STMT_CACHE_SIZE; i++) {
-        sqlite3_finalize(c->cache[i].stmt);
-        free(c->cache[i].sql);
-    }
+    txm__stmt_cache_fini(&c->cache, finalize);
     sqlite3_close(c->db);
     free(c);
 }
@@ -95,16 +93,11 @@ static txm_status sqlite_connect(const char *url, const txm_db_options *o, txm__
  * recently used entry) on a miss. */
 static txm_status prepare(txm__conn *c, const char *sql, sqlite3_stmt **out, txm_error *err)
 {
-    cached_stmt *victim = &c->cache[0];
-    for (size_t i = 0; i < TXM__STMT_CACHE_SIZE; i++) {
-        cached_stmt *e = &c->cache[i];
-        if (e->sql != NULL && strcmp(e->sql, sql) == 0) {
-            e->last_used = ++c->uses;
-            *out = e->stmt;
-            return TXM_OK;
-        }
-        if (e->last_used < victim->last_used)
-            victim = e;
+    txm__stmt_slot *victim = NULL;
+    txm__stmt_slot *hit = txm__stmt_cache_find(&c->cache, sql, &victim);
+    if (hit != NULL) {
+        *out = hit->handle;
+        return TXM_OK;
     }
     char *key = txm__strdup(sql);
     if (key == NULL)
@@ -115,9 +108,9 @@ static txm_status prepare(txm__conn *c, const char *sql, sqlite3_stmt **out, txm
         free(key);
         return fail(c, rc, "prepare", err);
     }
-    sqlite3_finalize(victim->stmt);
-    free(victim->sql);
-    *victim = (cached_stmt){key, stmt, ++c->uses};
+    sqlite3_finalize(victim->handle);
+    txm__stmt_cache_drop(victim);
+    txm__stmt_cache_put(&c->cache, victim, &key, stmt, 0);
     *out = stmt;
     return TXM_OK;
 }

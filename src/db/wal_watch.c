@@ -1,12 +1,13 @@
-/* Commit notification for SQLite across processes. A commit in WAL mode
+/* Commit notification for SQLite across processes, used by the relay's
+ * SQLite tail and the embedded broker's long polls. A commit in WAL mode
  * writes the -wal file; inotify reports that write to every watcher of the
  * folder, so an idle reader sleeps in poll() and wakes within a millisecond
  * or so of another process's commit. The folder is watched, not the file,
  * because SQLite creates and deletes the -wal file as connections come and
- * go. */
+ * go: a watch on the file itself ends (IN_IGNORED) when the last connection
+ * removes it, and would miss every later commit. */
 #include "db/wal_watch.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -52,42 +53,57 @@ txm_status txm__wal_watch_open(const char *path, txm__wal_watch **out, txm_error
 }
 
 /* True if the inotify events in buf name our database or its -wal/-shm. */
-static int names_ours(const txm__wal_watch *w, const char *buf, ssize_t len)
+static bool names_ours(const txm__wal_watch *w, const char *buf, ssize_t len)
 {
-    int ours = 0;
+    bool ours = false;
     for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= len;) {
         const struct inotify_event *ev = (const struct inotify_event *)(buf + off);
         if (ev->len > 0 && strncmp(ev->name, w->name, w->name_len) == 0)
-            ours = 1;
+            ours = true;
         off += (ssize_t)sizeof(struct inotify_event) + ev->len;
     }
     return ours;
 }
 
-void txm__wal_watch_wait(txm__wal_watch *w, int timeout_ms)
+bool txm__wal_watch_drain(txm__wal_watch *w)
+{
+    if (w == NULL || w->fd < 0)
+        return false;
+    bool ours = false;
+    _Alignas(struct inotify_event) char buf[4096];
+    ssize_t n;
+    while ((n = read(w->fd, buf, sizeof buf)) > 0)
+        ours = names_ours(w, buf, n) || ours;
+    return ours;
+}
+
+bool txm__wal_watch_wait(txm__wal_watch *w, int timeout_ms)
 {
     if (w == NULL || w->fd < 0) {
         int ms = timeout_ms < FALLBACK_POLL_MS ? timeout_ms : FALLBACK_POLL_MS;
         struct timespec ts = {0, (long)ms * 1000000L};
         nanosleep(&ts, NULL);
-        return;
+        return false;
     }
     long long end = txm__mono_ms() + timeout_ms;
     for (;;) {
         long long left = end - txm__mono_ms();
         if (left <= 0)
-            return;
+            return false;
         struct pollfd p = {.fd = w->fd, .events = POLLIN};
         int rc = poll(&p, 1, (int)left);
         if (rc <= 0)
-            return; /* timeout, or EINTR: let the caller look again */
-        _Alignas(struct inotify_event) char buf[4096];
-        ssize_t n = read(w->fd, buf, sizeof buf);
-        if (n > 0 && names_ours(w, buf, n))
-            return;
-        if (n < 0 && errno != EAGAIN)
-            return;
+            return false; /* timeout, or EINTR: let the caller look again */
+        /* Read every pending event, so the next wait does not wake for the
+         * rest of this burst (one commit writes several pages). */
+        if (txm__wal_watch_drain(w))
+            return true;
     }
+}
+
+bool txm__wal_watch_is_polling(const txm__wal_watch *w)
+{
+    return w == NULL || w->fd < 0;
 }
 
 void txm__wal_watch_close(txm__wal_watch *w)

@@ -312,9 +312,9 @@ static txm_status open_parts(txm_app *app, txm_error *err)
     if (st == TXM_OK)
         st = txm_transport_open(app->broker_url, &to, &app->transport, err);
     if (st == TXM_OK)
-        st = txm_consumer_new(app->db, app->transport, &co, &app->consumer, err);
+        st = txm_consumer_open(app->db, app->transport, &co, &app->consumer, err);
     if (st == TXM_OK)
-        st = txm_http_server_new(&ho, &app->http, err);
+        st = txm_http_server_open(&ho, &app->http, err);
     if (st == TXM_OK)
         st = txm_http_route(app->http, "GET", app->health_path, app_health, app, err);
     if (st == TXM_OK)
@@ -374,8 +374,8 @@ void txm_app_close(txm_app *app)
     /* The HTTP server and the consumer borrow the rest: free them first.
      * Metric callbacks read db, transport and consumer, but only while
      * /metrics is rendered, which ended with the server. */
-    txm_http_server_free(app->http);
-    txm_consumer_free(app->consumer);
+    txm_http_server_close(app->http);
+    txm_consumer_close(app->consumer);
     txm_metrics_free(app->metrics);
     txm_transport_close(app->transport);
     txm_db_close(app->db);
@@ -412,7 +412,7 @@ txm_status txm_app_subscribe(txm_app *app, const char *topic, const char *queue,
                         APP_QUEUES_MAX);
     if (strlen(queue) > TXM_TOPIC_MAX)
         return txm_errf(err, TXM_INVALID, "app_subscribe: queue name too long");
-    txm_status st = txm_consumer_add(app->consumer, topic, queue, handler, ctx, opts, err);
+    txm_status st = txm_consumer_subscribe(app->consumer, topic, queue, handler, ctx, opts, err);
     if (st != TXM_OK)
         return st;
     app_queue *q = txm__calloc(1, sizeof *q);

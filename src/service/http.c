@@ -161,10 +161,10 @@ static bool idle_cond_init(pthread_cond_t *cond)
     return ok;
 }
 
-txm_status txm_http_server_new(const txm_http_options *opts, txm_http_server **out, txm_error *err)
+txm_status txm_http_server_open(const txm_http_options *opts, txm_http_server **out, txm_error *err)
 {
     if (out == NULL)
-        return txm_errf(err, TXM_INVALID, "http_server_new: NULL argument");
+        return txm_errf(err, TXM_INVALID, "http_server_open: NULL argument");
     *out = NULL;
     txm_http_options defaults;
     txm_http_options_init(&defaults);
@@ -175,19 +175,19 @@ txm_status txm_http_server_new(const txm_http_options *opts, txm_http_server **o
         return st;
     txm_http_server *srv = txm__calloc(1, sizeof *srv);
     if (srv == NULL)
-        return txm_errf(err, TXM_NOMEM, "http_server_new: out of memory");
+        return txm_errf(err, TXM_NOMEM, "http_server_open: out of memory");
     srv->opts = *o;
     srv->bind_address = txm__strdup(address);
     srv->health_path = o->health_path != NULL ? txm__strdup(o->health_path) : NULL;
     if (srv->bind_address == NULL || (o->health_path != NULL && srv->health_path == NULL))
-        st = txm_errf(err, TXM_NOMEM, "http_server_new: out of memory");
+        st = txm_errf(err, TXM_NOMEM, "http_server_open: out of memory");
     if (st == TXM_OK)
         st = parse_address(srv, address, o->port, err);
     if (st == TXM_OK && pthread_mutex_init(&srv->lock, NULL) != 0)
-        st = txm_errf(err, TXM_NOMEM, "http_server_new: cannot create a mutex");
+        st = txm_errf(err, TXM_NOMEM, "http_server_open: cannot create a mutex");
     if (st == TXM_OK && !idle_cond_init(&srv->idle)) {
         pthread_mutex_destroy(&srv->lock);
-        st = txm_errf(err, TXM_NOMEM, "http_server_new: cannot create a condition");
+        st = txm_errf(err, TXM_NOMEM, "http_server_open: cannot create a condition");
     }
     if (st != TXM_OK) {
         free(srv->bind_address);
@@ -781,7 +781,7 @@ void txm_http_server_stop(txm_http_server *srv)
     srv->daemon = NULL;
 }
 
-void txm_http_server_free(txm_http_server *srv)
+void txm_http_server_close(txm_http_server *srv)
 {
     if (srv == NULL)
         return;

@@ -233,7 +233,7 @@ static int setup(void **state)
     o.logger = &fx->logger;
     o.metrics = fx->metrics;
     txm_error err = {0};
-    assert_int_equal(txm_http_server_new(&o, &fx->srv, &err), TXM_OK);
+    assert_int_equal(txm_http_server_open(&o, &fx->srv, &err), TXM_OK);
     assert_int_equal(txm_http_route(fx->srv, "GET", "/order/:id", echo_handler, NULL, NULL),
                      TXM_OK);
     assert_int_equal(txm_http_route(fx->srv, "POST", "/order/:id/cancel", echo_handler, NULL, NULL),
@@ -259,7 +259,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
-    txm_http_server_free(fx->srv);
+    txm_http_server_close(fx->srv);
     txm_metrics_free(fx->metrics);
     fclose(fx->log);
     free(fx);
@@ -613,13 +613,13 @@ static void http_options_and_routes_are_validated(void **state)
     assert_int_equal(o.max_body_len, 64 * 1024);
     txm_http_server *srv = (txm_http_server *)&o;
     o.bind_address = "localhost";
-    assert_int_equal(txm_http_server_new(&o, &srv, NULL), TXM_INVALID);
+    assert_int_equal(txm_http_server_open(&o, &srv, NULL), TXM_INVALID);
     assert_null(srv);
     o.bind_address = "::1";
     o.health_path = "/x/:id";
-    assert_int_equal(txm_http_server_new(&o, &srv, NULL), TXM_INVALID);
+    assert_int_equal(txm_http_server_open(&o, &srv, NULL), TXM_INVALID);
     o.health_path = NULL;
-    assert_int_equal(txm_http_server_new(&o, &srv, NULL), TXM_OK);
+    assert_int_equal(txm_http_server_open(&o, &srv, NULL), TXM_OK);
     assert_int_equal(txm_http_route(srv, "get", "/a", echo_handler, NULL, NULL), TXM_INVALID);
     assert_int_equal(txm_http_route(srv, "GET", "a", echo_handler, NULL, NULL), TXM_INVALID);
     assert_int_equal(txm_http_route(srv, "GET", "/a", NULL, NULL, NULL), TXM_INVALID);
@@ -635,8 +635,8 @@ static void http_options_and_routes_are_validated(void **state)
     } else {
         assert_int_equal(st, TXM_IO);
     }
-    txm_http_server_free(srv);
-    txm_http_server_free(NULL);
+    txm_http_server_close(srv);
+    txm_http_server_close(NULL);
 }
 
 static void http_port_in_use_is_io_error(void **state)
@@ -646,12 +646,12 @@ static void http_port_in_use_is_io_error(void **state)
     txm_http_options_init(&o);
     o.port = fx->port;
     txm_http_server *srv = NULL;
-    assert_int_equal(txm_http_server_new(&o, &srv, NULL), TXM_OK);
+    assert_int_equal(txm_http_server_open(&o, &srv, NULL), TXM_OK);
     txm_error err = {0};
     assert_int_equal(txm_http_server_start(srv, &err), TXM_IO);
     assert_int_equal(err.status, TXM_IO);
     assert_int_equal(txm_http_server_port(srv), 0);
-    txm_http_server_free(srv);
+    txm_http_server_close(srv);
 }
 
 /* Makes each allocation fail in turn while creating a server and adding
@@ -666,7 +666,7 @@ static void http_out_of_memory_fails_cleanly(void **state)
         o.health_path = "/x/health";
         txm_http_server *srv = NULL;
         txm__alloc_fail_after(n);
-        txm_status st = txm_http_server_new(&o, &srv, NULL);
+        txm_status st = txm_http_server_open(&o, &srv, NULL);
         if (st == TXM_OK)
             st = txm_http_route(srv, "GET", "/a/:id", echo_handler, NULL, NULL);
         if (st == TXM_OK)
@@ -676,7 +676,7 @@ static void http_out_of_memory_fails_cleanly(void **state)
             done = true;
         else
             assert_int_equal(st, TXM_NOMEM);
-        txm_http_server_free(srv);
+        txm_http_server_close(srv);
         assert_true(n < 50);
     }
 }

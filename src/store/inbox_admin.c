@@ -3,8 +3,6 @@
 #include "store/store_int.h"
 #include "txmsg/admin.h"
 
-#define PURGE_BATCH_MAX 100000
-
 /* The inbox has no sequence number, so each batch is selected by its key. */
 static const char SQLITE_PURGE[] =
     "DELETE FROM txmsg_inbox WHERE (subscription, message_id) IN"
@@ -18,18 +16,6 @@ static const char PG_PURGE[] =
 txm_status txm_inbox_purge(txm_db *db, int64_t created_before_us, size_t batch, size_t *deleted,
                            txm_error *err)
 {
-    if (deleted != NULL)
-        *deleted = 0;
-    if (db == NULL || batch == 0 || batch > PURGE_BATCH_MAX || created_before_us <= 0)
-        return txm_errf(err, TXM_INVALID, "inbox_purge: NULL db, batch not 1..%d or no cutoff time",
-                        PURGE_BATCH_MAX);
-    char before[TXM_TIME_LEN + 1];
-    txm_time_format(created_before_us, before);
-    txm_value p[2] = {TXM_TEXT(before), TXM_INT(batch)};
-    int64_t changes = 0;
-    txm_status st =
-        txm_db_exec(db, TXM__SQL(db, SQLITE_PURGE, PG_PURGE), p, 2, NULL, &changes, err);
-    if (st == TXM_OK && deleted != NULL)
-        *deleted = (size_t)changes;
-    return st;
+    return txm__store_purge(db, "inbox_purge", SQLITE_PURGE, PG_PURGE, created_before_us, batch,
+                            deleted, err);
 }

@@ -7,6 +7,7 @@
 #include "core/alloc.h"
 #include "store/store.h"
 #include "store/store_int.h"
+#include "txmsg/admin.h"
 #include "txmsg/outbox.h"
 
 struct txm_outbox_entry {
@@ -32,8 +33,16 @@ static const char SQL_INSERT[] =
 
 static const char SQLITE_GET[] = SQLITE_COLUMNS "WHERE message_id = $1";
 static const char PG_GET[] = PG_COLUMNS "WHERE message_id = $1";
-static const char SQLITE_PENDING[] = SQLITE_COLUMNS "WHERE is_dispatched = 0 ORDER BY seq LIMIT $1";
-static const char PG_PENDING[] = PG_COLUMNS "WHERE NOT is_dispatched ORDER BY seq LIMIT $1";
+/* Optional filters are NULL parameters; PostgreSQL needs each parameter's
+ * type spelled out because "$n IS NULL" alone does not determine it. */
+static const char SQLITE_LIST[] =
+    SQLITE_COLUMNS "WHERE seq > $1 AND ($2 = 0 OR is_dispatched = 0)"
+                   " AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR topic = $4)"
+                   " ORDER BY seq LIMIT $5";
+static const char PG_LIST[] =
+    PG_COLUMNS "WHERE seq > $1::bigint AND ($2::int = 0 OR NOT is_dispatched)"
+               " AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)"
+               " AND ($4::text IS NULL OR topic = $4::text) ORDER BY seq LIMIT $5::bigint";
 static const char SQLITE_OLDEST[] =
     "SELECT created_at FROM txmsg_outbox WHERE is_dispatched = 0 ORDER BY seq LIMIT 1";
 static const char PG_OLDEST[] = "SELECT " TXM__PG_TIME(
@@ -192,19 +201,29 @@ txm_status txm__outbox_mark_new(txm_db *db, const char *const *message_ids, size
     return mark(db, SQLITE_MARK_NEW, PG_MARK_NEW, message_ids, count, marked, err);
 }
 
-txm_status txm_outbox_list_not_dispatched(txm_db *db, size_t limit, txm_outbox_entry ***out,
-                                          size_t *count, txm_error *err)
+txm_status txm_outbox_list(txm_db *db, const txm_outbox_filter *f, txm_outbox_entry ***out,
+                           size_t *count, txm_error *err)
 {
     if (out != NULL)
         *out = NULL;
     if (count != NULL)
         *count = 0;
-    if (db == NULL || out == NULL || count == NULL || limit == 0 || limit > 1000000)
-        return txm_errf(err, TXM_INVALID, "outbox_list: NULL argument or limit not 1..1000000");
-    txm_value p = TXM_INT(limit);
+    if (db == NULL || f == NULL || out == NULL || count == NULL || f->limit == 0 ||
+        f->limit > TXM__LIST_LIMIT_MAX)
+        return txm_errf(err, TXM_INVALID, "outbox_list: NULL argument or limit not 1..%d",
+                        TXM__LIST_LIMIT_MAX);
+    char before[TXM_TIME_LEN + 1] = "";
+    if (f->created_before_us != 0)
+        txm_time_format(f->created_before_us, before);
+    txm_value p[5] = {
+        TXM_INT(f->after_seq),
+        TXM_INT(f->not_dispatched_only ? 1 : 0),
+        f->created_before_us != 0 ? TXM_TEXT(before) : TXM_NULL_VALUE,
+        f->topic != NULL ? TXM_TEXT(f->topic) : TXM_NULL_VALUE,
+        TXM_INT(f->limit),
+    };
     txm_rows *rows = NULL;
-    txm_status st =
-        txm_db_exec(db, TXM__SQL(db, SQLITE_PENDING, PG_PENDING), &p, 1, &rows, NULL, err);
+    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_LIST, PG_LIST), p, 5, &rows, NULL, err);
     size_t n = txm_rows_count(rows);
     txm_outbox_entry **list = NULL;
     if (st == TXM_OK && (list = txm__calloc(n, sizeof *list)) == NULL)

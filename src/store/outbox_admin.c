@@ -9,20 +9,6 @@
 #include "store/store_int.h"
 #include "txmsg/admin.h"
 
-#define LIST_LIMIT_MAX 1000000
-#define PURGE_BATCH_MAX 100000
-
-/* Optional filters are NULL parameters; PostgreSQL needs each parameter's
- * type spelled out because "$n IS NULL" alone does not determine it. */
-static const char SQLITE_LIST[] =
-    "SELECT message_id FROM txmsg_outbox WHERE seq > $1 AND ($2 = 0 OR is_dispatched = 0)"
-    " AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR topic = $4)"
-    " ORDER BY seq LIMIT $5";
-static const char PG_LIST[] =
-    "SELECT message_id FROM txmsg_outbox WHERE seq > $1::bigint"
-    " AND ($2::int = 0 OR NOT is_dispatched)"
-    " AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)"
-    " AND ($4::text IS NULL OR topic = $4::text) ORDER BY seq LIMIT $5::bigint";
 static const char SQLITE_COUNTS[] =
     "SELECT (SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0),"
     " (SELECT COALESCE(max(seq), 0) FROM txmsg_outbox)";
@@ -49,61 +35,6 @@ void txm_outbox_filter_init(txm_outbox_filter *f)
         return;
     memset(f, 0, sizeof *f);
     f->limit = 100;
-}
-
-/* Fetches each listed id as a full entry. A row deleted in between (a
- * concurrent purge) is left out. */
-static txm_status load_entries(txm_db *db, const txm_rows *ids, txm_outbox_entry ***out,
-                               size_t *count, txm_error *err)
-{
-    size_t n = txm_rows_count(ids), got = 0;
-    txm_outbox_entry **list = txm__calloc(n == 0 ? 1 : n, sizeof *list);
-    if (list == NULL)
-        return txm_errf(err, TXM_NOMEM, "outbox_list: out of memory");
-    txm_status st = TXM_OK;
-    for (size_t i = 0; st == TXM_OK && i < n; i++) {
-        st = txm_outbox_get(db, txm_rows_text(ids, i, 0), &list[got], err);
-        if (st == TXM_OK)
-            got++;
-        else if (st == TXM_NOT_FOUND)
-            st = TXM_OK;
-    }
-    if (st != TXM_OK) {
-        txm_outbox_list_free(list, got);
-        return st;
-    }
-    *out = list;
-    *count = got;
-    return TXM_OK;
-}
-
-txm_status txm_outbox_list(txm_db *db, const txm_outbox_filter *f, txm_outbox_entry ***out,
-                           size_t *count, txm_error *err)
-{
-    if (out != NULL)
-        *out = NULL;
-    if (count != NULL)
-        *count = 0;
-    if (db == NULL || f == NULL || out == NULL || count == NULL || f->limit == 0 ||
-        f->limit > LIST_LIMIT_MAX)
-        return txm_errf(err, TXM_INVALID, "outbox_list: NULL argument or limit not 1..%d",
-                        LIST_LIMIT_MAX);
-    char before[TXM_TIME_LEN + 1] = "";
-    if (f->created_before_us != 0)
-        txm_time_format(f->created_before_us, before);
-    txm_value p[5] = {
-        TXM_INT(f->after_seq),
-        TXM_INT(f->not_dispatched_only ? 1 : 0),
-        f->created_before_us != 0 ? TXM_TEXT(before) : TXM_NULL_VALUE,
-        f->topic != NULL ? TXM_TEXT(f->topic) : TXM_NULL_VALUE,
-        TXM_INT(f->limit),
-    };
-    txm_rows *ids = NULL;
-    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_LIST, PG_LIST), p, 5, &ids, NULL, err);
-    if (st == TXM_OK)
-        st = load_entries(db, ids, out, count, err);
-    txm_rows_free(ids);
-    return st;
 }
 
 txm_status txm_outbox_stats_get(txm_db *db, txm_outbox_stats *out, txm_error *err)
@@ -199,19 +130,6 @@ txm_status txm_outbox_relay_status(txm_db *db, const char *name, txm_relay_statu
 txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_before_us, size_t batch,
                                        size_t *deleted, txm_error *err)
 {
-    if (deleted != NULL)
-        *deleted = 0;
-    if (db == NULL || batch == 0 || batch > PURGE_BATCH_MAX || created_before_us <= 0)
-        return txm_errf(err, TXM_INVALID,
-                        "outbox_purge: NULL db, batch not 1..%d or no cutoff time",
-                        PURGE_BATCH_MAX);
-    char before[TXM_TIME_LEN + 1];
-    txm_time_format(created_before_us, before);
-    txm_value p[2] = {TXM_TEXT(before), TXM_INT(batch)};
-    int64_t changes = 0;
-    txm_status st =
-        txm_db_exec(db, TXM__SQL(db, SQLITE_PURGE, PG_PURGE), p, 2, NULL, &changes, err);
-    if (st == TXM_OK && deleted != NULL)
-        *deleted = (size_t)changes;
-    return st;
+    return txm__store_purge(db, "outbox_purge", SQLITE_PURGE, PG_PURGE, created_before_us, batch,
+                            deleted, err);
 }

@@ -19,6 +19,20 @@ txm_status txm__uow_exec(txm_uow *uow, const char *sql, const txm_value *params,
                          txm_rows **rows, int64_t *changes, txm_status on_constraint,
                          txm_error *err);
 
+/* Most rows one txm_outbox_list call returns. */
+#define TXM__LIST_LIMIT_MAX 1000000
+
+/* Retention purge shared by the outbox and the inbox: runs the dialect's
+ * DELETE (parameters $1 the cutoff time as text, $2 the batch size) once,
+ * deleting at most batch rows created before created_before_us, and sets
+ * *deleted (may be NULL) to the count. what names the caller in errors.
+ * TXM_INVALID for a NULL db, batch outside 1..TXM__PURGE_BATCH_MAX or no
+ * cutoff time. */
+#define TXM__PURGE_BATCH_MAX 100000
+txm_status txm__store_purge(txm_db *db, const char *what, const char *sqlite_sql,
+                            const char *pg_sql, int64_t created_before_us, size_t batch,
+                            size_t *deleted, txm_error *err);
+
 /* Picks the SQL text for the db's dialect. */
 #define TXM__SQL(db, sqlite_sql, pg_sql)                                                           \
     (txm__db_dialect(db) == TXM__DIALECT_PG ? (pg_sql) : (sqlite_sql))

@@ -11,8 +11,8 @@
  * transaction and gives it back before doing anything else. Connections are
  * opened with SQLITE_OPEN_NOMUTEX because the pool hands each one to a single
  * thread at a time. A long-polling receiver returns its connection before it
- * blocks in poll() on an inotify descriptor of its own (taken from a stack of
- * reusable ones, also guarded by mu), so a waiting receiver holds no lock and
+ * blocks in poll() on a commit watch of its own (src/db/wal_watch.c, taken
+ * from a stack of reusable ones, also guarded by mu), so a waiting receiver holds no lock and
  * no connection that a publisher of this process needs. Writers
  * serialise on SQLite's database write lock (BEGIN IMMEDIATE with a busy
  * timeout), which is also what serialises them with other processes.
@@ -27,30 +27,27 @@
  * NORMAL does not fsync the WAL on every commit; FULL would, at a large cost
  * per publish.
  */
-#include <errno.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/inotify.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/clock.h"
+#include "db/db.h"
+#include "db/wal_watch.h"
 #include "transport/transport_int.h"
 
 enum {
-    POOL_MAX = 8,          /* most open SQLite connections per broker handle */
-    SAFETY_WAIT_MS = 100,  /* longest sleep between re-checks while inotify watches */
-    RECHECK_WAIT_MS = 1,   /* first re-check after a wake-up that found nothing */
-    FALLBACK_POLL_MS = 10, /* re-check period without inotify */
-    PATH_MAX_LEN = 4096,   /* longest broker file path accepted, bytes */
-    WATCH_MAX = 64,        /* most idle inotify descriptors kept for reuse */
+    POOL_MAX = 8,         /* most open SQLite connections per broker handle */
+    SAFETY_WAIT_MS = 100, /* longest sleep between re-checks while inotify watches */
+    RECHECK_WAIT_MS = 1,  /* first re-check after a wake-up that found nothing */
+    PATH_MAX_LEN = 4096,  /* longest broker file path accepted, bytes */
+    WATCH_MAX = 64,       /* most idle commit watches kept for reuse */
 };
 
 /* The schema, created idempotently at open. A dead-lettered message keeps
@@ -172,7 +169,7 @@ typedef struct conn {
 struct txm__broker {
     bool deliver_exhausted; /* return over-limit messages flagged, not dead-lettered */
     char *path;             /* the SQLite file, as given in the URL */
-    char *wal_path;         /* its WAL file, watched for commits; NULL: poll */
+    char *db_file;          /* its absolute name, whose folder is watched for commits */
     int busy_timeout_ms;    /* SQLite lock wait */
     txm_log_fn log;         /* optional */
     void *log_ctx;
@@ -181,8 +178,8 @@ struct txm__broker {
     pthread_cond_t cv;       /* signalled when a connection is returned */
     conn *idle[POOL_MAX];    /* connections not in use */
     size_t n_idle;
-    size_t n_open;        /* idle plus borrowed */
-    int watch[WATCH_MAX]; /* idle inotify descriptors on wal_path */
+    size_t n_open;                    /* idle plus borrowed */
+    txm__wal_watch *watch[WATCH_MAX]; /* idle commit watches on db_file */
     size_t n_watch;
 };
 
@@ -217,21 +214,6 @@ static arg a_blob(const void *p, size_t len)
 
 #define NARGS(a) (sizeof(a) / sizeof((a)[0]))
 
-static txm_status sqlite_status(int rc)
-{
-    switch (rc & 0xff) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return TXM_BUSY;
-    case SQLITE_NOMEM:
-        return TXM_NOMEM;
-    case SQLITE_TOOBIG:
-        return TXM_TOO_BIG;
-    default:
-        return TXM_BROKER;
-    }
-}
-
 static txm_status fail(sqlite3 *db, int rc, const char *what, txm_error *err)
 {
     const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
@@ -239,7 +221,7 @@ static txm_status fail(sqlite3 *db, int rc, const char *what, txm_error *err)
         return txm_errf(err, TXM_BUSY,
                         "embedded broker: %s: database locked past the busy timeout (%s)", what,
                         msg);
-    return txm_errf(err, sqlite_status(rc), "embedded broker: %s: %s", what, msg);
+    return txm_errf(err, txm__sqlite_status(rc, TXM_BROKER), "embedded broker: %s: %s", what, msg);
 }
 
 static void log_text(const txm__broker *b, int level, const char *text)
@@ -451,33 +433,34 @@ static txm_status schema_txn(conn *c, void *ctx, txm_error *err)
     int rc = sqlite3_exec(c->db, SCHEMA, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(c->db, rc, "create schema", err);
-    /* SQLite names the WAL file; the absolute name survives a chdir. */
-    const char *wal = sqlite3_filename_wal(sqlite3_db_filename(c->db, "main"));
-    if (wal != NULL && b->wal_path == NULL && (b->wal_path = txm__strdup(wal)) == NULL)
+    /* SQLite gives the absolute file name, which survives a chdir. */
+    const char *file = sqlite3_db_filename(c->db, "main");
+    if (file != NULL && file[0] != '\0' && b->db_file == NULL &&
+        (b->db_file = txm__strdup(file)) == NULL)
         return txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
     return TXM_OK;
 }
 
-static void emb_close(txm__broker *b)
+static void embedded_close(txm__broker *b)
 {
     if (b == NULL)
         return;
     for (size_t i = 0; i < b->n_idle; i++)
         conn_close(b->idle[i]);
     for (size_t i = 0; i < b->n_watch; i++)
-        close(b->watch[i]);
+        txm__wal_watch_close(b->watch[i]);
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
-    free(b->wal_path);
+    free(b->db_file);
     free(b->path);
     free(b);
 }
 
 /* Opens "embedded:PATH", creating the file and its schema when missing.
  * Returns TXM_INVALID for an empty or too long path, TXM_BROKER or TXM_BUSY
- * when the file cannot be opened. Owns: *out is the caller's (emb_close). */
-static txm_status emb_open(const char *url, const txm_transport_options *o, txm__broker **out,
-                           txm_error *err)
+ * when the file cannot be opened. Owns: *out is the caller's (embedded_close). */
+static txm_status embedded_open(const char *url, const txm_transport_options *o, txm__broker **out,
+                                txm_error *err)
 {
     *out = NULL;
     const char *path = url + strlen("embedded:");
@@ -509,7 +492,7 @@ static txm_status emb_open(const char *url, const txm_transport_options *o, txm_
     if (st == TXM_OK)
         st = with_conn(b, TXN_WRITE, schema_txn, b, err);
     if (st != TXM_OK) {
-        emb_close(b);
+        embedded_close(b);
         return st;
     }
     *out = b;
@@ -524,7 +507,7 @@ static txm_status topic_txn(conn *c, void *ctx, txm_error *err)
     return run(c, Q_TOPIC_ADD, a, NARGS(a), NULL, err);
 }
 
-static txm_status emb_declare_topic(txm__broker *b, const char *topic, txm_error *err)
+static txm_status embedded_declare_topic(txm__broker *b, const char *topic, txm_error *err)
 {
     return with_conn(b, TXN_NONE, topic_txn, (void *)topic, err);
 }
@@ -584,8 +567,9 @@ static txm_status sub_txn(conn *c, void *ctx, txm_error *err)
 /* Subscribes queue to topic. Declaring it again with the same topic updates
  * its dead-letter queue, max_receive_count and visibility timeout (the last
  * declaration wins); with another topic it returns TXM_CONFLICT. */
-static txm_status emb_declare_subscription(txm__broker *b, const char *topic, const char *queue,
-                                           const txm_subscription_options *o, txm_error *err)
+static txm_status embedded_declare_subscription(txm__broker *b, const char *topic,
+                                                const char *queue,
+                                                const txm_subscription_options *o, txm_error *err)
 {
     char dlq[TXM__DLQ_NAME_MAX];
     txm__transport_dlq_name(queue, o, dlq);
@@ -620,8 +604,8 @@ static txm_status publish_txn(conn *c, void *ctx, txm_error *err)
 /* Fans the whole batch out in one write transaction: its commit is the
  * durable acceptance of every message, so the results are all TXM_OK or all
  * the failure. */
-static txm_status emb_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
-                              txm_status *results, txm_error *err)
+static txm_status embedded_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
+                                   txm_status *results, txm_error *err)
 {
     publish_ctx x = {msgs, n};
     txm_status st = with_conn(b, TXN_WRITE, publish_txn, &x, err);
@@ -804,88 +788,48 @@ static txm_status attempt(txm__broker *b, const char *queue, size_t max, txm_del
     return st;
 }
 
-/* Opens an inotify descriptor watching the broker's WAL file, which every
- * commit by any process writes to. -1 when inotify cannot be used. */
-static int watch_open(txm__broker *b)
+/* Opens a commit watch on the broker file (see src/db/wal_watch.c for why
+ * its folder is watched). NULL, or a watch that polls, when inotify cannot
+ * be used; either way txm__wal_watch_wait then sleeps at most 10 ms and the
+ * caller's re-check is the poll. */
+static txm__wal_watch *watch_open(txm__broker *b)
 {
-    int fd = b->wal_path != NULL ? inotify_init1(IN_NONBLOCK | IN_CLOEXEC) : -1;
-    if (fd >= 0 && inotify_add_watch(fd, b->wal_path, IN_MODIFY) < 0) {
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0 && !atomic_exchange(&b->warned_poll, true))
+    txm__wal_watch *w = NULL;
+    if (b->db_file != NULL)
+        txm__wal_watch_open(b->db_file, &w, NULL);
+    if (txm__wal_watch_is_polling(w) && !atomic_exchange(&b->warned_poll, true))
         log_text(b, 2, "embedded broker: inotify unavailable, receivers poll every 10 ms");
-    return fd;
-}
-
-/* Reads every pending event of *fd. Returns true if there was one. When the
- * WAL file was removed (IN_IGNORED) it closes *fd and sets it to -1, and the
- * receiver falls back to polling. */
-static bool watch_drain(int *fd)
-{
-    bool any = false, gone = false;
-    _Alignas(struct inotify_event) char buf[4096];
-    ssize_t n;
-    while ((n = read(*fd, buf, sizeof buf)) > 0) {
-        any = true;
-        for (ssize_t off = 0; off + (ssize_t)sizeof(struct inotify_event) <= n;) {
-            const struct inotify_event *ev = (const void *)(buf + off);
-            gone = gone || (ev->mask & IN_IGNORED) != 0;
-            off += (ssize_t)sizeof *ev + ev->len;
-        }
-    }
-    if (gone) {
-        close(*fd);
-        *fd = -1;
-    }
-    return any;
+    return w;
 }
 
 /* Takes a watch from b's idle stack, or opens one. Closing an inotify
  * descriptor waits for a kernel RCU grace period (milliseconds), so watches
  * are kept for reuse instead; the events they gathered while idle are
- * drained here, before the caller's re-check. -1: poll instead. */
-static int watch_get(txm__broker *b)
+ * drained here, before the caller's re-check. */
+static txm__wal_watch *watch_get(txm__broker *b)
 {
-    int fd = -1;
+    txm__wal_watch *w = NULL;
     pthread_mutex_lock(&b->mu);
     if (b->n_watch > 0)
-        fd = b->watch[--b->n_watch];
+        w = b->watch[--b->n_watch];
     pthread_mutex_unlock(&b->mu);
-    if (fd < 0)
+    if (w == NULL)
         return watch_open(b);
-    watch_drain(&fd);
-    return fd;
+    txm__wal_watch_drain(w);
+    return w;
 }
 
-static void watch_put(txm__broker *b, int fd)
+static void watch_put(txm__broker *b, txm__wal_watch *w)
 {
-    if (fd < 0)
+    if (w == NULL)
         return;
     pthread_mutex_lock(&b->mu);
     bool kept = b->n_watch < WATCH_MAX;
     if (kept)
-        b->watch[b->n_watch++] = fd;
+        b->watch[b->n_watch++] = w;
     pthread_mutex_unlock(&b->mu);
     if (!kept)
-        close(fd);
-}
-
-/* Blocks up to timeout_ms, returning early when the WAL file is written.
- * Returns true after a write. Without inotify (*fd < 0) it sleeps at most
- * FALLBACK_POLL_MS; the caller's re-check is then the poll. (It re-runs the
- * receive's own read-only peek rather than PRAGMA data_version: that value
- * is per connection, and the pool gives no fixed connection to compare.) */
-static bool watch_wait(int *fd, int timeout_ms)
-{
-    if (*fd < 0) {
-        poll(NULL, 0, timeout_ms < FALLBACK_POLL_MS ? timeout_ms : FALLBACK_POLL_MS);
-        return false;
-    }
-    struct pollfd p = {*fd, POLLIN, 0};
-    if (poll(&p, 1, timeout_ms) <= 0)
-        return false; /* timeout, or EINTR: the caller re-checks either way */
-    return watch_drain(fd);
+        txm__wal_watch_close(w);
 }
 
 /* How long to sleep: until the deadline, the next lease expiry, or the
@@ -906,11 +850,11 @@ static int wait_timeout(int64_t remaining_ms, int64_t next_visible_us, int cap_m
  * after the WAL write but before the committing process has published its
  * commit in the shared WAL index; then the re-check finds nothing, so the
  * next ones follow 1, 2, 4, ... ms later, backing off to SAFETY_WAIT_MS. */
-static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
-                              txm_delivery ***out, size_t *count, txm_error *err)
+static txm_status embedded_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
+                                   txm_delivery ***out, size_t *count, txm_error *err)
 {
     int64_t deadline = txm__mono_ms() + wait_ms;
-    int fd = -1;
+    txm__wal_watch *w = NULL;
     bool armed = false;
     int cap_ms = SAFETY_WAIT_MS;
     txm_status st = TXM_OK;
@@ -921,16 +865,19 @@ static txm_status emb_receive(txm__broker *b, const char *queue, size_t max, int
         if (st != TXM_OK || *count > 0 || remaining <= 0)
             break;
         if (!armed) {
-            fd = watch_get(b);
+            w = watch_get(b);
             armed = true;
             continue;
         }
         int timeout = wait_timeout(remaining, next_visible_us, cap_ms);
-        cap_ms = watch_wait(&fd, timeout) ? RECHECK_WAIT_MS : cap_ms * 2;
+        /* Polling the broker file's data_version instead would not do: that
+         * value is per connection, and the pool gives no fixed connection to
+         * compare; the re-check re-runs the receive's read-only peek. */
+        cap_ms = txm__wal_watch_wait(w, timeout) ? RECHECK_WAIT_MS : cap_ms * 2;
         if (cap_ms > SAFETY_WAIT_MS)
             cap_ms = SAFETY_WAIT_MS;
     }
-    watch_put(b, fd);
+    watch_put(b, w);
     return st;
 }
 
@@ -949,7 +896,7 @@ static txm_status ack_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_ack(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status embedded_ack(txm__broker *b, txm_delivery *d, txm_error *err)
 {
     return with_conn(b, TXN_NONE, ack_txn, d->handle, err);
 }
@@ -990,15 +937,15 @@ static txm_status settle_txn(conn *c, void *ctx, txm_error *err)
     return run(c, Q_NACK, a, NARGS(a), NULL, err);
 }
 
-static txm_status emb_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
-                           txm_error *err)
+static txm_status embedded_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
+                                txm_error *err)
 {
     settle_ctx x = {d->handle, delay_ms, reason};
     return with_conn(b, TXN_WRITE, settle_txn, &x, err);
 }
 
-static txm_status emb_dead_letter(txm__broker *b, txm_delivery *d, const char *reason,
-                                  txm_error *err)
+static txm_status embedded_dead_letter(txm__broker *b, txm_delivery *d, const char *reason,
+                                       txm_error *err)
 {
     settle_ctx x = {d->handle, -1, reason};
     return with_conn(b, TXN_WRITE, settle_txn, &x, err);
@@ -1017,7 +964,7 @@ static txm_status extend_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_extend(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status embedded_extend(txm__broker *b, txm_delivery *d, txm_error *err)
 {
     return with_conn(b, TXN_NONE, extend_txn, d->handle, err);
 }
@@ -1049,7 +996,8 @@ static txm_status depth_txn(conn *c, void *ctx, txm_error *err)
 
 /* Counts queue's messages, visible or leased; 0 for an unknown queue. A
  * dead-letter queue's name counts its messages. */
-static txm_status emb_queue_depth(txm__broker *b, const char *queue, int64_t *depth, txm_error *err)
+static txm_status embedded_queue_depth(txm__broker *b, const char *queue, int64_t *depth,
+                                       txm_error *err)
 {
     queue_ctx x = {.queue = queue};
     txm_status st = with_conn(b, TXN_NONE, depth_txn, &x, err);
@@ -1080,8 +1028,8 @@ static txm_status dlq_list_txn(conn *c, void *ctx, txm_error *err)
 /* Lists the dead letters that came from queue, oldest first, without
  * consuming them; the deliveries have no lease and cannot be acked.
  * TXM_NOT_FOUND when queue was never declared. */
-static txm_status emb_dlq_list(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
-                               size_t *count, txm_error *err)
+static txm_status embedded_dlq_list(txm__broker *b, const char *queue, size_t limit,
+                                    txm_delivery ***out, size_t *count, txm_error *err)
 {
     queue_ctx x = {
         .queue = queue, .limit = limit, .list = txm__calloc(limit, sizeof(txm_delivery *))};
@@ -1115,8 +1063,8 @@ static txm_status redrive_txn(conn *c, void *ctx, txm_error *err)
 /* Moves queue's dead letters (one message id, or all) back to the end of
  * queue with receive count 0, visible now. TXM_NOT_FOUND when queue was
  * never declared; TXM_OK with *moved 0 when nothing matched. */
-static txm_status emb_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
-                                  size_t *moved, txm_error *err)
+static txm_status embedded_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
+                                       size_t *moved, txm_error *err)
 {
     queue_ctx x = {.queue = queue, .message_id = message_id};
     txm_status st = with_conn(b, TXN_WRITE, redrive_txn, &x, err);
@@ -1140,7 +1088,8 @@ static txm_status purge_txn(conn *c, void *ctx, txm_error *err)
 
 /* Deletes every dead letter that came from queue. TXM_NOT_FOUND when queue
  * was never declared. */
-static txm_status emb_dlq_purge(txm__broker *b, const char *queue, size_t *purged, txm_error *err)
+static txm_status embedded_dlq_purge(txm__broker *b, const char *queue, size_t *purged,
+                                     txm_error *err)
 {
     queue_ctx x = {.queue = queue};
     txm_status st = with_conn(b, TXN_WRITE, purge_txn, &x, err);
@@ -1174,8 +1123,8 @@ static txm_status blob_put_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_blob_put(txm__broker *b, const char *key, const char *body, size_t len,
-                               txm_error *err)
+static txm_status embedded_blob_put(txm__broker *b, const char *key, const char *body, size_t len,
+                                    txm_error *err)
 {
     blob_ctx x = {.key = key, .body = body, .len = len};
     return with_conn(b, TXN_WRITE, blob_put_txn, &x, err);
@@ -1200,8 +1149,8 @@ static txm_status blob_get_txn(conn *c, void *ctx, txm_error *err)
     return st;
 }
 
-static txm_status emb_blob_get(txm__broker *b, const char *key, char **out, size_t *len,
-                               txm_error *err)
+static txm_status embedded_blob_get(txm__broker *b, const char *key, char **out, size_t *len,
+                                    txm_error *err)
 {
     blob_ctx x = {.key = key};
     txm_status st = with_conn(b, TXN_READ, blob_get_txn, &x, err);
@@ -1212,20 +1161,20 @@ static txm_status emb_blob_get(txm__broker *b, const char *key, char **out, size
 
 const txm__transport_ops txm__transport_embedded = {
     .scheme = "embedded",
-    .open = emb_open,
-    .close = emb_close,
-    .declare_topic = emb_declare_topic,
-    .declare_subscription = emb_declare_subscription,
-    .publish = emb_publish,
-    .receive = emb_receive,
-    .ack = emb_ack,
-    .nack = emb_nack,
-    .dead_letter = emb_dead_letter,
-    .extend = emb_extend,
-    .queue_depth = emb_queue_depth,
-    .dlq_list = emb_dlq_list,
-    .dlq_redrive = emb_dlq_redrive,
-    .dlq_purge = emb_dlq_purge,
-    .blob_put = emb_blob_put,
-    .blob_get = emb_blob_get,
+    .open = embedded_open,
+    .close = embedded_close,
+    .declare_topic = embedded_declare_topic,
+    .declare_subscription = embedded_declare_subscription,
+    .publish = embedded_publish,
+    .receive = embedded_receive,
+    .ack = embedded_ack,
+    .nack = embedded_nack,
+    .dead_letter = embedded_dead_letter,
+    .extend = embedded_extend,
+    .queue_depth = embedded_queue_depth,
+    .dlq_list = embedded_dlq_list,
+    .dlq_redrive = embedded_dlq_redrive,
+    .dlq_purge = embedded_dlq_purge,
+    .blob_put = embedded_blob_put,
+    .blob_get = embedded_blob_get,
 };

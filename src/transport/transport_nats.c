@@ -1,6 +1,10 @@
 /* NATS JetStream transport ("nats://host:port"): topics are subjects
  * txmsg.<topic> of one stream, queues are durable pull consumers filtered on
- * their topic, and dead letters are kept in a second stream.
+ * their topic, and dead letters are kept in a second stream. This file holds
+ * the connection, streams, queues, publish, receive, ack and nack; dead
+ * letters are in transport_nats_dlq.c, large-payload chunks (the stream
+ * TXMSG_BLOBS) in transport_nats_blob.c, and what they share in
+ * transport_nats_int.h.
  *
  * Layout on the server:
  * - stream TXMSG, subjects "txmsg.>", file storage, interest retention,
@@ -32,6 +36,9 @@
  *   de-duplication window), Txmsg-Message-Id = the message id, and
  *   Txmsg-Queue = the source queue: other queues of the same topic ack such a
  *   message without returning it, so a redrive reaches only its own queue.
+ * - stream TXMSG_BLOBS, subjects "txmsg-blob.>", limits retention, one
+ *   message per subject, kept 14 days: large payloads (claim check) in
+ *   512 KiB chunks on txmsg-blob.<key in hex>.<chunk>.
  *
  * Receiving uses the JetStream pull API directly with no-wait requests on
  * a private inbox, answered at once with what is there; a receive that has
@@ -80,102 +87,7 @@
 #include <nats/nats.h>
 
 #include "core/alloc.h"
-#include "transport/transport_int.h"
-
-#define STREAM "TXMSG"
-#define STREAM_SUBJECTS "txmsg.>"
-#define SUBJECT_PREFIX "txmsg."
-#define DLQ_STREAM "TXMSG_DLQ"
-#define DLQ_STREAM_SUBJECTS "txmsg-dlq.>"
-#define DLQ_SUBJECT_PREFIX "txmsg-dlq."
-#define BLOB_STREAM "TXMSG_BLOBS" /* large payloads, claim check */
-#define BLOB_STREAM_SUBJECTS "txmsg-blob.>"
-#define BLOB_SUBJECT_PREFIX "txmsg-blob."
-#define BLOB_CHUNK_LEN (512u << 10) /* under nats-server's default 1 MB max_payload */
-#define BLOB_MAX_AGE_S (14LL * 24 * 3600)
-#define HDR_CHUNKS "Txmsg-Chunks"
-
-#define PULL_PREFIX "$JS.API.CONSUMER.MSG.NEXT." /* + <stream>.<consumer> */
-#define ACK_PREFIX "$JS.ACK."                    /* reply subject of a delivery */
-
-#define HDR_MSG_ID "Nats-Msg-Id"
-#define HDR_SEQUENCE "Nats-Sequence"
-#define HDR_TXM_ID "Txmsg-Message-Id"
-#define HDR_QUEUE "Txmsg-Queue"
-#define HDR_SUBJECT "Txmsg-Original-Subject"
-#define HDR_COUNT "Txmsg-Delivery-Count"
-#define HDR_ERROR "Txmsg-Last-Error"
-#define HDR_STATUS "Status"           /* libnats' name for a status line's code */
-#define HDR_DESCRIPTION "Description" /* and for its text */
-
-#define SUBJECT_MAX 320        /* bytes: prefix + TXM__DLQ_NAME_MAX */
-#define DESC_MAX 600           /* bytes of a consumer description */
-#define MSGID_MAX 320          /* bytes of a Nats-Msg-Id we build */
-#define REASON_MAX 512         /* bytes of a last error kept in a header */
-#define ERRTEXT_MAX 160        /* bytes of a broker error kept per batch */
-#define DUPLICATE_WINDOW_S 120 /* JetStream de-duplication window */
-#define MAX_ACK_PENDING 20000  /* leased messages per queue, above receive's 10000 */
-#define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
-#define RECONNECT_WAIT_MS 250
-#define POLL_MS 100         /* a waiting receive looks for redeliveries this often */
-#define WAKE_DELAY_MS 1     /* from a publish seen to pulling it */
-#define WAKE_PENDING_MAX 64 /* publishes buffered to wake a receive; more are dropped */
-#define CLOSE_WAIT_MS 10000 /* for the closed callback at close */
-#define NS_PER_MS 1000000LL
-
-/* What the transport knows about a queue, copied out of the cache. */
-typedef struct qinfo {
-    char queue[TXM_TOPIC_MAX + 1];
-    char durable[TXM_TOPIC_MAX + 1]; /* consumer name: queue with '.' -> '_' */
-    char topic[TXM_TOPIC_MAX + 1];
-    char dlq[TXM__DLQ_NAME_MAX];
-    int max_receive_count;
-} qinfo;
-
-/* A cached queue. Freed at close. */
-typedef struct nqueue {
-    qinfo info;
-    struct nqueue *next;
-} nqueue;
-
-/* A subscription unsubscribed but not yet destroyed (see sub_retire()). */
-typedef struct retired {
-    natsSubscription *sub;
-    struct retired *next;
-} retired;
-
-/* One publish batch, shared with the acknowledgement handler. */
-typedef struct pubbatch {
-    natsMsg **inflight; /* message i until its ack arrives, then NULL */
-    txm_status *res;    /* per message; TXM_TIMEOUT until answered */
-    size_t n;
-    size_t hint;       /* where the next ack is likely: acks come in order */
-    size_t text_index; /* message the text below is about; n if none */
-    char text[ERRTEXT_MAX];
-} pubbatch;
-
-struct txm__broker {
-    natsOptions *nopts;
-    natsConnection *nc;
-    jsCtx *js;
-    jsOptions api; /* Wait = API and ack timeout, ms */
-    int publish_timeout_ms;
-    txm_log_fn log;
-    void *log_ctx;
-    pthread_mutex_t mu; /* queues */
-    nqueue *queues;
-    pthread_mutex_t retired_mu; /* retired */
-    retired *retired;
-    pthread_mutex_t pub_mu;   /* one publish batch at a time */
-    pthread_mutex_t batch_mu; /* batch, with the ack handler */
-    pubbatch *batch;
-    pthread_mutex_t closed_mu; /* closing and closed */
-    pthread_cond_t closed_cond;
-    bool closing;              /* close has begun: a disconnect is no news */
-    bool closed;               /* set by the closed callback */
-    atomic_bool streams_ready; /* ensure_streams succeeded on this connection */
-    bool deliver_exhausted;    /* return over-limit messages flagged, not dead-lettered */
-};
+#include "transport/transport_nats_int.h"
 
 /* ---- errors, names, headers ---- */
 
@@ -199,8 +111,8 @@ static txm_status map_status(natsStatus s, jsErrCode jerr)
 
 /* Fills err from a libnats failure: "nats: <what> <name>: <detail>". The
  * detail is libnats' thread-local last error, set by the failing call. */
-static txm_status nfail(txm_error *err, natsStatus s, jsErrCode jerr, const char *what,
-                        const char *name)
+txm_status txm__nats_nfail(txm_error *err, natsStatus s, jsErrCode jerr, const char *what,
+                           const char *name)
 {
     const char *detail = nats_GetLastError(NULL);
     if (detail == NULL || detail[0] == '\0')
@@ -224,7 +136,7 @@ static void durable_name(const char *queue, char out[TXM_TOPIC_MAX + 1])
 }
 
 /* Returns the header's value, "" when absent. Borrows: valid while m lives. */
-static const char *hdr(natsMsg *m, const char *key)
+const char *txm__nats_hdr(natsMsg *m, const char *key)
 {
     const char *v = NULL;
     if (natsMsgHeader_Get(m, key, &v) != NATS_OK || v == NULL)
@@ -234,7 +146,7 @@ static const char *hdr(natsMsg *m, const char *key)
 
 /* Copies text into out as one header line: control characters would end the
  * header, so they become spaces. */
-static void header_text(const char *text, char out[REASON_MAX])
+void txm__nats_header_text(const char *text, char out[REASON_MAX])
 {
     snprintf(out, REASON_MAX, "%s", text != NULL ? text : "");
     for (char *p = out; *p != '\0'; p++)
@@ -242,7 +154,7 @@ static void header_text(const char *text, char out[REASON_MAX])
             *p = ' ';
 }
 
-static int parse_count(const char *s)
+int txm__nats_parse_count(const char *s)
 {
     char *end = NULL;
     long v = strtol(s, &end, 10);
@@ -251,7 +163,7 @@ static int parse_count(const char *s)
     return v > INT_MAX ? INT_MAX : (int)v;
 }
 
-static txm_status check_connected(txm__broker *b, txm_error *err)
+txm_status txm__nats_check_connected(txm__broker *b, txm_error *err)
 {
     if (natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         return TXM_OK;
@@ -264,7 +176,7 @@ static txm_status ensure_streams(txm__broker *b, txm_error *err);
  * was up declares them on first use. */
 static txm_status check_ready(txm__broker *b, txm_error *err)
 {
-    txm_status st = check_connected(b, err);
+    txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK && !atomic_load(&b->streams_ready))
         st = ensure_streams(b, err);
     return st;
@@ -305,7 +217,7 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
-static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, bool background,
+static txm_status nats_connect(txm__broker *b, const char *url, int timeout_ms, bool background,
                                txm_error *err)
 {
     natsStatus s = natsOptions_Create(&b->nopts);
@@ -336,7 +248,7 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
     if (s == NATS_OK && background)
         s = natsOptions_SetRetryOnFailedConnect(b->nopts, true, on_reconnected, b);
     if (s != NATS_OK)
-        return nfail(err, s, 0, "options for", url);
+        return txm__nats_nfail(err, s, 0, "options for", url);
     s = natsConnection_Connect(&b->nc, b->nopts);
     if (s == NATS_NOT_YET_CONNECTED && background) {
         txm_logf(b->log, b->log_ctx, TXM_LOG_WARN,
@@ -344,7 +256,7 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
         s = NATS_OK;
     }
     if (s != NATS_OK)
-        return nfail(err, s, 0, "cannot connect to", url);
+        return txm__nats_nfail(err, s, 0, "cannot connect to", url);
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = b->api.Wait;
@@ -354,7 +266,7 @@ static txm_status connect_nats(txm__broker *b, const char *url, int timeout_ms, 
     jo.PublishAsync.AckHandlerClosure = b;
     s = natsConnection_JetStream(&b->js, b->nc, &jo);
     if (s != NATS_OK)
-        return nfail(err, s, 0, "JetStream context for", url);
+        return txm__nats_nfail(err, s, 0, "JetStream context for", url);
     return TXM_OK;
 }
 
@@ -390,7 +302,7 @@ static txm_status ensure_stream(txm__broker *b, const char *name, const char *su
     natsStatus s = js_AddStream(NULL, b->js, &cfg, &b->api, &jerr);
     if (s == NATS_OK || jerr == JSStreamNameExistErr)
         return TXM_OK;
-    return nfail(err, s, jerr, "create stream", name);
+    return txm__nats_nfail(err, s, jerr, "create stream", name);
 }
 
 static txm_status ensure_streams(txm__broker *b, txm_error *err)
@@ -405,12 +317,12 @@ static txm_status ensure_streams(txm__broker *b, txm_error *err)
     return st;
 }
 
-static void close_nats(txm__broker *b);
+static void nats_close(txm__broker *b);
 
 /* Connects and makes sure both streams exist, so a publish before any
  * declaration is stored. TXM_BROKER/TXM_TIMEOUT when the server cannot be
  * reached or has no JetStream. */
-static txm_status open_nats(const char *url, const txm_transport_options *o, txm__broker **out,
+static txm_status nats_open(const char *url, const txm_transport_options *o, txm__broker **out,
                             txm_error *err)
 {
     *out = NULL;
@@ -430,11 +342,11 @@ static txm_status open_nats(const char *url, const txm_transport_options *o, txm
     pthread_mutex_init(&b->closed_mu, NULL);
     pthread_cond_init(&b->closed_cond, NULL);
     atomic_init(&b->streams_ready, false);
-    txm_status st = connect_nats(b, url, (int)b->api.Wait, o->background_connect, err);
+    txm_status st = nats_connect(b, url, (int)b->api.Wait, o->background_connect, err);
     if (st == TXM_OK && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         st = ensure_streams(b, err);
     if (st != TXM_OK) {
-        close_nats(b);
+        nats_close(b);
         return st;
     }
     *out = b;
@@ -469,7 +381,7 @@ static void retired_free(retired *list)
  * closed and its read loop gone, for the reason given at the top. nats_Close
  * is not called: it is process-wide, and other users of libnats may remain
  * in the process. */
-static void close_nats(txm__broker *b)
+static void nats_close(txm__broker *b)
 {
     if (b == NULL)
         return;
@@ -552,7 +464,7 @@ static void info_from_consumer(const jsConsumerInfo *ci, const char *queue, qinf
         snprintf(q->queue, sizeof q->queue, "%.*s", (int)(ds - qs - 6), qs + 6);
         snprintf(q->dlq, sizeof q->dlq, "%.*s", (int)strcspn(ds + 5, " "), ds + 5);
         const char *ms = strstr(ds, " max=");
-        int max = ms != NULL ? parse_count(ms + 5) : 0;
+        int max = ms != NULL ? txm__nats_parse_count(ms + 5) : 0;
         if (max > 0)
             q->max_receive_count = max;
     }
@@ -560,7 +472,7 @@ static void info_from_consumer(const jsConsumerInfo *ci, const char *queue, qinf
 
 /* Copies the queue's information out of the cache, or reads it from its
  * consumer. TXM_NOT_FOUND when the queue was never declared. */
-static txm_status queue_lookup(txm__broker *b, const char *queue, qinfo *out, txm_error *err)
+txm_status txm__nats_queue_lookup(txm__broker *b, const char *queue, qinfo *out, txm_error *err)
 {
     pthread_mutex_lock(&b->mu);
     nqueue *q = queue_find(b, queue);
@@ -577,7 +489,7 @@ static txm_status queue_lookup(txm__broker *b, const char *queue, qinfo *out, tx
     if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr)
         return txm_errf(err, TXM_NOT_FOUND, "nats: no subscription for queue %s", queue);
     if (s != NATS_OK)
-        return nfail(err, s, jerr, "consumer info of", queue);
+        return txm__nats_nfail(err, s, jerr, "consumer info of", queue);
     info_from_consumer(ci, queue, out);
     jsConsumerInfo_Destroy(ci);
     /* The consumer may belong to a queue whose name maps to the same one. */
@@ -631,10 +543,10 @@ static txm_status reconcile(txm__broker *b, const jsConsumerInfo *ci, const qinf
         return TXM_OK;
     jsErrCode jerr = 0;
     natsStatus s = js_UpdateConsumer(NULL, b->js, STREAM, cfg, &b->api, &jerr);
-    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "update consumer", want->durable);
+    return s == NATS_OK ? TXM_OK : txm__nats_nfail(err, s, jerr, "update consumer", want->durable);
 }
 
-static txm_status declare_topic_nats(txm__broker *b, const char *topic, txm_error *err)
+static txm_status nats_declare_topic(txm__broker *b, const char *topic, txm_error *err)
 {
     if (!tokens_ok(topic))
         return txm_errf(err, TXM_INVALID, "nats: topic %s has an empty subject token", topic);
@@ -643,7 +555,7 @@ static txm_status declare_topic_nats(txm__broker *b, const char *topic, txm_erro
 
 /* Creates the queue's durable consumer, or checks and updates it. Several
  * processes may race: a create that finds the name taken re-reads it. */
-static txm_status declare_subscription_nats(txm__broker *b, const char *topic, const char *queue,
+static txm_status nats_declare_subscription(txm__broker *b, const char *topic, const char *queue,
                                             const txm_subscription_options *o, txm_error *err)
 {
     qinfo want;
@@ -670,7 +582,7 @@ static txm_status declare_subscription_nats(txm__broker *b, const char *topic, c
             s = js_GetConsumerInfo(&ci, b->js, STREAM, want.durable, &b->api, &jerr);
     }
     if (s != NATS_OK)
-        return nfail(err, s, jerr, "create consumer", want.durable);
+        return txm__nats_nfail(err, s, jerr, "create consumer", want.durable);
     st = reconcile(b, ci, &want, &cfg, err);
     jsConsumerInfo_Destroy(ci);
     return st == TXM_OK ? queue_cache(b, &want, err) : st;
@@ -786,7 +698,7 @@ static void wait_batch(txm__broker *b, pubbatch *pb, int64_t deadline_ms)
 /* Publishes asynchronously (a window of outstanding acks is ~10x faster
  * than one at a time) and returns once every message is acknowledged or
  * failed. Returns the first failure; results gets each message's status. */
-static txm_status publish_nats(txm__broker *b, const txm_outgoing *msgs, size_t n,
+static txm_status nats_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
                                txm_status *results, txm_error *err)
 {
     txm_status st = check_ready(b, err);
@@ -832,7 +744,7 @@ static txm_status publish_nats(txm__broker *b, const txm_outgoing *msgs, size_t 
  * subject, "$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer
  * seq>.<time>.<pending>", or on newer servers the same after two more tokens
  * (domain, account hash) and with more at the end. */
-static bool ack_meta(const char *reply, uint64_t *delivered, uint64_t *sseq)
+bool txm__nats_ack_meta(const char *reply, uint64_t *delivered, uint64_t *sseq)
 {
     size_t plen = strlen(ACK_PREFIX);
     if (reply == NULL || strncmp(reply, ACK_PREFIX, plen) != 0)
@@ -857,8 +769,8 @@ static bool ack_meta(const char *reply, uint64_t *delivered, uint64_t *sseq)
  * request: JetStream answers once it has applied it. The acknowledgement
  * goes straight to m's reply subject, so it does not need the subscription
  * the message came from. */
-static txm_status ack_request(txm__broker *b, natsMsg *m, const char *body, const char *what,
-                              const char *msg_id, txm_error *err)
+txm_status txm__nats_ack_request(txm__broker *b, natsMsg *m, const char *body, const char *what,
+                                 const char *msg_id, txm_error *err)
 {
     const char *reply = natsMsg_GetReply(m);
     if (reply == NULL || strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) != 0)
@@ -866,13 +778,13 @@ static txm_status ack_request(txm__broker *b, natsMsg *m, const char *body, cons
     natsMsg *resp = NULL;
     natsStatus s = natsConnection_RequestString(&resp, b->nc, reply, body, b->api.Wait);
     natsMsg_Destroy(resp);
-    return s == NATS_OK ? TXM_OK : nfail(err, s, 0, what, msg_id);
+    return s == NATS_OK ? TXM_OK : txm__nats_nfail(err, s, 0, what, msg_id);
 }
 
 /* Publishes m and waits for the stream's acknowledgement, unless s (the
  * status of building m) already failed. Takes m on every path. */
-static txm_status publish_sync(txm__broker *b, natsStatus s, natsMsg *m, const char *what,
-                               const char *name, txm_error *err)
+txm_status txm__nats_publish_sync(txm__broker *b, natsStatus s, natsMsg *m, const char *what,
+                                  const char *name, txm_error *err)
 {
     jsErrCode jerr = 0;
     jsPubOptions po;
@@ -881,55 +793,7 @@ static txm_status publish_sync(txm__broker *b, natsStatus s, natsMsg *m, const c
     if (s == NATS_OK)
         s = js_PublishMsg(NULL, b->js, m, &po, &jerr);
     natsMsg_Destroy(m);
-    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, what, name);
-}
-
-/* ---- dead letters ---- */
-
-/* Stores a copy of m (a delivery of q) in q's dead-letter queue, then acks
- * m. sseq is m's stream sequence: it names the dead letter for de-dupe. */
-static txm_status dlq_move(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sseq,
-                           const char *msg_id, int count, const char *reason, txm_error *err)
-{
-    char subject[SUBJECT_MAX], id[MSGID_MAX], cnt[24], text[REASON_MAX];
-    snprintf(subject, sizeof subject, "%s%s", DLQ_SUBJECT_PREFIX, q->dlq);
-    snprintf(id, sizeof id, "dlq:%s:%" PRIu64, q->queue, sseq);
-    snprintf(cnt, sizeof cnt, "%d", count);
-    header_text(reason, text);
-    natsMsg *dm = NULL;
-    natsStatus s = natsMsg_Create(&dm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(dm, HDR_SUBJECT, natsMsg_GetSubject(m));
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(dm, HDR_TXM_ID, msg_id);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(dm, HDR_QUEUE, q->queue);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(dm, HDR_COUNT, cnt);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(dm, HDR_ERROR, text);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(dm, HDR_MSG_ID, id);
-    txm_status st = publish_sync(b, s, dm, "dead-letter to", subject, err);
-    if (st != TXM_OK)
-        return st;
-    return ack_request(b, m, "+ACK", "ack of dead-lettered", msg_id, err);
-}
-
-static txm_status dead_letter_nats(txm__broker *b, txm_delivery *d, const char *reason,
-                                   txm_error *err)
-{
-    qinfo q;
-    uint64_t delivered = 0, sseq = 0;
-    txm_status st = check_connected(b, err);
-    if (st == TXM_OK)
-        st = queue_lookup(b, d->queue, &q, err);
-    if (st == TXM_OK && !ack_meta(natsMsg_GetReply(d->handle), &delivered, &sseq))
-        st = txm_errf(err, TXM_STATE, "nats: dead_letter %s: not a JetStream delivery",
-                      d->message_id);
-    if (st == TXM_OK)
-        st = dlq_move(b, &q, d->handle, sseq, d->message_id, d->receive_count, reason, err);
-    return st;
+    return s == NATS_OK ? TXM_OK : txm__nats_nfail(err, s, jerr, what, name);
 }
 
 /* ---- receive, ack, nack ---- */
@@ -994,17 +858,17 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
         if (s == NATS_TIMEOUT)
             return TXM_OK;
         if (s != NATS_OK)
-            return nfail(err, s, 0, "pull from", queue);
+            return txm__nats_nfail(err, s, 0, "pull from", queue);
         const char *reply = natsMsg_GetReply(m);
         if (reply != NULL && strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) == 0) {
             got[(*n)++] = m;
             continue;
         }
-        const char *code = hdr(m, HDR_STATUS);
+        const char *code = txm__nats_hdr(m, HDR_STATUS);
         bool end = code[0] != '\0' && strcmp(code, "100") != 0;
         txm_status st = TXM_OK;
         if (end && *n == 0 && strcmp(code, "404") != 0 && strcmp(code, "408") != 0) {
-            const char *desc = hdr(m, HDR_DESCRIPTION);
+            const char *desc = txm__nats_hdr(m, HDR_DESCRIPTION);
             st = txm_errf(err, strstr(desc, "Deleted") != NULL ? TXM_NOT_FOUND : TXM_BROKER,
                           "nats: pull from %s: %s %s", queue, code, desc);
         }
@@ -1037,7 +901,7 @@ static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg *
         s = natsConnection_SubscribeSync(&sub, b->nc, inbox);
     if (s == NATS_OK)
         s = natsConnection_PublishRequestString(b->nc, subject, inbox, body);
-    txm_status st = s != NATS_OK ? nfail(err, s, 0, "pull request to", q->durable)
+    txm_status st = s != NATS_OK ? txm__nats_nfail(err, s, 0, "pull request to", q->durable)
                                  : read_pull(sub, q->queue, max, nats_Now() + b->api.Wait, got, n,
                                              &complete, err);
     /* A delivery arriving after this (only when the answer was cut off) is
@@ -1067,7 +931,7 @@ static txm_status pull(txm__broker *b, const qinfo *q, size_t max, int wait_ms, 
     if (s == NATS_OK)
         s = natsSubscription_SetPendingLimits(wake, WAKE_PENDING_MAX, WAKE_PENDING_MAX * 4096);
     if (s != NATS_OK) {
-        st = nfail(err, s, 0, "subscribe to", subject);
+        st = txm__nats_nfail(err, s, 0, "subscribe to", subject);
         sub_retire(b, wake);
         return st;
     }
@@ -1097,10 +961,10 @@ static void settle_here(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sse
 {
     txm_error e = {0};
     txm_status st = TXM_OK;
-    const char *target = hdr(m, HDR_QUEUE);
+    const char *target = txm__nats_hdr(m, HDR_QUEUE);
     if (target[0] != '\0' && strcmp(target, q->queue) != 0) {
         /* A redrive meant for another queue of the same topic. */
-        st = ack_request(b, m, "+ACK", "ack of redrive for another queue", id, &e);
+        st = txm__nats_ack_request(b, m, "+ACK", "ack of redrive for another queue", id, &e);
     } else {
         /* Delivered more than max_receive_count times: the last lease ran
          * out without an ack (the receiver crashed or was too slow). */
@@ -1108,7 +972,7 @@ static void settle_here(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sse
         snprintf(reason, sizeof reason,
                  "received %d times, more than max_receive_count %d (lease expired)", count,
                  q->max_receive_count);
-        st = dlq_move(b, q, m, sseq, id, count, reason, &e);
+        st = txm__nats_dlq_move(b, q, m, sseq, id, count, reason, &e);
     }
     if (st != TXM_OK)
         txm_logf(b->log, b->log_ctx, TXM_LOG_WARN, "nats: receive on %s: %s", q->queue, e.text);
@@ -1123,14 +987,14 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
     natsMsg *m = *pm;
     *out = NULL;
     uint64_t delivered = 0, sseq = 0;
-    if (!ack_meta(natsMsg_GetReply(m), &delivered, &sseq))
+    if (!txm__nats_ack_meta(natsMsg_GetReply(m), &delivered, &sseq))
         return txm_errf(err, TXM_BROKER, "nats: delivery on %s without JetStream metadata",
                         q->queue);
     int count = delivered > INT_MAX ? INT_MAX : (int)delivered;
-    const char *id = hdr(m, HDR_TXM_ID);
+    const char *id = txm__nats_hdr(m, HDR_TXM_ID);
     if (id[0] == '\0')
-        id = hdr(m, HDR_MSG_ID);
-    const char *target = hdr(m, HDR_QUEUE);
+        id = txm__nats_hdr(m, HDR_MSG_ID);
+    const char *target = txm__nats_hdr(m, HDR_QUEUE);
     bool exhausted = count > q->max_receive_count;
     if ((target[0] != '\0' && strcmp(target, q->queue) != 0) ||
         (exhausted && !b->deliver_exhausted)) {
@@ -1151,13 +1015,13 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
 
 /* Messages left undelivered (an error midway) are destroyed unacked: their
  * lease runs out and they are delivered again. */
-static txm_status receive_nats(txm__broker *b, const char *queue, size_t max, int wait_ms,
+static txm_status nats_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
                                txm_delivery ***out, size_t *count, txm_error *err)
 {
     qinfo q;
-    txm_status st = check_connected(b, err);
+    txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK)
-        st = queue_lookup(b, queue, &q, err);
+        st = txm__nats_queue_lookup(b, queue, &q, err);
     if (st != TXM_OK)
         return st;
     natsMsg **got = txm__calloc(max, sizeof *got);
@@ -1188,61 +1052,62 @@ static txm_status receive_nats(txm__broker *b, const char *queue, size_t max, in
 /* Waits for the server to confirm. JetStream does not report an ack that
  * arrives after the lease ran out, so this cannot return TXM_NOT_FOUND: a
  * late ack of a message meanwhile delivered again acks that delivery too. */
-static txm_status ack_nats(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status nats_ack(txm__broker *b, txm_delivery *d, txm_error *err)
 {
-    txm_status st = check_connected(b, err);
+    txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK)
-        st = ack_request(b, d->handle, "+ACK", "ack of", d->message_id, err);
+        st = txm__nats_ack_request(b, d->handle, "+ACK", "ack of", d->message_id, err);
     return st;
 }
 
 /* The reason is not kept by JetStream for a redelivery: only a dead letter
  * carries it (Txmsg-Last-Error). */
-static txm_status nack_nats(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
+static txm_status nats_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
                             txm_error *err)
 {
     qinfo q;
-    txm_status st = check_connected(b, err);
+    txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK)
-        st = queue_lookup(b, d->queue, &q, err);
+        st = txm__nats_queue_lookup(b, d->queue, &q, err);
     if (st != TXM_OK)
         return st;
     if (d->receive_count >= q.max_receive_count)
-        return dead_letter_nats(b, d, reason, err);
+        return txm__nats_dead_letter(b, d, reason, err);
     char body[64];
     snprintf(body, sizeof body, "-NAK {\"delay\":%lld}", (long long)delay_ms * NS_PER_MS);
-    return ack_request(b, d->handle, delay_ms > 0 ? body : "-NAK", "nak of", d->message_id, err);
+    return txm__nats_ack_request(b, d->handle, delay_ms > 0 ? body : "-NAK", "nak of",
+                                 d->message_id, err);
 }
 
-static bool is_available_nats(txm__broker *b)
+static bool nats_is_available(txm__broker *b)
 {
     return natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
 /* "+WPI" (work in progress) restarts the delivery's AckWait without a
  * redelivery, so the server's delivery count stays as it is. */
-static txm_status extend_nats(txm__broker *b, txm_delivery *d, txm_error *err)
+static txm_status nats_extend(txm__broker *b, txm_delivery *d, txm_error *err)
 {
-    txm_status st = check_connected(b, err);
+    txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK)
-        st = ack_request(b, d->handle, "+WPI", "progress of", d->message_id, err);
+        st = txm__nats_ack_request(b, d->handle, "+WPI", "progress of", d->message_id, err);
     return st;
 }
 
-static txm_status queue_depth_nats(txm__broker *b, const char *queue, int64_t *depth,
+static txm_status nats_queue_depth(txm__broker *b, const char *queue, int64_t *depth,
                                    txm_error *err)
 {
     qinfo q;
-    txm_status st = check_connected(b, err);
+    txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK)
-        st = queue_lookup(b, queue, &q, err);
+        st = txm__nats_queue_lookup(b, queue, &q, err);
     if (st != TXM_OK)
         return st;
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetConsumerInfo(&ci, b->js, STREAM, q.durable, &b->api, &jerr);
     if (s != NATS_OK)
-        return nfail(err, s, jerr, "consumer info of", queue);
+        return txm__nats_nfail(err, s, jerr, "consumer info of", queue);
     uint64_t pending = ci->NumPending;
     int64_t leased = ci->NumAckPending;
     jsConsumerInfo_Destroy(ci);
@@ -1250,325 +1115,23 @@ static txm_status queue_depth_nats(txm__broker *b, const char *queue, int64_t *d
     return TXM_OK;
 }
 
-/* ---- dead-letter queue: list, redrive, purge ---- */
-
-/* The dead-letter subject of queue: its declared dead-letter queue, or the
- * default name when the queue is unknown (its consumer may be gone). */
-static txm_status dlq_subject(txm__broker *b, const char *queue, qinfo *q, char out[SUBJECT_MAX],
-                              txm_error *err)
-{
-    txm_status st = check_connected(b, err);
-    if (st == TXM_OK)
-        st = queue_lookup(b, queue, q, err);
-    if (st == TXM_NOT_FOUND) {
-        memset(q, 0, sizeof *q);
-        snprintf(q->queue, sizeof q->queue, "%s", queue);
-        txm__transport_dlq_name(queue, NULL, q->dlq);
-        st = TXM_OK;
-    }
-    snprintf(out, SUBJECT_MAX, "%s%s", DLQ_SUBJECT_PREFIX, q->dlq);
-    return st;
-}
-
-static uint64_t msg_seq(natsMsg *m)
-{
-    uint64_t seq = natsMsg_GetSequence(m);
-    if (seq == 0) {
-        const char *v = hdr(m, HDR_SEQUENCE);
-        seq = strtoull(v, NULL, 10);
-    }
-    return seq;
-}
-
-/* Reads the first dead letter on subject at sequence *seq or later (direct
- * get: nothing is consumed) and sets *seq to its sequence. TXM_NOT_FOUND
- * when there is none. */
-static txm_status dlq_next(txm__broker *b, const char *subject, uint64_t *seq, natsMsg **out,
-                           txm_error *err)
-{
-    jsDirectGetMsgOptions o;
-    jsDirectGetMsgOptions_Init(&o);
-    o.Sequence = *seq;
-    o.NextBySubject = subject;
-    natsStatus s = js_DirectGetMsg(out, b->js, DLQ_STREAM, &b->api, &o);
-    if (s == NATS_NOT_FOUND)
-        return TXM_NOT_FOUND;
-    if (s != NATS_OK)
-        return nfail(err, s, 0, "read dead letters of", subject);
-    *seq = msg_seq(*out);
-    return *seq > 0 ? TXM_OK : txm_errf(err, TXM_BROKER, "nats: dead letter without sequence");
-}
-
-static txm_delivery *dead_letter_delivery(natsMsg *m, const char *queue)
-{
-    const char *subject = hdr(m, HDR_SUBJECT);
-    size_t plen = strlen(SUBJECT_PREFIX);
-    const char *topic = strncmp(subject, SUBJECT_PREFIX, plen) == 0 ? subject + plen : subject;
-    const char *source = hdr(m, HDR_QUEUE);
-    return txm__delivery_new(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
-                             hdr(m, HDR_TXM_ID), topic, source[0] != '\0' ? source : queue,
-                             hdr(m, HDR_ERROR), parse_count(hdr(m, HDR_COUNT)), NULL, NULL);
-}
-
-static txm_status dlq_list_nats(txm__broker *b, const char *queue, size_t limit,
-                                txm_delivery ***out, size_t *count, txm_error *err)
-{
-    qinfo q;
-    char subject[SUBJECT_MAX];
-    txm_status st = dlq_subject(b, queue, &q, subject, err);
-    if (st != TXM_OK)
-        return st;
-    size_t cap = limit < 64 ? limit : 64, n = 0;
-    txm_delivery **list = txm__calloc(cap, sizeof *list);
-    if (list == NULL)
-        return txm_errf(err, TXM_NOMEM, "nats: out of memory");
-    for (uint64_t seq = 1; st == TXM_OK && n < limit; seq++) {
-        natsMsg *m = NULL;
-        if ((st = dlq_next(b, subject, &seq, &m, err)) != TXM_OK)
-            break;
-        if (n == cap) {
-            size_t ncap = cap * 2 < limit ? cap * 2 : limit;
-            txm_delivery **grown = txm__realloc(list, ncap * sizeof *list);
-            if (grown == NULL) {
-                st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
-            } else {
-                list = grown;
-                cap = ncap;
-            }
-        }
-        if (st == TXM_OK && (list[n] = dead_letter_delivery(m, queue)) == NULL)
-            st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
-        else if (st == TXM_OK)
-            n++;
-        natsMsg_Destroy(m);
-    }
-    if (st != TXM_OK && st != TXM_NOT_FOUND) {
-        txm_delivery_list_free(list, n);
-        return st;
-    }
-    *out = list;
-    *count = n;
-    return TXM_OK;
-}
-
-/* Publishes dead letter m (at DLQ sequence seq) again on its original
- * subject for its source queue, with a fresh delivery count. */
-static txm_status republish(txm__broker *b, natsMsg *m, uint64_t seq, const char *queue,
-                            txm_error *err)
-{
-    const char *subject = hdr(m, HDR_SUBJECT);
-    const char *msg_id = hdr(m, HDR_TXM_ID);
-    const char *source = hdr(m, HDR_QUEUE);
-    if (strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0)
-        return txm_errf(err, TXM_MALFORMED, "nats: dead letter %" PRIu64 " has no subject", seq);
-    char id[MSGID_MAX];
-    snprintf(id, sizeof id, "%s:redrive:%" PRIu64, msg_id, seq);
-    natsMsg *rm = NULL;
-    natsStatus s = natsMsg_Create(&rm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(rm, HDR_MSG_ID, id);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(rm, HDR_TXM_ID, msg_id);
-    if (s == NATS_OK)
-        s = natsMsgHeader_Set(rm, HDR_QUEUE, source[0] != '\0' ? source : queue);
-    txm_status st = publish_sync(b, s, rm, "redrive to", subject, err);
-    if (st != TXM_OK)
-        return st;
-    jsErrCode jerr = 0;
-    s = js_DeleteMsg(b->js, DLQ_STREAM, seq, &b->api, &jerr);
-    return s == NATS_OK ? TXM_OK : nfail(err, s, jerr, "delete dead letter of", queue);
-}
-
-static txm_status dlq_last_seq(txm__broker *b, const char *filter, uint64_t *last, uint64_t *msgs,
-                               txm_error *err)
-{
-    jsOptions o = b->api;
-    o.Stream.Info.SubjectsFilter = filter;
-    jsStreamInfo *si = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetStreamInfo(&si, b->js, DLQ_STREAM, &o, &jerr);
-    if (s != NATS_OK)
-        return nfail(err, s, jerr, "stream info of", DLQ_STREAM);
-    *last = si->State.LastSeq;
-    *msgs = 0;
-    const jsStreamStateSubjects *subs = si->State.Subjects;
-    for (int i = 0; subs != NULL && i < subs->Count; i++)
-        if (filter != NULL && strcmp(subs->List[i].Subject, filter) == 0)
-            *msgs += subs->List[i].Msgs;
-    jsStreamInfo_Destroy(si);
-    return TXM_OK;
-}
-
-/* Redrives the dead letters present when it starts (one that fails again
- * meanwhile is left for the next redrive). */
-static txm_status dlq_redrive_nats(txm__broker *b, const char *queue, const char *message_id,
-                                   size_t *moved, txm_error *err)
-{
-    qinfo q;
-    char subject[SUBJECT_MAX];
-    uint64_t last = 0, unused = 0;
-    txm_status st = dlq_subject(b, queue, &q, subject, err);
-    if (st == TXM_OK)
-        st = dlq_last_seq(b, NULL, &last, &unused, err);
-    size_t n = 0;
-    for (uint64_t seq = 1; st == TXM_OK && seq <= last; seq++) {
-        natsMsg *m = NULL;
-        if ((st = dlq_next(b, subject, &seq, &m, err)) != TXM_OK)
-            break;
-        if (seq <= last && (message_id == NULL || strcmp(hdr(m, HDR_TXM_ID), message_id) == 0)) {
-            st = republish(b, m, seq, queue, err);
-            n += st == TXM_OK;
-        }
-        natsMsg_Destroy(m);
-    }
-    if (moved != NULL)
-        *moved = n;
-    return st == TXM_NOT_FOUND ? TXM_OK : st;
-}
-
-/* Purges the queue's dead letters up to the last one present at the start;
- * *purged is their count at that moment. */
-static txm_status dlq_purge_nats(txm__broker *b, const char *queue, size_t *purged, txm_error *err)
-{
-    qinfo q;
-    char subject[SUBJECT_MAX];
-    uint64_t last = 0, msgs = 0;
-    txm_status st = dlq_subject(b, queue, &q, subject, err);
-    if (st == TXM_OK)
-        st = dlq_last_seq(b, subject, &last, &msgs, err);
-    if (st != TXM_OK || msgs == 0)
-        return st;
-    jsOptions o = b->api;
-    o.Stream.Purge.Subject = subject;
-    o.Stream.Purge.Sequence = last + 1;
-    jsErrCode jerr = 0;
-    natsStatus s = js_PurgeStream(b->js, DLQ_STREAM, &o, &jerr);
-    if (s != NATS_OK)
-        return nfail(err, s, jerr, "purge", subject);
-    if (purged != NULL)
-        *purged = msgs > SIZE_MAX ? SIZE_MAX : (size_t)msgs;
-    return TXM_OK;
-}
-
-/* ---- large payloads (claim check) ---- */
-
-/* "txmsg-blob.<key in hex>.<chunk>": hex keeps any key a single token. */
-static txm_status blob_subject(const char *key, size_t chunk, char *out, size_t len, txm_error *err)
-{
-    size_t klen = strlen(key);
-    size_t pre = strlen(BLOB_SUBJECT_PREFIX);
-    if (pre + 2 * klen + 24 > len)
-        return txm_errf(err, TXM_INVALID, "nats: payload key too long");
-    memcpy(out, BLOB_SUBJECT_PREFIX, pre);
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < klen; i++) {
-        out[pre + 2 * i] = hex[(unsigned char)key[i] >> 4];
-        out[pre + 2 * i + 1] = hex[(unsigned char)key[i] & 15];
-    }
-    snprintf(out + pre + 2 * klen, len - pre - 2 * klen, ".%zu", chunk);
-    return TXM_OK;
-}
-
-static txm_status put_chunk(txm__broker *b, const char *key, size_t i, const char *data, size_t len,
-                            size_t chunks, txm_error *err)
-{
-    char subj[2 * TXM_ID_MAX + 64];
-    txm_status st = blob_subject(key, i, subj, sizeof subj, err);
-    if (st != TXM_OK)
-        return st;
-    natsMsg *m = NULL;
-    natsStatus s = natsMsg_Create(&m, subj, NULL, data, (int)len);
-    char count[32];
-    snprintf(count, sizeof count, "%zu", chunks);
-    if (s == NATS_OK && i == 0)
-        s = natsMsgHeader_Set(m, HDR_CHUNKS, count);
-    return publish_sync(b, s, m, "store payload", key, err);
-}
-
-/* Chunk 0 carries the count and is written last: a reader that finds it
- * finds every other chunk too. */
-static txm_status blob_put_nats(txm__broker *b, const char *key, const char *body, size_t len,
-                                txm_error *err)
-{
-    size_t chunks = len == 0 ? 1 : (len + BLOB_CHUNK_LEN - 1) / BLOB_CHUNK_LEN;
-    txm_status st = TXM_OK;
-    for (size_t i = chunks; st == TXM_OK && i-- > 0;) {
-        size_t off = i * BLOB_CHUNK_LEN;
-        size_t n = len - off < BLOB_CHUNK_LEN ? len - off : BLOB_CHUNK_LEN;
-        st = put_chunk(b, key, i, body + off, n, chunks, err);
-    }
-    return st;
-}
-
-static txm_status get_chunk(txm__broker *b, const char *key, size_t i, natsMsg **m, txm_error *err)
-{
-    char subj[2 * TXM_ID_MAX + 64];
-    txm_status st = blob_subject(key, i, subj, sizeof subj, err);
-    jsErrCode jerr = 0;
-    natsStatus s =
-        st == TXM_OK ? js_GetLastMsg(m, b->js, BLOB_STREAM, subj, NULL, &jerr) : NATS_ERR;
-    if (st == TXM_OK && s != NATS_OK)
-        st = nfail(err, s, jerr, "read payload", key);
-    return st;
-}
-
-static txm_status blob_get_nats(txm__broker *b, const char *key, char **out, size_t *len,
-                                txm_error *err)
-{
-    *out = NULL;
-    *len = 0;
-    natsMsg *m = NULL;
-    txm_status st = get_chunk(b, key, 0, &m, err);
-    const char *count = NULL;
-    if (st == TXM_OK && natsMsgHeader_Get(m, HDR_CHUNKS, &count) != NATS_OK)
-        st = txm_errf(err, TXM_MALFORMED, "nats: payload %s has no chunk count", key);
-    size_t chunks = count != NULL ? (size_t)strtoull(count, NULL, 10) : 0;
-    if (st == TXM_OK && (chunks == 0 || chunks > TXM_ENVELOPE_MAX / BLOB_CHUNK_LEN + 1))
-        st = txm_errf(err, TXM_MALFORMED, "nats: payload %s has a bad chunk count", key);
-    char *buf = st == TXM_OK ? txm__malloc(chunks * BLOB_CHUNK_LEN + 1) : NULL;
-    if (st == TXM_OK && buf == NULL)
-        st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
-    for (size_t i = 0; st == TXM_OK && i < chunks; i++) {
-        if (i > 0)
-            st = get_chunk(b, key, i, &m, err);
-        int n = st == TXM_OK ? natsMsg_GetDataLength(m) : 0;
-        if (st == TXM_OK && (n < 0 || (size_t)n > BLOB_CHUNK_LEN))
-            st = txm_errf(err, TXM_MALFORMED, "nats: payload %s chunk %zu too long", key, i);
-        if (st == TXM_OK) {
-            memcpy(buf + *len, natsMsg_GetData(m), (size_t)n);
-            *len += (size_t)n;
-        }
-        natsMsg_Destroy(m);
-        m = NULL;
-    }
-    natsMsg_Destroy(m);
-    if (st != TXM_OK) {
-        free(buf);
-        *len = 0;
-        return st;
-    }
-    buf[*len] = '\0';
-    *out = buf;
-    return TXM_OK;
-}
-
 const txm__transport_ops txm__transport_nats = {
     .scheme = "nats",
-    .open = open_nats,
-    .close = close_nats,
-    .declare_topic = declare_topic_nats,
-    .declare_subscription = declare_subscription_nats,
-    .publish = publish_nats,
-    .receive = receive_nats,
-    .ack = ack_nats,
-    .nack = nack_nats,
-    .extend = extend_nats,
-    .is_available = is_available_nats,
-    .dead_letter = dead_letter_nats,
-    .queue_depth = queue_depth_nats,
-    .dlq_list = dlq_list_nats,
-    .dlq_redrive = dlq_redrive_nats,
-    .dlq_purge = dlq_purge_nats,
-    .blob_put = blob_put_nats,
-    .blob_get = blob_get_nats,
+    .open = nats_open,
+    .close = nats_close,
+    .declare_topic = nats_declare_topic,
+    .declare_subscription = nats_declare_subscription,
+    .publish = nats_publish,
+    .receive = nats_receive,
+    .ack = nats_ack,
+    .nack = nats_nack,
+    .extend = nats_extend,
+    .is_available = nats_is_available,
+    .dead_letter = txm__nats_dead_letter,
+    .queue_depth = nats_queue_depth,
+    .dlq_list = txm__nats_dlq_list,
+    .dlq_redrive = txm__nats_dlq_redrive,
+    .dlq_purge = txm__nats_dlq_purge,
+    .blob_put = txm__nats_blob_put,
+    .blob_get = txm__nats_blob_get,
 };

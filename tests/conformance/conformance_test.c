@@ -234,8 +234,8 @@ static txm_consumer *start_consumer(fixture *fx, handler_ctx *h, int visibility_
     ho.subscription.visibility_timeout_ms = visibility_ms;
     txm_consumer *c = NULL;
     txm_error err;
-    assert_int_equal(txm_consumer_new(fx->db, fx->t, &co, &c, &err), TXM_OK);
-    assert_int_equal(txm_consumer_add(c, fx->topic, fx->queue, count_and_apply, h, &ho, &err),
+    assert_int_equal(txm_consumer_open(fx->db, fx->t, &co, &c, &err), TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(c, fx->topic, fx->queue, count_and_apply, h, &ho, &err),
                      TXM_OK);
     assert_int_equal(txm_consumer_start(c, &err), TXM_OK);
     return c;
@@ -294,7 +294,7 @@ static void conformance_failing_handler_sees_three_deliveries_then_dlq_then_redr
     end = txm_test_now_ms() + 10000;
     while (stats_of(fx, c).processed == 0 && txm_test_now_ms() < end)
         txm_test_sleep_ms(20);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     assert_int_equal(scalar(fx->db, "SELECT count(*) FROM effects"), 1);
     assert_int_equal(dlq_count(fx), 0);
     txm_msg_free(m);
@@ -321,7 +321,7 @@ static void conformance_outage_uses_no_receive_and_dead_letters_nothing(void **s
     end = txm_test_now_ms() + 10000;
     while (stats_of(fx, c).processed < 3 && txm_test_now_ms() < end)
         txm_test_sleep_ms(20);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     assert_int_equal(scalar(fx->db, "SELECT count(*) FROM effects"), 3);
     assert_int_equal(scalar(fx->db, "SELECT count(DISTINCT n) FROM effects"), 3);
     assert_int_equal(dlq_count(fx), 0);
@@ -368,9 +368,9 @@ static void conformance_exhausted_message_acked_if_processed_else_dead_lettered(
     assert_int_equal(txm_transport_open(fx->broker_url, &to, &t2, &err), TXM_OK);
     handler_ctx h = {.mu = PTHREAD_MUTEX_INITIALIZER};
     txm_consumer *c = NULL;
-    assert_int_equal(txm_consumer_new(fx->db, t2, NULL, &c, &err), TXM_OK);
-    assert_int_equal(txm_consumer_add(c, fx->topic, fx->queue, count_and_apply, &h, &ho, &err),
-                     TXM_OK);
+    assert_int_equal(txm_consumer_open(fx->db, t2, NULL, &c, &err), TXM_OK);
+    assert_int_equal(
+        txm_consumer_subscribe(c, fx->topic, fx->queue, count_and_apply, &h, &ho, &err), TXM_OK);
     assert_int_equal(txm_consumer_start(c, &err), TXM_OK);
     long long end = txm_test_now_ms() + 10000;
     txm_consumer_stats s = {0};
@@ -378,7 +378,7 @@ static void conformance_exhausted_message_acked_if_processed_else_dead_lettered(
         txm_test_sleep_ms(20);
         assert_int_equal(txm_consumer_stats_get(c, fx->queue, &s, NULL), TXM_OK);
     }
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     txm_transport_close(t2);
     assert_int_equal(s.duplicates, 1);
     assert_int_equal(s.dead_lettered, 1);
@@ -408,7 +408,7 @@ static void conformance_undecodable_message_goes_to_dlq_at_once(void **state)
     long long end = txm_test_now_ms() + 10000;
     while (stats_of(fx, c).dead_lettered == 0 && txm_test_now_ms() < end)
         txm_test_sleep_ms(20);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     assert_int_equal(atomic_load(&h.calls), 0);
     txm_delivery **list = NULL;
     size_t n = 0;
@@ -460,7 +460,7 @@ static void conformance_same_message_five_times_changes_state_once(void **state)
         txm_test_sleep_ms(20);
         s = stats_of(fx, c);
     }
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     assert_int_equal(s.processed, 1);
     assert_int_equal(s.duplicates, 4);
     assert_int_equal(atomic_load(&h.calls), 1);
@@ -487,7 +487,7 @@ static void conformance_thousand_messages_handled_in_publish_order(void **state)
     long long end = txm_test_now_ms() + 60000;
     while (stats_of(fx, c).processed < N && txm_test_now_ms() < end)
         txm_test_sleep_ms(20);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     assert_int_equal(h->n_seen, N);
     for (int i = 0; i < N; i++)
         assert_int_equal(h->seen[i], i);
@@ -536,8 +536,9 @@ static void conformance_five_mib_payload_reaches_handler_intact(void **state)
     txm_handler_options_init(&ho);
     ho.wait_ms = 100;
     txm_consumer *c = NULL;
-    assert_int_equal(txm_consumer_new(fx->db, fx->t, NULL, &c, NULL), TXM_OK);
-    assert_int_equal(txm_consumer_add(c, fx->topic, fx->queue, check_big, &b, &ho, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_open(fx->db, fx->t, NULL, &c, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(c, fx->topic, fx->queue, check_big, &b, &ho, NULL),
+                     TXM_OK);
     assert_int_equal(txm_consumer_start(c, NULL), TXM_OK);
     txm_error err;
     assert_int_equal(txm_transport_publish_msgs(fx->t, (const txm_msg *const *)&m, 1, NULL, &err),
@@ -545,7 +546,7 @@ static void conformance_five_mib_payload_reaches_handler_intact(void **state)
     long long end = txm_test_now_ms() + 20000;
     while (atomic_load(&b.calls) == 0 && txm_test_now_ms() < end)
         txm_test_sleep_ms(20);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     txm_msg_free(m);
     assert_int_equal(atomic_load(&b.calls), 1);
     assert_int_equal(atomic_load(&b.payload_len), want);

@@ -51,9 +51,9 @@ int main(int argc, char **argv)
     if (st == TXM_OK)
         st = txm_transport_open(argv[2], NULL, &t, &err);
     if (st == TXM_OK)
-        st = txm_consumer_new(db, t, NULL, &c, &err);
+        st = txm_consumer_open(db, t, NULL, &c, &err);
     if (st == TXM_OK)
-        st = txm_consumer_add(c, argv[3], argv[4], apply_effect, NULL, &ho, &err);
+        st = txm_consumer_subscribe(c, argv[3], argv[4], apply_effect, NULL, &ho, &err);
     if (st == TXM_OK)
         st = txm_consumer_start(c, &err);
     if (st != TXM_OK) {
@@ -65,7 +65,7 @@ int main(int argc, char **argv)
             nanosleep(&pause, NULL);
         }
     }
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     txm_transport_close(t);
     txm_db_close(db);
     return st == TXM_OK ? 0 : 1;

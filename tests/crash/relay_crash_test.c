@@ -72,8 +72,9 @@ static void relay_killed_three_times_loses_nothing_and_applies_once(void **state
     ho.batch_size = 128;
     ho.wait_ms = 100;
     ho.subscription.visibility_timeout_ms = 5000;
-    assert_int_equal(txm_consumer_new(fx->consumer_db, fx->t, NULL, &c, NULL), TXM_OK);
-    assert_int_equal(txm_consumer_add(c, topic, queue, apply_effect, NULL, &ho, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_open(fx->consumer_db, fx->t, NULL, &c, NULL), TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(c, topic, queue, apply_effect, NULL, &ho, NULL),
+                     TXM_OK);
     assert_int_equal(txm_consumer_start(c, NULL), TXM_OK);
 
     pid_t relay = txm_relay_start(fx, NULL);
@@ -107,7 +108,7 @@ static void relay_killed_three_times_loses_nothing_and_applies_once(void **state
     assert_int_equal(txm_consumer_stats_get(c, queue, &s, NULL), TXM_OK);
     fprintf(stderr, "crash: processed %llu, duplicates caught by the inbox %llu\n",
             (unsigned long long)s.processed, (unsigned long long)s.duplicates);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 

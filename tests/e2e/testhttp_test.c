@@ -118,7 +118,7 @@ static int server_setup(void **state)
     o.max_body_len = 1024;
     o.health_path = "/test/health";
     txm_error err = {0};
-    if (txm_http_server_new(&o, &fx->srv, &err) != TXM_OK ||
+    if (txm_http_server_open(&o, &fx->srv, &err) != TXM_OK ||
         txm_http_route(fx->srv, "POST", "/echo", echo_handler, NULL, &err) != TXM_OK ||
         txm_http_server_start(fx->srv, &err) != TXM_OK) {
         fprintf(stderr, "server: %s\n", err.text);
@@ -132,7 +132,7 @@ static int server_setup(void **state)
 static int server_teardown(void **state)
 {
     server_fixture *fx = *state;
-    txm_http_server_free(fx->srv);
+    txm_http_server_close(fx->srv);
     free(fx);
     return 0;
 }

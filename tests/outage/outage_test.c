@@ -121,8 +121,9 @@ static void database_away_20s_under_load_dead_letters_nothing(void **state)
     ho.subscription.visibility_timeout_ms = 5000;
     txm_consumer *c = NULL;
     txm_error err = {0};
-    assert_int_equal(txm_consumer_new(fx->db, fx->t, NULL, &c, &err), TXM_OK);
-    assert_int_equal(txm_consumer_add(c, fx->topic, fx->queue, apply, NULL, &ho, &err), TXM_OK);
+    assert_int_equal(txm_consumer_open(fx->db, fx->t, NULL, &c, &err), TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(c, fx->topic, fx->queue, apply, NULL, &ho, &err),
+                     TXM_OK);
     publish_backlog(fx);
     assert_int_equal(txm_consumer_start(c, &err), TXM_OK);
     long long until = txm_test_now_ms() + DRAIN_MS;
@@ -138,7 +139,7 @@ static void database_away_20s_under_load_dead_letters_nothing(void **state)
     while (stats(fx, c).processed < MESSAGES && txm_test_now_ms() < until)
         txm_test_sleep_ms(50);
     txm_consumer_stats s = stats(fx, c);
-    txm_consumer_free(c);
+    txm_consumer_close(c);
     fprintf(stderr, "outage: processed %llu before, %llu by its end, %llu after; failures %llu\n",
             (unsigned long long)before, (unsigned long long)during, (unsigned long long)s.processed,
             (unsigned long long)s.failures);
