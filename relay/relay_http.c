@@ -132,25 +132,27 @@ static txm_status start_server(relay_http *h, const char *database_url, const ch
     return st;
 }
 
-int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
-                    relay_http **out)
+txm_status relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
+                           relay_http **out, txm_error *err)
 {
     *out = NULL;
     relay_http *h = calloc(1, sizeof *h);
     if (h == NULL)
-        return -1;
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     txm_logger_init(&h->logger, "txmsg-relay");
     h->stats = stats;
     cfg->log = txm_logger_fn;
     cfg->log_ctx = &h->logger;
-    txm_error err;
-    if (port >= 0 && start_server(h, cfg->database_url, address, port, &err) != TXM_OK) {
-        txm_log_write(&h->logger, TXM_LOG_ERROR, NULL, "relay: cannot serve metrics: %s", err.text);
+    txm_error why = {0};
+    if (port >= 0 && start_server(h, cfg->database_url, address, port, &why) != TXM_OK) {
+        txm_status st = txm_errf(err, why.status, "relay: cannot serve metrics: %s", why.text);
+        cfg->log = NULL;
+        cfg->log_ctx = NULL;
         relay_http_close(h);
-        return -1;
+        return st;
     }
     *out = h;
-    return 0;
+    return TXM_OK;
 }
 
 void relay_http_close(relay_http *h)
