@@ -23,6 +23,7 @@ build-asan: deps
 test: build build-asan
 	@scripts/check-style
 	@scripts/check-format
+	@scripts/check-includes
 	@scripts/with-servers scripts/run-tests $(BUILD) $(BUILD_ASAN)
 
 demo: build

@@ -255,35 +255,55 @@ int cli_purge_run(cli_ctx *ctx, txm_db *db, const cli_purge *p)
     }
 }
 
+int cli_parse_options(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
+                      cli_option_fn fn, void *arg, bool positionals)
+{
+    int c, rc = CLI_OK;
+    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1) {
+        rc = fn(ctx, c, arg);
+        if (rc == CLI_NOT_MINE)
+            rc = cli_common_option(ctx, c, argv);
+    }
+    if (rc == CLI_OK && !positionals && optind < argc)
+        rc = cli_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    return rc;
+}
+
+/* What the purge options fill. */
+typedef struct purge_args {
+    cli_purge *p;
+    bool *dispatched; /* may be NULL */
+} purge_args;
+
+static int purge_option(cli_ctx *ctx, int c, void *arg)
+{
+    purge_args *a = arg;
+    long long batch = 0;
+    int rc = CLI_OK;
+    switch (c) {
+    case CLI_OPT_DISPATCHED:
+        if (a->dispatched != NULL)
+            *a->dispatched = true;
+        return CLI_OK;
+    case CLI_OPT_OLDER_THAN:
+        return cli_parse_duration(ctx, "--older-than", optarg, &a->p->older_than_ms);
+    case CLI_OPT_EVERY:
+        return cli_parse_duration(ctx, "--every", optarg, &a->p->every_ms);
+    case CLI_OPT_BATCH:
+        if ((rc = cli_parse_count(ctx, "--batch", optarg, 1, 100000, &batch)) == CLI_OK)
+            a->p->batch = (size_t)batch;
+        return rc;
+    default:
+        return CLI_NOT_MINE;
+    }
+}
+
 int cli_parse_purge(cli_ctx *ctx, int argc, char **argv, const struct option *opts, cli_purge *p,
                     bool *dispatched)
 {
-    int c, rc = CLI_OK;
-    long long batch = 0;
+    purge_args a = {.p = p, .dispatched = dispatched};
     p->batch = 1000;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1) {
-        switch (c) {
-        case CLI_OPT_DISPATCHED:
-            if (dispatched != NULL)
-                *dispatched = true;
-            break;
-        case CLI_OPT_OLDER_THAN:
-            rc = cli_parse_duration(ctx, "--older-than", optarg, &p->older_than_ms);
-            break;
-        case CLI_OPT_EVERY:
-            rc = cli_parse_duration(ctx, "--every", optarg, &p->every_ms);
-            break;
-        case CLI_OPT_BATCH:
-            if ((rc = cli_parse_count(ctx, "--batch", optarg, 1, 100000, &batch)) == CLI_OK)
-                p->batch = (size_t)batch;
-            break;
-        default:
-            rc = cli_common_option(ctx, c, argv);
-            break;
-        }
-    }
-    if (rc == CLI_OK && optind < argc)
-        rc = cli_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    int rc = cli_parse_options(ctx, argc, argv, opts, purge_option, &a, false);
     if (rc == CLI_OK && p->older_than_ms == 0)
         rc = cli_usage_error(ctx, "--older-than DURATION is required");
     return rc;

@@ -88,6 +88,22 @@ void cli_begin(cli_ctx *ctx, const char *name, const char *usage);
  * (the caller's own option: never, if its table is right). */
 int cli_common_option(cli_ctx *ctx, int c, char **argv);
 
+/* What a subcommand's option handler returns for an option that is not its
+ * own: cli_parse_options passes it to cli_common_option. */
+#define CLI_NOT_MINE (-2)
+
+/* Handles one option c (its value in optarg) of a subcommand into arg.
+ * Returns CLI_OK, an exit code after a usage error, or CLI_NOT_MINE. */
+typedef int (*cli_option_fn)(cli_ctx *ctx, int c, void *arg);
+
+/* The getopt_long loop every subcommand runs: each option of opts goes to
+ * fn(ctx, c, arg), then to cli_common_option when fn says CLI_NOT_MINE, until
+ * one fails. Unless positionals is set, a word left over is a usage error;
+ * otherwise optind points at the first. Returns CLI_OK, CLI_HELP,
+ * CLI_USAGE or what fn returned. Borrows arg. */
+int cli_parse_options(cli_ctx *ctx, int argc, char **argv, const struct option *opts,
+                      cli_option_fn fn, void *arg, bool positionals);
+
 /* Prints "txmsg X: <message>" and a hint to use --help on stderr; returns
  * CLI_USAGE. */
 int cli_usage_error(const cli_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

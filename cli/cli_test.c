@@ -19,6 +19,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "testconsumer.h"
 #include "testhttp.h"
 #include "testproc.h"
 #include "testrelay.h"
@@ -219,12 +220,8 @@ static handler_ctx *start_consumer(txm_relay_fixture *fx, const char *topic, con
     atomic_store(&h->fail, fail);
     atomic_store(&h->calls, 0);
     txm_consumer_options co;
-    txm_consumer_options_init(&co);
-    co.backoff_base_ms = 50;
-    co.backoff_max_ms = 200;
     txm_handler_options ho;
-    txm_handler_options_init(&ho);
-    ho.wait_ms = 100;
+    txm_test_consumer_options(&co, &ho);
     ho.subscription.max_receive_count = 3;
     txm_consumer *c = NULL;
     assert_int_equal(txm_consumer_open(fx->consumer_db, fx->t, &co, &c, NULL), TXM_OK);

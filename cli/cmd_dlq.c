@@ -25,6 +25,26 @@ static int positionals(const cli_ctx *ctx, int argc, char **argv, const char *co
     return CLI_OK;
 }
 
+/* Where the dlq options go; NULL for an option the command does not take. */
+typedef struct dlq_args {
+    const char **id;
+    long long *limit;
+} dlq_args;
+
+static int dlq_option(cli_ctx *ctx, int c, void *arg)
+{
+    dlq_args *a = arg;
+    if (c == OPT_LIMIT && a->limit != NULL)
+        return cli_parse_count(ctx, "--limit", optarg, 1, LIST_LIMIT_MAX, a->limit);
+    if (c == OPT_ID && a->id != NULL) {
+        *a->id = optarg;
+        return CLI_OK;
+    }
+    if (c == OPT_LIMIT || c == OPT_ID)
+        return cli_usage_error(ctx, "unknown option %s", c == OPT_LIMIT ? "--limit" : "--id");
+    return CLI_NOT_MINE;
+}
+
 /* Parses a dlq subcommand: only the common options and *id (when not NULL,
  * --id) or *limit (when not NULL, --limit), then n positionals. */
 static int parse_dlq(cli_ctx *ctx, int argc, char **argv, const char **id, long long *limit,
@@ -36,17 +56,8 @@ static int parse_dlq(cli_ctx *ctx, int argc, char **argv, const char **id, long 
         CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c, rc = CLI_OK;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1) {
-        if (c == OPT_LIMIT && limit != NULL)
-            rc = cli_parse_count(ctx, "--limit", optarg, 1, LIST_LIMIT_MAX, limit);
-        else if (c == OPT_ID && id != NULL)
-            *id = optarg;
-        else if (c == OPT_LIMIT || c == OPT_ID)
-            rc = cli_usage_error(ctx, "unknown option %s", c == OPT_LIMIT ? "--limit" : "--id");
-        else
-            rc = cli_common_option(ctx, c, argv);
-    }
+    dlq_args a = {.id = id, .limit = limit};
+    int rc = cli_parse_options(ctx, argc, argv, opts, dlq_option, &a, true);
     if (rc == CLI_OK)
         rc = positionals(ctx, argc, argv, names, n, pos);
     if (rc == CLI_OK && pos[0][0] == '\0')

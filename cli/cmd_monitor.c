@@ -56,8 +56,9 @@ static void violation(monitor_out *o, const char *fmt, ...)
         printf("%s\n", line);
 }
 
-static int option(cli_ctx *ctx, int c, char **argv, monitor_args *a)
+static int option(cli_ctx *ctx, int c, void *arg)
 {
+    monitor_args *a = arg;
     switch (c) {
     case OPT_MAX_OUTBOX_AGE:
         return cli_parse_duration(ctx, "--max-outbox-age", optarg, &a->max_outbox_age_ms);
@@ -77,7 +78,7 @@ static int option(cli_ctx *ctx, int c, char **argv, monitor_args *a)
         a->queues[a->n_queues++] = optarg;
         return CLI_OK;
     default:
-        return cli_common_option(ctx, c, argv);
+        return CLI_NOT_MINE;
     }
 }
 
@@ -92,11 +93,7 @@ static int parse(cli_ctx *ctx, int argc, char **argv, monitor_args *a)
         CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c, rc = CLI_OK;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1)
-        rc = option(ctx, c, argv, a);
-    if (rc == CLI_OK && optind < argc)
-        rc = cli_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    int rc = cli_parse_options(ctx, argc, argv, opts, option, a, false);
     if (rc == CLI_OK && (a->max_dlq_depth >= 0) != (a->n_queues > 0))
         rc = cli_usage_error(ctx, "--max-dlq-depth and --queue go together");
     if (rc == CLI_OK && a->max_outbox_age_ms == 0 && a->max_dlq_depth < 0 &&

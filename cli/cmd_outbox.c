@@ -79,21 +79,22 @@ static int print_status_json(const cli_ctx *ctx, const txm_outbox_stats *s,
                                          (json_int_t)s->max_seq, "relay", relay));
 }
 
+static int status_option(cli_ctx *ctx, int c, void *arg)
+{
+    (void)ctx;
+    if (c != OPT_RELAY)
+        return CLI_NOT_MINE;
+    *(const char **)arg = optarg;
+    return CLI_OK;
+}
+
 static int cmd_status(cli_ctx *ctx, int argc, char **argv)
 {
     static const struct option opts[] = {
         {"relay", required_argument, NULL, OPT_RELAY}, CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
     cli_begin(ctx, "outbox status", STATUS_USAGE);
     const char *relay = NULL;
-    int c, rc = CLI_OK;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1) {
-        if (c == OPT_RELAY)
-            relay = optarg;
-        else
-            rc = cli_common_option(ctx, c, argv);
-    }
-    if (rc == CLI_OK && optind < argc)
-        rc = cli_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    int rc = cli_parse_options(ctx, argc, argv, opts, status_option, &relay, false);
     txm_db *db = NULL;
     if (rc != CLI_OK || (rc = cli_open_db(ctx, &db)) != CLI_OK)
         return rc;
@@ -173,6 +174,32 @@ static int print_list(const cli_ctx *ctx, txm_outbox_entry **list, size_t n)
     return cli_print_json(ctx, arr == NULL ? NULL : json_pack("{s:o}", "messages", arr));
 }
 
+static int list_option(cli_ctx *ctx, int c, void *arg)
+{
+    txm_outbox_filter *f = arg;
+    int64_t ms = 0;
+    long long limit = 0;
+    int rc = CLI_OK;
+    switch (c) {
+    case OPT_NOT_DISPATCHED:
+        f->not_dispatched_only = true;
+        return CLI_OK;
+    case OPT_TOPIC:
+        f->topic = optarg;
+        return CLI_OK;
+    case OPT_OLDER_THAN:
+        if ((rc = cli_parse_duration(ctx, "--older-than", optarg, &ms)) == CLI_OK)
+            f->created_before_us = txm_now_us() - ms * 1000;
+        return rc;
+    case OPT_LIMIT:
+        if ((rc = cli_parse_count(ctx, "--limit", optarg, 1, 1000000, &limit)) == CLI_OK)
+            f->limit = (size_t)limit;
+        return rc;
+    default:
+        return CLI_NOT_MINE;
+    }
+}
+
 /* Parses the list options into f (defaults already in). */
 static int parse_list(cli_ctx *ctx, int argc, char **argv, txm_outbox_filter *f)
 {
@@ -184,32 +211,7 @@ static int parse_list(cli_ctx *ctx, int argc, char **argv, txm_outbox_filter *f)
         CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c, rc = CLI_OK;
-    int64_t ms = 0;
-    long long limit = 0;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_NOT_DISPATCHED:
-            f->not_dispatched_only = true;
-            break;
-        case OPT_TOPIC:
-            f->topic = optarg;
-            break;
-        case OPT_OLDER_THAN:
-            if ((rc = cli_parse_duration(ctx, "--older-than", optarg, &ms)) == CLI_OK)
-                f->created_before_us = txm_now_us() - ms * 1000;
-            break;
-        case OPT_LIMIT:
-            if ((rc = cli_parse_count(ctx, "--limit", optarg, 1, 1000000, &limit)) == CLI_OK)
-                f->limit = (size_t)limit;
-            break;
-        default:
-            rc = cli_common_option(ctx, c, argv);
-            break;
-        }
-    }
-    if (rc == CLI_OK && optind < argc)
-        rc = cli_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    int rc = cli_parse_options(ctx, argc, argv, opts, list_option, f, false);
     if (f->created_before_us < 0)
         f->created_before_us = 1; /* before 1970: matches nothing */
     return rc;
@@ -398,6 +400,23 @@ typedef struct dispatch_args {
     bool dry_run;
 } dispatch_args;
 
+static int dispatch_option(cli_ctx *ctx, int c, void *arg)
+{
+    dispatch_args *a = arg;
+    switch (c) {
+    case OPT_ID:
+        a->id = optarg;
+        return CLI_OK;
+    case OPT_DRY_RUN:
+        a->dry_run = true;
+        return CLI_OK;
+    case OPT_OLDER_THAN:
+        return cli_parse_duration(ctx, "--older-than", optarg, &a->older_than_ms);
+    default:
+        return CLI_NOT_MINE;
+    }
+}
+
 static int parse_dispatch(cli_ctx *ctx, int argc, char **argv, dispatch_args *a)
 {
     static const struct option opts[] = {
@@ -407,25 +426,7 @@ static int parse_dispatch(cli_ctx *ctx, int argc, char **argv, dispatch_args *a)
         CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c, rc = CLI_OK;
-    while (rc == CLI_OK && (c = getopt_long(argc, argv, CLI_SHORT_OPTIONS, opts, NULL)) != -1) {
-        switch (c) {
-        case OPT_ID:
-            a->id = optarg;
-            break;
-        case OPT_DRY_RUN:
-            a->dry_run = true;
-            break;
-        case OPT_OLDER_THAN:
-            rc = cli_parse_duration(ctx, "--older-than", optarg, &a->older_than_ms);
-            break;
-        default:
-            rc = cli_common_option(ctx, c, argv);
-            break;
-        }
-    }
-    if (rc == CLI_OK && optind < argc)
-        rc = cli_usage_error(ctx, "unexpected argument \"%s\"", argv[optind]);
+    int rc = cli_parse_options(ctx, argc, argv, opts, dispatch_option, a, false);
     if (rc == CLI_OK && (a->id == NULL) == (a->older_than_ms == 0))
         rc = cli_usage_error(ctx, "give either --id ID or --older-than DURATION");
     if (rc == CLI_OK && a->id != NULL && a->id[0] == '\0')

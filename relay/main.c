@@ -8,6 +8,7 @@
 
 #include "relay.h"
 #include "relay_http.h"
+#include "txmsg/service.h"
 #include "txmsg/txmsg.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -20,17 +21,18 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: txmsg-relay [options]\n"
-                 "Publishes every message committed to a service's outbox, in commit order.\n\n"
-                 "  --database-url URL     outbox database (default $TXMSG_DATABASE_URL)\n"
-                 "  --broker-url URL       transport (default $TXMSG_BROKER_URL)\n"
-                 "  --batch-size N         messages per publish, 1..10000 (default 500)\n"
-                 "  --no-mark-dispatched   do not mark published rows as dispatched\n"
-                 "  --slot NAME            PostgreSQL replication slot (default txmsg_<database>)\n"
-                 "  --publication NAME     PostgreSQL publication (default txmsg_outbox_pub)\n"
-                 "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
-                 "  --metrics-address ADDR address for --metrics-port (default 127.0.0.1)\n"
-                 "  -h, --help             this text\n");
+    fprintf(out,
+            "usage: txmsg-relay [options]\n"
+            "Publishes every message committed to a service's outbox, in commit order.\n\n"
+            "  --database-url URL     outbox database (default $TXMSG_DATABASE_URL)\n"
+            "  --broker-url URL       transport (default $TXMSG_BROKER_URL)\n"
+            "  --batch-size N         messages per publish, 1..10000 (default 500)\n"
+            "  --no-mark-dispatched   do not mark published rows as dispatched\n"
+            "  --slot NAME            PostgreSQL replication slot (default txmsg_<database>)\n"
+            "  --publication NAME     PostgreSQL publication (default " TXM_PUBLICATION_NAME ")\n"
+            "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
+            "  --metrics-address ADDR address for --metrics-port (default 127.0.0.1)\n"
+            "  -h, --help             this text\n");
 }
 
 typedef struct args {
@@ -138,9 +140,15 @@ int main(int argc, char **argv)
     relay_stats stats;
     memset(&stats, 0, sizeof stats);
     relay_http *http = NULL;
-    if (relay_http_open(&a.cfg, &stats, a.metrics_address, a.metrics_port, &http) != 0)
-        return 1;
-    rc = relay_run(&a.cfg, &stats, &stop_requested);
+    txm_error err = {0};
+    txm_status st = relay_http_open(&a.cfg, &stats, a.metrics_address, a.metrics_port, &http, &err);
+    if (st == TXM_OK)
+        st = relay_run(&a.cfg, &stats, &stop_requested, &err);
     relay_http_close(http);
-    return rc;
+    if (st != TXM_OK) { /* the relay's log may be gone: a logger of main's own */
+        txm_logger lg;
+        txm_logger_init(&lg, "txmsg-relay");
+        txm_log_write(&lg, TXM_LOG_ERROR, NULL, "%s", err.text);
+    }
+    return st == TXM_OK ? 0 : 1;
 }

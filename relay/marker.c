@@ -13,9 +13,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/alloc.h"
-#include "store/store.h"
-
 #define QUEUE_MAX 4 /* batches waiting: bounds memory and how far marking lags */
 
 typedef struct pending {
@@ -54,7 +51,7 @@ static bool mark_ids(relay_marker *m, const char **ids, size_t n)
     for (int attempt = 0; st == TXM_OK && total < n && attempt < 6; attempt++) {
         struct timespec pause = {0, (2L << attempt) * 1000000L};
         nanosleep(&pause, NULL);
-        st = txm__outbox_mark_new(m->db, ids, n, &marked, &err);
+        st = txm_outbox_mark_dispatched_new(m->db, ids, n, &marked, &err);
         total += marked;
     }
     if (st != TXM_OK) {
@@ -121,23 +118,30 @@ static void *run(void *arg)
     return NULL;
 }
 
-relay_marker *relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, txm_log_fn log,
-                                void *log_ctx)
+txm_status relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, txm_log_fn log,
+                             void *log_ctx, relay_marker **out, txm_error *err)
 {
-    relay_marker *m = txm__calloc(1, sizeof *m);
+    *out = NULL;
+    relay_marker *m = calloc(1, sizeof *m);
     if (m == NULL)
-        return NULL;
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory for the marker");
     *m = (relay_marker){
         .db = db, .enabled = enabled && db != NULL, .stats = stats, .log = log, .log_ctx = log_ctx};
     pthread_mutex_init(&m->mu, NULL);
     pthread_cond_init(&m->cv, NULL);
-    if (m->enabled && pthread_create(&m->thread, NULL, run, m) != 0) {
+    int rc = m->enabled ? pthread_create(&m->thread, NULL, run, m) : 0;
+    if (rc != 0) {
         pthread_cond_destroy(&m->cv);
         pthread_mutex_destroy(&m->mu);
         free(m);
-        return NULL;
+        txm_status st =
+            txm_errf(err, TXM_IO, "relay: cannot start the marker thread: %s", strerror(rc));
+        if (err != NULL)
+            err->sys_errno = rc;
+        return st;
     }
-    return m;
+    *out = m;
+    return TXM_OK;
 }
 
 /* Copies n ids into one arena: one allocation per batch, not per id. */
@@ -146,8 +150,8 @@ static txm_status copy_ids(pending *p, const char *const *ids, size_t n)
     size_t bytes = 0;
     for (size_t i = 0; i < n; i++)
         bytes += strlen(ids[i]) + 1;
-    p->arena = txm__malloc(bytes);
-    p->ids = txm__calloc(n, sizeof *p->ids);
+    p->arena = malloc(bytes);
+    p->ids = calloc(n, sizeof *p->ids);
     if (p->arena == NULL || p->ids == NULL) {
         free(p->arena);
         free(p->ids);
@@ -164,7 +168,8 @@ static txm_status copy_ids(pending *p, const char *const *ids, size_t n)
     return TXM_OK;
 }
 
-txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, uint64_t position)
+txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, uint64_t position,
+                             txm_error *err)
 {
     if (!m->enabled || n == 0) {
         /* Nothing to mark: the position is done once the batches before it are. */
@@ -178,7 +183,7 @@ txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, 
     }
     pending p = {.position = position};
     if (copy_ids(&p, ids, n) != TXM_OK)
-        return TXM_NOMEM;
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory for %zu ids to mark", n);
     pthread_mutex_lock(&m->mu);
     while (m->count == QUEUE_MAX)
         pthread_cond_wait(&m->cv, &m->mu);

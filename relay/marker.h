@@ -11,15 +11,18 @@
 
 typedef struct relay_marker relay_marker;
 
-/* Starts the marker over db (borrowed; NULL or !enabled: nothing is marked
- * and positions pass straight through). Returns NULL when out of memory or
- * no thread can start. */
-relay_marker *relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, txm_log_fn log,
-                                void *log_ctx);
+/* Starts the marker over db (NULL or !enabled: nothing is marked and
+ * positions pass straight through). Returns TXM_NOMEM when out of memory,
+ * TXM_IO when no thread can start. Owns: *out (relay_marker_close), NULL on
+ * failure. Borrows db and stats until closed. */
+txm_status relay_marker_open(txm_db *db, bool enabled, relay_stats *stats, txm_log_fn log,
+                             void *log_ctx, relay_marker **out, txm_error *err);
 
 /* Queues the ids of a published batch (copied) and its position. Waits while
- * the queue is full. Thread: the relay loop. */
-txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, uint64_t position);
+ * the queue is full. TXM_NOMEM when the ids cannot be copied.
+ * Thread: the relay loop. */
+txm_status relay_marker_push(relay_marker *m, const char *const *ids, size_t n, uint64_t position,
+                             txm_error *err);
 
 /* The highest position whose batch, and every batch before it, is marked:
  * the relay confirms up to here, so a confirmed row is always marked. */

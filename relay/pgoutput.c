@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/alloc.h"
-
 /* Scratch past this size is given back once a small message comes along, so
  * one huge row does not pin its memory for the life of the relay. */
 #define SCRATCH_KEEP (1u << 20)
@@ -113,6 +111,7 @@ static txm_status finish(const reader *r, txm_error *err)
 void relay_pgoutput_init(relay_pgoutput *d)
 {
     memset(d, 0, sizeof *d);
+    d->malloc_fn = malloc;
 }
 
 static void relation_free(relay_pgoutput_relation *rel)
@@ -210,10 +209,12 @@ static txm_status decode_relation(relay_pgoutput *d, reader *r, relay_pgoutput_m
         fail_at(r, "column count", "more columns than PostgreSQL allows");
     if (r->field != NULL)
         return finish(r, err);
-    relay_pgoutput_relation *rel =
-        txm__calloc(1, sizeof *rel + (size_t)count * sizeof(relay_pgoutput_column));
+    size_t rel_len =
+        sizeof(relay_pgoutput_relation) + (size_t)count * sizeof(relay_pgoutput_column);
+    relay_pgoutput_relation *rel = d->malloc_fn(rel_len);
     if (rel == NULL)
         return txm_errf(err, TXM_NOMEM, "pgoutput Relation: out of memory");
+    memset(rel, 0, rel_len);
     rel->id = id;
     rel->replica_identity = (char)ident;
     rel->count = count;
@@ -221,7 +222,7 @@ static txm_status decode_relation(relay_pgoutput *d, reader *r, relay_pgoutput_m
     size_t names_len = schema_len + 1 + name_len + 1;
     read_columns(r, rel, &names_len);
     txm_status st = finish(r, err);
-    if (st == TXM_OK && (rel->strings = txm__malloc(names_len)) == NULL)
+    if (st == TXM_OK && (rel->strings = d->malloc_fn(names_len)) == NULL)
         st = txm_errf(err, TXM_NOMEM, "pgoutput Relation: out of memory");
     if (st != TXM_OK) {
         relation_free(rel);
@@ -249,7 +250,7 @@ static txm_status scratch_reserve(relay_pgoutput *d, size_t len, txm_error *err)
         return TXM_OK;
     free(d->scratch);
     d->scratch_len = 0;
-    d->scratch = txm__malloc(len);
+    d->scratch = d->malloc_fn(len);
     if (d->scratch == NULL)
         return txm_errf(err, TXM_NOMEM, "pgoutput: out of memory for %zu bytes", len);
     d->scratch_len = len;

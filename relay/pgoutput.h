@@ -83,9 +83,12 @@ typedef struct relay_pgoutput {
     size_t rel_count;
     void *scratch;      /* an Insert's values and their text, reused between messages */
     size_t scratch_len; /* bytes allocated at scratch */
+    /* Every allocation of the decoder; malloc after init. A test may set one
+     * that fails, to check the error paths. What it returns goes to free(). */
+    void *(*malloc_fn)(size_t len);
 } relay_pgoutput;
 
-/* Prepares d with an empty relation cache. */
+/* Prepares d with an empty relation cache and malloc as its allocator. */
 void relay_pgoutput_init(relay_pgoutput *d);
 
 /* Frees what d holds; d may be initialised again. NULL-safe. */

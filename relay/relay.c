@@ -11,7 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "core/alloc.h"
 #include "marker.h"
 
 #define MAX_TOPICS 1024
@@ -112,10 +111,9 @@ static txm_status connect_all(loop *l, txm_error *err)
         st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
     if (st == TXM_OK && l->db == NULL)
         st = open_db(l, err);
-    if (st == TXM_OK && l->marker == NULL &&
-        (l->marker = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
-                                       l->cfg->log_ctx)) == NULL)
-        st = txm_errf(err, TXM_NOMEM, "relay: cannot start the marker");
+    if (st == TXM_OK && l->marker == NULL)
+        st = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
+                               l->cfg->log_ctx, &l->marker, err);
     if (st == TXM_OK && l->tailer == NULL) {
         relay_tail_config tc = l->cfg->tail;
         tc.database_url = l->cfg->database_url;
@@ -153,7 +151,7 @@ static txm_status declare_topics(loop *l, const relay_batch *b, txm_error *err)
         txm_status st = txm_transport_declare_topic(l->transport, topic, err);
         if (st != TXM_OK)
             return st;
-        if (l->n_topics < MAX_TOPICS && (l->topics[l->n_topics] = txm__strdup(topic)) != NULL)
+        if (l->n_topics < MAX_TOPICS && (l->topics[l->n_topics] = strdup(topic)) != NULL)
             l->n_topics++;
     }
     return TXM_OK;
@@ -162,7 +160,7 @@ static txm_status declare_topics(loop *l, const relay_batch *b, txm_error *err)
 /* Publishes every valid entry of b in order; logs and counts the others. */
 static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
 {
-    const txm_msg **msgs = txm__calloc(b->count, sizeof *msgs);
+    const txm_msg **msgs = calloc(b->count, sizeof *msgs);
     if (msgs == NULL)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     size_t n = 0;
@@ -193,16 +191,16 @@ static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
 }
 
 /* Hands the published batch's ids to the marker, with its position. */
-static txm_status hand_to_marker(loop *l, const relay_batch *b)
+static txm_status hand_to_marker(loop *l, const relay_batch *b, txm_error *err)
 {
-    const char **ids = b->count > 0 ? txm__calloc(b->count, sizeof *ids) : NULL;
+    const char **ids = b->count > 0 ? calloc(b->count, sizeof *ids) : NULL;
     if (b->count > 0 && ids == NULL)
-        return TXM_NOMEM;
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     size_t n = 0;
     for (size_t i = 0; i < b->count; i++)
         if (b->entries[i].msg != NULL)
             ids[n++] = txm_msg_id(b->entries[i].msg);
-    txm_status st = relay_marker_push(l->marker, ids, n, b->confirm_position);
+    txm_status st = relay_marker_push(l->marker, ids, n, b->confirm_position, err);
     free(ids);
     if (st == TXM_OK && b->confirm_position > l->pushed)
         l->pushed = b->confirm_position;
@@ -223,23 +221,50 @@ static txm_status confirm_done(loop *l, txm_error *err)
     return st;
 }
 
-/* One step: read a batch, publish it, confirm it. */
-static void step(loop *l, relay_batch *b)
+/* Reads the next batch into b and publishes it. On failure err says what
+ * failed and *errors (may be NULL) is the counter it counts against. */
+static txm_status read_and_publish(loop *l, relay_batch *b, atomic_uint_fast64_t **errors,
+                                   txm_error *err)
 {
-    txm_error err;
-    txm_status st = connect_all(l, &err);
-    if (st == TXM_OK && (st = confirm_done(l, &err)) != TXM_OK) {
-        atomic_fetch_add(&l->stats->errors_db, 1);
-        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
-                 "relay: confirming position failed: %s", err.text);
-        drop_tailer(l);
-        back_off(l);
-        return;
-    }
+    *errors = &l->stats->errors_db;
+    txm_error why = {0}; /* the inner failure; err gets it with context */
+    txm_status st = connect_all(l, &why);
+    if (st == TXM_OK && (st = confirm_done(l, &why)) != TXM_OK)
+        return txm_errf(err, st, "relay: confirming position failed: %s", why.text);
     /* While a position waits for its marking, look back soon to confirm it. */
     int wait_ms = l->pushed > l->confirmed ? 10 : l->cfg->idle_wait_ms;
     if (st == TXM_OK)
-        st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, wait_ms, b, &err);
+        st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, wait_ms, b, &why);
+    if (st == TXM_BUSY) /* standing by: not an error */
+        return txm_errf(err, st, "%s", why.text);
+    if (st != TXM_OK)
+        return txm_errf(err, st, "relay: %s: %s", txm_status_name(st), why.text);
+    if (atomic_exchange(&l->stats->standby, false))
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: active");
+    atomic_store(&l->stats->connected, true);
+    if (b->count > 0 && (st = publish_batch(l, b, &why)) != TXM_OK) {
+        *errors = &l->stats->errors_broker;
+        return txm_errf(err, st, "relay: publish of %zu messages failed, will retry: %s", b->count,
+                        why.text);
+    }
+    /* Marking runs beside the next read and publish; the position is
+     * confirmed once its batch is marked (confirm_done, next step). */
+    *errors = NULL;
+    return hand_to_marker(l, b, err);
+}
+
+/* One step: read a batch, publish it, confirm it. Any failure is logged,
+ * counted, drops the tailer (reopening rewinds to the confirmed position)
+ * and backs off. */
+static void step(loop *l, relay_batch *b)
+{
+    txm_error err = {0};
+    atomic_uint_fast64_t *errors = NULL;
+    txm_status st = read_and_publish(l, b, &errors, &err);
+    if (st == TXM_OK) {
+        l->backoff_ms = 0;
+        return;
+    }
     if (st == TXM_BUSY) {
         if (!atomic_exchange(&l->stats->standby, true))
             txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: standing by: %s",
@@ -247,38 +272,19 @@ static void step(loop *l, relay_batch *b)
         sleep_ms(l, 1000);
         return;
     }
-    if (st != TXM_OK) {
-        atomic_fetch_add(&l->stats->errors_db, 1);
-        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "relay: %s: %s", txm_status_name(st),
-                 err.text);
-        drop_tailer(l);
-        back_off(l);
-        return;
-    }
-    if (atomic_exchange(&l->stats->standby, false))
-        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: active");
-    atomic_store(&l->stats->connected, true);
-    if (b->count > 0 && (st = publish_batch(l, b, &err)) != TXM_OK) {
-        atomic_fetch_add(&l->stats->errors_broker, 1);
-        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
-                 "relay: publish of %zu messages failed, will retry: %s", b->count, err.text);
-        drop_tailer(l);
-        back_off(l);
-        return;
-    }
-    /* Marking runs beside the next read and publish; the position is
-     * confirmed once its batch is marked (confirm_done, next step). */
-    if (hand_to_marker(l, b) != TXM_OK) {
-        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "relay: out of memory");
-        drop_tailer(l);
-        back_off(l);
-        return;
-    }
-    l->backoff_ms = 0;
+    if (errors != NULL)
+        atomic_fetch_add(errors, 1);
+    txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "%s", err.text);
+    drop_tailer(l);
+    back_off(l);
 }
 
-int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop)
+txm_status relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop,
+                     txm_error *err)
 {
+    if (cfg == NULL || stats == NULL || stop == NULL || cfg->database_url == NULL ||
+        cfg->broker_url == NULL)
+        return txm_errf(err, TXM_INVALID, "relay_run: NULL argument or URL");
     loop l = {.cfg = cfg, .stats = stats, .stop = stop};
     relay_batch b;
     relay_batch_init(&b);
@@ -289,11 +295,11 @@ int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t
     }
     free(b.entries);
     if (l.marker != NULL) { /* what is published and marked is confirmed before leaving */
-        txm_error err;
+        txm_error why = {0};
         relay_marker_drain(l.marker);
-        if (confirm_done(&l, &err) != TXM_OK)
+        if (confirm_done(&l, &why) != TXM_OK)
             txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_WARN,
-                     "relay: confirming the last position failed: %s", err.text);
+                     "relay: confirming the last position failed: %s", why.text);
     }
     relay_marker_close(l.marker);
     drop_tailer(&l);
@@ -302,5 +308,5 @@ int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t
     for (size_t i = 0; i < l.n_topics; i++)
         free(l.topics[i]);
     txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_INFO, "relay: stopped");
-    return 0;
+    return TXM_OK;
 }

@@ -47,8 +47,11 @@ typedef struct relay_stats {
     atomic_bool connected;              /* tailer and broker are up */
 } relay_stats;
 
-/* Runs until *stop becomes non-zero; reconnects on failures by itself.
- * Returns 0 after a clean stop. */
-int relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop);
+/* Runs until *stop becomes non-zero; reconnects on failures by itself
+ * (logged through cfg->log, never returned). Returns TXM_OK after a clean
+ * stop, TXM_INVALID for a NULL argument or URL. Borrows cfg, stats and stop
+ * until it returns. Thread: the caller's; the marker runs on its own. */
+txm_status relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop,
+                     txm_error *err);
 
 #endif

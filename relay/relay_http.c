@@ -36,23 +36,6 @@ static txm_status read_lag(void *ctx, double *value)
     return TXM_OK;
 }
 
-static txm_status read_not_dispatched(void *ctx, double *value)
-{
-    int64_t n = 0;
-    txm_status st = txm_outbox_count_not_dispatched(((relay_http *)ctx)->db, &n, NULL);
-    *value = (double)n;
-    return st;
-}
-
-static txm_status read_oldest_age(void *ctx, double *value)
-{
-    int64_t age_us = 0;
-    bool found = false;
-    txm_status st = txm_outbox_oldest_age(((relay_http *)ctx)->db, &age_us, &found, NULL);
-    *value = found ? (double)age_us / 1e6 : 0.0;
-    return st;
-}
-
 static txm_status register_outbox_metrics(relay_http *h, const char *database_url, txm_error *err)
 {
     txm_db_options o;
@@ -61,13 +44,7 @@ static txm_status register_outbox_metrics(relay_http *h, const char *database_ur
     o.migrate = false;
     txm_status st = txm_db_open(database_url, &o, &h->db, err);
     if (st == TXM_OK)
-        st = txm_metrics_gauge_fn(h->metrics, "txmsg_outbox_not_dispatched",
-                                  "Outbox messages not marked dispatched.", NULL,
-                                  read_not_dispatched, h, err);
-    if (st == TXM_OK)
-        st = txm_metrics_gauge_fn(h->metrics, "txmsg_outbox_oldest_not_dispatched_age_seconds",
-                                  "Age of the oldest not-dispatched outbox message; 0 if none.",
-                                  NULL, read_oldest_age, h, err);
+        st = txm_metrics_add_outbox(h->metrics, h->db, err);
     return st;
 }
 
@@ -132,25 +109,27 @@ static txm_status start_server(relay_http *h, const char *database_url, const ch
     return st;
 }
 
-int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
-                    relay_http **out)
+txm_status relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
+                           relay_http **out, txm_error *err)
 {
     *out = NULL;
     relay_http *h = calloc(1, sizeof *h);
     if (h == NULL)
-        return -1;
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     txm_logger_init(&h->logger, "txmsg-relay");
     h->stats = stats;
     cfg->log = txm_logger_fn;
     cfg->log_ctx = &h->logger;
-    txm_error err;
-    if (port >= 0 && start_server(h, cfg->database_url, address, port, &err) != TXM_OK) {
-        txm_log_write(&h->logger, TXM_LOG_ERROR, NULL, "relay: cannot serve metrics: %s", err.text);
+    txm_error why = {0};
+    if (port >= 0 && start_server(h, cfg->database_url, address, port, &why) != TXM_OK) {
+        txm_status st = txm_errf(err, why.status, "relay: cannot serve metrics: %s", why.text);
+        cfg->log = NULL;
+        cfg->log_ctx = NULL;
         relay_http_close(h);
-        return -1;
+        return st;
     }
     *out = h;
-    return 0;
+    return TXM_OK;
 }
 
 void relay_http_close(relay_http *h)

@@ -7,10 +7,12 @@
 typedef struct relay_http relay_http;
 
 /* Sets cfg's log to JSON lines on stderr and, when port >= 0, serves
- * /metrics and /health on address:port. Returns 0, or -1 after logging why.
- * Borrows cfg and stats until relay_http_close. */
-int relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
-                    relay_http **out);
+ * /metrics and /health on address:port. On failure cfg's log is unset
+ * again and err says why (TXM_NOMEM, or the status of the metrics or
+ * server setup). Owns: *out (relay_http_close), NULL on failure. Borrows
+ * cfg and stats until relay_http_close. */
+txm_status relay_http_open(relay_config *cfg, relay_stats *stats, const char *address, int port,
+                           relay_http **out, txm_error *err);
 
 void relay_http_close(relay_http *h); /* NULL-safe */
 

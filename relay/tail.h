@@ -52,7 +52,7 @@ typedef struct relay_tail_config {
     const char *database_url;
     const char *slot_name;        /* PostgreSQL: replication slot; required (the relay
                                      decides it with relay_slot_decide) */
-    const char *publication_name; /* PostgreSQL: default "txmsg_outbox_pub" */
+    const char *publication_name; /* PostgreSQL: default TXM_PUBLICATION_NAME */
     const char *cursor_name;      /* SQLite: cursor row name; default "default" */
     bool no_mark_dispatched;      /* PostgreSQL: the relay does not mark rows dispatched,
                                      so no row shows it was published (refusal wording) */
@@ -81,5 +81,12 @@ void relay_batch_clear(relay_batch *b);
 txm_status relay_row_to_msg(const char *message_id, const char *source, const char *aggregate_id,
                             const char *correlation_id, const char *topic, const char *payload,
                             const char *created_at, txm_msg **out, txm_error *err);
+
+/* Milliseconds on the monotonic clock, for deadlines. */
+long long relay_mono_ms(void);
+
+/* Copies msg (NULL: "") into buf of len bytes as one log line: inner
+ * newlines and tabs become spaces, trailing ones are dropped. Returns buf. */
+const char *relay_one_line(const char *msg, char *buf, size_t len);
 
 #endif

@@ -1,10 +1,10 @@
-/* What both tailers share: batches of entries, and turning an outbox row's
- * text columns into a message. */
+/* What both tailers share: batches of entries, turning an outbox row's text
+ * columns into a message, a monotonic clock and one-line log text. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "core/alloc.h"
 #include "tail.h"
 
 void relay_batch_init(relay_batch *b)
@@ -20,7 +20,7 @@ txm_status relay_batch_add(relay_batch *b, txm_msg **msg, const char *message_id
         *msg = NULL;
     if (b->count == b->cap) {
         size_t cap = b->cap == 0 ? 64 : b->cap * 2;
-        relay_entry *e = txm__realloc(b->entries, cap * sizeof *e);
+        relay_entry *e = realloc(b->entries, cap * sizeof *e);
         if (e == NULL) {
             txm_msg_free(m);
             return TXM_NOMEM;
@@ -30,8 +30,8 @@ txm_status relay_batch_add(relay_batch *b, txm_msg **msg, const char *message_id
     }
     relay_entry *e = &b->entries[b->count];
     e->msg = m;
-    e->message_id = txm__strdup(message_id);
-    e->bad_reason = txm__strdup(bad_reason);
+    e->message_id = message_id != NULL ? strdup(message_id) : NULL;
+    e->bad_reason = bad_reason != NULL ? strdup(bad_reason) : NULL;
     if ((message_id != NULL && e->message_id == NULL) ||
         (bad_reason != NULL && e->bad_reason == NULL)) {
         free(e->message_id);
@@ -84,4 +84,23 @@ txm_status relay_row_to_msg(const char *message_id, const char *source, const ch
                         created_at);
     return txm_msg_new_with(message_id, source, topic, aggregate_id, correlation_id, payload,
                             created_us, out, err);
+}
+
+long long relay_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *relay_one_line(const char *msg, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", msg != NULL ? msg : "");
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    for (char *p = buf; *p != '\0'; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    return buf;
 }

@@ -15,13 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "core/alloc.h"
 #include "pgoutput.h"
 #include "tail.h"
 
-#define DEFAULT_PUBLICATION "txmsg_outbox_pub"
 #define OUTBOX_TABLE "txmsg_outbox"
 /* Longest slot or publication name: PostgreSQL's NAMEDATALEN - 1. */
 #define NAME_MAX_LEN 63
@@ -75,13 +72,6 @@ typedef struct slot_info {
     uint64_t confirmed_lsn; /* its confirmed_flush_lsn, 0 if none */
 } slot_info;
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static uint64_t be64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -96,26 +86,13 @@ static void put_be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
-/* Copies a libpq message into buf as one line. Returns buf. */
-static const char *one_line(const char *msg, char *buf, size_t len)
-{
-    snprintf(buf, len, "%s", msg != NULL ? msg : "");
-    size_t n = strlen(buf);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
-        buf[--n] = '\0';
-    for (char *p = buf; *p != '\0'; p++)
-        if (*p == '\n' || *p == '\t')
-            *p = ' ';
-    return buf;
-}
-
 /* Server notices go to the log; libpq's default would print them to stderr. */
 static void on_notice(void *arg, const char *message)
 {
     const tail_pg *t = arg;
     char line[TXM_ERROR_TEXT_LEN];
     txm_logf(t->log, t->log_ctx, TXM_LOG_WARN, "postgresql: %s",
-             one_line(message, line, sizeof line));
+             relay_one_line(message, line, sizeof line));
 }
 
 /* Identifiers cannot be bound as parameters, so the names spliced into
@@ -159,7 +136,7 @@ static txm_status check_result(PGconn *c, const PGresult *res, ExecStatusType wa
     if (msg[0] == '\0' && res != NULL)
         msg = PQresStatus(PQresultStatus(res));
     char line[TXM_ERROR_TEXT_LEN];
-    return txm_errf(err, TXM_DB, "postgresql: %s%s%s%s", one_line(msg, line, sizeof line),
+    return txm_errf(err, TXM_DB, "postgresql: %s%s%s%s", relay_one_line(msg, line, sizeof line),
                     state[0] != '\0' ? " (SQLSTATE " : "", state, state[0] != '\0' ? ")" : "");
 }
 
@@ -188,7 +165,7 @@ static txm_status pg_connect(tail_pg *t, bool replication, PGconn **out, txm_err
     if (PQstatus(*out) != CONNECTION_OK) {
         char line[TXM_ERROR_TEXT_LEN];
         txm_status st = txm_errf(err, TXM_DB, "postgresql: connect: %s",
-                                 one_line(PQerrorMessage(*out), line, sizeof line));
+                                 relay_one_line(PQerrorMessage(*out), line, sizeof line));
         PQfinish(*out);
         *out = NULL;
         return st;
@@ -229,7 +206,9 @@ static const char SQL_PUBLICATION[] =
     " FROM pg_publication p WHERE p.pubname = $1";
 
 /* Creates the publication unless it exists. It publishes inserts only, so
- * the relay's own "mark dispatched" updates never come back to it. */
+ * the relay's own "mark dispatched" updates never come back to it. The
+ * migration (ensure_schema) creates TXM_PUBLICATION_NAME with the outbox;
+ * this covers a --publication of the operator's and one dropped since. */
 static txm_status ensure_publication(tail_pg *t, PGconn *c, txm_error *err)
 {
     const char *const params[] = {t->publication};
@@ -477,11 +456,11 @@ static txm_status send_status(tail_pg *t, txm_error *err)
     put_be64(msg + 17, flush);
     put_be64(msg + 25, (uint64_t)(txm_now_us() - PG_EPOCH_OFFSET_US));
     msg[33] = 0; /* no reply requested */
-    t->status_due_ms = mono_ms() + STATUS_INTERVAL_MS;
+    t->status_due_ms = relay_mono_ms() + STATUS_INTERVAL_MS;
     if (PQputCopyData(t->conn, (const char *)msg, STATUS_LEN) != 1 || PQflush(t->conn) != 0) {
         char line[TXM_ERROR_TEXT_LEN];
         return txm_errf(err, TXM_DB, "postgresql: sending status update: %s",
-                        one_line(PQerrorMessage(t->conn), line, sizeof line));
+                        relay_one_line(PQerrorMessage(t->conn), line, sizeof line));
     }
     if (flush != 0)
         t->flush_sent = flush;
@@ -661,7 +640,7 @@ static txm_status stream_ended(tail_pg *t, txm_error *err)
     if (msg[0] == '\0')
         msg = "the server ended it (shutting down?)";
     txm_status st = txm_errf(err, TXM_DB, "postgresql: replication stream ended: %s",
-                             one_line(msg, line, sizeof line));
+                             relay_one_line(msg, line, sizeof line));
     PQclear(res);
     txm_logf(t->log, t->log_ctx, TXM_LOG_WARN, "relay: %s",
              err != NULL ? err->text : "replication stream ended");
@@ -717,7 +696,7 @@ static bool batch_ready(const tail_pg *t, const relay_batch *out)
 static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *out, txm_error *err)
 {
     for (;;) {
-        long long now = mono_ms();
+        long long now = relay_mono_ms();
         txm_status st = now >= t->status_due_ms ? send_status(t, err) : TXM_OK;
         if (st != TXM_OK || (now >= deadline && batch_ready(t, out)))
             return st;
@@ -754,7 +733,7 @@ static txm_status pg_next(relay_tailer *base, size_t max, int wait_ms, relay_bat
     tail_pg *t = (tail_pg *)base;
     if (t == NULL || out == NULL || max == 0)
         return txm_errf(err, TXM_INVALID, "tail_pg next: NULL argument or max 0");
-    long long deadline = mono_ms() + (wait_ms > 0 ? wait_ms : 0);
+    long long deadline = relay_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
     /* Reconnecting is part of reading: while PostgreSQL is away each call
      * tries once and returns TXM_DB, and the caller backs off. */
     txm_status st = t->streaming ? TXM_OK : start_stream(t, err);
@@ -819,7 +798,7 @@ static const relay_tailer_ops pg_ops = {
 static txm_status tailer_new(const relay_tail_config *cfg, tail_pg **out, txm_error *err)
 {
     const char *slot = cfg->slot_name;
-    const char *pub = cfg->publication_name != NULL ? cfg->publication_name : DEFAULT_PUBLICATION;
+    const char *pub = cfg->publication_name != NULL ? cfg->publication_name : TXM_PUBLICATION_NAME;
     /* No default: a tailer that picked some slot by itself would start at
      * that slot's position and skip what the relay's own slot holds. */
     if (slot == NULL)
@@ -830,8 +809,8 @@ static txm_status tailer_new(const relay_tail_config *cfg, tail_pg **out, txm_er
     if (!valid_name(pub))
         return txm_errf(err, TXM_INVALID,
                         "relay: publication name \"%.64s\" is not [a-z0-9_]{1,63}", pub);
-    tail_pg *t = txm__calloc(1, sizeof *t);
-    if (t == NULL || (t->url = txm__strdup(cfg->database_url)) == NULL) {
+    tail_pg *t = calloc(1, sizeof *t);
+    if (t == NULL || (t->url = strdup(cfg->database_url)) == NULL) {
         free(t);
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     }

@@ -74,18 +74,12 @@ static int setup(void **state)
     if (fx == NULL)
         return -1;
     *state = fx;
-    if (!txm_testdb_available(TXM_TEST_PG))
-        return 0;
-    fx->url = txm_testdb_create(TXM_TEST_PG);
-    if (fx->url == NULL)
-        return -1;
     txm_db_options o;
     txm_db_options_init(&o);
-    txm_error err;
-    if (txm_db_open(fx->url, &o, &fx->db, &err) != TXM_OK) {
-        fprintf(stderr, "setup: open %s: %s\n", fx->url, err.text);
+    if (txm_testdb_open(TXM_TEST_PG, &o, &fx->url, &fx->db) != 0)
         return -1;
-    }
+    if (fx->db == NULL)
+        return 0;
     /* Slots belong to the cluster, not the database: one name per test. */
     snprintf(fx->slot, sizeof fx->slot, "txmtest_slot_%d_%d", (int)getpid(), counter++);
     fx->cfg.database_url = fx->url;
@@ -120,8 +114,7 @@ static int teardown(void **state)
     fixture *fx = *state;
     if (fx->url != NULL)
         drop_slot(fx->slot);
-    txm_db_close(fx->db);
-    txm_testdb_drop(TXM_TEST_PG, fx->url);
+    txm_testdb_close(TXM_TEST_PG, fx->url, fx->db);
     free(fx);
     return 0;
 }
@@ -129,10 +122,7 @@ static int teardown(void **state)
 static fixture *get(void **state)
 {
     fixture *fx = *state;
-    if (fx->db == NULL) {
-        fprintf(stderr, "skipped: postgresql not available (set TXMSG_TEST_PG_URL)\n");
-        skip();
-    }
+    txm_testdb_require(TXM_TEST_PG, fx->db);
     return fx;
 }
 
@@ -533,18 +523,6 @@ static void tail_pg_rejects_bad_names(void **state)
     assert_null(t);
 }
 
-static bool slot_exists(fixture *fx)
-{
-    txm_value p = TXM_TEXT(fx->slot);
-    txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(fx->db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                                 &p, 1, &rows, NULL, NULL),
-                     TXM_OK);
-    bool found = txm_rows_count(rows) == 1;
-    txm_rows_free(rows);
-    return found;
-}
-
 /* Rows committed before the tailer's slot exists would never be decoded
  * from it: while any is not dispatched, opening refuses (and says why),
  * drops the slot it made, and tries again on the next open. */
@@ -561,7 +539,7 @@ static void tail_pg_refuses_a_new_slot_over_undispatched_rows(void **state)
         fx->log_errors = 0;
         assert_int_equal(relay_tail_open_pg(&cfg, &t, &err), TXM_STATE);
         assert_null(t);
-        assert_false(slot_exists(fx));
+        assert_false(txm_testdb_pg_slot_exists(fx->db, fx->slot));
         assert_int_equal(fx->log_errors, 1);
         assert_non_null(strstr(fx->last_error, fx->slot));
         assert_non_null(strstr(fx->last_error, "2 outbox rows not dispatched"));
@@ -575,7 +553,7 @@ static void tail_pg_refuses_a_new_slot_over_undispatched_rows(void **state)
     assert_int_equal(txm_outbox_mark_dispatched(fx->db, ids, 2, &marked, NULL), TXM_OK);
     assert_int_equal(marked, 2);
     relay_tailer *t = open_tailer(fx);
-    assert_true(slot_exists(fx));
+    assert_true(txm_testdb_pg_slot_exists(fx->db, fx->slot));
     txm_msg *sent[1] = {0};
     commit_messages(fx, 1, "order--created", false, sent);
     reading r = {0};

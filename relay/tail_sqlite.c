@@ -7,16 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "core/alloc.h"
-#include "db/wal_watch.h"
 #include "tail.h"
 
 typedef struct sqlite_tailer {
     relay_tailer base;
     txm_db *db;
-    txm__wal_watch *watch;
     char *cursor_name;
     int64_t read_seq;      /* last sequence handed out by next() */
     int64_t confirmed_seq; /* last sequence stored in the cursor row */
@@ -54,28 +50,23 @@ static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_
     return st;
 }
 
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static txm_status sqlite_next(relay_tailer *base, size_t max, int wait_ms, relay_batch *out,
                               txm_error *err)
 {
     sqlite_tailer *t = (sqlite_tailer *)base;
-    long long end = mono_ms() + wait_ms;
+    long long end = relay_mono_ms() + wait_ms;
     for (;;) {
         txm_status st = read_rows(t, max, out, err);
         if (st != TXM_OK || out->count > 0)
             return st;
-        long long left = end - mono_ms();
+        long long left = end - relay_mono_ms();
         if (left <= 0)
             return TXM_OK;
-        /* A commit between the query and the wait is not lost: the watch
-         * queues its event, so the wait returns at once. */
-        txm__wal_watch_wait(t->watch, (int)(left < 1000 ? left : 1000));
+        /* A commit between the query and the wait is not lost: the watch,
+         * started at open, queues its event, so the wait returns at once. */
+        st = txm_db_wait_for_commit(t->db, (int)(left < 1000 ? left : 1000), err);
+        if (st != TXM_OK)
+            return st;
     }
 }
 
@@ -104,7 +95,6 @@ static void sqlite_close(relay_tailer *base)
     sqlite_tailer *t = (sqlite_tailer *)base;
     if (t == NULL)
         return;
-    txm__wal_watch_close(t->watch);
     txm_db_close(t->db);
     free(t->cursor_name);
     free(t);
@@ -120,11 +110,11 @@ static const relay_tailer_ops sqlite_ops = {
 txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out, txm_error *err)
 {
     *out = NULL;
-    sqlite_tailer *t = txm__calloc(1, sizeof *t);
+    sqlite_tailer *t = calloc(1, sizeof *t);
     if (t == NULL)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     t->base.ops = &sqlite_ops;
-    t->cursor_name = txm__strdup(cfg->cursor_name != NULL ? cfg->cursor_name : "default");
+    t->cursor_name = strdup(cfg->cursor_name != NULL ? cfg->cursor_name : "default");
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 1;
@@ -133,7 +123,7 @@ txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **o
     txm_status st = t->cursor_name == NULL ? txm_errf(err, TXM_NOMEM, "relay: out of memory")
                                            : txm_db_open(cfg->database_url, &o, &t->db, err);
     if (st == TXM_OK)
-        st = txm__wal_watch_open(cfg->database_url + strlen("sqlite:"), &t->watch, err);
+        st = txm_db_wait_for_commit(t->db, 0, err); /* starts watching before the first read */
     txm_value p = TXM_TEXT(t->cursor_name);
     txm_rows *rows = NULL;
     if (st == TXM_OK)

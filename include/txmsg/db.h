@@ -46,6 +46,16 @@ TXM_API txm_status txm_db_open(const char *url, const txm_db_options *opts, txm_
 /* Closes every connection. NULL-safe. No unit of work may be open. */
 TXM_API void txm_db_close(txm_db *db);
 
+/* SQLite: returns TXM_OK when another connection or process may have
+ * committed to the database, or after timeout_ms (spurious returns are
+ * allowed: the caller reads again). The first call starts watching the
+ * database's files and queues every commit from then on, so a commit between
+ * a read and the next wait is not lost; timeout_ms 0 only starts watching.
+ * TXM_UNSUPPORTED on PostgreSQL, TXM_INVALID for a NULL db or a negative
+ * timeout. Owns: the watch belongs to db and ends with txm_db_close.
+ * Thread: one thread at a time per db. */
+TXM_API txm_status txm_db_wait_for_commit(txm_db *db, int timeout_ms, txm_error *err);
+
 /* "sqlite" or "postgresql": applications write their own SQL per dialect. */
 TXM_API const char *txm_db_dialect(const txm_db *db);
 

@@ -34,6 +34,14 @@ TXM_API txm_status txm_outbox_get(txm_db *db, const char *message_id, txm_outbox
 TXM_API txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids,
                                               size_t count, size_t *marked, txm_error *err);
 
+/* As txm_outbox_mark_dispatched, for rows not dispatched yet only: *marked
+ * counts the rows this call marked, so a retry for rows another snapshot
+ * could not see yet does not count the others twice (the relay's marker).
+ * TXM_INVALID for a NULL db, or NULL ids with count > 0; TXM_DB on database
+ * errors. Borrows message_ids. Thread: any. */
+TXM_API txm_status txm_outbox_mark_dispatched_new(txm_db *db, const char *const *message_ids,
+                                                  size_t count, size_t *marked, txm_error *err);
+
 /* Frees a list from txm_outbox_list (txmsg/admin.h): its count entries and
  * the array. NULL-safe. */
 TXM_API void txm_outbox_list_free(txm_outbox_entry **list, size_t count);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "txmsg/api.h"
+#include "txmsg/db.h"
 #include "txmsg/error.h"
 #include "txmsg/log.h"
 #include "txmsg/status.h"
@@ -93,6 +94,15 @@ TXM_API txm_status txm_metrics_gauge_fn(txm_metrics *m, const char *name, const 
 TXM_API txm_status txm_metrics_counter_fn(txm_metrics *m, const char *name, const char *help,
                                           const char *const *labels, txm_metrics_value_fn fn,
                                           void *ctx, txm_error *err);
+
+/* Registers the outbox backlog gauges of db, read through the outbox
+ * repository each time m is rendered: txmsg_outbox_not_dispatched (rows not
+ * marked dispatched) and txmsg_outbox_oldest_not_dispatched_age_seconds (0
+ * when there are none). A render while the database is away fails those
+ * series only. Statuses as txm_metrics_gauge_fn; TXM_INVALID for a NULL m
+ * or db. Borrows: db, which must stay open while m may be rendered.
+ * Thread: any. */
+TXM_API txm_status txm_metrics_add_outbox(txm_metrics *m, txm_db *db, txm_error *err);
 
 /* Renders every series in the Prometheus text exposition format 0.0.4:
  * "# HELP" and "# TYPE" once per family, families and series in the order

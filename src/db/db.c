@@ -85,11 +85,30 @@ void txm_db_close(txm_db *db)
         return;
     for (int i = 0; i < db->n_idle; i++)
         db->drv->disconnect(db->idle[i]);
+    txm__wal_watch_close(db->watch);
     pthread_cond_destroy(&db->cv);
     pthread_mutex_destroy(&db->mu);
     free(db->idle);
     free(db->url);
     free(db);
+}
+
+txm_status txm_db_wait_for_commit(txm_db *db, int timeout_ms, txm_error *err)
+{
+    if (db == NULL || timeout_ms < 0)
+        return txm_errf(err, TXM_INVALID, "db_wait_for_commit: NULL db or negative timeout");
+    if (db->drv->id != TXM__DIALECT_SQLITE)
+        return txm_errf(err, TXM_UNSUPPORTED, "db_wait_for_commit: SQLite only");
+    /* The watch queues what happens after it opens, so a commit between the
+     * caller's last read and its wait is not lost once the watch exists. */
+    if (db->watch == NULL) {
+        txm_status st = txm__wal_watch_open(db->url + strlen("sqlite:"), &db->watch, err);
+        if (st != TXM_OK)
+            return st;
+    }
+    if (timeout_ms > 0)
+        txm__wal_watch_wait(db->watch, timeout_ms);
+    return TXM_OK;
 }
 
 const char *txm_db_dialect(const txm_db *db)

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "db/db.h"
+#include "db/wal_watch.h"
 
 /* A driver. Connections are opaque txm__conn pointers owned by the pool;
  * each is used by one thread at a time, so drivers need no locking. */
@@ -41,6 +42,9 @@ struct txm_db {
     txm__conn **idle;  /* pool_size slots */
     int n_idle;
     int n_open; /* idle + in use */
+    /* SQLite: the WAL watch of txm_db_wait_for_commit, opened by its first
+     * call; NULL until then and on PostgreSQL. Used by one thread at a time. */
+    txm__wal_watch *watch;
 };
 
 /* The number of statements each connection keeps prepared. */

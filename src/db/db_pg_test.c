@@ -38,29 +38,18 @@ static int setup(void **state)
     if (fx == NULL)
         return -1;
     *state = fx;
-    if (!txm_testdb_available(TXM_TEST_PG))
-        return 0;
-    fx->url = txm_testdb_create(TXM_TEST_PG);
-    if (fx->url == NULL)
-        return -1;
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 2;
     o.log = record_log;
     o.log_ctx = fx;
-    txm_error err;
-    if (txm_db_open(fx->url, &o, &fx->db, &err) != TXM_OK) {
-        fprintf(stderr, "setup: open %s: %s\n", fx->url, err.text);
-        return -1;
-    }
-    return 0;
+    return txm_testdb_open(TXM_TEST_PG, &o, &fx->url, &fx->db);
 }
 
 static int teardown(void **state)
 {
     pg_fixture *fx = *state;
-    txm_db_close(fx->db);
-    txm_testdb_drop(TXM_TEST_PG, fx->url);
+    txm_testdb_close(TXM_TEST_PG, fx->url, fx->db);
     free(fx);
     return 0;
 }
@@ -68,10 +57,7 @@ static int teardown(void **state)
 static pg_fixture *get(void **state)
 {
     pg_fixture *fx = *state;
-    if (fx->db == NULL) {
-        fprintf(stderr, "skipped: postgresql not available (set TXMSG_TEST_PG_URL)\n");
-        skip();
-    }
+    txm_testdb_require(TXM_TEST_PG, fx->db);
     return fx;
 }
 

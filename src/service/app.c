@@ -142,33 +142,6 @@ static txm_status configure(txm_app *app, const txm_app_options *o, txm_error *e
 
 /* ---- metrics ---- */
 
-static txm_status outbox_pending_fn(void *ctx, double *value)
-{
-    txm_app *app = ctx;
-    bool pg = strcmp(txm_db_dialect(app->db), "postgresql") == 0;
-    const char *sql = pg ? "SELECT COUNT(*) FROM txmsg_outbox WHERE NOT is_dispatched"
-                         : "SELECT COUNT(*) FROM txmsg_outbox WHERE is_dispatched = 0";
-    txm_rows *rows = NULL;
-    txm_status st = txm_db_exec(app->db, sql, NULL, 0, &rows, NULL, NULL);
-    if (st == TXM_OK && txm_rows_count(rows) == 1)
-        *value = (double)txm_rows_int(rows, 0, 0);
-    else if (st == TXM_OK)
-        st = TXM_DB;
-    txm_rows_free(rows);
-    return st;
-}
-
-static txm_status outbox_age_fn(void *ctx, double *value)
-{
-    txm_app *app = ctx;
-    int64_t age_us = 0;
-    bool found = false;
-    txm_status st = txm_outbox_oldest_age(app->db, &age_us, &found, NULL);
-    if (st == TXM_OK)
-        *value = found && age_us > 0 ? (double)age_us / 1e6 : 0.0;
-    return st;
-}
-
 static txm_status stats_of(void *ctx, txm_consumer_stats *s)
 {
     const app_queue *q = ctx;
@@ -235,18 +208,6 @@ static txm_status register_queue_metrics(txm_app *app, app_queue *q, txm_error *
         st =
             txm_metrics_gauge_fn(m, "txmsg_dlq_depth", "Messages in the queue's dead-letter queue.",
                                  labels, dlq_depth_fn, q, err);
-    return st;
-}
-
-static txm_status register_outbox_metrics(txm_app *app, txm_error *err)
-{
-    txm_status st = txm_metrics_gauge_fn(app->metrics, "txmsg_outbox_not_dispatched",
-                                         "Outbox messages not yet marked dispatched.", NULL,
-                                         outbox_pending_fn, app, err);
-    if (st == TXM_OK)
-        st = txm_metrics_gauge_fn(app->metrics, "txmsg_outbox_oldest_not_dispatched_age_seconds",
-                                  "Age of the oldest not-dispatched outbox message; 0 if none.",
-                                  NULL, outbox_age_fn, app, err);
     return st;
 }
 
@@ -318,7 +279,7 @@ static txm_status open_parts(txm_app *app, txm_error *err)
     if (st == TXM_OK)
         st = txm_http_route(app->http, "GET", app->health_path, app_health, app, err);
     if (st == TXM_OK)
-        st = register_outbox_metrics(app, err);
+        st = txm_metrics_add_outbox(app->metrics, app->db, err);
     return st;
 }
 

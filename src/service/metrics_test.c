@@ -12,6 +12,7 @@
 #include <pthread.h>
 
 #include "core/alloc.h"
+#include "testdb.h"
 #include "txmsg/service.h"
 
 /* ---- a strict parser of the text format ---- */
@@ -533,6 +534,35 @@ static void metrics_out_of_memory_fails_cleanly(void **state)
     }
 }
 
+/* The outbox gauges read the outbox at each render: one row not dispatched,
+ * then none (age 0). */
+static void metrics_outbox_gauges_follow_the_outbox(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    txm_metrics *m = NULL;
+    assert_int_equal(txm_metrics_new(&m, NULL), TXM_OK);
+    assert_int_equal(txm_metrics_add_outbox(m, fx->db, NULL), TXM_OK);
+    assert_int_equal(txm_metrics_add_outbox(NULL, fx->db, NULL), TXM_INVALID);
+    txm_uow *uow = NULL;
+    txm_msg *msg = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_msg_new("order--created", "order-1", NULL, "{}", &msg, NULL), TXM_OK);
+    char id[TXM_UUID_LEN + 1];
+    memcpy(id, txm_msg_id(msg), sizeof id);
+    assert_int_equal(txm_outbox_publish(uow, &msg, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    char *text = render(m);
+    assert_line(text, "txmsg_outbox_not_dispatched", "1");
+    txm_free(text);
+    const char *ids[] = {id};
+    assert_int_equal(txm_outbox_mark_dispatched(fx->db, ids, 1, NULL, NULL), TXM_OK);
+    text = render(m);
+    assert_line(text, "txmsg_outbox_not_dispatched", "0");
+    assert_line(text, "txmsg_outbox_oldest_not_dispatched_age_seconds", "0");
+    txm_free(text);
+    txm_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +577,7 @@ int main(void)
         cmocka_unit_test(metrics_series_limit_gives_too_big),
         cmocka_unit_test(metrics_concurrent_updates_are_not_lost),
         cmocka_unit_test(metrics_out_of_memory_fails_cleanly),
+        TXM_TEST_BOTH(metrics_outbox_gauges_follow_the_outbox),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

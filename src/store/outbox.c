@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "core/alloc.h"
-#include "store/store.h"
 #include "store/store_int.h"
 #include "txmsg/admin.h"
 #include "txmsg/outbox.h"
@@ -195,8 +194,8 @@ txm_status txm_outbox_mark_dispatched(txm_db *db, const char *const *message_ids
     return mark(db, SQLITE_MARK, PG_MARK, message_ids, count, marked, err);
 }
 
-txm_status txm__outbox_mark_new(txm_db *db, const char *const *message_ids, size_t count,
-                                size_t *marked, txm_error *err)
+txm_status txm_outbox_mark_dispatched_new(txm_db *db, const char *const *message_ids, size_t count,
+                                          size_t *marked, txm_error *err)
 {
     return mark(db, SQLITE_MARK_NEW, PG_MARK_NEW, message_ids, count, marked, err);
 }

@@ -101,6 +101,30 @@ static void outbox_mark_dispatched_twice_counts_two(void **state)
     txm_outbox_entry_free(e);
 }
 
+/* The marker's retry: only rows not dispatched yet are marked and counted,
+ * so a row marked before keeps its dispatch count. */
+static void outbox_mark_dispatched_new_counts_only_rows_not_dispatched(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    char ids[3][TXM_UUID_LEN + 1];
+    publish_three(fx->db, ids);
+    const char *first[] = {ids[0]};
+    size_t marked = 0;
+    assert_int_equal(txm_outbox_mark_dispatched(fx->db, first, 1, &marked, NULL), TXM_OK);
+    const char *all[] = {ids[0], ids[1], ids[2], "no-such-id"};
+    assert_int_equal(txm_outbox_mark_dispatched_new(fx->db, all, 4, &marked, NULL), TXM_OK);
+    assert_int_equal(marked, 2);
+    assert_int_equal(txm_outbox_mark_dispatched_new(fx->db, all, 4, &marked, NULL), TXM_OK);
+    assert_int_equal(marked, 0);
+    txm_outbox_entry *e = NULL;
+    assert_int_equal(txm_outbox_get(fx->db, ids[0], &e, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_entry_dispatch_count(e), 1);
+    txm_outbox_entry_free(e);
+    int64_t left = -1;
+    assert_int_equal(txm_outbox_count_not_dispatched(fx->db, &left, NULL), TXM_OK);
+    assert_int_equal(left, 0);
+}
+
 static void outbox_get_returns_the_stored_message(void **state)
 {
     txm_fixture *fx = txm_fixture_get(state);
@@ -204,6 +228,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TXM_TEST_BOTH(outbox_three_in_one_uow_list_oldest_first),
         TXM_TEST_BOTH(outbox_mark_dispatched_twice_counts_two),
+        TXM_TEST_BOTH(outbox_mark_dispatched_new_counts_only_rows_not_dispatched),
         TXM_TEST_BOTH(outbox_get_returns_the_stored_message),
         TXM_TEST_BOTH(outbox_same_id_twice_is_already_published),
         TXM_TEST_BOTH(outbox_oldest_age_tracks_not_dispatched),

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "testbroker.h"
+#include "testconsumer.h"
 #include "txmsg/txmsg.h"
 
 typedef struct fixture {
@@ -225,12 +226,8 @@ static txm_status count_and_apply(void *arg, txm_uow *uow, const txm_msg *msg, t
 static txm_consumer *start_consumer(fixture *fx, handler_ctx *h, int visibility_ms)
 {
     txm_consumer_options co;
-    txm_consumer_options_init(&co);
-    co.backoff_base_ms = 50;
-    co.backoff_max_ms = 200;
     txm_handler_options ho;
-    txm_handler_options_init(&ho);
-    ho.wait_ms = 100;
+    txm_test_consumer_options(&co, &ho);
     ho.subscription.visibility_timeout_ms = visibility_ms;
     txm_consumer *c = NULL;
     txm_error err;

@@ -1391,7 +1391,7 @@ static void wait_health(stack *st, int port, const char *path, int http_status, 
 static int broker_port(const stack *st)
 {
     const char *colon = strrchr(st->broker_url, ':');
-    return colon != NULL ? atoi(colon + 1) : 0;
+    return colon != NULL ? (int)strtol(colon + 1, NULL, 10) : 0;
 }
 
 /* Services and relays started while nats-server is down: the services

@@ -314,18 +314,6 @@ static int64_t foreign_slots(txm_relay_fixture *fx)
     return n;
 }
 
-static bool slot_exists(txm_relay_fixture *fx)
-{
-    txm_value p = TXM_TEXT(fx->slot);
-    txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(fx->db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1",
-                                 &p, 1, &rows, NULL, NULL),
-                     TXM_OK);
-    bool found = txm_rows_count(rows) == 1;
-    txm_rows_free(rows);
-    return found;
-}
-
 /* Issue #9: a publish fails (the broker is down), PostgreSQL restarts while
  * the relay backs off (its pooled session dies), and the broker comes back.
  * The relay, started without --slot so that it looks the name up, stays on
@@ -365,7 +353,7 @@ static void relay_keeps_its_slot_across_broker_failure_and_postgresql_restart(vo
     int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(foreign_slots(fx), 0);
-    assert_true(slot_exists(fx));
+    assert_true(txm_testdb_pg_slot_exists(fx->db, fx->slot));
     assert_false(txm_relay_log_wait(fx, "created replication slot", 0));
 }
 
@@ -416,7 +404,7 @@ static void relay_refuses_a_new_slot_over_undispatched_rows(void **state)
     assert_true(txm_relay_log_wait(fx, "streaming from slot", 20000));
     assert_true(txm_relay_log_wait(fx, "created replication slot", 0));
     commit_and_expect(fx, &nm, OLD, 5);
-    assert_true(slot_exists(fx));
+    assert_true(txm_testdb_pg_slot_exists(fx->db, fx->slot));
     status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(foreign_slots(fx), 0);

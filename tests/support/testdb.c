@@ -127,6 +127,52 @@ void txm_testdb_drop(txm_test_backend b, char *url)
 const txm_test_backend txm_backend_sqlite = TXM_TEST_SQLITE;
 const txm_test_backend txm_backend_pg = TXM_TEST_PG;
 
+int txm_testdb_open(txm_test_backend b, const txm_db_options *o, char **url, txm_db **db)
+{
+    *url = NULL;
+    *db = NULL;
+    if (!txm_testdb_available(b))
+        return 0;
+    *url = txm_testdb_create(b);
+    if (*url == NULL)
+        return -1;
+    txm_db_options defaults;
+    txm_db_options_init(&defaults);
+    defaults.pool_size = 16;
+    txm_error err;
+    if (txm_db_open(*url, o != NULL ? o : &defaults, db, &err) != TXM_OK) {
+        fprintf(stderr, "setup: open %s: %s\n", *url, err.text);
+        return -1;
+    }
+    return 0;
+}
+
+void txm_testdb_close(txm_test_backend b, char *url, txm_db *db)
+{
+    txm_db_close(db);
+    txm_testdb_drop(b, url);
+}
+
+void txm_testdb_require(txm_test_backend b, const txm_db *db)
+{
+    if (db == NULL) {
+        fprintf(stderr, "skipped: %s not available (set TXMSG_TEST_PG_URL)\n", txm_testdb_name(b));
+        skip();
+    }
+}
+
+bool txm_testdb_pg_slot_exists(txm_db *db, const char *slot)
+{
+    txm_value p = TXM_TEXT(slot);
+    txm_rows *rows = NULL;
+    assert_int_equal(txm_db_exec(db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &p,
+                                 1, &rows, NULL, NULL),
+                     TXM_OK);
+    bool found = txm_rows_count(rows) == 1;
+    txm_rows_free(rows);
+    return found;
+}
+
 int txm_fixture_setup(void **state)
 {
     txm_fixture *fx = calloc(1, sizeof *fx);
@@ -134,20 +180,7 @@ int txm_fixture_setup(void **state)
         return -1;
     fx->backend = *(const txm_test_backend *)*state;
     *state = fx;
-    if (!txm_testdb_available(fx->backend))
-        return 0;
-    fx->url = txm_testdb_create(fx->backend);
-    if (fx->url == NULL)
-        return -1;
-    txm_error err;
-    txm_db_options o;
-    txm_db_options_init(&o);
-    o.pool_size = 16;
-    if (txm_db_open(fx->url, &o, &fx->db, &err) != TXM_OK) {
-        fprintf(stderr, "fixture: open %s: %s\n", fx->url, err.text);
-        return -1;
-    }
-    return 0;
+    return txm_testdb_open(fx->backend, NULL, &fx->url, &fx->db);
 }
 
 int txm_fixture_teardown(void **state)
@@ -155,8 +188,7 @@ int txm_fixture_teardown(void **state)
     txm_fixture *fx = *state;
     if (fx == NULL)
         return 0;
-    txm_db_close(fx->db);
-    txm_testdb_drop(fx->backend, fx->url);
+    txm_testdb_close(fx->backend, fx->url, fx->db);
     free(fx);
     return 0;
 }
@@ -164,11 +196,7 @@ int txm_fixture_teardown(void **state)
 txm_fixture *txm_fixture_get(void **state)
 {
     txm_fixture *fx = *state;
-    if (fx->db == NULL) {
-        fprintf(stderr, "skipped: %s not available (set TXMSG_TEST_PG_URL)\n",
-                txm_testdb_name(fx->backend));
-        skip();
-    }
+    txm_testdb_require(fx->backend, fx->db);
     return fx;
 }
 

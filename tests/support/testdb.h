@@ -35,6 +35,22 @@ typedef struct txm_fixture {
 extern const txm_test_backend txm_backend_sqlite;
 extern const txm_test_backend txm_backend_pg;
 
+/* Creates a fresh database on backend b and opens it (migrated) with o,
+ * NULL for the fixture's options (a pool of 16). Returns 0 with *url and
+ * *db NULL when b is not available, -1 after saying why when creating or
+ * opening fails (*url, if set, is still the caller's to drop). */
+int txm_testdb_open(txm_test_backend b, const txm_db_options *o, char **url, txm_db **db);
+
+/* Closes db and drops the database at url (frees url). NULL-safe. */
+void txm_testdb_close(txm_test_backend b, char *url, txm_db *db);
+
+/* Skips the running test when db is NULL: its backend is not available. */
+void txm_testdb_require(txm_test_backend b, const txm_db *db);
+
+/* PostgreSQL: whether the replication slot exists (the test fails when
+ * the query does). */
+bool txm_testdb_pg_slot_exists(txm_db *db, const char *slot);
+
 /* setup: *state points to a txm_test_backend on entry, a txm_fixture after. */
 int txm_fixture_setup(void **state);
 int txm_fixture_teardown(void **state);
