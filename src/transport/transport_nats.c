@@ -882,17 +882,44 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
     return TXM_OK;
 }
 
-/* One no-wait pull request on a private inbox: JetStream answers at once
- * with what is available (or 404/408). Requests with an expiry are not
- * used: nats-server 2.9 loses a redelivery that becomes due while an expired
- * request is still queued (it counts the delivery, sends nothing, and the
- * message comes back only after another lease, one receive count higher). */
+/* True, and noted, when the queue's last expiring pull is SWEEP_MS old. */
+static bool sweep_due(txm__broker *b, const char *queue)
+{
+    int64_t now = nats_Now();
+    bool due = false;
+    pthread_mutex_lock(&b->mu);
+    nqueue *q = queue_find(b, queue);
+    if (q != NULL && now - q->swept_ms >= SWEEP_MS) {
+        q->swept_ms = now;
+        due = true;
+    }
+    pthread_mutex_unlock(&b->mu);
+    return due;
+}
+
+/* One pull request on a private inbox. Mostly no-wait: JetStream answers
+ * at once with what is available (or 404/408). Requests with an expiry are
+ * the exception: nats-server 2.9 loses a redelivery that becomes due while
+ * an expired request is still queued (it counts the delivery, sends
+ * nothing, and the message comes back only after another lease, one receive
+ * count higher). But the same server, restarted after a crash, restores a
+ * consumer's unacknowledged deliveries and hands them out again only to a
+ * request that waits, never to a no-wait one: they would stay "ack pending"
+ * for ever (reproduced: SIGKILL with deliveries outstanding, restart, no-wait
+ * pulls for seconds get none of them, one expiring pull gets them all). So
+ * every SWEEP_MS a queue's pull waits SWEEP_EXPIRES_MS; what it may count
+ * too often is caught by the consumer's inbox (deliver_exhausted). */
 static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg **got, size_t *n,
                            txm_error *err)
 {
-    char subject[SUBJECT_MAX], body[64];
+    char subject[SUBJECT_MAX], body[96];
     snprintf(subject, sizeof subject, "%s%s.%s", PULL_PREFIX, STREAM, q->durable);
-    snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
+    bool sweep = sweep_due(b, q->queue);
+    if (sweep)
+        snprintf(body, sizeof body, "{\"batch\":%zu,\"expires\":%lld}", max,
+                 (long long)SWEEP_EXPIRES_MS * NS_PER_MS);
+    else
+        snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
     natsInbox *inbox = NULL;
     natsSubscription *sub = NULL;
     bool complete = true; /* no request, no answer */
@@ -901,9 +928,11 @@ static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg *
         s = natsConnection_SubscribeSync(&sub, b->nc, inbox);
     if (s == NATS_OK)
         s = natsConnection_PublishRequestString(b->nc, subject, inbox, body);
-    txm_status st = s != NATS_OK ? txm__nats_nfail(err, s, 0, "pull request to", q->durable)
-                                 : read_pull(sub, q->queue, max, nats_Now() + b->api.Wait, got, n,
-                                             &complete, err);
+    txm_status st = s != NATS_OK
+                        ? txm__nats_nfail(err, s, 0, "pull request to", q->durable)
+                        : read_pull(sub, q->queue, max,
+                                    nats_Now() + b->api.Wait + (sweep ? SWEEP_EXPIRES_MS : 0), got,
+                                    n, &complete, err);
     /* A delivery arriving after this (only when the answer was cut off) is
      * lost to this receive and delivered again when its lease ends. */
     if (complete)

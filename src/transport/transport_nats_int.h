@@ -50,6 +50,8 @@
 #define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
 #define RECONNECT_WAIT_MS 250
 #define POLL_MS 100         /* a waiting receive looks for redeliveries this often */
+#define SWEEP_MS 1000       /* an expiring pull request per queue at most this often */
+#define SWEEP_EXPIRES_MS 20 /* its expiry */
 #define WAKE_DELAY_MS 1     /* from a publish seen to pulling it */
 #define WAKE_PENDING_MAX 64 /* publishes buffered to wake a receive; more are dropped */
 #define CLOSE_WAIT_MS 10000 /* for the closed callback at close */
@@ -67,6 +69,7 @@ typedef struct qinfo {
 /* A cached queue. Freed at close. */
 typedef struct nqueue {
     qinfo info;
+    int64_t swept_ms; /* nats_Now() of the queue's last expiring pull (see pull_sweep) */
     struct nqueue *next;
 } nqueue;
 

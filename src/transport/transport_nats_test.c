@@ -3,12 +3,14 @@
  * private one that the restart test stops and starts. */
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -810,6 +812,66 @@ static uint64_t stream_msgs(const char *url)
     return msgs;
 }
 
+/* Deliveries outstanding when nats-server is SIGKILLed come back after its
+ * restart. nats-server 2.9.10 restores them as "ack pending" but hands them
+ * out again only to a waiting pull request; a receiver that only sends
+ * no-wait requests would never see them (found by the chaos test). */
+static void nats_unacked_deliveries_come_back_after_a_server_crash(void **state)
+{
+    (void)state;
+    nats_url_or_skip();
+    char *dir = txm_test_mkdtemp();
+    int port = txm_test_free_port();
+    pid_t pid = txm_testnats_start(dir, port);
+    assert_true(pid > 0);
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    txm_transport *t = open_logged(url, 2000, NULL);
+    subscribe(t, "crash", "crash-q", 1000, 1000);
+    enum { N = 200 };
+    char ids[N][16];
+    txm_outgoing msgs[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof ids[i], "cr-%d", i);
+        msgs[i] = (txm_outgoing){"crash", ids[i], "{}", 2};
+    }
+    assert_int_equal(txm_transport_publish(t, msgs, N, NULL, NULL), TXM_OK);
+    txm_delivery **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_receive(t, "crash-q", N, 2000, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, N);
+    for (size_t i = N / 2; i < n; i++) /* the later half is done, the first half in hand */
+        assert_int_equal(txm_transport_ack(t, list[i], NULL), TXM_OK);
+    txm_delivery_list_free(list, n);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    pid = txm_testnats_start(dir, port);
+    assert_true(pid > 0);
+    bool seen[N] = {false};
+    int back = 0;
+    long long until = txm_test_now_ms() + 15000;
+    while (back < N / 2 && txm_test_now_ms() < until) {
+        if (txm_transport_receive(t, "crash-q", N, 500, &list, &n, NULL) != TXM_OK) {
+            txm_test_sleep_ms(100);
+            continue;
+        }
+        for (size_t i = 0; i < n; i++) {
+            int k = (int)strtol(txm_delivery_message_id(list[i]) + 3, NULL, 10);
+            if (k >= 0 && k < N / 2 && !seen[k]) {
+                seen[k] = true;
+                back++;
+            }
+            txm_transport_ack(t, list[i], NULL);
+        }
+        txm_delivery_list_free(list, n);
+    }
+    assert_int_equal(back, N / 2);
+    txm_transport_close(t);
+    txm_testnats_stop(pid);
+    txm_test_rmdir(dir);
+    free(dir);
+}
+
 static void nats_messages_survive_restart_and_handle_reconnects(void **state)
 {
     (void)state;
@@ -918,6 +980,7 @@ int main(void)
         cmocka_unit_test(nats_open_unreachable_fails_fast),
         cmocka_unit_test(nats_background_open_connects_when_server_appears),
         cmocka_unit_test(nats_messages_survive_restart_and_handle_reconnects),
+        cmocka_unit_test(nats_unacked_deliveries_come_back_after_a_server_crash),
     };
     return cmocka_run_group_tests(tests, start_private_server, stop_private_server);
 }
