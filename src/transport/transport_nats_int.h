@@ -50,8 +50,7 @@
 #define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
 #define RECONNECT_WAIT_MS 250
 #define POLL_MS 100         /* a waiting receive looks for redeliveries this often */
-#define SWEEP_MS 1000       /* an expiring pull request per queue at most this often */
-#define SWEEP_EXPIRES_MS 20 /* its expiry */
+#define RESCUE_MAX 10000    /* sequences a rescue hands back at most */
 #define WAKE_DELAY_MS 1     /* from a publish seen to pulling it */
 #define WAKE_PENDING_MAX 64 /* publishes buffered to wake a receive; more are dropped */
 #define CLOSE_WAIT_MS 10000 /* for the closed callback at close */
@@ -69,7 +68,8 @@ typedef struct qinfo {
 /* A cached queue. Freed at close. */
 typedef struct nqueue {
     qinfo info;
-    int64_t swept_ms; /* nats_Now() of the queue's last expiring pull (see pull_sweep) */
+    uint64_t rescued; /* b->connections when the queue's stuck deliveries were last
+                         handed back (see rescue_pending); 0: never */
     struct nqueue *next;
 } nqueue;
 
@@ -106,10 +106,11 @@ struct txm__broker {
     pubbatch *batch;
     pthread_mutex_t closed_mu; /* closing and closed */
     pthread_cond_t closed_cond;
-    bool closing;              /* close has begun: a disconnect is no news */
-    bool closed;               /* set by the closed callback */
-    atomic_bool streams_ready; /* ensure_streams succeeded on this connection */
-    bool deliver_exhausted;    /* return over-limit messages flagged, not dead-lettered */
+    bool closing;                     /* close has begun: a disconnect is no news */
+    bool closed;                      /* set by the closed callback */
+    atomic_bool streams_ready;        /* ensure_streams succeeded on this connection */
+    atomic_uint_fast64_t connections; /* 1 once connected, +1 per reconnection */
+    bool deliver_exhausted;           /* return over-limit messages flagged, not dead-lettered */
 };
 
 /* ---- Shared helpers (transport_nats.c) ---- */
