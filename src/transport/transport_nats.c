@@ -1018,19 +1018,23 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
 
 /* Messages left undelivered (an error midway) are destroyed unacked: their
  * lease runs out and they are delivered again. */
-/* True, and noted, when the queue has not been rescued on this connection. */
-static bool rescue_due(txm__broker *b, const char *queue)
+/* True when the queue was not rescued on connection gen yet. */
+static bool rescue_due(txm__broker *b, const char *queue, uint64_t gen)
 {
-    uint64_t now = atomic_load(&b->connections);
-    bool due = false;
     pthread_mutex_lock(&b->mu);
     nqueue *q = queue_find(b, queue);
-    if (q != NULL && q->rescued != now) {
-        q->rescued = now;
-        due = true;
-    }
+    bool due = q != NULL && q->rescued != gen;
     pthread_mutex_unlock(&b->mu);
     return due;
+}
+
+static void rescue_done(txm__broker *b, const char *queue, uint64_t gen)
+{
+    pthread_mutex_lock(&b->mu);
+    nqueue *q = queue_find(b, queue);
+    if (q != NULL)
+        q->rescued = gen;
+    pthread_mutex_unlock(&b->mu);
 }
 
 /* Hands back the deliveries a crash left stuck. nats-server 2.9.10,
@@ -1044,19 +1048,20 @@ static bool rescue_due(txm__broker *b, const char *queue)
  * the ack subject and checks the consumer sequence only against its range,
  * so every sequence between the ack floor and the last delivered one is
  * nakked once after each (re)connection. A delivery that a live receiver
- * still holds comes again too: the inbox makes that harmless. */
-static void rescue_pending(txm__broker *b, const qinfo *q)
+ * still holds comes again too: the inbox makes that harmless. False when
+ * the server could not be asked (the next receive tries again). */
+static bool rescue_pending(txm__broker *b, const qinfo *q)
 {
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     if (js_GetConsumerInfo(&ci, b->js, STREAM, q->durable, &b->api, &jerr) != NATS_OK)
-        return; /* tried again after the next reconnection */
+        return false;
     uint64_t floor = ci->AckFloor.Stream, top = ci->Delivered.Stream;
     uint64_t dseq = ci->Delivered.Consumer;
     int64_t held = ci->NumAckPending;
     jsConsumerInfo_Destroy(ci);
     if (held <= 0 || top <= floor)
-        return;
+        return true;
     if (top - floor > RESCUE_MAX)
         top = floor + RESCUE_MAX;
     for (uint64_t seq = floor + 1; seq <= top; seq++) {
@@ -1064,13 +1069,15 @@ static void rescue_pending(txm__broker *b, const qinfo *q)
         snprintf(subject, sizeof subject, "%s%s.%s.1.%" PRIu64 ".%" PRIu64 ".0.0", ACK_PREFIX,
                  STREAM, q->durable, seq, dseq);
         if (natsConnection_PublishString(b->nc, subject, "-NAK") != NATS_OK)
-            break;
+            return false;
     }
-    natsConnection_Flush(b->nc);
+    if (natsConnection_Flush(b->nc) != NATS_OK)
+        return false;
     txm_logf(b->log, b->log_ctx, TXM_LOG_INFO,
              "nats: queue %s: %lld deliveries pending after a (re)connection; sequences %" PRIu64
              "..%" PRIu64 " handed back",
              q->queue, (long long)held, floor + 1, top);
+    return true;
 }
 
 static txm_status nats_receive(txm__broker *b, const char *queue, size_t max, int wait_ms,
@@ -1082,8 +1089,9 @@ static txm_status nats_receive(txm__broker *b, const char *queue, size_t max, in
         st = txm__nats_queue_lookup(b, queue, &q, err);
     if (st != TXM_OK)
         return st;
-    if (rescue_due(b, queue))
-        rescue_pending(b, &q);
+    uint64_t gen = atomic_load(&b->connections);
+    if (rescue_due(b, queue, gen) && rescue_pending(b, &q))
+        rescue_done(b, queue, gen);
     natsMsg **got = txm__calloc(max, sizeof *got);
     txm_delivery **list = txm__calloc(max, sizeof *list);
     size_t ngot = 0, n = 0;
