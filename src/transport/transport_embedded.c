@@ -425,6 +425,23 @@ static txm_status with_conn(txm__broker *b, txn_mode mode, txn_fn fn, void *ctx,
     return st;
 }
 
+/* with_conn for an idempotent transaction (schema, declarations), tried
+ * again when SQLite answers SQLITE_BUSY without having waited in the busy
+ * handler, as it can in WAL mode while connections to a new file open and
+ * close (seen under parallel test load: two processes declaring on one new
+ * broker file got TXM_BUSY at once, about one run in ten). */
+static txm_status with_conn_retry(txm__broker *b, txn_mode mode, txn_fn fn, void *ctx,
+                                  txm_error *err)
+{
+    int64_t until = txm__mono_ms() + b->busy_timeout_ms;
+    txm_status st;
+    while ((st = with_conn(b, mode, fn, ctx, err)) == TXM_BUSY && txm__mono_ms() < until) {
+        struct timespec ts = {0, 2 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return st;
+}
+
 /* ---- open and close ---------------------------------------------------- */
 
 static txm_status schema_txn(conn *c, void *ctx, txm_error *err)
@@ -490,7 +507,7 @@ static txm_status embedded_open(const char *url, const txm_transport_options *o,
     txm_status st =
         b->path != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
     if (st == TXM_OK)
-        st = with_conn(b, TXN_WRITE, schema_txn, b, err);
+        st = with_conn_retry(b, TXN_WRITE, schema_txn, b, err);
     if (st != TXM_OK) {
         embedded_close(b);
         return st;
@@ -509,7 +526,7 @@ static txm_status topic_txn(conn *c, void *ctx, txm_error *err)
 
 static txm_status embedded_declare_topic(txm__broker *b, const char *topic, txm_error *err)
 {
-    return with_conn(b, TXN_NONE, topic_txn, (void *)topic, err);
+    return with_conn_retry(b, TXN_NONE, topic_txn, (void *)topic, err);
 }
 
 typedef struct sub_ctx {
@@ -577,7 +594,7 @@ static txm_status embedded_declare_subscription(txm__broker *b, const char *topi
         return txm_errf(err, TXM_INVALID,
                         "declare_subscription: dead-letter queue name %s is too long", dlq);
     sub_ctx x = {topic, queue, dlq, o};
-    return with_conn(b, TXN_WRITE, sub_txn, &x, err);
+    return with_conn_retry(b, TXN_WRITE, sub_txn, &x, err);
 }
 
 /* ---- publish ----------------------------------------------------------- */

@@ -482,15 +482,18 @@ static void *declarer_main(void *p)
 {
     declarer_arg *a = p;
     txm_transport *t = NULL;
-    a->worst = txm_transport_open(a->url, NULL, &t, NULL);
+    txm_error err = {0};
+    a->worst = txm_transport_open(a->url, NULL, &t, &err);
     for (int i = 0; i < 50 && a->worst == TXM_OK; i++) {
-        txm_status st = txm_transport_declare_topic(t, "order--created", NULL);
+        txm_status st = txm_transport_declare_topic(t, "order--created", &err);
         if (st == TXM_OK)
-            st = txm_transport_declare_subscription(t, "order--created", "qa", NULL, NULL);
+            st = txm_transport_declare_subscription(t, "order--created", "qa", NULL, &err);
         if (st == TXM_OK)
-            st = txm_transport_declare_subscription(t, "order--created", "qb", NULL, NULL);
+            st = txm_transport_declare_subscription(t, "order--created", "qb", NULL, &err);
         a->worst = st;
     }
+    if (a->worst != TXM_OK)
+        fprintf(stderr, "declarer: %s: %s\n", txm_status_name(a->worst), err.text);
     txm_transport_close(t);
     return NULL;
 }
