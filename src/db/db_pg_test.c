@@ -441,18 +441,6 @@ static void pg_unreachable_server_fails_with_one_line_error(void **state)
     assert_non_null(strstr(err.text, "no_such_option"));
 }
 
-static bool slot_exists(txm_db *db, const char *slot)
-{
-    txm_value p = TXM_TEXT(slot);
-    txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(db, "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", &p,
-                                 1, &rows, NULL, NULL),
-                     TXM_OK);
-    bool found = txm_rows_count(rows) == 1;
-    txm_rows_free(rows);
-    return found;
-}
-
 /* Opening a brand-new database created its slot before the outbox. Once the
  * outbox exists, a dropped slot is not created again at open (a new slot
  * never sees the rows before it; the relay checks for them): a warning
@@ -462,7 +450,7 @@ static void pg_migrate_creates_the_slot_only_for_a_new_schema(void **state)
     pg_fixture *fx = get(state);
     char slot[TXM_SLOT_NAME_MAX + 1];
     assert_int_equal(txm_db_relay_slot(fx->db, slot, NULL), TXM_OK);
-    assert_true(slot_exists(fx->db, slot));
+    assert_true(txm_testdb_pg_slot_exists(fx->db, slot));
     txm_value p = TXM_TEXT(slot);
     assert_int_equal(
         txm_db_exec(fx->db, "SELECT pg_drop_replication_slot($1)", &p, 1, NULL, NULL, NULL),
@@ -479,12 +467,12 @@ static void pg_migrate_creates_the_slot_only_for_a_new_schema(void **state)
     o.log_ctx = fx;
     txm_error err = {0};
     assert_int_equal(txm_db_open(fx->url, &o, &fx->db, &err), TXM_OK);
-    assert_false(slot_exists(fx->db, slot));
+    assert_false(txm_testdb_pg_slot_exists(fx->db, slot));
     assert_int_equal(fx->warnings, 1);
     assert_non_null(strstr(fx->last, slot));
     assert_non_null(strstr(fx->last, "missing"));
     assert_int_equal(txm_db_migrate(fx->db, &err), TXM_OK);
-    assert_false(slot_exists(fx->db, slot));
+    assert_false(txm_testdb_pg_slot_exists(fx->db, slot));
 }
 
 #define PG_TEST(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
