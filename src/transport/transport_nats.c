@@ -7,17 +7,19 @@
  * transport_nats_int.h.
  *
  * Layout on the server:
- * - stream TXMSG, subjects "txmsg.>", file storage, interest retention,
- *   de-duplication window 2 min on Nats-Msg-Id (= the message id).
- *   Interest retention gives SNS/SQS semantics: a message stays until every
- *   queue subscribed to its topic has acked it, and a message published to a
- *   topic nobody subscribes to is accepted and dropped. Redelivery, leases and
- *   durability are those of the consumers and do not depend on retention.
+ * - stream TXMSG, subjects "txmsg.>", file storage, limits retention (a
+ *   message is kept 14 days, as SQS's longest retention), de-duplication
+ *   window 2 min on Nats-Msg-Id (= the message id). Each queue's consumer
+ *   starts at the messages published after it was created, which gives
+ *   SNS/SQS semantics: a message published to a topic nobody subscribes to
+ *   reaches no queue. Interest retention, used first, lost messages across
+ *   server restarts (see ensure_stream). Redelivery, leases and durability
+ *   are those of the consumers.
  * - per queue a durable pull consumer on TXMSG. Its name is the queue name
  *   with '.' mapped to '_' (JetStream forbids '.' in consumer names), so
  *   queues "a.b" and "a_b" would collide: the second is refused with
  *   TXM_CONFLICT. FilterSubject txmsg.<topic>, AckPolicy explicit, AckWait =
- *   visibility timeout, DeliverPolicy all, MaxDeliver unlimited,
+ *   visibility timeout, DeliverPolicy new, MaxDeliver unlimited,
  *   Description "txmsg queue=<queue> dlq=<dead-letter queue> max=<max
  *   receive count>". The transport moves a message to the dead-letter queue
  *   itself: on the nack of its max_receive_count-th receive, or when a
@@ -271,8 +273,8 @@ static txm_status nats_connect(txm__broker *b, const char *url, int timeout_ms, 
     return TXM_OK;
 }
 
-/* The three streams: messages (interest retention: kept until every queue
- * of the topic acked them, and dropped when no queue listens, as SNS does),
+/* The three streams: messages (kept 14 days; each queue reads from when it
+ * was created),
  * dead letters, and the payload store (the newest version of each chunk
  * subject, kept as long as a message may wait in a queue or its dead-letter
  * queue). */
@@ -291,8 +293,16 @@ static txm_status ensure_stream(txm__broker *b, const char *name, const char *su
     cfg.Subjects = subj;
     cfg.SubjectsLen = 1;
     cfg.Storage = js_FileStorage;
-    cfg.Retention = kind == STREAM_MESSAGES ? js_InterestPolicy : js_LimitsPolicy;
+    /* Limits, not interest retention, for messages too: nats-server 2.9.10
+     * restarted (after SIGKILL, and after a clean SIGTERM as well) purged
+     * interest-stream messages that a queue had not received yet (the chaos
+     * test: an empty stream, consumers with nothing pending, orders never
+     * answered). Messages now stay MESSAGE_MAX_AGE_S, like SQS's longest
+     * retention, whatever the queues did with them. */
+    cfg.Retention = js_LimitsPolicy;
     cfg.AllowDirect = kind != STREAM_MESSAGES;
+    if (kind == STREAM_MESSAGES)
+        cfg.MaxAge = MESSAGE_MAX_AGE_S * 1000 * NS_PER_MS;
     if (kind == STREAM_PAYLOADS) {
         cfg.MaxMsgsPerSubject = 1;
         cfg.MaxAge = BLOB_MAX_AGE_S * 1000 * NS_PER_MS;
@@ -509,7 +519,9 @@ static void consumer_config(const qinfo *q, int visibility_ms, char filter[SUBJE
     cfg->Durable = q->durable;
     cfg->Description = desc;
     cfg->FilterSubject = filter;
-    cfg->DeliverPolicy = js_DeliverAll;
+    /* A new queue gets what is published from now on, as an SQS queue
+     * subscribed to an SNS topic: the stream also holds older messages. */
+    cfg->DeliverPolicy = js_DeliverNew;
     cfg->AckPolicy = js_AckExplicit;
     cfg->ReplayPolicy = js_ReplayInstant;
     cfg->AckWait = (int64_t)visibility_ms * NS_PER_MS;

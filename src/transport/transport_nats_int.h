@@ -25,6 +25,7 @@
 #define BLOB_SUBJECT_PREFIX "txmsg-blob."
 #define BLOB_CHUNK_LEN (512u << 10) /* under nats-server's default 1 MB max_payload */
 #define BLOB_MAX_AGE_S (14LL * 24 * 3600)
+#define MESSAGE_MAX_AGE_S (14LL * 24 * 3600) /* stream TXMSG keeps a message this long */
 #define HDR_CHUNKS "Txmsg-Chunks"
 
 #define PULL_PREFIX "$JS.API.CONSUMER.MSG.NEXT." /* + <stream>.<consumer> */

@@ -534,18 +534,28 @@ static void kill_random_process(chaos *c)
     chaos_log(c, "SIGKILL %s", p->name);
 }
 
+/* How nats-server is taken down: SIGKILL, or SIGTERM with
+ * TXM_CHAOS_NATS_SIGNAL=TERM (a clean shutdown, which with interest
+ * retention lost messages too). */
+static int nats_signal(void)
+{
+    const char *s = getenv("TXM_CHAOS_NATS_SIGNAL");
+    return s != NULL && strcmp(s, "TERM") == 0 ? SIGTERM : SIGKILL;
+}
+
 static void kill_nats(chaos *c)
 {
     if (c->nats == 0)
         return;
     int status = 0;
-    kill(c->nats, SIGKILL);
+    int sig = nats_signal();
+    kill(c->nats, sig);
     waitpid(c->nats, &status, 0);
     c->nats = 0;
     c->nats_kills++;
     int down = rand_between(500, 2500);
     c->nats_up_at = txm_test_now_ms() + down;
-    chaos_log(c, "SIGKILL nats-server (down for %d ms)", down);
+    chaos_log(c, "%s nats-server (down for %d ms)", sig == SIGKILL ? "SIGKILL" : "SIGTERM", down);
 }
 
 static void stop_pg(chaos *c)
