@@ -107,6 +107,18 @@ TXM_API txm_status txm_transport_receive(txm_transport *t, const char *queue, si
  * lease expired and another receiver holds it now. */
 TXM_API txm_status txm_transport_ack(txm_transport *t, txm_delivery *d, txm_error *err);
 
+/* Acknowledges n deliveries together, as txm_transport_ack does each, but
+ * in one exchange with the broker: NATS sends the acks without waiting for
+ * a reply to each and then makes one round trip, after which the server has
+ * read them all; the embedded broker removes them in one transaction.
+ * Leases and redelivery are as for txm_transport_ack: a delivery whose
+ * lease ran out may come back once more. results (may be NULL) receives a
+ * status per delivery; a delivery acked is settled, one that failed is not
+ * and can be acked, nacked or left to its lease. Returns TXM_OK when every
+ * delivery was acked, otherwise the first failure. */
+TXM_API txm_status txm_transport_ack_batch(txm_transport *t, txm_delivery *const *ds, size_t n,
+                                           txm_status *results, txm_error *err);
+
 /* Gives the message back, visible again after delay_ms. reason is kept as
  * its last error. When this was its max_receive_count-th receive it goes to
  * the dead-letter queue now. */

@@ -319,6 +319,64 @@ txm_status txm_transport_ack(txm_transport *t, txm_delivery *d, txm_error *err)
     return st;
 }
 
+txm_status txm_transport_ack_batch(txm_transport *t, txm_delivery *const *ds, size_t n,
+                                   txm_status *results, txm_error *err)
+{
+    if (t == NULL || (ds == NULL && n > 0))
+        return txm_errf(err, TXM_INVALID, "ack_batch: NULL argument");
+    txm_status *res = results;
+    if (res == NULL && n > 0 && (res = txm__calloc(n, sizeof *res)) == NULL)
+        return txm_errf(err, TXM_NOMEM, "ack_batch: out of memory");
+    /* Deliveries that cannot be acked are reported and left out. */
+    txm_delivery **ok = n > 0 ? txm__calloc(n, sizeof *ok) : NULL;
+    size_t *at = n > 0 ? txm__calloc(n, sizeof *at) : NULL;
+    txm_status first = TXM_OK;
+    size_t m = 0;
+    if (n > 0 && (ok == NULL || at == NULL))
+        first = txm_errf(err, TXM_NOMEM, "ack_batch: out of memory");
+    for (size_t i = 0; first != TXM_NOMEM && i < n; i++) {
+        txm_error e;
+        res[i] = check_settle(t, ds[i], &e);
+        if (res[i] == TXM_OK) {
+            ok[m] = ds[i];
+            at[m++] = i;
+        } else if (first == TXM_OK) {
+            first = res[i];
+            if (err != NULL)
+                *err = e;
+        }
+    }
+    txm_status *sub = m > 0 ? txm__calloc(m, sizeof *sub) : NULL;
+    if (m > 0 && sub == NULL && first == TXM_OK)
+        first = txm_errf(err, TXM_NOMEM, "ack_batch: out of memory");
+    if (sub != NULL) {
+        txm_error e;
+        txm_error_clear(&e);
+        if (t->ops->ack_batch != NULL) {
+            t->ops->ack_batch(t->broker, ok, m, sub, &e);
+        } else {
+            for (size_t k = 0; k < m; k++)
+                sub[k] = t->ops->ack(t->broker, ok[k], &e);
+        }
+        for (size_t k = 0; k < m; k++) {
+            res[at[k]] = sub[k];
+            if (sub[k] == TXM_OK)
+                ok[k]->settled = true;
+            else if (first == TXM_OK) {
+                first = sub[k];
+                if (err != NULL)
+                    *err = e;
+            }
+        }
+    }
+    free(sub);
+    free(ok);
+    free(at);
+    if (res != results)
+        free(res);
+    return first;
+}
+
 txm_status txm_transport_nack(txm_transport *t, txm_delivery *d, int delay_ms, const char *reason,
                               txm_error *err)
 {
