@@ -34,6 +34,18 @@ TXM_API txm_status txm_uow_exec(txm_uow *uow, const char *sql, const txm_value *
 TXM_API txm_status txm_uow_exec_versioned(txm_uow *uow, const char *sql, const txm_value *params,
                                           size_t n_params, txm_error *err);
 
+/* One savepoint inside the unit of work, for a caller that runs several
+ * independent pieces in one transaction (the consumer's batches): set it,
+ * run a piece, then release it (keep the piece) or roll back to it (undo
+ * the piece and clear a failure the piece caused, so the unit of work goes
+ * on). One level: setting a second before releasing or rolling back the
+ * first returns TXM_STATE. Setting fails with the unit's first failure when
+ * it has failed already. A savepoint costs a round trip on PostgreSQL, and
+ * more than 64 in one transaction slow the server's snapshots down. */
+TXM_API txm_status txm_uow_savepoint(txm_uow *uow, txm_error *err);
+TXM_API txm_status txm_uow_release_savepoint(txm_uow *uow, txm_error *err);
+TXM_API txm_status txm_uow_rollback_to_savepoint(txm_uow *uow, txm_error *err);
+
 /* Commits atomically and frees uow (takes *uow, sets it NULL). If any earlier
  * call failed, rolls back instead and returns that first status
  * (TXM_DUPLICATE, TXM_ALREADY_PUBLISHED, TXM_CONFLICT, ...). */

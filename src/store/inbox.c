@@ -1,7 +1,10 @@
 /* Inbox repository: (subscription, message id) pairs a consumer has
  * processed, the key of the Idempotent Consumer. */
+#include <jansson.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "store/store_int.h"
 #include "txmsg/inbox.h"
 #include "txmsg/message.h"
@@ -12,6 +15,19 @@ static const char SQLITE_GET[] =
     "SELECT created_at FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
 static const char PG_GET[] = "SELECT " TXM__PG_TIME(
     "created_at") " FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
+
+/* The ids travel as one JSON array: one statement text for any batch size.
+ * "WHERE true" tells SQLite's parser the ON CONFLICT is the upsert's. */
+static const char SQLITE_INSERT_MANY[] =
+    "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
+    " SELECT $1, value, $2 FROM json_each($3) WHERE true"
+    " ON CONFLICT DO NOTHING RETURNING message_id";
+static const char PG_INSERT_MANY[] =
+    "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
+    " SELECT $1, id, $2::timestamptz FROM json_array_elements_text($3::json) AS id"
+    " ON CONFLICT DO NOTHING RETURNING message_id";
+static const char SQL_DELETE[] =
+    "DELETE FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
 
 static txm_status check_key(const char *sub, const char *id, txm_error *err)
 {
@@ -40,6 +56,70 @@ txm_status txm_inbox_save(txm_uow *uow, const char *subscription, const char *me
         /* The commit reports the failure again; give it the same words. */
         txm_errf(&uow->failure, st, "inbox: %s already processed by %s", message_id, subscription);
     }
+    return st;
+}
+
+/* The JSON array of ids. Owns: *out (free). */
+static txm_status ids_json(const char *subscription, const char *const *ids, size_t n, char **out,
+                           txm_error *err)
+{
+    *out = NULL;
+    json_t *arr = json_array();
+    txm_status st = arr != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "inbox: out of memory");
+    for (size_t i = 0; st == TXM_OK && i < n; i++) {
+        st = check_key(subscription, ids[i], err);
+        if (st == TXM_OK && json_array_append_new(arr, json_string(ids[i])) != 0)
+            st = txm_errf(err, TXM_INVALID, "inbox: message id %zu is not UTF-8", i);
+    }
+    if (st == TXM_OK && (*out = json_dumps(arr, JSON_COMPACT)) == NULL)
+        st = txm_errf(err, TXM_NOMEM, "inbox: out of memory");
+    json_decref(arr);
+    return st;
+}
+
+txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
+                                const char *const *message_ids, size_t n, bool *fresh,
+                                txm_error *err)
+{
+    if (uow == NULL || message_ids == NULL || fresh == NULL)
+        return txm_errf(err, TXM_INVALID, "inbox_save_batch: NULL argument");
+    if (n == 0 || n > TXM_INBOX_BATCH_MAX)
+        return txm_errf(err, TXM_INVALID, "inbox_save_batch: %zu ids, 1..%d allowed", n,
+                        TXM_INBOX_BATCH_MAX);
+    char *json = NULL;
+    txm_status st = ids_json(subscription, message_ids, n, &json, err);
+    char now[TXM_TIME_LEN + 1];
+    txm_time_format(txm_now_us(), now);
+    txm_value p[3] = {TXM_TEXT(subscription), TXM_TEXT(now), TXM_TEXT(json)};
+    txm_rows *rows = NULL;
+    if (st == TXM_OK)
+        st = txm__uow_exec(uow, TXM__SQL(uow->db, SQLITE_INSERT_MANY, PG_INSERT_MANY), p, 3, &rows,
+                           NULL, TXM_OK, err);
+    free(json);
+    if (st != TXM_OK)
+        return st;
+    /* An id is fresh when it came back and no earlier slot had it. */
+    size_t nr = txm_rows_count(rows);
+    for (size_t i = 0; i < n; i++) {
+        fresh[i] = false;
+        for (size_t r = 0; r < nr && !fresh[i]; r++)
+            fresh[i] = strcmp(txm_rows_text(rows, r, 0), message_ids[i]) == 0;
+        for (size_t k = 0; k < i && fresh[i]; k++)
+            fresh[i] = strcmp(message_ids[k], message_ids[i]) != 0;
+    }
+    txm_rows_free(rows);
+    return TXM_OK;
+}
+
+txm_status txm_inbox_remove(txm_uow *uow, const char *subscription, const char *message_id,
+                            txm_error *err)
+{
+    if (uow == NULL)
+        return txm_errf(err, TXM_INVALID, "inbox_remove: NULL unit of work");
+    txm_status st = check_key(subscription, message_id, err);
+    txm_value p[2] = {TXM_TEXT(subscription), TXM_TEXT(message_id)};
+    if (st == TXM_OK)
+        st = txm__uow_exec(uow, SQL_DELETE, p, 2, NULL, NULL, TXM_OK, err);
     return st;
 }
 

@@ -1,5 +1,6 @@
 /* Inbox repository on SQLite and PostgreSQL. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -66,6 +67,43 @@ static void inbox_bad_keys_are_invalid(void **state)
     assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
 }
 
+static void inbox_batch_records_new_ids_and_reports_duplicates(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save(uow, "sub-a", "m-2", NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+
+    const char *ids[] = {"m-1", "m-2", "m-3", "m-1", "m-\"q\"-4"};
+    bool fresh[5];
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save_batch(uow, "sub-a", ids, 5, fresh, NULL), TXM_OK);
+    assert_true(fresh[0]);
+    assert_false(fresh[1]); /* processed before */
+    assert_true(fresh[2]);
+    assert_false(fresh[3]); /* repeated in the batch */
+    assert_true(fresh[4]);
+    /* Undoing one message's work: its row goes, the others stay. */
+    assert_int_equal(txm_inbox_remove(uow, "sub-a", "m-3", NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-a", "m-1", NULL, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-a", "m-3", NULL, NULL), TXM_NOT_FOUND);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-a", "m-\"q\"-4", NULL, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-b", "m-1", NULL, NULL), TXM_NOT_FOUND);
+
+    /* Bad input is refused and changes nothing. */
+    char longid[300];
+    memset(longid, 'x', sizeof longid - 1);
+    longid[sizeof longid - 1] = '\0';
+    const char *bad[] = {"m-7", longid};
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_save_batch(uow, "sub-a", bad, 2, fresh, NULL), TXM_INVALID);
+    assert_int_equal(txm_inbox_save_batch(uow, "sub-a", bad, 0, fresh, NULL), TXM_INVALID);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    assert_int_equal(txm_inbox_get(fx->db, "sub-a", "m-7", NULL, NULL), TXM_NOT_FOUND);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -73,6 +111,7 @@ int main(void)
         TXM_TEST_BOTH(inbox_same_message_in_two_subscriptions_is_not_duplicate),
         TXM_TEST_BOTH(inbox_rolled_back_save_is_not_recorded),
         TXM_TEST_BOTH(inbox_bad_keys_are_invalid),
+        TXM_TEST_BOTH(inbox_batch_records_new_ids_and_reports_duplicates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

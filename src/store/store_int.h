@@ -2,6 +2,8 @@
 #ifndef TXM_STORE_STORE_INT_H
 #define TXM_STORE_STORE_INT_H
 
+#include <stdbool.h>
+
 #include "db/db.h"
 #include "txmsg/uow.h"
 
@@ -11,6 +13,7 @@ struct txm_uow {
     txm__conn *conn;   /* held from begin until commit/rollback */
     txm_status failed; /* first failure; TXM_OK while healthy */
     txm_error failure; /* its detail, returned again by commit */
+    bool savepoint;    /* a savepoint is set (txm_uow_savepoint) */
 };
 
 /* Runs sql in uow. On failure maps TXM_CONSTRAINT to on_constraint (when

@@ -89,6 +89,52 @@ txm_status txm_uow_exec_versioned(txm_uow *uow, const char *sql, const txm_value
     return TXM_CONFLICT;
 }
 
+txm_status txm_uow_savepoint(txm_uow *uow, txm_error *err)
+{
+    if (uow == NULL)
+        return txm_errf(err, TXM_INVALID, "uow_savepoint: NULL unit of work");
+    if (uow->savepoint)
+        return txm_errf(err, TXM_STATE, "uow_savepoint: a savepoint is set already");
+    txm_status st = txm__uow_exec(uow, "SAVEPOINT txm_sp", NULL, 0, NULL, NULL, TXM_OK, err);
+    uow->savepoint = st == TXM_OK;
+    return st;
+}
+
+txm_status txm_uow_release_savepoint(txm_uow *uow, txm_error *err)
+{
+    if (uow == NULL || !uow->savepoint)
+        return txm_errf(err, TXM_STATE, "uow_release_savepoint: no savepoint set");
+    uow->savepoint = false;
+    return txm__uow_exec(uow, "RELEASE SAVEPOINT txm_sp", NULL, 0, NULL, NULL, TXM_OK, err);
+}
+
+/* Runs even when the unit has failed since the savepoint: undoing that
+ * failure is the point. */
+txm_status txm_uow_rollback_to_savepoint(txm_uow *uow, txm_error *err)
+{
+    if (uow == NULL || !uow->savepoint)
+        return txm_errf(err, TXM_STATE, "uow_rollback_to_savepoint: no savepoint set");
+    uow->savepoint = false;
+    txm_error local;
+    txm_error_clear(&local);
+    txm_status st =
+        txm__conn_exec(uow->db, uow->conn, "ROLLBACK TO SAVEPOINT txm_sp", NULL, 0, NULL, NULL,
+                       &local);
+    if (st == TXM_OK)
+        st = txm__conn_exec(uow->db, uow->conn, "RELEASE SAVEPOINT txm_sp", NULL, 0, NULL, NULL,
+                            &local);
+    if (st != TXM_OK) {
+        uow->failed = TXM_OK; /* the new failure replaces the undone one */
+        fail_uow(uow, st, &local);
+        if (err != NULL)
+            *err = local;
+        return st;
+    }
+    uow->failed = TXM_OK;
+    txm_error_clear(&uow->failure);
+    return TXM_OK;
+}
+
 txm_status txm_uow_commit(txm_uow **p, txm_error *err)
 {
     if (p == NULL || *p == NULL)

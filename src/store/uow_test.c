@@ -191,6 +191,43 @@ static void uow_versioned_update_of_stale_version_is_conflict(void **state)
     assert_int_equal(outbox_count(db), 0);
 }
 
+static void uow_rollback_to_savepoint_keeps_earlier_work_and_clears_the_failure(void **state)
+{
+    txm_db *db = setup_accounts(state);
+    txm_uow *uow = NULL;
+    txm_error err;
+    txm_value p[2] = {TXM_INT(5), TXM_TEXT("acc-1")};
+    assert_int_equal(txm_uow_begin(db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_exec(uow, SQL_CREDIT, p, 2, NULL, NULL, NULL), TXM_OK);
+    /* A piece that fails (a constraint) is undone, and the unit goes on. */
+    assert_int_equal(txm_uow_savepoint(uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_savepoint(uow, &err), TXM_STATE);
+    assert_int_equal(txm_uow_exec(uow, SQL_CREDIT, p, 2, NULL, NULL, NULL), TXM_OK);
+    txm_value dup[2] = {TXM_TEXT("acc-1"), TXM_INT(1)};
+    assert_int_equal(txm_uow_exec(uow, SQL_ADD, dup, 2, NULL, NULL, NULL), TXM_CONSTRAINT);
+    assert_int_equal(txm_uow_rollback_to_savepoint(uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_rollback_to_savepoint(uow, &err), TXM_STATE);
+    /* A piece that works is kept. */
+    assert_int_equal(txm_uow_savepoint(uow, NULL), TXM_OK);
+    txm_msg *m = new_msg("account--credited");
+    assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+    assert_int_equal(txm_uow_release_savepoint(uow, NULL), TXM_OK);
+    /* Undone without a failure too. */
+    assert_int_equal(txm_uow_savepoint(uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_exec(uow, SQL_CREDIT, p, 2, NULL, NULL, NULL), TXM_OK);
+    assert_int_equal(txm_uow_rollback_to_savepoint(uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    assert_int_equal(balance(db, "acc-1"), 105);
+    assert_int_equal(outbox_count(db), 1);
+
+    /* A unit that failed before the savepoint cannot set one, and still fails. */
+    assert_int_equal(txm_uow_begin(db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_uow_exec(uow, SQL_ADD, dup, 2, NULL, NULL, NULL), TXM_CONSTRAINT);
+    assert_int_equal(txm_uow_savepoint(uow, NULL), TXM_CONSTRAINT);
+    assert_int_equal(txm_uow_rollback_to_savepoint(uow, NULL), TXM_STATE);
+    assert_int_equal(txm_uow_commit(&uow, &err), TXM_CONSTRAINT);
+}
+
 static void uow_bad_arguments_are_invalid(void **state)
 {
     txm_fixture *fx = txm_fixture_get(state);
@@ -213,6 +250,7 @@ int main(void)
         TXM_TEST_BOTH(uow_commit_writes_domain_and_outbox_together),
         TXM_TEST_BOTH(uow_failure_after_domain_and_outbox_leaves_neither),
         TXM_TEST_BOTH(uow_duplicate_inbox_key_rolls_back_domain_write),
+        TXM_TEST_BOTH(uow_rollback_to_savepoint_keeps_earlier_work_and_clears_the_failure),
         TXM_TEST_BOTH(uow_eight_threads_same_inbox_key_exactly_one_commits),
         TXM_TEST_BOTH(uow_versioned_update_of_stale_version_is_conflict),
         TXM_TEST_BOTH(uow_bad_arguments_are_invalid),
