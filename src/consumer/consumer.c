@@ -1,19 +1,22 @@
-/* Idempotent consumer runtime: for every delivery, decode; inbox insert,
- * handler and commit in one unit of work; then ack. Duplicates are acked
- * without calling the handler; failures are nacked with backoff, and the
- * transport dead-letters them after max_receive_count.
+/* Idempotent consumer runtime: the public calls, and each subscription's
+ * receiver. The receiver takes deliveries from the transport, decodes them
+ * (an undecodable one goes to the dead-letter queue at once) and hands each
+ * to the lane of its key (lane.c), waiting when that lane is full, so a
+ * slow lane slows receiving instead of piling messages up. Lanes run the
+ * messages in batches, each in one unit of work (unit.c).
  *
  * Outages are not failures of the message: a unit of work that fails with
  * TXM_UNAVAILABLE (the database or another dependency cannot be reached)
- * keeps the delivery, extends its lease, and tries again with a growing
- * pause, so the subscription stops fetching until the database is back and
- * no receive is used up. A broker that is away pauses receiving the same
- * way, and a subscription declared while the broker was away is declared
- * by its workers once it is back.
+ * keeps its deliveries, extends their leases, and tries again with a
+ * growing pause, so the lanes fill up, receiving stops until the database
+ * is back, and no receive is used up. A broker that is away pauses
+ * receiving the same way, and a subscription declared while the broker was
+ * away is declared by its receiver once it is back.
  *
- * Thread safety: registrations are fixed once started. Each subscription
- * runs its own worker threads; counters are atomics; `stopping` is the only
- * state shared between the stopping thread and the workers. */
+ * Thread safety: registrations are fixed once started. Counters are
+ * atomics; `stopping` and each subscription's `received` are the only
+ * state shared between the stopping thread, receivers and lanes besides
+ * the lanes' incoming lists (see consumer_int.h). */
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -22,42 +25,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "consumer/backoff.h"
+#include "consumer/consumer_int.h"
 #include "core/alloc.h"
-#include "txmsg/consumer.h"
 #include "txmsg/inbox.h"
 
 #define MAX_SUBSCRIPTIONS 64
-#define MAX_CONCURRENCY 64
-#define CONFLICT_RETRIES 8 /* immediate re-runs after TXM_CONFLICT */
 #define OUTAGE_PAUSE_MIN_MS 100
 #define OUTAGE_PAUSE_MAX_MS 5000
-#define SLEEP_SLICE_MS 50 /* how often a pause looks at stopping */
+#define SLEEP_SLICE_MS 50  /* how often a pause looks at stopping */
+#define RECEIVE_MAX 1000   /* deliveries asked for in one receive */
+#define LANE_CAPACITY_MIN 64
 
-typedef struct subscription {
-    struct txm_consumer *owner;
-    char *topic;
-    char *queue;
-    txm_handler_fn handler;
-    void *ctx;
-    txm_handler_options opts;
-    char *dlq;              /* owned copy, for a declaration put off (NULL: default) */
-    atomic_bool declared;   /* the transport knows the subscription */
-    atomic_int outage_logs; /* workers inside an outage, for one log line each way */
-    pthread_t threads[MAX_CONCURRENCY];
-    int n_threads; /* started */
-    atomic_uint_fast64_t processed, duplicates, failures, dead_lettered;
-} subscription;
-
-struct txm_consumer {
-    txm_db *db;               /* borrowed */
-    txm_transport *transport; /* borrowed */
-    txm_consumer_options opts;
-    subscription *subs[MAX_SUBSCRIPTIONS];
-    int n_subs;
-    atomic_bool stopping;
-    bool started;
-};
+const double txm_consumer_batch_bounds[TXM_CONSUMER_BATCH_BUCKETS] = {1,  2,   4,   8,   16,  32,
+                                                                      64, 128, 256, 512, 1024};
+const double txm_consumer_latency_bounds_s[TXM_CONSUMER_LATENCY_BUCKETS] = {
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
 
 void txm_consumer_options_init(txm_consumer_options *o)
 {
@@ -70,7 +52,8 @@ void txm_handler_options_init(txm_handler_options *o)
 {
     memset(o, 0, sizeof *o);
     o->concurrency = 1;
-    o->batch_size = 16;
+    o->batch_size = 64;
+    o->max_wait_ms = 0;
     o->wait_ms = 500;
     txm_subscription_options_init(&o->subscription);
 }
@@ -96,10 +79,19 @@ txm_status txm_consumer_open(txm_db *db, txm_transport *transport, const txm_con
     return TXM_OK;
 }
 
-static void subscription_free(subscription *s)
+static void subscription_free(txm__subscription *s)
 {
     if (s == NULL)
         return;
+    for (int i = 0; i < s->n_lanes; i++) {
+        txm__lane *l = &s->lanes[i];
+        txm__item *it;
+        while ((it = txm__list_pop(&l->incoming)) != NULL)
+            txm__item_free(it);
+        pthread_mutex_destroy(&l->mu);
+        pthread_cond_destroy(&l->work);
+        pthread_cond_destroy(&l->room);
+    }
     free(s->topic);
     free(s->queue);
     free(s->dlq);
@@ -116,16 +108,42 @@ static txm_status check_add(const txm_consumer *c, const char *queue, txm_handle
     if (c->n_subs == MAX_SUBSCRIPTIONS)
         return txm_errf(err, TXM_TOO_BIG, "consumer_subscribe: more than %d subscriptions",
                         MAX_SUBSCRIPTIONS);
-    if (o->concurrency < 1 || o->concurrency > MAX_CONCURRENCY || o->batch_size < 1 ||
-        o->batch_size > 1000 || o->wait_ms < 0)
+    if (o->concurrency < 1 || o->concurrency > TXM__MAX_LANES || o->batch_size < 1 ||
+        o->batch_size > TXM_INBOX_BATCH_MAX || o->wait_ms < 0 || o->max_wait_ms < 0)
         return txm_errf(err, TXM_INVALID,
-                        "consumer_subscribe: concurrency must be 1..%d, batch_size 1..1000",
-                        MAX_CONCURRENCY);
+                        "consumer_subscribe: concurrency must be 1..%d, batch_size 1..%d, "
+                        "wait_ms and max_wait_ms >= 0",
+                        TXM__MAX_LANES, TXM_INBOX_BATCH_MAX);
     for (int i = 0; i < c->n_subs; i++)
         if (strcmp(c->subs[i]->queue, queue) == 0)
             return txm_errf(err, TXM_INVALID, "consumer_subscribe: queue %s registered twice",
                             queue);
     return TXM_OK;
+}
+
+static bool lanes_init(txm__subscription *s)
+{
+    size_t capacity = 2 * s->opts.batch_size;
+    if (capacity < LANE_CAPACITY_MIN)
+        capacity = LANE_CAPACITY_MIN;
+    for (int i = 0; i < s->opts.concurrency; i++) {
+        txm__lane *l = &s->lanes[i];
+        l->s = s;
+        l->capacity = capacity;
+        if (pthread_mutex_init(&l->mu, NULL) != 0)
+            return false;
+        if (pthread_cond_init(&l->work, NULL) != 0) {
+            pthread_mutex_destroy(&l->mu);
+            return false;
+        }
+        if (pthread_cond_init(&l->room, NULL) != 0) {
+            pthread_cond_destroy(&l->work);
+            pthread_mutex_destroy(&l->mu);
+            return false;
+        }
+        s->n_lanes++;
+    }
+    return true;
 }
 
 txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char *queue,
@@ -142,7 +160,7 @@ txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char
     txm_status st = check_add(c, queue, handler, &o, err);
     if (st == TXM_OK)
         st = txm_transport_declare_subscription(c->transport, topic, queue, &o.subscription, err);
-    /* A broker that is away now is declared by the workers once it is back. */
+    /* A broker that is away now is declared by the receiver once it is back. */
     bool later = st == TXM_UNAVAILABLE;
     if (st != TXM_OK && !later)
         return st;
@@ -150,7 +168,7 @@ txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char
         txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
                  "consumer %s: broker unavailable, subscribing once it is back: %s", queue,
                  err != NULL ? err->text : "");
-    subscription *s = txm__calloc(1, sizeof *s);
+    txm__subscription *s = txm__calloc(1, sizeof *s);
     if (s == NULL || (s->topic = txm__strdup(topic)) == NULL ||
         (s->queue = txm__strdup(queue)) == NULL ||
         (o.subscription.dlq != NULL && (s->dlq = txm__strdup(o.subscription.dlq)) == NULL)) {
@@ -163,43 +181,29 @@ txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char
     s->opts = o;
     s->opts.subscription.dlq = s->dlq; /* owned copy, not the caller's pointer */
     atomic_init(&s->declared, !later);
+    atomic_init(&s->received, false);
     atomic_init(&s->outage_logs, 0);
+    if (!lanes_init(s)) {
+        subscription_free(s);
+        return txm_errf(err, TXM_NOMEM, "consumer_subscribe: cannot create a lane's lock");
+    }
     c->subs[c->n_subs++] = s;
     return TXM_OK;
 }
 
-/* Runs the handler for msg in one unit of work behind the inbox. */
-static txm_status handle_in_uow(subscription *s, const txm_msg *msg, txm_error *err)
-{
-    txm_uow *uow = NULL;
-    txm_status st = txm_uow_begin(s->owner->db, &uow, err);
-    if (st != TXM_OK)
-        return st;
-    st = txm_inbox_save(uow, s->queue, txm_msg_id(msg), err);
-    if (st == TXM_OK) {
-        st = s->handler(s->ctx, uow, msg, err);
-        if (st != TXM_OK) {
-            txm_uow_rollback(&uow);
-            return st;
-        }
-    }
-    return txm_uow_commit(&uow, err);
-}
-
-/* Sleeps ms in slices; false when stop was requested meanwhile. */
-static bool pause_ms(const txm_consumer *c, int ms)
+bool txm__pause_ms(const txm_consumer *c, int ms)
 {
     for (int slept = 0; slept < ms && !atomic_load(&c->stopping); slept += SLEEP_SLICE_MS) {
-        struct timespec ts = {0, SLEEP_SLICE_MS * 1000000L};
+        int slice = ms - slept < SLEEP_SLICE_MS ? ms - slept : SLEEP_SLICE_MS;
+        struct timespec ts = {0, slice * 1000000L};
         nanosleep(&ts, NULL);
     }
     return !atomic_load(&c->stopping);
 }
 
-/* The pause before the attempt-th retry in an outage: doubling from
- * OUTAGE_PAUSE_MIN_MS, capped so that leases are extended well before they
- * run out. */
-static int outage_pause_ms(const subscription *s, int attempt)
+/* Doubling from OUTAGE_PAUSE_MIN_MS, capped so that leases are extended
+ * well before they run out. */
+int txm__outage_pause_ms(const txm__subscription *s, int attempt)
 {
     int cap = OUTAGE_PAUSE_MAX_MS;
     int lease = s->opts.subscription.visibility_timeout_ms;
@@ -211,165 +215,55 @@ static int outage_pause_ms(const subscription *s, int attempt)
     return ms < cap ? ms : cap;
 }
 
-/* One log line when the first worker of the subscription meets an outage. */
-static void outage_begins(subscription *s, const txm_error *err)
+void txm__outage_begins(txm__subscription *s, const char *why)
 {
     if (atomic_fetch_add(&s->outage_logs, 1) == 0)
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_WARN,
-                 "consumer %s: paused, a dependency is unavailable: %s", s->queue, err->text);
+                 "consumer %s: paused, a dependency is unavailable: %s", s->queue, why);
 }
 
-static void outage_ends(subscription *s)
+void txm__outage_ends(txm__subscription *s)
 {
     if (atomic_fetch_sub(&s->outage_logs, 1) == 1)
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_INFO, "consumer %s: resumed",
                  s->queue);
 }
 
-/* A delivery whose lease ran out after its last allowed receive (the
- * worker holding it died, or its ack was lost with the broker): acked as a
- * duplicate when the inbox says it was processed, else dead-lettered. Only
- * TXM_UNAVAILABLE is returned to the caller, which keeps the delivery. */
-static txm_status settle_exhausted(subscription *s, txm_delivery *d, const txm_msg *msg,
-                                   txm_error *err)
+static size_t bucket_of(const double *bounds, size_t n, double v)
 {
-    txm_consumer *c = s->owner;
-    txm_status st = txm_inbox_get(c->db, s->queue, txm_msg_id(msg), NULL, err);
-    if (st == TXM_UNAVAILABLE)
-        return st;
-    if (st == TXM_OK) {
-        atomic_fetch_add(&s->duplicates, 1);
-        if (txm_transport_ack(c->transport, d, err) != TXM_OK)
-            txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
-                     "consumer %s: ack of %s failed (it will come back): %s", s->queue,
-                     txm_msg_id(msg), err->text);
-        return TXM_OK;
-    }
-    if (st == TXM_NOT_FOUND) {
-        char reason[160];
-        snprintf(reason, sizeof reason,
-                 "received %d times, more than max_receive_count (the last lease ran out)",
-                 txm_delivery_receive_count(d));
-        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
-                 "consumer %s: dead-lettering message %s: %s", s->queue, txm_msg_id(msg), reason);
-        if (txm_transport_dead_letter(c->transport, d, reason, err) == TXM_OK)
-            atomic_fetch_add(&s->dead_lettered, 1);
-        return TXM_OK;
-    }
-    /* Another database error: leave it; it comes back after its lease. */
-    txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
-             "consumer %s: cannot look up %s in the inbox: %s", s->queue, txm_msg_id(msg),
-             err->text);
-    return TXM_OK;
+    size_t b = 0;
+    while (b < n && v > bounds[b])
+        b++;
+    return b;
 }
 
-/* Handles one delivery and settles it, except after an outage: then it
- * returns TXM_UNAVAILABLE and the caller keeps the delivery to try again. */
-static txm_status process_one(subscription *s, txm_delivery *d, bool *first_outage)
+void txm__observe_batch(txm__subscription *s, txm__item **b, size_t n, int64_t now_us)
 {
-    txm_consumer *c = s->owner;
-    size_t len = 0;
-    const char *body = txm_delivery_body(d, &len);
-    txm_msg *msg = NULL;
-    txm_error err;
-    txm_error_clear(&err);
-    txm_status st = txm_msg_decode(body, len, &msg, &err);
-    if (st != TXM_OK) {
-        char reason[TXM_ERROR_TEXT_LEN + 32];
-        snprintf(reason, sizeof reason, "undecodable: %s", err.text);
-        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
-                 "consumer %s: dead-lettering message %s: %s", s->queue, txm_delivery_message_id(d),
-                 reason);
-        if (txm_transport_dead_letter(c->transport, d, reason, &err) == TXM_OK)
-            atomic_fetch_add(&s->dead_lettered, 1);
-        return TXM_OK;
-    }
-    if (txm_delivery_is_exhausted(d)) {
-        st = settle_exhausted(s, d, msg, &err);
-        if (st == TXM_UNAVAILABLE && first_outage != NULL && !*first_outage) {
-            *first_outage = true;
-            outage_begins(s, &err);
-        }
-        txm_msg_free(msg);
-        return st;
-    }
-    st = handle_in_uow(s, msg, &err);
-    /* An optimistic-lock conflict means another writer got there first:
-     * run the whole unit again at once rather than through redelivery. */
-    unsigned seed = (unsigned)txm_now_us();
-    for (int retry = 1; st == TXM_CONFLICT && retry <= CONFLICT_RETRIES; retry++) {
-        struct timespec pause = {0, (long)(retry * (100 + rand_r(&seed) % 900)) * 1000L};
-        nanosleep(&pause, NULL);
-        st = handle_in_uow(s, msg, &err);
-    }
-    if (st == TXM_UNAVAILABLE) {
-        if (first_outage != NULL && !*first_outage) {
-            *first_outage = true;
-            outage_begins(s, &err);
-        }
-        txm_msg_free(msg);
-        return st;
-    }
-    if (st == TXM_OK || st == TXM_DUPLICATE) {
-        atomic_fetch_add(st == TXM_OK ? &s->processed : &s->duplicates, 1);
-        if (txm_transport_ack(c->transport, d, &err) != TXM_OK)
-            txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
-                     "consumer %s: ack of %s failed (it will come back as a duplicate): %s",
-                     s->queue, txm_msg_id(msg), err.text);
-    } else {
-        atomic_fetch_add(&s->failures, 1);
-        int delay = txm__backoff_ms(c->opts.backoff_base_ms, c->opts.backoff_max_ms,
-                                    txm_delivery_receive_count(d));
-        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
-                 "consumer %s: message %s failed (receive %d, retry in %d ms): %s: %s", s->queue,
-                 txm_msg_id(msg), txm_delivery_receive_count(d), delay, txm_status_name(st),
-                 err.text);
-        char reason[TXM_ERROR_TEXT_LEN + 32];
-        snprintf(reason, sizeof reason, "%s: %s", txm_status_name(st), err.text);
-        txm_transport_nack(c->transport, d, delay, reason, NULL);
-    }
-    txm_msg_free(msg);
-    return TXM_OK;
-}
-
-/* Keeps the leases of the deliveries still held while an outage lasts, so
- * no other receiver gets them and no receive is counted. */
-static void extend_all(subscription *s, txm_delivery **held, size_t n)
-{
+    size_t handled = 0;
     for (size_t i = 0; i < n; i++) {
-        txm_error err;
-        txm_status st = txm_transport_extend(s->owner->transport, held[i], &err);
-        if (st != TXM_OK && st != TXM_UNAVAILABLE)
-            txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_WARN,
-                     "consumer %s: cannot keep the lease of %s: %s", s->queue,
-                     txm_delivery_message_id(held[i]), err.text);
+        if (b[i]->outcome != TXM__DONE)
+            continue;
+        handled++;
+        int64_t at = txm_msg_created_at_us(b[i]->msg);
+        if (at <= 0)
+            continue;
+        int64_t us = now_us > at ? now_us - at : 0;
+        size_t k = bucket_of(txm_consumer_latency_bounds_s, TXM_CONSUMER_LATENCY_BUCKETS,
+                             (double)us / 1e6);
+        atomic_fetch_add(&s->latency_buckets[k], 1);
+        atomic_fetch_add(&s->latencies, 1);
+        atomic_fetch_add(&s->latency_sum_us, (uint_fast64_t)us);
     }
-}
-
-/* Handles a received batch in order. In an outage the worker stays on the
- * delivery it could not handle, pausing and keeping every held lease, until
- * the unit of work goes through or stop is requested; deliveries still held
- * then come back after their lease. */
-static void process_batch(subscription *s, txm_delivery **batch, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        bool in_outage = false;
-        txm_status st = process_one(s, batch[i], &in_outage);
-        for (int attempt = 1; st == TXM_UNAVAILABLE; attempt++) {
-            if (!pause_ms(s->owner, outage_pause_ms(s, attempt)))
-                break;
-            extend_all(s, batch + i, n - i);
-            st = process_one(s, batch[i], NULL);
-        }
-        if (in_outage)
-            outage_ends(s);
-        if (st == TXM_UNAVAILABLE)
-            return; /* stopping */
-    }
+    if (handled == 0)
+        return;
+    size_t k = bucket_of(txm_consumer_batch_bounds, TXM_CONSUMER_BATCH_BUCKETS, (double)handled);
+    atomic_fetch_add(&s->batch_buckets[k], 1);
+    atomic_fetch_add(&s->batches, 1);
+    atomic_fetch_add(&s->batch_sum, handled);
 }
 
 /* Declares a subscription whose declaration the broker's absence put off. */
-static bool declare_later(subscription *s, txm_error *err)
+static bool declare_later(txm__subscription *s, txm_error *err)
 {
     if (atomic_load(&s->declared))
         return true;
@@ -386,10 +280,84 @@ static bool declare_later(subscription *s, txm_error *err)
     return st == TXM_OK;
 }
 
-static void *worker(void *arg)
+/* FNV-1a: spreads keys over lanes; the same key always to the same lane. */
+static uint64_t key_hash(const char *key)
 {
-    subscription *s = arg;
+    uint64_t h = 14695981039346656037ULL;
+    for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+/* Decodes d into an item, or dead-letters it (undecodable) and returns NULL.
+ * Takes d either way. */
+static txm__item *item_of(txm__subscription *s, txm_delivery *d)
+{
     txm_consumer *c = s->owner;
+    size_t len = 0;
+    const char *body = txm_delivery_body(d, &len);
+    txm_msg *msg = NULL;
+    txm_error err;
+    txm_error_clear(&err);
+    txm_status st = txm_msg_decode(body, len, &msg, &err);
+    txm__item *it = st == TXM_OK ? txm__calloc(1, sizeof *it) : NULL;
+    if (st == TXM_OK && it == NULL) {
+        /* Out of memory: left to its lease. */
+        txm_msg_free(msg);
+        txm_delivery_free(d);
+        return NULL;
+    }
+    if (st != TXM_OK) {
+        char reason[TXM_ERROR_TEXT_LEN + 32];
+        snprintf(reason, sizeof reason, "undecodable: %s", err.text);
+        txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: dead-lettering message %s: %s", s->queue, txm_delivery_message_id(d),
+                 reason);
+        if (txm_transport_dead_letter(c->transport, d, reason, &err) == TXM_OK)
+            atomic_fetch_add(&s->dead_lettered, 1);
+        txm_delivery_free(d);
+        return NULL;
+    }
+    it->d = d;
+    it->msg = msg;
+    it->key = txm_msg_aggregate_id(msg);
+    if (it->key[0] == '\0')
+        it->key = txm_msg_id(msg);
+    it->key_hash = key_hash(it->key);
+    it->attempt = txm_delivery_receive_count(d) > 0 ? txm_delivery_receive_count(d) : 1;
+    return it;
+}
+
+/* Hands the received deliveries to their lanes, waiting for room. Takes
+ * every delivery of batch (not the array). */
+static void dispatch(txm__subscription *s, txm_delivery **batch, size_t n)
+{
+    bool woken[TXM__MAX_LANES] = {false};
+    for (size_t i = 0; i < n; i++) {
+        txm__item *it = item_of(s, batch[i]);
+        if (it == NULL)
+            continue;
+        txm__lane *l = &s->lanes[it->key_hash % (uint64_t)s->n_lanes];
+        pthread_mutex_lock(&l->mu);
+        /* Lanes drain even while stopping, so this wait ends. */
+        while (l->incoming.len >= l->capacity)
+            pthread_cond_wait(&l->room, &l->mu);
+        txm__list_push(&l->incoming, it);
+        if (!woken[l - s->lanes]) {
+            pthread_cond_signal(&l->work);
+            woken[l - s->lanes] = true;
+        }
+        pthread_mutex_unlock(&l->mu);
+    }
+}
+
+static void *receiver_main(void *arg)
+{
+    txm__subscription *s = arg;
+    txm_consumer *c = s->owner;
+    size_t max = s->opts.batch_size * (size_t)s->opts.concurrency;
+    if (max > RECEIVE_MAX)
+        max = RECEIVE_MAX;
     int failed = 0; /* receives failed in a row */
     while (!atomic_load(&c->stopping)) {
         txm_delivery **batch = NULL;
@@ -397,26 +365,31 @@ static void *worker(void *arg)
         txm_error err;
         txm_status st = declare_later(s, &err) ? TXM_OK : TXM_UNAVAILABLE;
         if (st == TXM_OK)
-            st = txm_transport_receive(c->transport, s->queue, s->opts.batch_size, s->opts.wait_ms,
-                                       &batch, &n, &err);
+            st = txm_transport_receive(c->transport, s->queue, max, s->opts.wait_ms, &batch, &n,
+                                       &err);
         if (st != TXM_OK) {
             /* Broker away: back off instead of spinning, log once. */
             if (failed++ == 0)
                 txm_logf(c->opts.log, c->opts.log_ctx,
                          st == TXM_UNAVAILABLE ? TXM_LOG_WARN : TXM_LOG_ERROR,
                          "consumer %s: receive failed, retrying: %s", s->queue, err.text);
-            pause_ms(c, outage_pause_ms(s, failed));
+            txm__pause_ms(c, txm__outage_pause_ms(s, failed));
             continue;
         }
         if (failed > 0)
             txm_logf(c->opts.log, c->opts.log_ctx, TXM_LOG_INFO, "consumer %s: receiving again",
                      s->queue);
         failed = 0;
-        /* Once received, a batch is finished even when stop is requested:
-         * these messages are in flight and get committed and acked (an
-         * outage at that moment leaves them to come back after the lease). */
-        process_batch(s, batch, n);
-        txm_delivery_list_free(batch, n);
+        /* Once received, messages are handed on even when stop is
+         * requested: the lanes commit and ack them before they end. */
+        dispatch(s, batch, n);
+        txm_free(batch);
+    }
+    atomic_store(&s->received, true);
+    for (int i = 0; i < s->n_lanes; i++) {
+        pthread_mutex_lock(&s->lanes[i].mu);
+        pthread_cond_signal(&s->lanes[i].work);
+        pthread_mutex_unlock(&s->lanes[i].mu);
     }
     return NULL;
 }
@@ -429,14 +402,20 @@ txm_status txm_consumer_start(txm_consumer *c, txm_error *err)
         return txm_errf(err, TXM_STATE, "consumer_start: already started");
     c->started = true;
     for (int i = 0; i < c->n_subs; i++) {
-        subscription *s = c->subs[i];
-        for (int k = 0; k < s->opts.concurrency; k++) {
-            if (pthread_create(&s->threads[k], NULL, worker, s) != 0) {
+        txm__subscription *s = c->subs[i];
+        for (int k = 0; k < s->n_lanes; k++) {
+            if (pthread_create(&s->lanes[k].thread, NULL, txm__lane_main, &s->lanes[k]) != 0) {
                 txm_consumer_stop(c);
                 return txm_errf(err, TXM_IO, "consumer_start: cannot start a thread");
             }
-            s->n_threads++;
+            s->lanes[k].started = true;
         }
+        if (pthread_create(&s->receiver, NULL, receiver_main, s) != 0) {
+            atomic_store(&s->received, true); /* lanes end by themselves */
+            txm_consumer_stop(c);
+            return txm_errf(err, TXM_IO, "consumer_start: cannot start a thread");
+        }
+        s->receiving = true;
     }
     return TXM_OK;
 }
@@ -447,10 +426,20 @@ void txm_consumer_stop(txm_consumer *c)
         return;
     atomic_store(&c->stopping, true);
     for (int i = 0; i < c->n_subs; i++) {
-        subscription *s = c->subs[i];
-        for (int k = 0; k < s->n_threads; k++)
-            pthread_join(s->threads[k], NULL);
-        s->n_threads = 0;
+        txm__subscription *s = c->subs[i];
+        if (s->receiving)
+            pthread_join(s->receiver, NULL);
+        s->receiving = false;
+        atomic_store(&s->received, true);
+        for (int k = 0; k < s->n_lanes; k++) {
+            txm__lane *l = &s->lanes[k];
+            pthread_mutex_lock(&l->mu);
+            pthread_cond_signal(&l->work);
+            pthread_mutex_unlock(&l->mu);
+            if (l->started)
+                pthread_join(l->thread, NULL);
+            l->started = false;
+        }
     }
 }
 
@@ -460,13 +449,22 @@ txm_status txm_consumer_stats_get(txm_consumer *c, const char *queue, txm_consum
     if (c == NULL || queue == NULL || out == NULL)
         return txm_errf(err, TXM_INVALID, "consumer_stats: NULL argument");
     for (int i = 0; i < c->n_subs; i++) {
-        subscription *s = c->subs[i];
+        txm__subscription *s = c->subs[i];
         if (strcmp(s->queue, queue) != 0)
             continue;
+        memset(out, 0, sizeof *out);
         out->processed = atomic_load(&s->processed);
         out->duplicates = atomic_load(&s->duplicates);
         out->failures = atomic_load(&s->failures);
         out->dead_lettered = atomic_load(&s->dead_lettered);
+        for (int k = 0; k <= TXM_CONSUMER_BATCH_BUCKETS; k++)
+            out->batch_buckets[k] = atomic_load(&s->batch_buckets[k]);
+        out->batches = atomic_load(&s->batches);
+        out->batch_sum = atomic_load(&s->batch_sum);
+        for (int k = 0; k <= TXM_CONSUMER_LATENCY_BUCKETS; k++)
+            out->latency_buckets[k] = atomic_load(&s->latency_buckets[k]);
+        out->latencies = atomic_load(&s->latencies);
+        out->latency_sum_s = (double)atomic_load(&s->latency_sum_us) / 1e6;
         return TXM_OK;
     }
     return txm_errf(err, TXM_NOT_FOUND, "consumer_stats: queue %s not registered", queue);
