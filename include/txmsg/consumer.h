@@ -40,6 +40,12 @@ typedef struct txm_consumer_options {
     int backoff_max_ms;  /* cap of the doubling delay; default 60000 */
     txm_log_fn log;      /* optional */
     void *log_ctx;
+    /* Optional: called after a batch's unit of work committed and before
+     * its messages are acknowledged, with how many it handled (for tracing,
+     * and for tests that crash a consumer at that point). Thread: a lane
+     * thread; must not block for long. */
+    void (*on_commit)(void *ctx, const char *queue, size_t handled);
+    void *on_commit_ctx;
 } txm_consumer_options;
 
 TXM_API void txm_consumer_options_init(txm_consumer_options *o);

@@ -328,25 +328,34 @@ static txm__item *item_of(txm__subscription *s, txm_delivery *d)
     return it;
 }
 
-/* Hands the received deliveries to their lanes, waiting for room. Takes
- * every delivery of batch (not the array). */
+/* Hands the received deliveries to their lanes: each lane's share at
+ * once, so that it makes one batch rather than several small ones, waiting
+ * for room when the lane is full. Takes every delivery of batch (not the
+ * array). */
 static void dispatch(txm__subscription *s, txm_delivery **batch, size_t n)
 {
-    bool woken[TXM__MAX_LANES] = {false};
+    txm__list share[TXM__MAX_LANES];
+    memset(share, 0, sizeof share);
     for (size_t i = 0; i < n; i++) {
         txm__item *it = item_of(s, batch[i]);
-        if (it == NULL)
+        if (it != NULL)
+            txm__list_push(&share[it->key_hash % (uint64_t)s->n_lanes], it);
+    }
+    for (int k = 0; k < s->n_lanes; k++) {
+        txm__lane *l = &s->lanes[k];
+        if (share[k].len == 0)
             continue;
-        txm__lane *l = &s->lanes[it->key_hash % (uint64_t)s->n_lanes];
         pthread_mutex_lock(&l->mu);
-        /* Lanes drain even while stopping, so this wait ends. */
-        while (l->incoming.len >= l->capacity)
-            pthread_cond_wait(&l->room, &l->mu);
-        txm__list_push(&l->incoming, it);
-        if (!woken[l - s->lanes]) {
-            pthread_cond_signal(&l->work);
-            woken[l - s->lanes] = true;
+        txm__item *it;
+        while ((it = txm__list_pop(&share[k])) != NULL) {
+            /* Lanes drain even while stopping, so this wait ends. */
+            while (l->incoming.len >= l->capacity) {
+                pthread_cond_signal(&l->work);
+                pthread_cond_wait(&l->room, &l->mu);
+            }
+            txm__list_push(&l->incoming, it);
         }
+        pthread_cond_signal(&l->work);
         pthread_mutex_unlock(&l->mu);
     }
 }

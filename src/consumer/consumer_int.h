@@ -37,6 +37,7 @@ typedef struct txm__item {
     int attempt;       /* this attempt's number: receive count plus local retries */
     int64_t retry_at;  /* held after a failure: when to try again (txm_now_us); 0 if not */
     txm__outcome outcome;
+    bool failed_run;   /* its handler failed in this run's first try: not run again */
     txm_status status; /* a failure's status */
     char *error;       /* a failure's text (owned), or NULL */
     struct txm__item *next;

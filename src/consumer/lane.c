@@ -103,6 +103,8 @@ static void park(txm__lane *l, txm__item *it)
 /* Moves the held messages of it's key to ready, in order. */
 static void release_key(txm__lane *l, const txm__item *it)
 {
+    if (l->held.len == 0)
+        return;
     txm__item *prev = NULL, *h = l->held.head;
     while (h != NULL) {
         txm__item *next = h->next;
@@ -331,6 +333,8 @@ static void settle(txm__lane *l, txm__item **b, size_t n)
         done += b[i]->outcome == TXM__DONE;
         dups += b[i]->outcome == TXM__DUPLICATE;
     }
+    if (done > 0 && c->opts.on_commit != NULL)
+        c->opts.on_commit(c->opts.on_commit_ctx, s->queue, done);
     atomic_fetch_add(&s->processed, done);
     atomic_fetch_add(&s->duplicates, dups);
     txm_error err;
@@ -357,10 +361,13 @@ static void settle(txm__lane *l, txm__item **b, size_t n)
                      "received %d times, more than max_receive_count (the last lease ran out)",
                      txm_delivery_receive_count(it->d));
             dead_letter(l, it, reason);
+            release_key(l, it);
             txm__item_free(it);
             break;
         }
         default:
+            /* A retry that worked lets the messages waiting behind it go. */
+            release_key(l, it);
             txm__item_free(it);
             break;
         }

@@ -33,6 +33,8 @@ static void reset(txm__item **b, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         b[i]->outcome = TXM__PENDING;
+        if (b[i]->failed_run)
+            continue; /* keeps its failure */
         b[i]->status = TXM_OK;
         free(b[i]->error);
         b[i]->error = NULL;
@@ -123,6 +125,13 @@ static txm_status try_unit(txm__subscription *s, txm__item **b, size_t n, bool i
             st = txm_inbox_remove(uow, s->queue, ids[i], err);
             continue;
         }
+        if (it->failed_run) {
+            /* It failed in the try before this one: not run twice. */
+            it->outcome = TXM__FAILED;
+            any_failed = true;
+            st = txm_inbox_remove(uow, s->queue, ids[i], err);
+            continue;
+        }
         st = handle(s, uow, it, isolate, err);
         if (st == TXM_OK) {
             it->outcome = TXM__DONE;
@@ -132,6 +141,7 @@ static txm_status try_unit(txm__subscription *s, txm__item **b, size_t n, bool i
             st = txm_inbox_remove(uow, s->queue, ids[i], err);
         } else if (!transient(st)) {
             set_failed(it, st, err);
+            it->failed_run = true;
             *isolate_next = true;
         }
     }
@@ -169,6 +179,8 @@ static txm_status one_by_one(txm__subscription *s, txm__item **b, size_t n, txm_
 txm_status txm__unit_run(txm__subscription *s, txm__item **b, size_t n, txm_error *err)
 {
     txm_error_clear(err);
+    for (size_t i = 0; i < n; i++)
+        b[i]->failed_run = false;
     if (n == 1)
         return one_by_one(s, b, n, err);
     bool isolate_next = false;
@@ -180,5 +192,7 @@ txm_status txm__unit_run(txm__subscription *s, txm__item **b, size_t n, txm_erro
     st = try_unit(s, b, n, true, &isolate_next, err);
     if (st == TXM_OK || transient(st))
         return st == TXM_OK ? TXM_OK : TXM_UNAVAILABLE;
+    for (size_t i = 0; i < n; i++)
+        b[i]->failed_run = false;
     return one_by_one(s, b, n, err);
 }

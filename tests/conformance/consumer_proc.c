@@ -1,8 +1,11 @@
-/* A consumer process for the crash test: applies each message of one queue
- * as a row in `effects`, slowly, until SIGTERM (graceful) or SIGKILL.
+/* A consumer process for the crash tests: applies each message of one
+ * queue as a row in `effects`, slowly, until SIGTERM (graceful) or SIGKILL.
+ * With TXM_TEST_KILL_AFTER_COMMIT set it SIGKILLs itself right after its
+ * first batch committed, before the batch is acknowledged.
  *   consumer_proc DB_URL BROKER_URL TOPIC QUEUE */
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -25,6 +28,14 @@ static txm_status apply_effect(void *ctx, txm_uow *uow, const txm_msg *msg, txm_
     struct timespec pause = {0, 2 * 1000000L}; /* widen the window a kill lands in */
     nanosleep(&pause, NULL);
     return st;
+}
+
+static void kill_self(void *ctx, const char *queue, size_t handled)
+{
+    (void)ctx;
+    fprintf(stderr, "consumer_proc: %zu messages of %s committed, not acknowledged: SIGKILL\n",
+            handled, queue);
+    raise(SIGKILL);
 }
 
 int main(int argc, char **argv)
@@ -50,8 +61,12 @@ int main(int argc, char **argv)
     txm_status st = txm_db_open(argv[1], NULL, &db, &err);
     if (st == TXM_OK)
         st = txm_transport_open(argv[2], NULL, &t, &err);
+    txm_consumer_options co;
+    txm_consumer_options_init(&co);
+    if (getenv("TXM_TEST_KILL_AFTER_COMMIT") != NULL)
+        co.on_commit = kill_self;
     if (st == TXM_OK)
-        st = txm_consumer_open(db, t, NULL, &c, &err);
+        st = txm_consumer_open(db, t, &co, &c, &err);
     if (st == TXM_OK)
         st = txm_consumer_subscribe(c, argv[3], argv[4], apply_effect, NULL, &ho, &err);
     if (st == TXM_OK)
