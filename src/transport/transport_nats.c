@@ -1153,15 +1153,15 @@ static txm_status nats_ack(txm__broker *b, txm_delivery *d, txm_error *err)
 /* Sends "+ACK" to each delivery's reply subject without waiting for an
  * answer, then makes one round trip (a flush: PING/PONG), whose PONG the
  * server sends only after reading everything sent before it. So on TXM_OK
- * the server has read every ack; JetStream applies them on the consumer's
- * own goroutine, so consumer info read at once may still count a few as
- * pending. natsMsg_Ack is not used: given the JetStream context's options
- * (Wait set) it would wait for each reply. As for nats_ack, a late ack is
- * not reported and acks the delivery made meanwhile. A publish or flush that
- * fails leaves its deliveries unsettled (TXM_UNAVAILABLE while the
- * connection is down, TXM_TIMEOUT without the PONG in time), though the
- * server may have applied them, as after a single ack that timed out. err
- * gets the first failure. */
+ * the server has read every ack; JetStream may apply them a moment later
+ * (nats-server queues acks for the consumer), so consumer info read at once
+ * may still count a few as pending. natsMsg_Ack is not used: given the
+ * JetStream context's options (Wait set) it would wait for each reply. As
+ * for nats_ack, a late ack is not reported and acks the delivery made
+ * meanwhile. A publish or flush that fails leaves its deliveries unsettled
+ * (TXM_UNAVAILABLE while the connection is down, TXM_TIMEOUT without the
+ * PONG in time), though the server may have applied them, as after a
+ * single ack that timed out. err gets the first failure. */
 static txm_status nats_ack_batch(txm__broker *b, txm_delivery *const *ds, size_t n,
                                  txm_status *results, txm_error *err)
 {
