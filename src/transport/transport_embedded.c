@@ -918,6 +918,56 @@ static txm_status embedded_ack(txm__broker *b, txm_delivery *d, txm_error *err)
     return with_conn(b, TXN_NONE, ack_txn, d->handle, err);
 }
 
+typedef struct ack_batch_ctx {
+    txm_delivery *const *ds;
+    size_t n;
+    txm_status *results; /* n: each delivery's outcome */
+    txm_status first;    /* the first lease lost, TXM_OK if none */
+    txm_error lost;      /* its text */
+} ack_batch_ctx;
+
+/* Acks each delivery of the batch as ack_txn does. One whose lease was lost
+ * gets TXM_NOT_FOUND and the others are acked all the same: only a failing
+ * statement fails, and rolls back, the whole transaction. Runs again from
+ * the start when with_conn_retry retries. */
+static txm_status ack_batch_txn(conn *c, void *ctx, txm_error *err)
+{
+    ack_batch_ctx *x = ctx;
+    x->first = TXM_OK;
+    for (size_t i = 0; i < x->n; i++) {
+        txm_error later;
+        txm_status st = ack_txn(c, x->ds[i]->handle, x->first == TXM_OK ? &x->lost : &later);
+        if (st != TXM_OK && st != TXM_NOT_FOUND) {
+            if (err != NULL)
+                *err = x->first == TXM_OK ? x->lost : later;
+            return st;
+        }
+        x->results[i] = st;
+        if (x->first == TXM_OK)
+            x->first = st;
+    }
+    return TXM_OK;
+}
+
+/* All the acks in one write transaction: one commit, and one wait for the
+ * write lock, instead of one per message. Retried on SQLITE_BUSY as the
+ * idempotent transactions are (with_conn_retry): a batch that could not
+ * take the lock or commit was rolled back and changed nothing. */
+static txm_status embedded_ack_batch(txm__broker *b, txm_delivery *const *ds, size_t n,
+                                     txm_status *results, txm_error *err)
+{
+    ack_batch_ctx x = {.ds = ds, .n = n, .results = results};
+    txm_status st = with_conn_retry(b, TXN_WRITE, ack_batch_txn, &x, err);
+    if (st != TXM_OK) {
+        for (size_t i = 0; i < n; i++)
+            results[i] = st;
+        return st;
+    }
+    if (x.first != TXM_OK && err != NULL)
+        *err = x.lost;
+    return x.first;
+}
+
 typedef struct settle_ctx {
     const lease *l;
     int64_t delay_ms;   /* nack delay; < 0 for dead_letter */
@@ -1185,6 +1235,7 @@ const txm__transport_ops txm__transport_embedded = {
     .publish = embedded_publish,
     .receive = embedded_receive,
     .ack = embedded_ack,
+    .ack_batch = embedded_ack_batch,
     .nack = embedded_nack,
     .dead_letter = embedded_dead_letter,
     .extend = embedded_extend,

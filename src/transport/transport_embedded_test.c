@@ -299,6 +299,43 @@ static void embedded_ack_after_lease_lost_is_not_found(void **state)
     txm_delivery_free(now);
 }
 
+/* As a single ack: the delivery whose lease was lost gets TXM_NOT_FOUND
+ * and stays unsettled, and the rest of the batch is acked all the same. */
+static void embedded_ack_batch_after_lease_lost_reports_not_found_for_it(void **state)
+{
+    fixture *fx = *state;
+    subscribe(fx->t, "t", "q", 5, 50);
+    publish(fx->t, "t", "m-1", "x");
+    txm_delivery *old = receive_one(fx->t, "q", 0);
+    assert_non_null(old);
+    txm_delivery *now = receive_one(fx->t, "q", 1000); /* after the lease ran out */
+    assert_non_null(now);
+    assert_string_equal(txm_delivery_message_id(now), "m-1");
+    subscribe(fx->t, "t", "q", 5, 30000); /* the next one keeps its lease */
+    publish(fx->t, "t", "m-2", "y");
+    txm_delivery *other = receive_one(fx->t, "q", 1000);
+    assert_non_null(other);
+    assert_string_equal(txm_delivery_message_id(other), "m-2");
+    txm_delivery *batch[] = {old, other};
+    txm_status results[2] = {TXM_INVALID, TXM_INVALID};
+    txm_error err;
+    assert_int_equal(txm_transport_ack_batch(fx->t, batch, 2, results, &err), TXM_NOT_FOUND);
+    assert_non_null(strstr(err.text, "lease lost"));
+    assert_int_equal(results[0], TXM_NOT_FOUND);
+    assert_int_equal(results[1], TXM_OK);
+    assert_int_equal(txm_transport_ack(fx->t, other, NULL), TXM_STATE); /* settled */
+    /* The late one is not settled: the call can be made again, and the
+     * receiver holding the message now still acks it. */
+    assert_int_equal(txm_transport_ack(fx->t, old, NULL), TXM_NOT_FOUND);
+    assert_int_equal(txm_transport_ack(fx->t, now, NULL), TXM_OK);
+    int64_t depth = -1;
+    assert_int_equal(txm_transport_queue_depth(fx->t, "q", &depth, NULL), TXM_OK);
+    assert_int_equal(depth, 0);
+    txm_delivery_free(old);
+    txm_delivery_free(now);
+    txm_delivery_free(other);
+}
+
 static void embedded_thousand_messages_arrive_in_fifo_order(void **state)
 {
     fixture *fx = *state;
@@ -679,6 +716,7 @@ int main(void)
         T(embedded_max_receive_count_moves_to_dlq_then_redrive_and_purge),
         T(embedded_expired_leases_count_toward_max_receive),
         T(embedded_ack_after_lease_lost_is_not_found),
+        T(embedded_ack_batch_after_lease_lost_reports_not_found_for_it),
         T(embedded_thousand_messages_arrive_in_fifo_order),
         T(embedded_messages_persist_across_reopen),
         T(embedded_blocked_receiver_wakes_when_another_handle_publishes),

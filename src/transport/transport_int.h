@@ -22,8 +22,8 @@ typedef struct txm__transport_ops {
     txm_status (*ack)(txm__broker *b, txm_delivery *d, txm_error *err);
     /* n >= 1 deliveries, each checked ackable; sets results[i] for each
      * (results is never NULL here). NULL: ack one by one. */
-    txm_status (*ack_batch)(txm__broker *b, txm_delivery *const *ds, size_t n,
-                            txm_status *results, txm_error *err);
+    txm_status (*ack_batch)(txm__broker *b, txm_delivery *const *ds, size_t n, txm_status *results,
+                            txm_error *err);
     txm_status (*nack)(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
                        txm_error *err);
     txm_status (*dead_letter)(txm__broker *b, txm_delivery *d, const char *reason, txm_error *err);

@@ -20,12 +20,13 @@
  *   queues "a.b" and "a_b" would collide: the second is refused with
  *   TXM_CONFLICT. FilterSubject txmsg.<topic>, AckPolicy explicit, AckWait =
  *   visibility timeout, DeliverPolicy new, MaxDeliver unlimited,
- *   Description "txmsg queue=<queue> dlq=<dead-letter queue> max=<max
- *   receive count>". The transport moves a message to the dead-letter queue
- *   itself: on the nack of its max_receive_count-th receive, or when a
- *   receive sees a delivery count above max_receive_count (the last lease
- *   expired without an ack). A server-side MaxDeliver would strand a message
- *   whose last delivery was lost: it would stay in the stream forever.
+ *   MaxAckPending 150,000 (see consumer_config), Description "txmsg
+ *   queue=<queue> dlq=<dead-letter queue> max=<max receive count>". The
+ *   transport moves a message to the dead-letter queue itself: on the nack
+ *   of its max_receive_count-th receive, or when a receive sees a delivery
+ *   count above max_receive_count (the last lease expired without an ack).
+ *   A server-side MaxDeliver would strand a message whose last delivery was
+ *   lost: it would stay in the stream forever.
  * - stream TXMSG_DLQ, subjects "txmsg-dlq.>", limits retention, direct get
  *   allowed. A dead letter of a queue is a message on txmsg-dlq.<dlq> with the
  *   body and the headers Txmsg-Original-Subject, Txmsg-Message-Id,
@@ -47,8 +48,9 @@
  * to wait listens to its topic's subject to pull as soon as something is
  * published, and polls every POLL_MS for redeliveries (see pull()). Acks go
  * to each delivery's reply subject as requests, so the server has applied
- * them when they return; they do not need the subscription the message came
- * from.
+ * them when they return; a batch of acks is published without waiting for
+ * replies and followed by one flush (see nats_ack_batch). They do not need
+ * the subscription the message came from.
  *
  * A subscription must not be destroyed while a message for it may be
  * arriving. libnats before 3.6 (nats.c issue 637; Debian 12 ships 3.4.1)
@@ -531,6 +533,13 @@ static void consumer_config(const qinfo *q, int visibility_ms, char filter[SUBJE
      * the server killed while it was out): JetStream delivers it no more,
      * and it never reaches the dead-letter queue. */
     cfg->MaxDeliver = -1;
+    /* A consumer at MaxAckPending gets nothing more until leases end, so it
+     * must stay well above what receivers hold: a consumer runtime holds at
+     * most 64 lanes x 1,000 (64,000; typically 4 x a few hundred), and one
+     * restarted after a crash holds as many again while the dead process's
+     * leases run out. 150,000 covers both with room; the server keeps state
+     * only for deliveries actually pending. reconcile() updates existing
+     * consumers made with another value (20,000 before). */
     cfg->MaxAckPending = MAX_ACK_PENDING;
 }
 
@@ -552,7 +561,8 @@ static txm_status reconcile(txm__broker *b, const jsConsumerInfo *ci, const qinf
         return txm_errf(err, TXM_CONFLICT, "nats: queue %s maps to consumer %s of queue %s",
                         want->queue, want->durable, got.queue);
     bool same = have->AckWait == cfg->AckWait && have->MaxDeliver == cfg->MaxDeliver &&
-                have->Description != NULL && strcmp(have->Description, cfg->Description) == 0;
+                have->MaxAckPending == cfg->MaxAckPending && have->Description != NULL &&
+                strcmp(have->Description, cfg->Description) == 0;
     if (same)
         return TXM_OK;
     jsErrCode jerr = 0;
@@ -1140,6 +1150,51 @@ static txm_status nats_ack(txm__broker *b, txm_delivery *d, txm_error *err)
     return st;
 }
 
+/* Sends "+ACK" to each delivery's reply subject without waiting for an
+ * answer, then makes one round trip (a flush: PING/PONG), whose PONG the
+ * server sends only after reading everything sent before it. So on TXM_OK
+ * the server has read every ack; JetStream may apply them a moment later
+ * (nats-server queues acks for the consumer), so consumer info read at once
+ * may still count a few as pending. natsMsg_Ack is not used: given the
+ * JetStream context's options (Wait set) it would wait for each reply. As
+ * for nats_ack, a late ack is not reported and acks the delivery made
+ * meanwhile. A publish or flush that fails leaves its deliveries unsettled
+ * (TXM_UNAVAILABLE while the connection is down, TXM_TIMEOUT without the
+ * PONG in time), though the server may have applied them, as after a
+ * single ack that timed out. err gets the first failure. */
+static txm_status nats_ack_batch(txm__broker *b, txm_delivery *const *ds, size_t n,
+                                 txm_status *results, txm_error *err)
+{
+    txm_status first = txm__nats_check_connected(b, err);
+    for (size_t i = 0; first != TXM_OK && i < n; i++)
+        results[i] = first;
+    if (first != TXM_OK)
+        return first;
+    txm_error later; /* the failures after the first */
+    for (size_t i = 0; i < n; i++) {
+        txm_error *e = first == TXM_OK ? err : &later;
+        const char *reply = natsMsg_GetReply(ds[i]->handle);
+        natsStatus s = NATS_OK;
+        if (reply == NULL || strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) != 0)
+            results[i] = txm_errf(e, TXM_STATE, "nats: ack of %s: not a JetStream delivery",
+                                  ds[i]->message_id);
+        else if ((s = natsConnection_PublishString(b->nc, reply, "+ACK")) != NATS_OK)
+            results[i] = txm__nats_nfail(e, s, 0, "ack of", ds[i]->message_id);
+        else
+            results[i] = TXM_OK;
+        if (first == TXM_OK)
+            first = results[i];
+    }
+    natsStatus s = natsConnection_FlushTimeout(b->nc, b->api.Wait);
+    if (s == NATS_OK)
+        return first;
+    txm_status st = txm__nats_nfail(first == TXM_OK ? err : &later, s, 0, "flush of", "acks");
+    for (size_t i = 0; i < n; i++)
+        if (results[i] == TXM_OK)
+            results[i] = st;
+    return first == TXM_OK ? st : first;
+}
+
 /* The reason is not kept by JetStream for a redelivery: only a dead letter
  * carries it (Txmsg-Last-Error). */
 static txm_status nats_nack(txm__broker *b, txm_delivery *d, int delay_ms, const char *reason,
@@ -1204,6 +1259,7 @@ const txm__transport_ops txm__transport_nats = {
     .publish = nats_publish,
     .receive = nats_receive,
     .ack = nats_ack,
+    .ack_batch = nats_ack_batch,
     .nack = nats_nack,
     .extend = nats_extend,
     .is_available = nats_is_available,

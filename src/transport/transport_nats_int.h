@@ -47,7 +47,7 @@
 #define REASON_MAX 512         /* bytes of a last error kept in a header */
 #define ERRTEXT_MAX 160        /* bytes of a broker error kept per batch */
 #define DUPLICATE_WINDOW_S 120 /* JetStream de-duplication window */
-#define MAX_ACK_PENDING 20000  /* leased messages per queue, above receive's 10000 */
+#define MAX_ACK_PENDING 150000 /* leased messages per queue (see consumer_config) */
 #define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
 #define RECONNECT_WAIT_MS 250
 #define POLL_MS 100         /* a waiting receive looks for redeliveries this often */

@@ -252,6 +252,76 @@ static void nats_unacked_message_is_redelivered_after_lease_with_count_2(void **
     txm_transport_close(t);
 }
 
+/* As a single ack: JetStream does not report an ack that comes after the
+ * lease ran out, and it acks the message whichever delivery it names, so
+ * the delivery made meanwhile is gone too and never comes back. */
+static void nats_ack_batch_after_lease_ran_out_acks_the_redelivery(void **state)
+{
+    (void)state;
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 5, 1000);
+    publish_one(t, topic, "late-ack-1", "{}");
+    txm_delivery *old = receive_one(t, q, 2000);
+    assert_non_null(old);
+    txm_delivery *now = receive_one(t, q, 5000); /* after the lease ran out */
+    assert_non_null(now);
+    assert_int_equal(txm_delivery_receive_count(now), 2);
+    txm_status result = TXM_INVALID;
+    txm_error err = {0};
+    assert_int_equal(txm_transport_ack_batch(t, &old, 1, &result, &err), TXM_OK);
+    assert_int_equal(result, TXM_OK);
+    int64_t depth = -1;
+    for (int i = 0; i < 100 && depth != 0; i++) {
+        assert_int_equal(txm_transport_queue_depth(t, q, &depth, NULL), TXM_OK);
+        if (depth != 0)
+            txm_test_sleep_ms(20);
+    }
+    assert_int_equal(depth, 0);
+    txm_delivery_free(now); /* not acked, yet its lease running out brings nothing */
+    assert_null(receive_one(t, q, 2000));
+    txm_delivery_free(old);
+    txm_transport_close(t);
+}
+
+/* A queue declared by a version with another MaxAckPending (20,000 before)
+ * is brought to the current one by the next declaration, not refused. */
+static void nats_declare_updates_an_older_max_ack_pending(void **state)
+{
+    (void)state;
+    const char *url = nats_url_or_skip();
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    jsConsumerInfo *ci = NULL;
+    assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    assert_int_equal(js_GetConsumerInfo(&ci, js, "TXMSG", q, NULL, NULL), NATS_OK);
+    int64_t current = ci->Config->MaxAckPending;
+    assert_true(current >= 100000);
+    ci->Config->MaxAckPending = 20000;
+    jsConsumerInfo *old = NULL;
+    assert_int_equal(js_UpdateConsumer(&old, js, "TXMSG", ci->Config, NULL, NULL), NATS_OK);
+    assert_int_equal(old->Config->MaxAckPending, 20000);
+    jsConsumerInfo_Destroy(old);
+    jsConsumerInfo_Destroy(ci);
+    txm_transport_close(t);
+
+    t = open_shared();
+    subscribe(t, topic, q, 3, 30000);
+    ci = NULL;
+    assert_int_equal(js_GetConsumerInfo(&ci, js, "TXMSG", q, NULL, NULL), NATS_OK);
+    assert_int_equal(ci->Config->MaxAckPending, current);
+    jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    txm_transport_close(t);
+}
+
 static void nats_nack_after_max_moves_to_dlq_with_headers(void **state)
 {
     (void)state;
@@ -951,6 +1021,8 @@ int main(void)
         cmocka_unit_test(nats_broker_drops_republish_with_same_id_in_window),
         cmocka_unit_test(nats_publish_reports_each_message),
         cmocka_unit_test(nats_unacked_message_is_redelivered_after_lease_with_count_2),
+        cmocka_unit_test(nats_ack_batch_after_lease_ran_out_acks_the_redelivery),
+        cmocka_unit_test(nats_declare_updates_an_older_max_ack_pending),
         cmocka_unit_test(nats_nack_after_max_moves_to_dlq_with_headers),
         cmocka_unit_test(nats_expired_last_lease_is_dead_lettered_not_returned),
         cmocka_unit_test(nats_dlq_list_redrive_purge),

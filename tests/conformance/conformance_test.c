@@ -195,6 +195,92 @@ static void conformance_extended_lease_hides_message_without_a_receive(void **st
     txm_msg_free(m);
 }
 
+/* Receives until n deliveries are in list (n slots) or timeout_ms passes;
+ * returns how many came. */
+static size_t receive_n(fixture *fx, txm_delivery **list, size_t n, int timeout_ms)
+{
+    size_t got = 0;
+    long long end = txm_test_now_ms() + timeout_ms;
+    while (got < n && txm_test_now_ms() < end) {
+        txm_delivery **some = NULL;
+        size_t k = 0;
+        assert_int_equal(txm_transport_receive(fx->t, fx->queue, n - got, 200, &some, &k, NULL),
+                         TXM_OK);
+        for (size_t i = 0; i < k; i++)
+            list[got++] = some[i];
+        txm_free(some);
+    }
+    return got;
+}
+
+/* The queue's depth once it stops changing to want, or after timeout_ms:
+ * NATS applies acks a moment after it has read them. */
+static int64_t depth_settled(fixture *fx, int64_t want, int timeout_ms)
+{
+    int64_t depth = -1;
+    long long end = txm_test_now_ms() + timeout_ms;
+    do {
+        assert_int_equal(txm_transport_queue_depth(fx->t, fx->queue, &depth, NULL), TXM_OK);
+        if (depth == want)
+            break;
+        txm_test_sleep_ms(20);
+    } while (txm_test_now_ms() < end);
+    return depth;
+}
+
+static void conformance_ack_batch_removes_every_delivery(void **state)
+{
+    enum { N = 50 };
+    fixture *fx = get(state);
+    declare(fx, fx->queue, 1000);
+    txm_msg *msgs[N];
+    for (int i = 0; i < N; i++)
+        msgs[i] = make_msg(fx, i);
+    publish(fx, msgs, N);
+    txm_delivery *ds[N];
+    assert_int_equal(receive_n(fx, ds, N, 5000), N);
+    txm_status results[N];
+    txm_error err;
+    assert_int_equal(txm_transport_ack_batch(fx->t, ds, N, results, &err), TXM_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(results[i], TXM_OK);
+        /* Settled: acking it again is a misuse. */
+        assert_int_equal(txm_transport_ack(fx->t, ds[i], NULL), TXM_STATE);
+        txm_delivery_free(ds[i]);
+        txm_msg_free(msgs[i]);
+    }
+    assert_int_equal(depth_settled(fx, 0, 2000), 0);
+    /* Past the visibility timeout nothing comes back. */
+    assert_null(receive_one(fx, fx->queue, 1500));
+}
+
+static void conformance_ack_batch_reports_a_settled_delivery_and_acks_the_others(void **state)
+{
+    enum { N = 3 };
+    fixture *fx = get(state);
+    declare(fx, fx->queue, 1000);
+    txm_msg *msgs[N];
+    for (int i = 0; i < N; i++)
+        msgs[i] = make_msg(fx, i);
+    publish(fx, msgs, N);
+    txm_delivery *ds[N];
+    assert_int_equal(receive_n(fx, ds, N, 5000), N);
+    assert_int_equal(txm_transport_ack(fx->t, ds[1], NULL), TXM_OK);
+    txm_status results[N] = {TXM_INVALID, TXM_INVALID, TXM_INVALID};
+    txm_error err;
+    assert_int_equal(txm_transport_ack_batch(fx->t, ds, N, results, &err), TXM_STATE);
+    assert_int_equal(results[0], TXM_OK);
+    assert_int_equal(results[1], TXM_STATE);
+    assert_int_equal(results[2], TXM_OK);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(txm_transport_ack(fx->t, ds[i], NULL), TXM_STATE);
+        txm_delivery_free(ds[i]);
+        txm_msg_free(msgs[i]);
+    }
+    assert_int_equal(depth_settled(fx, 0, 2000), 0);
+    assert_null(receive_one(fx, fx->queue, 1500));
+}
+
 typedef struct handler_ctx {
     atomic_int calls;
     atomic_bool broken;
@@ -658,6 +744,8 @@ int main(void)
         BOTH(conformance_failing_handler_sees_three_deliveries_then_dlq_then_redrive),
         BOTH(conformance_undecodable_message_goes_to_dlq_at_once),
         BOTH(conformance_extended_lease_hides_message_without_a_receive),
+        BOTH(conformance_ack_batch_removes_every_delivery),
+        BOTH(conformance_ack_batch_reports_a_settled_delivery_and_acks_the_others),
         BOTH(conformance_outage_uses_no_receive_and_dead_letters_nothing),
         BOTH(conformance_exhausted_message_acked_if_processed_else_dead_lettered),
         BOTH(conformance_same_message_five_times_changes_state_once),
