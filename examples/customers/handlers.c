@@ -109,7 +109,8 @@ static txm_status on_order_cancelled(void *ctx, txm_uow *uow, const txm_msg *msg
 
 txm_status customers_handlers_register(txm_app *app, customers_svc *svc, txm_error *err)
 {
-    /* Defaults: one worker per queue, "<queue>--dlq", max_receive_count 3. */
+    /* Defaults: one ordered lane per queue, units of work of up to 64
+     * messages, "<queue>--dlq", max_receive_count 3. */
     txm_status st = txm_app_subscribe(app, TOPIC_ORDER_CREATED, QUEUE_ORDER_CREATED,
                                       on_order_created, svc, NULL, err);
     if (st == TXM_OK)

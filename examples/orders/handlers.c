@@ -58,7 +58,8 @@ static txm_status on_rejection(void *ctx, txm_uow *uow, const txm_msg *msg, txm_
 
 txm_status orders_handlers_register(txm_app *app, orders_svc *svc, txm_error *err)
 {
-    /* Defaults: one worker per queue, "<queue>--dlq", max_receive_count 3. */
+    /* Defaults: one ordered lane per queue, units of work of up to 64
+     * messages, "<queue>--dlq", max_receive_count 3. */
     txm_status st = txm_app_subscribe(app, TOPIC_CREDIT_RESERVED, QUEUE_CREDIT_RESERVED,
                                       on_credit_reserved, svc, NULL, err);
     if (st == TXM_OK)

@@ -78,7 +78,7 @@ TXM_API txm_status txm_app_subscribe(txm_app *app, const char *topic, const char
                                      txm_handler_fn handler, void *ctx,
                                      const txm_handler_options *opts, txm_error *err);
 
-/* Starts the consumer's workers, then the HTTP server, and logs the
+/* Starts the consumer's threads, then the HTTP server, and logs the
  * address. Returns TXM_IO when the address cannot be bound, TXM_STATE if
  * already started. */
 TXM_API txm_status txm_app_start(txm_app *app, txm_error *err);
