@@ -33,7 +33,8 @@
 #define OUTAGE_PAUSE_MIN_MS 100
 #define OUTAGE_PAUSE_MAX_MS 5000
 #define SLEEP_SLICE_MS 50  /* how often a pause looks at stopping */
-#define RECEIVE_MAX 1000   /* deliveries asked for in one receive */
+#define RECEIVE_MIN 256    /* deliveries asked for in one receive, at least */
+#define RECEIVE_MAX 1000   /* and at most */
 #define LANE_CAPACITY_MIN 64
 
 const double txm_consumer_batch_bounds[TXM_CONSUMER_BATCH_BUCKETS] = {1,  2,   4,   8,   16,  32,
@@ -364,7 +365,11 @@ static void *receiver_main(void *arg)
 {
     txm__subscription *s = arg;
     txm_consumer *c = s->owner;
-    size_t max = s->opts.batch_size * (size_t)s->opts.concurrency;
+    /* Enough for every lane's next batch and the one after, so that a
+     * receive (a round trip to the broker) serves several batches. */
+    size_t max = 2 * s->opts.batch_size * (size_t)s->opts.concurrency;
+    if (max < RECEIVE_MIN)
+        max = RECEIVE_MIN;
     if (max > RECEIVE_MAX)
         max = RECEIVE_MAX;
     int failed = 0; /* receives failed in a row */
