@@ -329,6 +329,35 @@ static txm__item *item_of(txm__subscription *s, txm_delivery *d)
     return it;
 }
 
+int txm__lease_ms(const txm__subscription *s)
+{
+    int ms = s->opts.subscription.visibility_timeout_ms;
+    return ms > 0 ? ms : 30000;
+}
+
+void txm__extend(txm__subscription *s, txm__item *it)
+{
+    txm_error err;
+    txm_status st = txm_transport_extend(s->owner->transport, it->d, &err);
+    if (st != TXM_OK && st != TXM_UNAVAILABLE)
+        txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_WARN,
+                 "consumer %s: cannot keep the lease of %s: %s", s->queue, txm_msg_id(it->msg),
+                 err.text);
+}
+
+bool txm__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return pthread_cond_timedwait(cond, mu, &ts) == 0;
+}
+
 /* Hands the received deliveries to their lanes: each lane's share at
  * once, so that it makes one batch rather than several small ones, waiting
  * for room when the lane is full. Takes every delivery of batch (not the
@@ -349,10 +378,16 @@ static void dispatch(txm__subscription *s, txm_delivery **batch, size_t n)
         pthread_mutex_lock(&l->mu);
         txm__item *it;
         while ((it = txm__list_pop(&share[k])) != NULL) {
-            /* Lanes drain even while stopping, so this wait ends. */
+            /* Lanes drain even while stopping, so this wait ends. A lane
+             * held by an outage can take long: meanwhile the leases of
+             * what waits here are kept, like the lane's own. */
             while (l->incoming.len >= l->capacity) {
                 pthread_cond_signal(&l->work);
-                pthread_cond_wait(&l->room, &l->mu);
+                if (!txm__cond_wait_ms(&l->room, &l->mu, txm__lease_ms(s) / 3)) {
+                    txm__extend(s, it);
+                    for (txm__item *h = share[k].head; h != NULL; h = h->next)
+                        txm__extend(s, h);
+                }
             }
             txm__list_push(&l->incoming, it);
         }

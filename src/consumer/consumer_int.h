@@ -125,6 +125,15 @@ int txm__outage_pause_ms(const txm__subscription *s, int attempt);
 void txm__outage_begins(txm__subscription *s, const char *why);
 void txm__outage_ends(txm__subscription *s);
 
+/* The subscription's lease (visibility timeout) in ms (consumer.c). */
+int txm__lease_ms(const txm__subscription *s);
+
+/* Keeps the lease of it, logging a failure other than an outage (consumer.c). */
+void txm__extend(txm__subscription *s, txm__item *it);
+
+/* Waits on cond (mu held) up to ms; false on timeout (consumer.c). */
+bool txm__cond_wait_ms(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t ms);
+
 /* Records a committed batch in the histograms (consumer.c). */
 void txm__observe_batch(txm__subscription *s, txm__item **b, size_t n, int64_t now_us);
 

@@ -118,32 +118,16 @@ static void release_key(txm__lane *l, const txm__item *it)
     }
 }
 
-static int lease_ms(const txm__lane *l)
-{
-    int ms = l->s->opts.subscription.visibility_timeout_ms;
-    return ms > 0 ? ms : 30000;
-}
-
-static void extend(txm__lane *l, txm__item *it)
-{
-    txm_error err;
-    txm_status st = txm_transport_extend(l->s->owner->transport, it->d, &err);
-    if (st != TXM_OK && st != TXM_UNAVAILABLE)
-        txm_logf(l->s->owner->opts.log, l->s->owner->opts.log_ctx, TXM_LOG_WARN,
-                 "consumer %s: cannot keep the lease of %s: %s", l->s->queue, txm_msg_id(it->msg),
-                 err.text);
-}
-
 /* Keeps the leases of held messages, every third of a lease. */
 static void keep_leases(txm__lane *l, int64_t now)
 {
-    if (l->held.len == 0 || now - l->extended < (int64_t)lease_ms(l) * 1000 / 3) {
+    if (l->held.len == 0 || now - l->extended < (int64_t)txm__lease_ms(l->s) * 1000 / 3) {
         if (l->held.len == 0)
             l->extended = now;
         return;
     }
     for (txm__item *h = l->held.head; h != NULL; h = h->next)
-        extend(l, h);
+        txm__extend(l->s, h);
     l->extended = now;
 }
 
@@ -151,14 +135,14 @@ static void keep_leases(txm__lane *l, int64_t now)
 static void keep_all_leases(txm__lane *l, txm__item **b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        extend(l, b[i]);
+        txm__extend(l->s, b[i]);
     for (txm__item *h = l->held.head; h != NULL; h = h->next)
-        extend(l, h);
+        txm__extend(l->s, h);
     for (txm__item *h = l->ready.head; h != NULL; h = h->next)
-        extend(l, h);
+        txm__extend(l->s, h);
     pthread_mutex_lock(&l->mu);
     for (txm__item *h = l->incoming.head; h != NULL; h = h->next)
-        extend(l, h);
+        txm__extend(l->s, h);
     pthread_mutex_unlock(&l->mu);
     l->extended = txm_now_us();
 }
@@ -170,20 +154,6 @@ static void take(txm__lane *l, txm__item *it, txm__item **b, size_t *n)
         txm__list_push(&l->held, it);
     else
         b[(*n)++] = it;
-}
-
-/* Waits on the lane's condition until ms from now. mu held. */
-static void wait_ms(txm__lane *l, int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&l->work, &l->mu, &ts);
 }
 
 /* The ms until the first held retry is due (IDLE_WAIT_MS at most). */
@@ -234,7 +204,7 @@ static size_t collect(txm__lane *l, txm__item **b, size_t cap, bool *done)
             break;
         }
         if (n == 0) {
-            wait_ms(l, until_due(l, txm_now_us()));
+            txm__cond_wait_ms(&l->work, &l->mu, until_due(l, txm_now_us()));
             break;
         }
         /* Wait a little for a fuller batch, if asked to. */
@@ -245,7 +215,7 @@ static size_t collect(txm__lane *l, txm__item **b, size_t cap, bool *done)
         int64_t left_ms = (fill_until - txm_now_us()) / 1000;
         if (left_ms <= 0)
             break;
-        wait_ms(l, left_ms);
+        txm__cond_wait_ms(&l->work, &l->mu, left_ms);
     }
     pthread_mutex_unlock(&l->mu);
     return n;
@@ -407,7 +377,7 @@ static void abandon(txm__lane *l, txm__item **b, size_t n)
             txm__item_free(it);
         pthread_cond_broadcast(&l->room);
         if (!atomic_load(&l->s->received))
-            wait_ms(l, 50);
+            txm__cond_wait_ms(&l->work, &l->mu, 50);
     }
     pthread_mutex_unlock(&l->mu);
 }
