@@ -172,6 +172,14 @@ static txm_status failures_fn(void *ctx, double *value)
     return st;
 }
 
+static txm_status dead_lettered_fn(void *ctx, double *value)
+{
+    txm_consumer_stats s;
+    txm_status st = stats_of(ctx, &s);
+    *value = st == TXM_OK ? (double)s.dead_lettered : 0.0;
+    return st;
+}
+
 /* Counts the dead letters of the queue by listing them: on NATS the
  * dead-letter queue is a subject of a stream with no consumer, so
  * txm_transport_queue_depth cannot count it; listing works on both. */
@@ -204,6 +212,11 @@ static txm_status register_queue_metrics(txm_app *app, app_queue *q, txm_error *
         st = txm_metrics_counter_fn(m, "txmsg_consumer_failures_total",
                                     "Handler or commit failures; the message is redelivered.",
                                     labels, failures_fn, q, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_consumer_dead_lettered_total",
+                                    "Messages the consumer sent to the dead-letter queue: "
+                                    "undecodable, or failed max_receive_count times.",
+                                    labels, dead_lettered_fn, q, err);
     if (st == TXM_OK)
         st =
             txm_metrics_gauge_fn(m, "txmsg_dlq_depth", "Messages in the queue's dead-letter queue.",

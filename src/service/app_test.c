@@ -151,6 +151,8 @@ static void app_serves_health_and_metrics_and_stops_on_request(void **state)
     assert_non_null(strstr(body, "txmsg_consumer_processed_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_consumer_duplicates_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_consumer_failures_total{queue=\"app-test--queue\"} 0"));
+    assert_non_null(
+        strstr(body, "txmsg_consumer_dead_lettered_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_dlq_depth{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_outbox_not_dispatched 0"));
     assert_non_null(strstr(body, "txmsg_outbox_oldest_not_dispatched_age_seconds 0"));
@@ -199,7 +201,7 @@ static void app_runs_handlers_and_counts_them(void **state)
 }
 
 /* An undecodable message goes to the dead-letter queue at once, and
- * txmsg_dlq_depth counts it. */
+ * txmsg_dlq_depth and txmsg_consumer_dead_lettered_total count it. */
 static void app_counts_dead_letters(void **state)
 {
     fixture *f = *state;
@@ -214,13 +216,16 @@ static void app_counts_dead_letters(void **state)
     txm_outgoing m = {"app-test--created", "garbage-1", garbage, sizeof garbage - 1};
     assert_int_equal(txm_transport_publish(txm_app_transport(app), &m, 1, NULL, &err), TXM_OK);
     const char *want = "txmsg_dlq_depth{queue=\"app-test--queue\"} 1";
+    const char *counted = "txmsg_consumer_dead_lettered_total{queue=\"app-test--queue\"} 1\n";
     char body[1 << 16] = "";
     long long deadline = txm_test_now_ms() + 10000;
-    while (strstr(body, want) == NULL && txm_test_now_ms() < deadline) {
+    while ((strstr(body, want) == NULL || strstr(body, counted) == NULL) &&
+           txm_test_now_ms() < deadline) {
         txm_test_sleep_ms(20);
         assert_int_equal(http_get(txm_app_port(app), "/metrics", body, sizeof body), 200);
     }
     assert_non_null(strstr(body, want));
+    assert_non_null(strstr(body, counted));
     assert_int_equal(calls, 0);
     txm_app_close(app);
 }
