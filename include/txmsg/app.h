@@ -72,8 +72,12 @@ TXM_API txm_status txm_app_route(txm_app *app, const char *method, const char *p
  * inbox; see txm_consumer_subscribe (opts may be NULL: concurrency 1, dead-letter
  * queue "<queue>--dlq", max_receive_count 3). Also registers
  * txmsg_consumer_processed_total, txmsg_consumer_duplicates_total,
- * txmsg_consumer_failures_total and the gauge txmsg_dlq_depth, each with
- * the label queue. Before txm_app_start only. Borrows: ctx. */
+ * txmsg_consumer_failures_total, txmsg_consumer_dead_lettered_total, the
+ * gauge txmsg_dlq_depth and the histograms txmsg_consumer_batch_size
+ * (messages per committed batch) and txmsg_consumer_handle_latency_seconds
+ * (from the publish time in a message's envelope to the commit of its
+ * handling), each with the label queue; their buckets are those of
+ * txm_consumer_stats. Before txm_app_start only. Borrows: ctx. */
 TXM_API txm_status txm_app_subscribe(txm_app *app, const char *topic, const char *queue,
                                      txm_handler_fn handler, void *ctx,
                                      const txm_handler_options *opts, txm_error *err);

@@ -45,6 +45,29 @@ typedef struct txm_metrics txm_metrics;
  * itself update the registry. */
 typedef txm_status (*txm_metrics_value_fn)(void *ctx, double *value);
 
+/* Bucket bounds of a callback histogram at most. */
+#define TXM_METRICS_HISTOGRAM_BOUNDS_MAX 16
+
+/* The state of a histogram kept elsewhere (a consumer's stats), as a
+ * txm_metrics_histogram_data_fn gives it: a value the callback fills, like
+ * the options structs. buckets counts per bucket, not cumulatively:
+ * buckets[i] the values <= bounds[i] and above the bound before it,
+ * buckets[n_bounds] those above the last bound (the +Inf bucket). The
+ * registry makes them cumulative when it renders. */
+typedef struct txm_metrics_histogram_data {
+    size_t n_bounds;                                 /* 0..TXM_METRICS_HISTOGRAM_BOUNDS_MAX */
+    double bounds[TXM_METRICS_HISTOGRAM_BOUNDS_MAX]; /* upper bounds: finite, increasing */
+    uint64_t buckets[TXM_METRICS_HISTOGRAM_BOUNDS_MAX + 1]; /* observations per bucket, +Inf last */
+    uint64_t count; /* observations: the sum of buckets[0..n_bounds] */
+    double sum;     /* sum of the observed values, in the metric's unit */
+} txm_metrics_histogram_data;
+
+/* Fills *data (zeroed by the caller, the registry) with the histogram's
+ * current state, at each render. Return TXM_OK with *data set; any other
+ * status leaves the series out of that rendering. Thread: as
+ * txm_metrics_value_fn. */
+typedef txm_status (*txm_metrics_histogram_data_fn)(void *ctx, txm_metrics_histogram_data *data);
+
 /* Creates an empty registry. Returns TXM_NOMEM. Owns: *out is the caller's
  * (txm_metrics_free); NULL on failure. Thread: the registry may be used from
  * any number of threads at once. */
@@ -95,6 +118,23 @@ TXM_API txm_status txm_metrics_counter_fn(txm_metrics *m, const char *name, cons
                                           const char *const *labels, txm_metrics_value_fn fn,
                                           void *ctx, txm_error *err);
 
+/* Makes the histogram name{labels} a callback: fn(ctx) gives its bounds,
+ * buckets, count and sum at each txm_metrics_render, which writes them as
+ * the histograms of txm_metrics_histogram_observe are written. The bounds
+ * come from the callback, so they can only be checked then: when fn fails,
+ * or its data has more than TXM_METRICS_HISTOGRAM_BOUNDS_MAX bounds, a
+ * bound that is not finite or not above the one before, or a count that
+ * is not the sum of the buckets, the series is left out of that rendering.
+ * A family may hold both observed and callback series. Registering the
+ * same series again replaces fn and ctx. Statuses as
+ * txm_metrics_histogram_observe (TXM_INVALID for a name already used with
+ * another type), and TXM_INVALID for a NULL fn. Borrows: ctx, which must
+ * stay valid while the registry may be rendered. Thread: any. */
+TXM_API txm_status txm_metrics_histogram_fn(txm_metrics *m, const char *name, const char *help,
+                                            const char *const *labels,
+                                            txm_metrics_histogram_data_fn fn, void *ctx,
+                                            txm_error *err);
+
 /* Registers the outbox backlog gauges of db, read through the outbox
  * repository each time m is rendered: txmsg_outbox_not_dispatched (rows not
  * marked dispatched) and txmsg_outbox_oldest_not_dispatched_age_seconds (0
@@ -107,10 +147,11 @@ TXM_API txm_status txm_metrics_add_outbox(txm_metrics *m, txm_db *db, txm_error 
 /* Renders every series in the Prometheus text exposition format 0.0.4:
  * "# HELP" and "# TYPE" once per family, families and series in the order
  * they were created, histograms as cumulative _bucket{le=...}, _sum and
- * _count. Returns TXM_TOO_BIG past TXM_METRICS_RENDER_MAX, TXM_NOMEM.
- * Owns: *out is the caller's (txm_free), NUL-terminated; *len (may be
- * NULL) its length; *out is NULL on failure. Thread: any; callbacks run on
- * this thread. */
+ * _count. A failed callback leaves its series out; the family's HELP and
+ * TYPE lines stay. Returns TXM_TOO_BIG past TXM_METRICS_RENDER_MAX,
+ * TXM_NOMEM. Owns: *out is the caller's (txm_free), NUL-terminated; *len
+ * (may be NULL) its length; *out is NULL on failure. Thread: any;
+ * callbacks run on this thread. */
 TXM_API txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error *err);
 
 /* ---- JSON log lines ----------------------------------------------------- */

@@ -172,6 +172,56 @@ static txm_status failures_fn(void *ctx, double *value)
     return st;
 }
 
+static txm_status dead_lettered_fn(void *ctx, double *value)
+{
+    txm_consumer_stats s;
+    txm_status st = stats_of(ctx, &s);
+    *value = st == TXM_OK ? (double)s.dead_lettered : 0.0;
+    return st;
+}
+
+_Static_assert(TXM_CONSUMER_BATCH_BUCKETS <= TXM_METRICS_HISTOGRAM_BOUNDS_MAX &&
+                   TXM_CONSUMER_LATENCY_BUCKETS <= TXM_METRICS_HISTOGRAM_BOUNDS_MAX,
+               "a consumer histogram has more bounds than a callback histogram takes");
+
+/* Fills d from one of the consumer's histograms. txm_consumer_stats_get
+ * reads each field on its own, not as one snapshot, so a batch committing
+ * meanwhile can be in its bucket and not yet in the count: the count is
+ * taken from the buckets, so the +Inf bucket and _count agree as the
+ * format requires, and the sum may be one batch apart. */
+static void fill_histogram(txm_metrics_histogram_data *d, const double *bounds, size_t n_bounds,
+                           const uint64_t *buckets, double sum)
+{
+    d->n_bounds = n_bounds;
+    memcpy(d->bounds, bounds, n_bounds * sizeof *bounds);
+    d->count = 0;
+    for (size_t i = 0; i <= n_bounds; i++) {
+        d->buckets[i] = buckets[i];
+        d->count += buckets[i];
+    }
+    d->sum = sum;
+}
+
+static txm_status batch_size_fn(void *ctx, txm_metrics_histogram_data *data)
+{
+    txm_consumer_stats s;
+    txm_status st = stats_of(ctx, &s);
+    if (st == TXM_OK)
+        fill_histogram(data, txm_consumer_batch_bounds, TXM_CONSUMER_BATCH_BUCKETS, s.batch_buckets,
+                       (double)s.batch_sum);
+    return st;
+}
+
+static txm_status handle_latency_fn(void *ctx, txm_metrics_histogram_data *data)
+{
+    txm_consumer_stats s;
+    txm_status st = stats_of(ctx, &s);
+    if (st == TXM_OK)
+        fill_histogram(data, txm_consumer_latency_bounds_s, TXM_CONSUMER_LATENCY_BUCKETS,
+                       s.latency_buckets, s.latency_sum_s);
+    return st;
+}
+
 /* Counts the dead letters of the queue by listing them: on NATS the
  * dead-letter queue is a subject of a stream with no consumer, so
  * txm_transport_queue_depth cannot count it; listing works on both. */
@@ -204,6 +254,20 @@ static txm_status register_queue_metrics(txm_app *app, app_queue *q, txm_error *
         st = txm_metrics_counter_fn(m, "txmsg_consumer_failures_total",
                                     "Handler or commit failures; the message is redelivered.",
                                     labels, failures_fn, q, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_consumer_dead_lettered_total",
+                                    "Messages the consumer sent to the dead-letter queue: "
+                                    "undecodable, or failed max_receive_count times.",
+                                    labels, dead_lettered_fn, q, err);
+    if (st == TXM_OK)
+        st = txm_metrics_histogram_fn(m, "txmsg_consumer_batch_size",
+                                      "Messages handled per committed batch (one unit of work).",
+                                      labels, batch_size_fn, q, err);
+    if (st == TXM_OK)
+        st = txm_metrics_histogram_fn(m, "txmsg_consumer_handle_latency_seconds",
+                                      "Seconds from a message's publish time in its envelope to "
+                                      "the commit of its handling.",
+                                      labels, handle_latency_fn, q, err);
     if (st == TXM_OK)
         st =
             txm_metrics_gauge_fn(m, "txmsg_dlq_depth", "Messages in the queue's dead-letter queue.",

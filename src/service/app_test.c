@@ -151,6 +151,8 @@ static void app_serves_health_and_metrics_and_stops_on_request(void **state)
     assert_non_null(strstr(body, "txmsg_consumer_processed_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_consumer_duplicates_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_consumer_failures_total{queue=\"app-test--queue\"} 0"));
+    assert_non_null(
+        strstr(body, "txmsg_consumer_dead_lettered_total{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_dlq_depth{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_outbox_not_dispatched 0"));
     assert_non_null(strstr(body, "txmsg_outbox_oldest_not_dispatched_age_seconds 0"));
@@ -198,8 +200,117 @@ static void app_runs_handlers_and_counts_them(void **state)
     txm_app_close(app); /* stops first */
 }
 
+/* GETs /metrics until it has the line want (with its newline) or 10 s
+ * passed; body keeps the last answer. */
+static void wait_for_metric(uint16_t port, const char *want, char *body, size_t cap)
+{
+    long long deadline = txm_test_now_ms() + 10000;
+    do {
+        assert_int_equal(http_get(port, "/metrics", body, cap), 200);
+        if (strstr(body, want) != NULL)
+            return;
+        txm_test_sleep_ms(20);
+    } while (txm_test_now_ms() < deadline);
+    fail_msg("no \"%s\" in /metrics:\n%s", want, body);
+}
+
+/* The value of the sample series in a /metrics body. */
+static double metric_value(const char *body, const char *series)
+{
+    char want[512];
+    snprintf(want, sizeof want, "\n%s ", series);
+    const char *p = strstr(body, want);
+    if (p == NULL)
+        fail_msg("no %s in /metrics:\n%s", series, body);
+    return strtod(p + strlen(want), NULL);
+}
+
+static void publish_created(txm_app *app, int n)
+{
+    txm_msg *msgs[8] = {NULL};
+    const txm_msg *list[8];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "agg-%d", i);
+        assert_int_equal(txm_msg_new("app-test--created", key, NULL, "{}", &msgs[i], NULL), TXM_OK);
+        list[i] = msgs[i];
+    }
+    assert_int_equal(
+        txm_transport_publish_msgs(txm_app_transport(app), list, (size_t)n, NULL, NULL), TXM_OK);
+    for (int i = 0; i < n; i++)
+        txm_msg_free(msgs[i]);
+}
+
+/* Handled messages show in the batch-size and handle-latency histograms:
+ * three published one at a time make three batches of one; four more
+ * published at once make batches whose sizes add up to four, whatever
+ * way the lane cut them. Each handled message has one latency. */
+static void app_metrics_have_batch_size_and_latency_histograms(void **state)
+{
+    fixture *f = *state;
+    txm_app *app = open_app(f);
+    int calls = 0;
+    txm_error err;
+    assert_int_equal(txm_app_subscribe(app, "app-test--created", "app-test--queue", count_handler,
+                                       &calls, NULL, &err),
+                     TXM_OK);
+    assert_int_equal(txm_app_start(app, &err), TXM_OK);
+    uint16_t port = txm_app_port(app);
+    static char body[1 << 16];
+    char want[128];
+    for (int i = 1; i <= 3; i++) {
+        publish_created(app, 1);
+        snprintf(want, sizeof want,
+                 "txmsg_consumer_processed_total{queue=\"app-test--queue\"} %d\n", i);
+        wait_for_metric(port, want, body, sizeof body);
+    }
+    assert_non_null(strstr(body, "# HELP txmsg_consumer_batch_size Messages handled per committed "
+                                 "batch (one unit of work).\n"
+                                 "# TYPE txmsg_consumer_batch_size histogram\n"
+                                 "txmsg_consumer_batch_size_bucket{queue=\"app-test--queue\","
+                                 "le=\"1\"} 3\n"
+                                 "txmsg_consumer_batch_size_bucket{queue=\"app-test--queue\","
+                                 "le=\"2\"} 3\n"));
+    assert_non_null(strstr(body, "\ntxmsg_consumer_batch_size_bucket{queue=\"app-test--queue\","
+                                 "le=\"1024\"} 3\n"
+                                 "txmsg_consumer_batch_size_bucket{queue=\"app-test--queue\","
+                                 "le=\"+Inf\"} 3\n"
+                                 "txmsg_consumer_batch_size_sum{queue=\"app-test--queue\"} 3\n"
+                                 "txmsg_consumer_batch_size_count{queue=\"app-test--queue\"} 3\n"));
+    assert_non_null(strstr(body, "# TYPE txmsg_consumer_handle_latency_seconds histogram\n"));
+    const char *lat = "txmsg_consumer_handle_latency_seconds";
+    char series[256];
+    snprintf(series, sizeof series, "%s_bucket{queue=\"app-test--queue\",le=\"60\"}", lat);
+    assert_true(metric_value(body, series) == 3); /* published a moment ago */
+    snprintf(series, sizeof series, "%s_bucket{queue=\"app-test--queue\",le=\"+Inf\"}", lat);
+    assert_true(metric_value(body, series) == 3);
+    snprintf(series, sizeof series, "%s_count{queue=\"app-test--queue\"}", lat);
+    assert_true(metric_value(body, series) == 3);
+    snprintf(series, sizeof series, "%s_sum{queue=\"app-test--queue\"}", lat);
+    double sum_s = metric_value(body, series);
+    assert_true(sum_s >= 0 && sum_s < 3 * 60);
+    publish_created(app, 4);
+    wait_for_metric(port, "txmsg_consumer_processed_total{queue=\"app-test--queue\"} 7\n", body,
+                    sizeof body);
+    assert_true(metric_value(body, "txmsg_consumer_batch_size_sum{queue=\"app-test--queue\"}") ==
+                7);
+    double batches =
+        metric_value(body, "txmsg_consumer_batch_size_count{queue=\"app-test--queue\"}");
+    assert_true(batches >= 4 && batches <= 7);
+    assert_true(metric_value(body, "txmsg_consumer_batch_size_bucket{queue=\"app-test--queue\","
+                                   "le=\"+Inf\"}") == batches);
+    snprintf(series, sizeof series, "%s_count{queue=\"app-test--queue\"}", lat);
+    assert_true(metric_value(body, series) == 7);
+    snprintf(series, sizeof series, "%s_bucket{queue=\"app-test--queue\",le=\"+Inf\"}", lat);
+    assert_true(metric_value(body, series) == 7);
+    assert_int_equal(calls, 7);
+    assert_int_equal(txm_promtool_check(body, strlen(body)), 0);
+    txm_app_close(app);
+}
+
 /* An undecodable message goes to the dead-letter queue at once, and
- * txmsg_dlq_depth counts it. */
+ * txmsg_dlq_depth and txmsg_consumer_dead_lettered_total count it. */
 static void app_counts_dead_letters(void **state)
 {
     fixture *f = *state;
@@ -214,13 +325,16 @@ static void app_counts_dead_letters(void **state)
     txm_outgoing m = {"app-test--created", "garbage-1", garbage, sizeof garbage - 1};
     assert_int_equal(txm_transport_publish(txm_app_transport(app), &m, 1, NULL, &err), TXM_OK);
     const char *want = "txmsg_dlq_depth{queue=\"app-test--queue\"} 1";
+    const char *counted = "txmsg_consumer_dead_lettered_total{queue=\"app-test--queue\"} 1\n";
     char body[1 << 16] = "";
     long long deadline = txm_test_now_ms() + 10000;
-    while (strstr(body, want) == NULL && txm_test_now_ms() < deadline) {
+    while ((strstr(body, want) == NULL || strstr(body, counted) == NULL) &&
+           txm_test_now_ms() < deadline) {
         txm_test_sleep_ms(20);
         assert_int_equal(http_get(txm_app_port(app), "/metrics", body, sizeof body), 200);
     }
     assert_non_null(strstr(body, want));
+    assert_non_null(strstr(body, counted));
     assert_int_equal(calls, 0);
     txm_app_close(app);
 }
@@ -274,6 +388,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(app_serves_health_and_metrics_and_stops_on_request, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(app_runs_handlers_and_counts_them, setup, teardown),
+        cmocka_unit_test_setup_teardown(app_metrics_have_batch_size_and_latency_histograms, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(app_counts_dead_letters, setup, teardown),
         cmocka_unit_test_setup_teardown(app_run_stops_on_sigterm, setup, teardown),
         cmocka_unit_test_setup_teardown(app_open_rejects_bad_port_and_service, setup, teardown),

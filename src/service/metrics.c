@@ -1,5 +1,6 @@
-/* Metrics registry: counters, gauges and histograms with label sets, and
- * their rendering in the Prometheus text exposition format 0.0.4.
+/* Metrics registry: counters, gauges and histograms with label sets, kept
+ * here or read through callbacks, and their rendering in the Prometheus
+ * text exposition format 0.0.4.
  *
  * Thread safety: one mutex per registry guards every family and series.
  * Updates hold it for a hash lookup and an addition. txm_metrics_render
@@ -24,6 +25,14 @@
 enum kind { KIND_COUNTER, KIND_GAUGE, KIND_HISTOGRAM };
 enum op { OP_ADD, OP_SET, OP_OBSERVE, OP_FN };
 
+/* The callback an OP_FN update installs: value for counters and gauges,
+ * histogram for histograms. */
+struct callback {
+    txm_metrics_value_fn value;
+    txm_metrics_histogram_data_fn histogram;
+    void *ctx;
+};
+
 #define BUCKETS 13
 static const double bucket_le[BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                           0.25,  0.5,    1,     2.5,  5,     10};
@@ -41,15 +50,16 @@ struct family {
 };
 
 struct series {
-    int family;              /* index in txm_metrics.families */
-    int next;                /* next series of the family, -1 at the end */
-    char *labels;            /* canonical label text without braces; "" for none */
-    double value;            /* counter or gauge value */
-    txm_metrics_value_fn fn; /* callback giving the value, or NULL */
-    void *fn_ctx;
-    uint64_t bucket[BUCKETS + 1]; /* histogram: observations per bucket, last is +Inf */
-    uint64_t count;               /* histogram: observations */
-    double sum;                   /* histogram: sum of the observed values */
+    int family;                            /* index in txm_metrics.families */
+    int next;                              /* next series of the family, -1 at the end */
+    char *labels;                          /* canonical label text without braces; "" for none */
+    double value;                          /* counter or gauge value */
+    txm_metrics_value_fn fn;               /* callback giving the value, or NULL */
+    txm_metrics_histogram_data_fn hist_fn; /* callback giving the histogram, or NULL */
+    void *fn_ctx;                          /* ctx of fn or hist_fn */
+    uint64_t bucket[BUCKETS + 1];          /* histogram: observations per bucket, last is +Inf */
+    uint64_t count;                        /* histogram: observations */
+    double sum;                            /* histogram: sum of the observed values */
 };
 
 struct txm_metrics {
@@ -280,7 +290,7 @@ static txm_status series_get(txm_metrics *m, const char *name, const char *help,
     return TXM_OK;
 }
 
-static void apply(struct series *s, enum op op, double v, txm_metrics_value_fn fn, void *ctx)
+static void apply(struct series *s, enum op op, double v, const struct callback *cb)
 {
     switch (op) {
     case OP_ADD:
@@ -299,15 +309,16 @@ static void apply(struct series *s, enum op op, double v, txm_metrics_value_fn f
         break;
     }
     case OP_FN:
-        s->fn = fn;
-        s->fn_ctx = ctx;
+        s->fn = cb->value;
+        s->hist_fn = cb->histogram;
+        s->fn_ctx = cb->ctx;
         break;
     }
 }
 
 static txm_status update(txm_metrics *m, const char *name, const char *help,
                          const char *const *labels, enum kind kind, enum op op, double v,
-                         txm_metrics_value_fn fn, void *ctx, txm_error *err)
+                         const struct callback *cb, txm_error *err)
 {
     if (m == NULL)
         return txm_errf(err, TXM_INVALID, "metrics: NULL registry");
@@ -324,7 +335,7 @@ static txm_status update(txm_metrics *m, const char *name, const char *help,
     int idx = -1;
     st = series_get(m, name, help, kind, text, &idx, err);
     if (st == TXM_OK)
-        apply(m->series[idx], op, v, fn, ctx);
+        apply(m->series[idx], op, v, cb);
     pthread_mutex_unlock(&m->lock);
     return st;
 }
@@ -334,25 +345,25 @@ txm_status txm_metrics_counter_add(txm_metrics *m, const char *name, const char 
 {
     if (!(delta >= 0))
         return txm_errf(err, TXM_INVALID, "metrics: counter delta must be >= 0");
-    return update(m, name, help, labels, KIND_COUNTER, OP_ADD, delta, NULL, NULL, err);
+    return update(m, name, help, labels, KIND_COUNTER, OP_ADD, delta, NULL, err);
 }
 
 txm_status txm_metrics_gauge_set(txm_metrics *m, const char *name, const char *help,
                                  const char *const *labels, double value, txm_error *err)
 {
-    return update(m, name, help, labels, KIND_GAUGE, OP_SET, value, NULL, NULL, err);
+    return update(m, name, help, labels, KIND_GAUGE, OP_SET, value, NULL, err);
 }
 
 txm_status txm_metrics_gauge_add(txm_metrics *m, const char *name, const char *help,
                                  const char *const *labels, double delta, txm_error *err)
 {
-    return update(m, name, help, labels, KIND_GAUGE, OP_ADD, delta, NULL, NULL, err);
+    return update(m, name, help, labels, KIND_GAUGE, OP_ADD, delta, NULL, err);
 }
 
 txm_status txm_metrics_histogram_observe(txm_metrics *m, const char *name, const char *help,
                                          const char *const *labels, double value_s, txm_error *err)
 {
-    return update(m, name, help, labels, KIND_HISTOGRAM, OP_OBSERVE, value_s, NULL, NULL, err);
+    return update(m, name, help, labels, KIND_HISTOGRAM, OP_OBSERVE, value_s, NULL, err);
 }
 
 txm_status txm_metrics_gauge_fn(txm_metrics *m, const char *name, const char *help,
@@ -361,7 +372,8 @@ txm_status txm_metrics_gauge_fn(txm_metrics *m, const char *name, const char *he
 {
     if (fn == NULL)
         return txm_errf(err, TXM_INVALID, "metrics: NULL callback");
-    return update(m, name, help, labels, KIND_GAUGE, OP_FN, 0, fn, ctx, err);
+    struct callback cb = {.value = fn, .ctx = ctx};
+    return update(m, name, help, labels, KIND_GAUGE, OP_FN, 0, &cb, err);
 }
 
 txm_status txm_metrics_counter_fn(txm_metrics *m, const char *name, const char *help,
@@ -370,7 +382,18 @@ txm_status txm_metrics_counter_fn(txm_metrics *m, const char *name, const char *
 {
     if (fn == NULL)
         return txm_errf(err, TXM_INVALID, "metrics: NULL callback");
-    return update(m, name, help, labels, KIND_COUNTER, OP_FN, 0, fn, ctx, err);
+    struct callback cb = {.value = fn, .ctx = ctx};
+    return update(m, name, help, labels, KIND_COUNTER, OP_FN, 0, &cb, err);
+}
+
+txm_status txm_metrics_histogram_fn(txm_metrics *m, const char *name, const char *help,
+                                    const char *const *labels, txm_metrics_histogram_data_fn fn,
+                                    void *ctx, txm_error *err)
+{
+    if (fn == NULL)
+        return txm_errf(err, TXM_INVALID, "metrics: NULL callback");
+    struct callback cb = {.histogram = fn, .ctx = ctx};
+    return update(m, name, help, labels, KIND_HISTOGRAM, OP_FN, 0, &cb, err);
 }
 
 /* ---- rendering ---- */
@@ -473,35 +496,86 @@ static void sb_sample(sbuf *b, const char *name, const char *suffix, const char 
     sb_put(b, "\n", 1);
 }
 
-static void render_histogram(sbuf *b, const char *name, const struct series *s)
+/* Writes one histogram series: bounds[0..n_bounds) and +Inf as cumulative
+ * _bucket lines from the per-bucket counts in buckets, then _sum, _count. */
+static void render_histogram(sbuf *b, const char *name, const char *labels, const double *bounds,
+                             size_t n_bounds, const uint64_t *buckets, uint64_t count, double sum)
 {
     uint64_t cumulative = 0;
     char le[48];
-    for (int i = 0; i <= BUCKETS; i++) {
-        cumulative += s->bucket[i];
-        if (i == BUCKETS) {
+    for (size_t i = 0; i <= n_bounds; i++) {
+        cumulative += buckets[i];
+        if (i == n_bounds) {
             snprintf(le, sizeof le, "le=\"+Inf\"");
         } else {
             char num[40];
-            format_num(bucket_le[i], num);
+            format_num(bounds[i], num);
             snprintf(le, sizeof le, "le=\"%s\"", num);
         }
-        sb_sample(b, name, "_bucket", s->labels, le, (double)cumulative);
+        sb_sample(b, name, "_bucket", labels, le, (double)cumulative);
     }
-    sb_sample(b, name, "_sum", s->labels, NULL, s->sum);
-    sb_sample(b, name, "_count", s->labels, NULL, (double)s->count);
+    sb_sample(b, name, "_sum", labels, NULL, sum);
+    sb_sample(b, name, "_count", labels, NULL, (double)count);
+}
+
+/* Whether a callback's histogram can be rendered: the bounds must be few
+ * enough, finite and increasing (le labels in order, none repeated), and
+ * the count must be the +Inf bucket, as the format requires. */
+static bool histogram_data_ok(const txm_metrics_histogram_data *h)
+{
+    if (h->n_bounds > TXM_METRICS_HISTOGRAM_BOUNDS_MAX)
+        return false;
+    uint64_t total = 0;
+    for (size_t i = 0; i < h->n_bounds; i++) {
+        if (!isfinite(h->bounds[i]) || (i > 0 && !(h->bounds[i] > h->bounds[i - 1])))
+            return false;
+        total += h->buckets[i];
+    }
+    return total + h->buckets[h->n_bounds] == h->count;
 }
 
 /* The value of a callback series, computed before the text is written. */
 struct cb_value {
-    txm_metrics_value_fn fn; /* NULL when the series has no callback */
+    txm_metrics_value_fn fn;               /* NULL when the series has no value callback */
+    txm_metrics_histogram_data_fn hist_fn; /* NULL when it has no histogram callback */
     void *ctx;
-    double value;
-    bool ok; /* fn returned TXM_OK */
+    double value;                     /* what fn gave */
+    txm_metrics_histogram_data *hist; /* where hist_fn writes; NULL without hist_fn */
+    bool ok; /* the callback returned TXM_OK (and, for a histogram, valid data) */
 };
 
+/* The callbacks of a render, copied under the lock and run without it. */
+struct snapshot {
+    struct cb_value *cbs;              /* indexed like txm_metrics.series */
+    txm_metrics_histogram_data *hists; /* one per histogram callback */
+    int limit;                         /* series that existed at the copy */
+};
+
+static void render_series(sbuf *b, const struct family *f, const struct series *s,
+                          const struct cb_value *cb)
+{
+    if (f->kind == KIND_HISTOGRAM) {
+        if (s->hist_fn == NULL) {
+            render_histogram(b, f->name, s->labels, bucket_le, BUCKETS, s->bucket, s->count,
+                             s->sum);
+        } else if (cb->hist_fn != NULL && cb->ok) { /* else failed, or made one after the copy */
+            const txm_metrics_histogram_data *h = cb->hist;
+            render_histogram(b, f->name, s->labels, h->bounds, h->n_bounds, h->buckets, h->count,
+                             h->sum);
+        }
+        return;
+    }
+    double v = s->value;
+    if (s->fn != NULL) {
+        if (cb->fn == NULL || !cb->ok) /* failed, or made a callback after the copy */
+            return;
+        v = cb->value;
+    }
+    sb_sample(b, f->name, "", s->labels, NULL, v);
+}
+
 static void render_family(sbuf *b, const txm_metrics *m, const struct family *f,
-                          const struct cb_value *cbs, int limit)
+                          const struct snapshot *snap)
 {
     static const char *const type_name[] = {"counter", "gauge", "histogram"};
     if (f->help != NULL && f->help[0] != '\0') {
@@ -516,33 +590,48 @@ static void render_family(sbuf *b, const txm_metrics *m, const struct family *f,
     sb_put(b, " ", 1);
     sb_str(b, type_name[f->kind]);
     sb_put(b, "\n", 1);
-    for (int i = f->head; i >= 0 && i < limit; i = m->series[i]->next) {
-        const struct series *s = m->series[i];
-        if (f->kind == KIND_HISTOGRAM) {
-            render_histogram(b, f->name, s);
-            continue;
-        }
-        double v = s->value;
-        if (s->fn != NULL) {
-            if (cbs[i].fn == NULL || !cbs[i].ok) /* made a callback after the copy */
-                continue;
-            v = cbs[i].value;
-        }
-        sb_sample(b, f->name, "", s->labels, NULL, v);
-    }
+    for (int i = f->head; i >= 0 && i < snap->limit; i = m->series[i]->next)
+        render_series(b, f, m->series[i], &snap->cbs[i]);
 }
 
-/* Copies the callback of every series, indexed like m->series (lock held).
- * Owns: *out (free). */
-static txm_status collect_callbacks(txm_metrics *m, struct cb_value **out, int *limit)
+/* Copies the callback of every series (lock held), with room for the data
+ * of each histogram callback. Owns: snap's arrays (snapshot_fini). */
+static txm_status collect_callbacks(txm_metrics *m, struct snapshot *snap)
 {
-    *limit = m->nseries;
-    *out = txm__calloc((size_t)m->nseries + 1, sizeof **out);
-    if (*out == NULL)
-        return TXM_NOMEM;
+    snap->limit = m->nseries;
+    size_t nhist = 0;
     for (int i = 0; i < m->nseries; i++)
-        (*out)[i] = (struct cb_value){.fn = m->series[i]->fn, .ctx = m->series[i]->fn_ctx};
+        nhist += m->series[i]->hist_fn != NULL;
+    snap->cbs = txm__calloc((size_t)m->nseries + 1, sizeof *snap->cbs);
+    snap->hists = txm__calloc(nhist + 1, sizeof *snap->hists);
+    if (snap->cbs == NULL || snap->hists == NULL)
+        return TXM_NOMEM;
+    size_t k = 0;
+    for (int i = 0; i < m->nseries; i++) {
+        const struct series *s = m->series[i];
+        snap->cbs[i] = (struct cb_value){.fn = s->fn, .hist_fn = s->hist_fn, .ctx = s->fn_ctx};
+        if (s->hist_fn != NULL)
+            snap->cbs[i].hist = &snap->hists[k++];
+    }
     return TXM_OK;
+}
+
+static void snapshot_fini(struct snapshot *snap)
+{
+    free(snap->cbs);
+    free(snap->hists);
+}
+
+/* Runs the callbacks of snap; the registry's lock must not be held. */
+static void run_callbacks(struct snapshot *snap)
+{
+    for (int i = 0; i < snap->limit; i++) {
+        struct cb_value *cb = &snap->cbs[i];
+        if (cb->fn != NULL)
+            cb->ok = cb->fn(cb->ctx, &cb->value) == TXM_OK;
+        else if (cb->hist_fn != NULL)
+            cb->ok = cb->hist_fn(cb->ctx, cb->hist) == TXM_OK && histogram_data_ok(cb->hist);
+    }
 }
 
 txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error *err)
@@ -551,25 +640,24 @@ txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error
         *out = NULL;
     if (m == NULL || out == NULL)
         return txm_errf(err, TXM_INVALID, "metrics_render: NULL argument");
-    struct cb_value *cbs = NULL;
-    int limit = 0;
+    struct snapshot snap = {0};
     pthread_mutex_lock(&m->lock);
-    txm_status st = collect_callbacks(m, &cbs, &limit);
+    txm_status st = collect_callbacks(m, &snap);
     pthread_mutex_unlock(&m->lock);
-    if (st != TXM_OK)
+    if (st != TXM_OK) {
+        snapshot_fini(&snap);
         return txm_errf(err, st, "metrics_render: out of memory");
+    }
     /* Callbacks run unlocked: they may block or update this registry. */
-    for (int i = 0; i < limit; i++)
-        if (cbs[i].fn != NULL)
-            cbs[i].ok = cbs[i].fn(cbs[i].ctx, &cbs[i].value) == TXM_OK;
+    run_callbacks(&snap);
     sbuf b = {0};
     sb_put(&b, "", 0); /* an empty registry renders as "" rather than NULL */
     pthread_mutex_lock(&m->lock);
     for (int i = 0; i < m->nfamilies && b.st == TXM_OK; i++)
-        if (m->families[i]->head >= 0 && m->families[i]->head < limit)
-            render_family(&b, m, m->families[i], cbs, limit);
+        if (m->families[i]->head >= 0 && m->families[i]->head < snap.limit)
+            render_family(&b, m, m->families[i], &snap);
     pthread_mutex_unlock(&m->lock);
-    free(cbs);
+    snapshot_fini(&snap);
     if (b.st != TXM_OK) {
         free(b.data);
         return txm_errf(err, b.st, "metrics_render: %s", txm_strerror(b.st));

@@ -396,6 +396,170 @@ static void metrics_histogram_buckets_are_cumulative(void **state)
     txm_metrics_free(m);
 }
 
+/* What a histogram callback gives: a copy of data, or status. */
+struct hist_source {
+    txm_metrics_histogram_data data;
+    txm_status status;
+};
+
+static txm_status hist_from_ctx(void *ctx, txm_metrics_histogram_data *data)
+{
+    const struct hist_source *src = ctx;
+    /* The registry hands over a zeroed struct. */
+    assert_int_equal(data->n_bounds, 0);
+    assert_int_equal(data->count, 0);
+    *data = src->data;
+    return src->status;
+}
+
+static void metrics_histogram_fn_renders_its_bounds_cumulatively(void **state)
+{
+    (void)state;
+    txm_metrics *m = new_registry();
+    struct hist_source batch = {.data = {.n_bounds = 3,
+                                         .bounds = {1, 2.5, 10},
+                                         .buckets = {2, 0, 3, 1},
+                                         .count = 6,
+                                         .sum = 21.5}};
+    struct hist_source empty = {.data = {.n_bounds = 0, .buckets = {4}, .count = 4, .sum = 0.5}};
+    assert_int_equal(txm_metrics_histogram_fn(m, "txmsg_batch_size", "Messages per batch.",
+                                              TXM_LABELS("queue", "q"), hist_from_ctx, &batch,
+                                              NULL),
+                     TXM_OK);
+    assert_int_equal(
+        txm_metrics_histogram_fn(m, "only_inf", NULL, NULL, hist_from_ctx, &empty, NULL), TXM_OK);
+    char *text = render(m);
+    assert_string_equal(text, "# HELP txmsg_batch_size Messages per batch.\n"
+                              "# TYPE txmsg_batch_size histogram\n"
+                              "txmsg_batch_size_bucket{queue=\"q\",le=\"1\"} 2\n"
+                              "txmsg_batch_size_bucket{queue=\"q\",le=\"2.5\"} 2\n"
+                              "txmsg_batch_size_bucket{queue=\"q\",le=\"10\"} 5\n"
+                              "txmsg_batch_size_bucket{queue=\"q\",le=\"+Inf\"} 6\n"
+                              "txmsg_batch_size_sum{queue=\"q\"} 21.5\n"
+                              "txmsg_batch_size_count{queue=\"q\"} 6\n"
+                              "# TYPE only_inf histogram\n"
+                              "only_inf_bucket{le=\"+Inf\"} 4\n"
+                              "only_inf_sum 0.5\n"
+                              "only_inf_count 4\n");
+    txm_free(text);
+    /* Read again at each render. */
+    batch.data.buckets[3] = 3;
+    batch.data.count = 8;
+    batch.data.sum = 80.25;
+    text = render(m);
+    assert_line(text, "txmsg_batch_size_bucket{queue=\"q\",le=\"10\"}", "5");
+    assert_line(text, "txmsg_batch_size_bucket{queue=\"q\",le=\"+Inf\"}", "8");
+    assert_line(text, "txmsg_batch_size_sum{queue=\"q\"}", "80.25");
+    assert_line(text, "txmsg_batch_size_count{queue=\"q\"}", "8");
+    txm_free(text);
+    txm_metrics_free(m);
+}
+
+/* A failing callback, or data the format cannot carry, leaves that series
+ * out of the rendering and nothing else. */
+static void metrics_histogram_fn_failure_or_bad_data_leaves_series_out(void **state)
+{
+    (void)state;
+    txm_metrics *m = new_registry();
+    const txm_metrics_histogram_data good = {
+        .n_bounds = 2, .bounds = {0.1, 1}, .buckets = {1, 1, 1}, .count = 3, .sum = 2};
+    struct {
+        const char *name;
+        struct hist_source src;
+    } cases[] = {{"good", {good, TXM_OK}},       {"fails", {good, TXM_DB}},
+                 {"too_many", {good, TXM_OK}},   {"equal", {good, TXM_OK}},
+                 {"decreasing", {good, TXM_OK}}, {"nan", {good, TXM_OK}},
+                 {"inf", {good, TXM_OK}},        {"count", {good, TXM_OK}}};
+    cases[2].src.data.n_bounds = TXM_METRICS_HISTOGRAM_BOUNDS_MAX + 1;
+    cases[3].src.data.bounds[1] = 0.1;
+    cases[4].src.data.bounds[1] = 0.05;
+    cases[5].src.data.bounds[0] = strtod("nan", NULL);
+    cases[6].src.data.bounds[1] = strtod("inf", NULL);
+    cases[7].src.data.count = 4;
+    size_t n = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(txm_metrics_histogram_fn(m, "h", "help", TXM_LABELS("case", cases[i].name),
+                                                  hist_from_ctx, &cases[i].src, NULL),
+                         TXM_OK);
+    char *text = render(m);
+    assert_string_equal(text, "# HELP h help\n"
+                              "# TYPE h histogram\n"
+                              "h_bucket{case=\"good\",le=\"0.1\"} 1\n"
+                              "h_bucket{case=\"good\",le=\"1\"} 2\n"
+                              "h_bucket{case=\"good\",le=\"+Inf\"} 3\n"
+                              "h_sum{case=\"good\"} 2\n"
+                              "h_count{case=\"good\"} 3\n");
+    txm_free(text);
+    /* Fixed data is rendered again. */
+    cases[1].src.status = TXM_OK;
+    cases[7].src.data.count = 3;
+    text = render(m);
+    assert_line(text, "h_count{case=\"fails\"}", "3");
+    assert_line(text, "h_count{case=\"count\"}", "3");
+    assert_int_equal(count_occurrences(text, "_count{"), 3);
+    txm_free(text);
+    txm_metrics_free(m);
+}
+
+/* One name, one type: a callback histogram cannot take a name used by a
+ * counter or gauge, nor they its name; observed and callback series may
+ * share a histogram family. */
+static void metrics_histogram_fn_refuses_kind_conflicts(void **state)
+{
+    (void)state;
+    txm_metrics *m = new_registry();
+    struct hist_source src = {
+        .data = {.n_bounds = 1, .bounds = {1}, .buckets = {1, 0}, .count = 1}};
+    txm_error err = {0};
+    assert_int_equal(txm_metrics_gauge_set(m, "g", NULL, NULL, 1, NULL), TXM_OK);
+    assert_int_equal(txm_metrics_histogram_fn(m, "g", NULL, NULL, hist_from_ctx, &src, &err),
+                     TXM_INVALID);
+    assert_non_null(strstr(err.text, "another type"));
+    assert_int_equal(
+        txm_metrics_histogram_fn(m, "g", NULL, TXM_LABELS("q", "a"), hist_from_ctx, &src, NULL),
+        TXM_INVALID);
+    assert_int_equal(txm_metrics_counter_add(m, "c_total", NULL, NULL, 1, NULL), TXM_OK);
+    assert_int_equal(txm_metrics_histogram_fn(m, "c_total", NULL, NULL, hist_from_ctx, &src, NULL),
+                     TXM_INVALID);
+    assert_int_equal(txm_metrics_histogram_fn(m, "h_total", NULL, TXM_LABELS("q", "a"),
+                                              hist_from_ctx, &src, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_metrics_counter_add(m, "h_total", NULL, TXM_LABELS("q", "a"), 1, NULL),
+                     TXM_INVALID);
+    assert_int_equal(txm_metrics_counter_fn(m, "h_total", NULL, TXM_LABELS("q", "b"),
+                                            value_from_ctx, &(double){1}, NULL),
+                     TXM_INVALID);
+    assert_int_equal(
+        txm_metrics_gauge_fn(m, "h_total", NULL, NULL, value_from_ctx, &(double){1}, NULL),
+        TXM_INVALID);
+    /* Same kind: an observed series beside the callback one. */
+    assert_int_equal(
+        txm_metrics_histogram_observe(m, "h_total", NULL, TXM_LABELS("q", "b"), 0.2, NULL), TXM_OK);
+    /* Arguments are checked as for the other kinds. */
+    assert_int_equal(txm_metrics_histogram_fn(m, "h2", NULL, NULL, NULL, NULL, NULL), TXM_INVALID);
+    assert_int_equal(txm_metrics_histogram_fn(NULL, "h2", NULL, NULL, hist_from_ctx, &src, NULL),
+                     TXM_INVALID);
+    assert_int_equal(txm_metrics_histogram_fn(m, "h-2", NULL, NULL, hist_from_ctx, &src, NULL),
+                     TXM_INVALID);
+    assert_int_equal(
+        txm_metrics_histogram_fn(m, "h2", NULL, TXM_LABELS("le", "1"), hist_from_ctx, &src, NULL),
+        TXM_INVALID);
+    char *text = render(m);
+    assert_int_equal(count_occurrences(text, "# TYPE "), 3);
+    assert_non_null(strstr(text, "# TYPE g gauge\n"));
+    assert_non_null(strstr(text, "# TYPE c_total counter\n"));
+    assert_non_null(strstr(text, "# TYPE h_total histogram\n"));
+    assert_line(text, "g", "1");
+    assert_line(text, "c_total", "1");
+    assert_line(text, "h_total_bucket{q=\"a\",le=\"1\"}", "1");
+    assert_line(text, "h_total_count{q=\"a\"}", "1");
+    assert_line(text, "h_total_bucket{q=\"b\",le=\"0.25\"}", "1");
+    assert_line(text, "h_total_count{q=\"b\"}", "1");
+    assert_null(strstr(text, "h2"));
+    txm_free(text);
+    txm_metrics_free(m);
+}
+
 static void metrics_rejects_bad_names_labels_and_values(void **state)
 {
     (void)state;
@@ -508,6 +672,8 @@ static void metrics_concurrent_updates_are_not_lost(void **state)
 static void metrics_out_of_memory_fails_cleanly(void **state)
 {
     (void)state;
+    struct hist_source src = {
+        .data = {.n_bounds = 1, .bounds = {1}, .buckets = {2, 1}, .count = 3}};
     bool done = false;
     for (long n = 0; !done; n++) {
         txm_metrics *m = NULL;
@@ -517,12 +683,16 @@ static void metrics_out_of_memory_fails_cleanly(void **state)
             st = txm_metrics_counter_add(m, "a_total", "help", TXM_LABELS("q", "x"), 1, NULL);
         if (st == TXM_OK)
             st = txm_metrics_histogram_observe(m, "h", "help", NULL, 0.5, NULL);
+        if (st == TXM_OK)
+            st = txm_metrics_histogram_fn(m, "hf", "help", TXM_LABELS("q", "x"), hist_from_ctx,
+                                          &src, NULL);
         char *text = NULL;
         if (st == TXM_OK)
             st = txm_metrics_render(m, &text, NULL, NULL);
         txm__alloc_fail_after(-1);
         if (st == TXM_OK) {
             parse_exposition(text);
+            assert_non_null(strstr(text, "hf_bucket{q=\"x\",le=\"+Inf\"} 3\n"));
             done = true;
         } else {
             assert_int_equal(st, TXM_NOMEM);
@@ -573,6 +743,9 @@ int main(void)
         cmocka_unit_test(metrics_gauge_set_and_add),
         cmocka_unit_test(metrics_callbacks_are_evaluated_at_render),
         cmocka_unit_test(metrics_histogram_buckets_are_cumulative),
+        cmocka_unit_test(metrics_histogram_fn_renders_its_bounds_cumulatively),
+        cmocka_unit_test(metrics_histogram_fn_failure_or_bad_data_leaves_series_out),
+        cmocka_unit_test(metrics_histogram_fn_refuses_kind_conflicts),
         cmocka_unit_test(metrics_rejects_bad_names_labels_and_values),
         cmocka_unit_test(metrics_series_limit_gives_too_big),
         cmocka_unit_test(metrics_concurrent_updates_are_not_lost),
