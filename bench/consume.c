@@ -35,9 +35,9 @@ static void publish_all(txm_transport *t, const char *topic, long long count, si
         for (long long i = 0; i < n; i++)
             bench_check(bench_msg_new(topic, done + i, txm_now_us(), pad, &batch[i], &err), &err,
                         "message");
-        bench_check(txm_transport_publish_msgs(t, (const txm_msg *const *)batch, (size_t)n, NULL,
-                                               &err),
-                    &err, "publish");
+        bench_check(
+            txm_transport_publish_msgs(t, (const txm_msg *const *)batch, (size_t)n, NULL, &err),
+            &err, "publish");
         for (long long i = 0; i < n; i++)
             txm_msg_free(batch[i]);
     }

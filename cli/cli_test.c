@@ -643,7 +643,7 @@ static void check_dlq_reported(txm_relay_fixture *fx, const char *queue, const c
 
     expect_code(cli_run(fx, "dlq", "show", queue, id, NULL), 0);
     expect_text(result.out, "receive count:");
-    expect_text(result.out, "last error:     INVALID: handler broken on purpose");
+    expect_text(result.out, "last error:     failed 3 times: INVALID: handler broken on purpose");
     expect_text(result.out, "\n  \"specversion\": \"1.0\"");
     expect_text(result.out, "\"poison\": true");
     expect_code(cli_run(fx, "dlq", "show", queue, id, "--json", NULL), 0);

@@ -36,8 +36,8 @@ TXM_API txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
 
 /* Deletes the pair inside uow: undoes a save whose message's work was undone
  * (rolled back to a savepoint) while the rest of the unit commits. */
-TXM_API txm_status txm_inbox_remove(txm_uow *uow, const char *subscription,
-                                    const char *message_id, txm_error *err);
+TXM_API txm_status txm_inbox_remove(txm_uow *uow, const char *subscription, const char *message_id,
+                                    txm_error *err);
 
 /* Looks the pair up. Returns TXM_NOT_FOUND when absent; *created_at_us (may
  * be NULL) receives when it was processed, in microseconds since the epoch. */

@@ -32,9 +32,9 @@
 #define MAX_SUBSCRIPTIONS 64
 #define OUTAGE_PAUSE_MIN_MS 100
 #define OUTAGE_PAUSE_MAX_MS 5000
-#define SLEEP_SLICE_MS 50  /* how often a pause looks at stopping */
-#define RECEIVE_MIN 256    /* deliveries asked for in one receive, at least */
-#define RECEIVE_MAX 1000   /* and at most */
+#define SLEEP_SLICE_MS 50 /* how often a pause looks at stopping */
+#define RECEIVE_MIN 256   /* deliveries asked for in one receive, at least */
+#define RECEIVE_MAX 1000  /* and at most */
 #define LANE_CAPACITY_MIN 64
 
 const double txm_consumer_batch_bounds[TXM_CONSUMER_BATCH_BUCKETS] = {1,  2,   4,   8,   16,  32,

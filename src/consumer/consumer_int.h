@@ -58,10 +58,10 @@ typedef struct txm__lane {
     pthread_cond_t work; /* incoming grew, or stop */
     pthread_cond_t room; /* incoming shrank */
     txm__list incoming;
-    size_t capacity;    /* of incoming */
-    txm__list held;     /* keys held back: each key's failed item, then its later ones */
-    txm__list ready;    /* released from held: run before incoming */
-    int64_t extended;   /* when the leases of held items were last kept */
+    size_t capacity;  /* of incoming */
+    txm__list held;   /* keys held back: each key's failed item, then its later ones */
+    txm__list ready;  /* released from held: run before incoming */
+    int64_t extended; /* when the leases of held items were last kept */
     pthread_t thread;
     bool started;
 } txm__lane;

@@ -117,9 +117,8 @@ txm_status txm_uow_rollback_to_savepoint(txm_uow *uow, txm_error *err)
     uow->savepoint = false;
     txm_error local;
     txm_error_clear(&local);
-    txm_status st =
-        txm__conn_exec(uow->db, uow->conn, "ROLLBACK TO SAVEPOINT txm_sp", NULL, 0, NULL, NULL,
-                       &local);
+    txm_status st = txm__conn_exec(uow->db, uow->conn, "ROLLBACK TO SAVEPOINT txm_sp", NULL, 0,
+                                   NULL, NULL, &local);
     if (st == TXM_OK)
         st = txm__conn_exec(uow->db, uow->conn, "RELEASE SAVEPOINT txm_sp", NULL, 0, NULL, NULL,
                             &local);

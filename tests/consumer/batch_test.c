@@ -177,8 +177,7 @@ static txm_status apply(void *arg, txm_uow *uow, const txm_msg *msg, txm_error *
     atomic_fetch_add(&h->handled_others, 1);
     const char *p = strstr(txm_msg_payload(msg), "\"seq\":");
     int seq = p != NULL ? (int)strtol(p + 6, NULL, 10) : -1;
-    txm_value v[3] = {TXM_TEXT(txm_msg_id(msg)), TXM_TEXT(txm_msg_aggregate_id(msg)),
-                      TXM_INT(seq)};
+    txm_value v[3] = {TXM_TEXT(txm_msg_id(msg)), TXM_TEXT(txm_msg_aggregate_id(msg)), TXM_INT(seq)};
     return txm_uow_exec(uow, "INSERT INTO effects (message_id, k, seq) VALUES ($1, $2, $3)", v, 3,
                         NULL, NULL, err);
 }
@@ -338,9 +337,9 @@ static void assert_each_key_in_order(fixture *fx)
         count[k] = 0;
     }
     txm_rows *rows = NULL;
-    assert_int_equal(txm_db_exec(fx->db, "SELECT k, seq FROM effects ORDER BY id", NULL, 0, &rows,
-                                 NULL, NULL),
-                     TXM_OK);
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT k, seq FROM effects ORDER BY id", NULL, 0, &rows, NULL, NULL),
+        TXM_OK);
     for (size_t r = 0; r < txm_rows_count(rows); r++) {
         int k = (int)strtol(txm_rows_text(rows, r, 0) + 4, NULL, 10);
         int seq = (int)txm_rows_int(rows, r, 1);
