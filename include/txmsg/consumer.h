@@ -54,10 +54,11 @@ typedef struct txm_handler_options {
     int concurrency;   /* ordered lanes: messages of one key (the aggregate id, or
                           the message id when it has none) go to one lane and are
                           handled in the order received; lanes run in parallel.
-                          1..64; default 1 */
+                          1..64, or 0 (the default) for 1 on SQLite, whose writers
+                          take turns anyway, and 4 on PostgreSQL */
     size_t batch_size; /* messages per unit of work (one transaction, one commit,
                           one inbox statement, one ack exchange); 1 is a
-                          transaction per message. 1..1000; default 64 */
+                          transaction per message. 1..1000; default 256 */
     int max_wait_ms;   /* how long a lane waits for a batch to fill once it has a
                           message; 0 takes what is there (under load, batches
                           fill while the previous one commits); default 0 */

@@ -52,8 +52,8 @@ void txm_consumer_options_init(txm_consumer_options *o)
 void txm_handler_options_init(txm_handler_options *o)
 {
     memset(o, 0, sizeof *o);
-    o->concurrency = 1;
-    o->batch_size = 64;
+    o->concurrency = 0; /* by database: see lanes_for */
+    o->batch_size = 256;
     o->max_wait_ms = 0;
     o->wait_ms = 500;
     txm_subscription_options_init(&o->subscription);
@@ -109,10 +109,10 @@ static txm_status check_add(const txm_consumer *c, const char *queue, txm_handle
     if (c->n_subs == MAX_SUBSCRIPTIONS)
         return txm_errf(err, TXM_TOO_BIG, "consumer_subscribe: more than %d subscriptions",
                         MAX_SUBSCRIPTIONS);
-    if (o->concurrency < 1 || o->concurrency > TXM__MAX_LANES || o->batch_size < 1 ||
+    if (o->concurrency < 0 || o->concurrency > TXM__MAX_LANES || o->batch_size < 1 ||
         o->batch_size > TXM_INBOX_BATCH_MAX || o->wait_ms < 0 || o->max_wait_ms < 0)
         return txm_errf(err, TXM_INVALID,
-                        "consumer_subscribe: concurrency must be 1..%d, batch_size 1..%d, "
+                        "consumer_subscribe: concurrency must be 0..%d, batch_size 1..%d, "
                         "wait_ms and max_wait_ms >= 0",
                         TXM__MAX_LANES, TXM_INBOX_BATCH_MAX);
     for (int i = 0; i < c->n_subs; i++)
@@ -120,6 +120,14 @@ static txm_status check_add(const txm_consumer *c, const char *queue, txm_handle
             return txm_errf(err, TXM_INVALID, "consumer_subscribe: queue %s registered twice",
                             queue);
     return TXM_OK;
+}
+
+/* The default lanes: SQLite runs one writer at a time, so more lanes only
+ * take turns at its lock; PostgreSQL commits several transactions at once,
+ * and 4 lanes doubled the rate of 1 (bench/RESULTS.md). */
+static int lanes_for(const txm_db *db)
+{
+    return strcmp(txm_db_dialect(db), "postgresql") == 0 ? 4 : 1;
 }
 
 static bool lanes_init(txm__subscription *s)
@@ -181,6 +189,8 @@ txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char
     s->ctx = ctx;
     s->opts = o;
     s->opts.subscription.dlq = s->dlq; /* owned copy, not the caller's pointer */
+    if (s->opts.concurrency == 0)
+        s->opts.concurrency = lanes_for(c->db);
     atomic_init(&s->declared, !later);
     atomic_init(&s->received, false);
     atomic_init(&s->outage_logs, 0);

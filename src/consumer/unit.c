@@ -7,11 +7,12 @@
  * PostgreSQL, and more than 64 subtransactions in one transaction slow
  * every snapshot of the server. So a batch first runs without them; only
  * when a handler fails (rare) is the batch run again with a savepoint
- * around each message, which undoes the failing one's work and its inbox
- * row while the others commit. If even that commit fails (a deferred
- * constraint, say), each message runs in a unit of its own, which finds
- * the culprit. Once a message of a key has failed, the later ones of that
- * key in the batch are skipped: they wait behind it (lane.c). */
+ * around each message, in units of at most 64 messages, which undoes the
+ * failing one's work and its inbox row while the others commit. If even
+ * that commit fails (a deferred constraint, say), each message of that
+ * unit runs in a unit of its own, which finds the culprit. Once a message
+ * of a key has failed, the later ones of that key in the batch are
+ * skipped: they wait behind it (lane.c). */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,10 @@
 #include "txmsg/inbox.h"
 
 #define CONFLICT_RETRIES 8 /* immediate re-runs after TXM_CONFLICT */
+/* Messages per unit when running with savepoints: PostgreSQL keeps the
+ * subtransactions of 64 per transaction in shared memory; past that every
+ * snapshot of every session gets slower until the transaction ends. */
+#define ISOLATED_MAX 64
 
 /* Statuses that say nothing about the message: the database is away or
  * its lock did not come in time. The batch is held and tried again. */
@@ -96,31 +101,41 @@ static txm_status handle(txm__subscription *s, txm_uow *uow, txm__item *it, bool
     }
 }
 
-/* One try of b in one unit of work. Without isolate, a failing handler
- * ends the try (rolled back) with *isolate_next set. */
-static txm_status try_unit(txm__subscription *s, txm__item **b, size_t n, bool isolate,
-                           bool *isolate_next, txm_error *err)
+/* True when an outcome of b[0..first) is a failure (or a skip). */
+static bool failed_before(txm__item **b, size_t first)
+{
+    for (size_t k = 0; k < first; k++)
+        if (b[k]->outcome == TXM__FAILED || b[k]->outcome == TXM__SKIPPED)
+            return true;
+    return false;
+}
+
+/* One try of b[first..first+n) in one unit of work, after the outcomes of
+ * b[0..first). Without isolate, a failing handler ends the try (rolled
+ * back) with *isolate_next set. */
+static txm_status try_unit(txm__subscription *s, txm__item **b, size_t first, size_t n,
+                           bool isolate, bool *isolate_next, txm_error *err)
 {
     const char *ids[TXM_INBOX_BATCH_MAX];
     bool fresh[TXM_INBOX_BATCH_MAX];
     *isolate_next = false;
-    reset(b, n);
+    reset(b + first, n);
     for (size_t i = 0; i < n; i++)
-        ids[i] = txm_msg_id(b[i]->msg);
+        ids[i] = txm_msg_id(b[first + i]->msg);
     txm_uow *uow = NULL;
     txm_status st = txm_uow_begin(s->owner->db, &uow, err);
     if (st != TXM_OK)
         return st;
     st = txm_inbox_save_batch(uow, s->queue, ids, n, fresh, err);
-    bool any_failed = false;
+    bool any_failed = failed_before(b, first);
     for (size_t i = 0; st == TXM_OK && i < n; i++) {
-        txm__item *it = b[i];
+        txm__item *it = b[first + i];
         if (!fresh[i]) {
             /* Processed before, also when exhausted: its ack was lost. */
             it->outcome = TXM__DUPLICATE;
             continue;
         }
-        if (txm_delivery_is_exhausted(it->d) || (any_failed && key_failed_before(b, i))) {
+        if (txm_delivery_is_exhausted(it->d) || (any_failed && key_failed_before(b, first + i))) {
             it->outcome = txm_delivery_is_exhausted(it->d) ? TXM__EXHAUSTED : TXM__SKIPPED;
             st = txm_inbox_remove(uow, s->queue, ids[i], err);
             continue;
@@ -152,21 +167,23 @@ static txm_status try_unit(txm__subscription *s, txm__item **b, size_t n, bool i
     return txm_uow_commit(&uow, err);
 }
 
-/* Each message in a unit of its own: what is left when a batch's commit
- * fails. A conflict re-runs the message's unit. */
-static txm_status one_by_one(txm__subscription *s, txm__item **b, size_t n, txm_error *err)
+/* Each message of b[first..first+n) in a unit of its own: what is left
+ * when a unit's commit fails. A conflict re-runs the message's unit. */
+static txm_status one_by_one(txm__subscription *s, txm__item **b, size_t first, size_t n,
+                             txm_error *err)
 {
     bool isolate_next;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = first; i < first + n; i++) {
+        b[i]->failed_run = false;
         if (key_failed_before(b, i)) {
             reset(b + i, 1);
             b[i]->outcome = TXM__SKIPPED;
             continue;
         }
-        txm_status st = try_unit(s, b + i, 1, false, &isolate_next, err);
+        txm_status st = try_unit(s, b, i, 1, false, &isolate_next, err);
         for (int retry = 1; st == TXM_CONFLICT && retry <= CONFLICT_RETRIES; retry++) {
             conflict_pause(retry);
-            st = try_unit(s, b + i, 1, false, &isolate_next, err);
+            st = try_unit(s, b, i, 1, false, &isolate_next, err);
         }
         if (transient(st))
             return TXM_UNAVAILABLE;
@@ -182,17 +199,22 @@ txm_status txm__unit_run(txm__subscription *s, txm__item **b, size_t n, txm_erro
     for (size_t i = 0; i < n; i++)
         b[i]->failed_run = false;
     if (n == 1)
-        return one_by_one(s, b, n, err);
+        return one_by_one(s, b, 0, n, err);
     bool isolate_next = false;
-    txm_status st = try_unit(s, b, n, false, &isolate_next, err);
+    txm_status st = try_unit(s, b, 0, n, false, &isolate_next, err);
     if (st == TXM_OK || transient(st))
         return st == TXM_OK ? TXM_OK : TXM_UNAVAILABLE;
     /* A handler failed, or the commit did (which can be a statement a
-     * handler ignored): find which message with savepoints. */
-    st = try_unit(s, b, n, true, &isolate_next, err);
-    if (st == TXM_OK || transient(st))
-        return st == TXM_OK ? TXM_OK : TXM_UNAVAILABLE;
-    for (size_t i = 0; i < n; i++)
-        b[i]->failed_run = false;
-    return one_by_one(s, b, n, err);
+     * handler ignored): find which message with savepoints, in units of at
+     * most ISOLATED_MAX messages. What a unit commits stays committed if a
+     * later one meets an outage: the next run finds it in the inbox. */
+    for (size_t first = 0; first < n; first += ISOLATED_MAX) {
+        size_t m = n - first < ISOLATED_MAX ? n - first : ISOLATED_MAX;
+        st = try_unit(s, b, first, m, true, &isolate_next, err);
+        if (st != TXM_OK && !transient(st))
+            st = one_by_one(s, b, first, m, err);
+        if (transient(st))
+            return TXM_UNAVAILABLE;
+    }
+    return TXM_OK;
 }
