@@ -4,6 +4,7 @@
 #define TXM_DB_DB_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "txmsg/db.h"
 
@@ -27,10 +28,20 @@ void txm__db_release(txm_db *db, txm__conn *conn);
 txm_status txm__conn_exec(txm_db *db, txm__conn *conn, const char *sql, const txm_value *params,
                           size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
 
-/* Transaction control on conn. begin takes the write lock at once on SQLite. */
+/* Transaction control on conn. begin takes the write lock at once on SQLite,
+ * after waiting for its turn among the handle's writers (TXM_BUSY when the
+ * writer ahead keeps it past the busy timeout); commit (when it succeeds) and
+ * rollback hand the turn on, as does txm__db_release for a connection still
+ * in its transaction. */
 txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err);
 txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err);
 void txm__conn_rollback(txm_db *db, txm__conn *conn);
+
+/* SQLite: how many times a busy handler of db's connections was called
+ * (each call sleeps, or gives up at the busy timeout). The handle's writers
+ * queue for their turn instead, so these count waits for the writers of
+ * other processes or other handles. 0 on PostgreSQL. Thread: any. */
+uint64_t txm__db_busy_waits(const txm_db *db);
 
 /* Builds a result set row by row (drivers use these). */
 txm_rows *txm__rows_new(size_t columns);
