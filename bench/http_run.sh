@@ -10,7 +10,7 @@
 #   HTTP_SECONDS=10 HTTP_CONNECTIONS=16 HTTP_PG=0 HTTP_PERF=1 bench/http_run.sh
 # HTTP_PG=0 skips PostgreSQL; HTTP_PERF=1 records the SQLite service with
 # perf record -g during its wrk run and keeps the report in
-# /tmp/txmsg-http-perf.txt.
+# /tmp/txmsg-http-perf.txt (perf.data in /tmp/txmsg-http-perf.data).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,7 +79,7 @@ http_case() {
     wrk -t2 -c"$CONNS" -d2s -s "$root/bench/http_orders.lua" "$url/orders" >/dev/null
     local perf_pid=""
     if [ "${HTTP_PERF:-0}" = 1 ] && [ "$name" = sqlite ]; then
-        perf record -g -o "$work/perf.data" -p "$svc_pid" -- sleep "$SECONDS_RUN" >/dev/null 2>&1 &
+        perf record -g -o /tmp/txmsg-http-perf.data -p "$svc_pid" -- sleep "$SECONDS_RUN" >/dev/null 2>&1 &
         perf_pid=$!
     fi
     say "http $name: wrk -t2 -c$CONNS -d${SECONDS_RUN}s --latency"
@@ -87,7 +87,7 @@ http_case() {
         "$url/orders" >"$work/wrk-$name.txt"
     if [ -n "$perf_pid" ]; then
         wait "$perf_pid" || true
-        perf report -i "$work/perf.data" --no-children --stdio 2>/dev/null | head -150 >/tmp/txmsg-http-perf.txt || true
+        perf report -i /tmp/txmsg-http-perf.data --no-children --stdio 2>/dev/null | head -150 >/tmp/txmsg-http-perf.txt || true
         say "perf report: /tmp/txmsg-http-perf.txt"
     fi
     kill -TERM "$svc_pid"; wait "$svc_pid" || true; svc_pid=""
