@@ -244,9 +244,11 @@ void txm__conn_rollback(txm_db *db, txm__conn *conn)
         txm__write_queue_release(&db->writers, conn);
 }
 
-uint64_t txm__db_busy_waits(const txm_db *db)
+uint64_t txm_db_busy_waits(const txm_db *db)
 {
-    return atomic_load_explicit(&((txm_db *)db)->busy_waits, memory_order_relaxed);
+    if (db == NULL)
+        return 0;
+    return atomic_load_explicit(&db->busy_waits, memory_order_relaxed);
 }
 
 /* Runs one statement in autocommit. A statement that writes waits for its

@@ -4,7 +4,6 @@
 #define TXM_DB_DB_H
 
 #include <stdbool.h>
-#include <stdint.h>
 
 #include "txmsg/db.h"
 
@@ -36,12 +35,6 @@ txm_status txm__conn_exec(txm_db *db, txm__conn *conn, const char *sql, const tx
 txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err);
 txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err);
 void txm__conn_rollback(txm_db *db, txm__conn *conn);
-
-/* SQLite: how many times a busy handler of db's connections was called
- * (each call sleeps, or gives up at the busy timeout). The handle's writers
- * queue for their turn instead, so these count waits for the writers of
- * other processes or other handles. 0 on PostgreSQL. Thread: any. */
-uint64_t txm__db_busy_waits(const txm_db *db);
 
 /* Builds a result set row by row (drivers use these). */
 txm_rows *txm__rows_new(size_t columns);

@@ -1,5 +1,5 @@
 /* SQLite writers of one process queue for the write lock (write_queue.c)
- * instead of polling in the busy handler, whose calls txm__db_busy_waits
+ * instead of polling in the busy handler, whose calls txm_db_busy_waits
  * counts; writers of another process are still waited out by the busy
  * timeout, and TXM_BUSY comes back past it. */
 #include <pthread.h>
@@ -18,7 +18,6 @@
 
 #include <cmocka.h>
 
-#include "db/db.h"
 #include "testbroker.h"
 #include "testdb.h"
 
@@ -107,7 +106,7 @@ static void run_writers(int pool_size, int autocommit_every)
         assert_int_equal(w[i].done, UNITS);
     }
     assert_int_equal(count_rows(db), THREADS * UNITS);
-    assert_int_equal(txm__db_busy_waits(db), 0);
+    assert_int_equal(txm_db_busy_waits(db), 0);
     txm_testdb_close(TXM_TEST_SQLITE, url, db);
 }
 
@@ -152,7 +151,7 @@ static void sqlite_writers_queue_wait_ends_at_busy_timeout(void **state)
     txm_uow_rollback(&held);
     assert_int_equal(txm_uow_begin(db, &next, &err), TXM_OK);
     assert_int_equal(txm_uow_commit(&next, &err), TXM_OK);
-    assert_int_equal(txm__db_busy_waits(db), 0);
+    assert_int_equal(txm_db_busy_waits(db), 0);
     txm_testdb_close(TXM_TEST_SQLITE, url, db);
 }
 
@@ -208,10 +207,10 @@ static txm_status begin_against_other_process(int hold_ms, int busy_timeout_ms, 
     assert_int_equal(write(go[1], "g", 1), 1);
     char byte = 0;
     assert_int_equal(read(ready[0], &byte, 1), 1);
-    assert_int_equal(txm__db_busy_waits(db), 0);
+    assert_int_equal(txm_db_busy_waits(db), 0);
     txm_uow *uow = NULL;
     txm_status st = txm_uow_begin(db, &uow, &err);
-    *waits = txm__db_busy_waits(db);
+    *waits = txm_db_busy_waits(db);
     txm_uow_rollback(&uow);
     int status = 0;
     assert_int_equal(waitpid(pid, &status, 0), pid);
