@@ -6,8 +6,13 @@
  *   synchronous=NORMAL, foreign_keys=ON), BEGIN IMMEDIATE; the threads take
  *   turns at a mutex, the best a process can do with one write lock.
  *   PostgreSQL: libpq, prepared statements, BEGIN / INSERT / INSERT / COMMIT.
+ * and, to tell the library's share from the HTTP layer's, the same through
+ * txmsg without HTTP: a unit of work per order, the order row by
+ * txm_uow_exec and its event by txm_outbox_publish (the message is built
+ * before the unit begins), on a txm_db with a pool of THREADS.
  *   bench_commit_raw sqlite PATH THREADS SECONDS
  *   bench_commit_raw pg URL THREADS SECONDS
+ *   bench_commit_raw txmsg sqlite:PATH|postgresql://... THREADS SECONDS
  * PATH is created (and must not exist); on PostgreSQL the tables are
  * dropped and created again. Prints "rate=COMMITS_PER_S seconds=S commits=N". */
 #include <libpq-fe.h>
@@ -85,6 +90,7 @@ static void order_fill(order_text *o, int thread, unsigned n)
 
 typedef struct shared {
     const char *target;       /* path or URL */
+    txm_db *db;               /* txmsg mode */
     int64_t end_ns;           /* when the threads stop */
     pthread_mutex_t write_mu; /* SQLite: one writer at a time */
     atomic_llong commits;     /* over all threads */
@@ -221,26 +227,87 @@ static void pg_setup(const char *url)
     PQfinish(pg);
 }
 
+/* ---- txmsg ---- */
+
+static const char TXM_ORDERS_SQLITE[] =
+    "CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, customer_id TEXT NOT NULL,"
+    " state TEXT NOT NULL CHECK (state IN ('PENDING', 'APPROVED', 'REJECTED', 'CANCELLED')),"
+    " order_total INTEGER NOT NULL CHECK (order_total > 0), version INTEGER NOT NULL,"
+    " created_at TEXT NOT NULL, updated_at TEXT)";
+static const char TXM_ORDERS_PG[] =
+    "CREATE TABLE IF NOT EXISTS orders (id text PRIMARY KEY, customer_id text NOT NULL,"
+    " state text NOT NULL CHECK (state IN ('PENDING', 'APPROVED', 'REJECTED', 'CANCELLED')),"
+    " order_total bigint NOT NULL CHECK (order_total > 0), version bigint NOT NULL,"
+    " created_at timestamptz NOT NULL, updated_at timestamptz)";
+static const char TXM_ORDER[] = "INSERT INTO orders (id, customer_id, state, order_total,"
+                                " version, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+static void txm_one_order(txm_db *db, const order_text *o)
+{
+    txm_error err = {0};
+    txm_msg *event = NULL;
+    bench_check(txm_msg_new_with(o->event_id, "orders", "order--created", o->id, o->cid, o->payload,
+                                 txm_now_us(), &event, &err),
+                &err, "message");
+    const txm_value p[] = {TXM_TEXT(o->id), TXM_TEXT(CUSTOMER), TXM_TEXT("PENDING"),
+                           TXM_INT(10000),  TXM_INT(0),         TXM_TEXT(CREATED)};
+    txm_uow *uow = NULL;
+    bench_check(txm_uow_begin(db, &uow, &err), &err, "begin");
+    bench_check(txm_uow_exec(uow, TXM_ORDER, p, 6, NULL, NULL, &err), &err, "insert order");
+    bench_check(txm_outbox_publish(uow, &event, &err), &err, "publish");
+    bench_check(txm_uow_commit(&uow, &err), &err, "commit");
+}
+
+static void *txm_worker(void *arg)
+{
+    worker *w = arg;
+    order_text o;
+    for (long long n = 0; bench_mono_ns() < w->sh->end_ns; n++) {
+        order_fill(&o, w->no, (unsigned)n);
+        txm_one_order(w->sh->db, &o);
+        atomic_fetch_add(&w->sh->commits, 1);
+    }
+    return NULL;
+}
+
+static void txm_setup(shared *sh, int threads)
+{
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = threads;
+    o.pg_relay_slot = false;
+    txm_error err = {0};
+    bench_check(txm_db_open(sh->target, &o, &sh->db, &err), &err, "open");
+    bool pg = strcmp(txm_db_dialect(sh->db), "postgresql") == 0;
+    bench_check(
+        txm_db_exec(sh->db, pg ? TXM_ORDERS_PG : TXM_ORDERS_SQLITE, NULL, 0, NULL, NULL, &err),
+        &err, "orders table");
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 5 || (strcmp(argv[1], "sqlite") != 0 && strcmp(argv[1], "pg") != 0))
-        bench_fail("usage: bench_commit_raw sqlite|pg PATH|URL THREADS SECONDS");
-    bool sqlite = strcmp(argv[1], "sqlite") == 0;
+    const char *mode = argc == 5 ? argv[1] : "";
+    bool sqlite = strcmp(mode, "sqlite") == 0, txmsg = strcmp(mode, "txmsg") == 0;
+    if (!sqlite && !txmsg && strcmp(mode, "pg") != 0)
+        bench_fail("usage: bench_commit_raw sqlite|pg|txmsg PATH|URL THREADS SECONDS");
     int threads = (int)bench_arg_int(argv[3], 1, MAX_THREADS, "THREADS");
     int seconds = (int)bench_arg_int(argv[4], 1, 3600, "SECONDS");
     shared sh = {.target = argv[2]};
     pthread_mutex_init(&sh.write_mu, NULL);
     atomic_init(&sh.commits, 0);
-    if (sqlite)
+    if (txmsg)
+        txm_setup(&sh, threads);
+    else if (sqlite)
         sqlite_setup(sh.target);
     else
         pg_setup(sh.target);
+    void *(*run)(void *) = txmsg ? txm_worker : sqlite ? sqlite_worker : pg_worker;
     worker w[MAX_THREADS];
     int64_t start = bench_mono_ns();
     sh.end_ns = start + (int64_t)seconds * 1000000000LL;
     for (int i = 0; i < threads; i++) {
         w[i] = (worker){.sh = &sh, .no = i};
-        if (pthread_create(&w[i].thread, NULL, sqlite ? sqlite_worker : pg_worker, &w[i]) != 0)
+        if (pthread_create(&w[i].thread, NULL, run, &w[i]) != 0)
             bench_fail("bench: cannot start a thread");
     }
     for (int i = 0; i < threads; i++)
@@ -248,6 +315,7 @@ int main(int argc, char **argv)
     double s = (double)(bench_mono_ns() - start) / 1e9;
     long long n = atomic_load(&sh.commits);
     printf("rate=%.0f seconds=%.2f commits=%lld\n", (double)n / s, s, n);
+    txm_db_close(sh.db);
     pthread_mutex_destroy(&sh.write_mu);
     return 0;
 }

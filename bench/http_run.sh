@@ -3,7 +3,9 @@
 # to its database's ceiling. (a) POST /orders at HTTP_CONNECTIONS (16)
 # connections with wrk (bench/http_orders.lua), req/s and p99, on SQLite and
 # on PostgreSQL; (b) the same two writes per transaction (order row, outbox
-# row) in a bare loop of 16 threads (bench_commit_raw) on each. Builds what
+# row) in a bare loop of 16 threads (bench_commit_raw) on each, and (c) the
+# same through txmsg's units of work without HTTP (lib_*), which tells the
+# library's share of a gap from the HTTP layer's. Builds what
 # it needs, then runs itself again under scripts/with-servers (bench/run can
 # call it the same way). Prints key=value lines on stdout, progress on stderr.
 #   bench/http_run.sh
@@ -98,11 +100,12 @@ http_case() {
     echo "http_$name rate=$rate p99_ms=$p99 connections=$CONNS seconds=$SECONDS_RUN"
 }
 
+# raw_case NAME MODE TARGET: bench_commit_raw MODE TARGET, printed as NAME.
 raw_case() {
-    local name=$1 target=$2 line
-    say "raw $name: bench_commit_raw $RAW_THREADS threads ${SECONDS_RUN}s"
-    line=$("$work/bench_commit_raw" "$name" "$target" "$RAW_THREADS" "$SECONDS_RUN")
-    echo "raw_$name $line threads=$RAW_THREADS"
+    local name=$1 mode=$2 target=$3 line
+    say "$name: bench_commit_raw $mode $RAW_THREADS threads ${SECONDS_RUN}s"
+    line=$("$work/bench_commit_raw" "$mode" "$target" "$RAW_THREADS" "$SECONDS_RUN")
+    echo "$name $line threads=$RAW_THREADS"
 }
 
 pg_db() { # pg_db NAME: a fresh database on the private cluster, its URL
@@ -113,8 +116,10 @@ pg_db() { # pg_db NAME: a fresh database on the private cluster, its URL
 }
 
 http_case sqlite "sqlite:$work/orders.db"
-raw_case sqlite "$work/raw.db"
+raw_case raw_sqlite sqlite "$work/raw.db"
+raw_case lib_sqlite txmsg "sqlite:$work/lib.db"
 if [ "${HTTP_PG:-1}" != 0 ]; then
     http_case pg "$(pg_db bench_http_orders)"
-    raw_case pg "$(pg_db bench_http_raw)"
+    raw_case raw_pg pg "$(pg_db bench_http_raw)"
+    raw_case lib_pg txmsg "$(pg_db bench_http_lib)"
 fi
