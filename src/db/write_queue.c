@@ -5,6 +5,13 @@
  * over a writer that has waited long. The busy handler is then left to cover
  * writers of other processes.
  *
+ * The queue belongs to the handle, not to the file: one queue per file in a
+ * process would need a registry of open files, mutable state shared by all
+ * handles (which the library does not keep), and a process normally opens
+ * its database once (the app runtime does). Two handles on one file stay
+ * correct: their writers meet in the busy handler, as other processes' do,
+ * and txm_db_busy_waits counts it.
+ *
  * Thread safety: q->mu guards every field of the queue. A waiter's node lives
  * on its own stack and is linked into the queue only while it waits; the
  * releasing thread hands the turn over (granted, holder) under q->mu, so the
