@@ -56,6 +56,17 @@ TXM_API void txm_db_close(txm_db *db);
  * Thread: one thread at a time per db. */
 TXM_API txm_status txm_db_wait_for_commit(txm_db *db, int timeout_ms, txm_error *err);
 
+/* SQLite: how many times the busy handler of db's connections was called
+ * since txm_db_open. Each call sleeps (SQLite's busy-timeout steps, 1 ms
+ * growing to 100 ms) or, once busy_timeout_ms is spent, gives up, and the
+ * statement fails with TXM_BUSY. The writers of one handle take turns in the
+ * process instead (units of work from begin to commit or rollback, and
+ * txm_db_exec statements that write), so a rising count means writers of
+ * other processes, or of other handles on the same file, such as a relay
+ * marking messages dispatched, contend for the write lock. 0 on PostgreSQL
+ * and for a NULL db. Thread: any. */
+TXM_API uint64_t txm_db_busy_waits(const txm_db *db);
+
 /* "sqlite" or "postgresql": applications write their own SQL per dialect. */
 TXM_API const char *txm_db_dialect(const txm_db *db);
 

@@ -1,8 +1,13 @@
 /* Database handle: picks the driver from the URL and keeps a bounded pool of
  * connections, each used by one thread at a time.
  *
- * Thread safety: db->mu guards the pool (idle list and counts). A connection
- * taken with txm__db_acquire belongs to the taking thread until released. */
+ * On SQLite the writers of a handle also queue for their turn at the write
+ * lock (write_queue.c): units of work from txm__conn_begin to their commit or
+ * rollback, and txm_db_exec statements that write, for their one statement.
+ *
+ * Thread safety: db->mu guards the pool (idle list and counts), and
+ * db->writers has a lock of its own. A connection taken with txm__db_acquire
+ * belongs to the taking thread until released. */
 #include "db/db_int.h"
 
 #include <errno.h>
@@ -64,6 +69,8 @@ txm_status txm_db_open(const char *url, const txm_db_options *opts, txm_db **out
     }
     pthread_mutex_init(&db->mu, NULL);
     pthread_cond_init(&db->cv, NULL);
+    txm__write_queue_init(&db->writers);
+    atomic_init(&db->busy_waits, 0);
 
     /* Connect once now, so a wrong URL fails here and not at first use. */
     txm__conn *conn = NULL;
@@ -86,6 +93,7 @@ void txm_db_close(txm_db *db)
     for (int i = 0; i < db->n_idle; i++)
         db->drv->disconnect(db->idle[i]);
     txm__wal_watch_close(db->watch);
+    txm__write_queue_fini(&db->writers);
     pthread_cond_destroy(&db->cv);
     pthread_mutex_destroy(&db->mu);
     free(db->idle);
@@ -159,7 +167,7 @@ txm_status txm__db_acquire(txm_db *db, txm__conn **conn, txm_error *err)
     }
     db->n_open++; /* reserve the slot, then connect outside the lock */
     pthread_mutex_unlock(&db->mu);
-    txm_status st = db->drv->connect(db->url, &db->opts, conn, err);
+    txm_status st = db->drv->connect(db->url, &db->opts, &db->busy_waits, conn, err);
     if (st != TXM_OK) {
         pthread_mutex_lock(&db->mu);
         db->n_open--;
@@ -174,6 +182,16 @@ void txm__db_release(txm_db *db, txm__conn *conn)
     if (conn == NULL)
         return;
     bool broken = db->drv->is_broken(conn);
+    if (db->drv->serial_writers) {
+        /* A connection dropped inside its transaction (the caller neither
+         * committed nor rolled back) ends it before the next writer's turn,
+         * which would otherwise find the lock still held. The turn goes on
+         * while conn still exists: a new connection at the same address
+         * must not find itself the holder. */
+        if (broken)
+            db->drv->rollback(conn);
+        txm__write_queue_release(&db->writers, conn);
+    }
     if (broken)
         db->drv->disconnect(conn);
     pthread_mutex_lock(&db->mu);
@@ -199,17 +217,57 @@ txm_status txm__conn_exec(txm_db *db, txm__conn *conn, const char *sql, const tx
 
 txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err)
 {
-    return db->drv->begin(conn, err);
+    if (!db->drv->serial_writers)
+        return db->drv->begin(conn, err);
+    txm_status st = txm__write_queue_acquire(&db->writers, conn, db->opts.busy_timeout_ms, err);
+    if (st == TXM_OK)
+        st = db->drv->begin(conn, err);
+    if (st != TXM_OK)
+        txm__write_queue_release(&db->writers, conn);
+    return st;
 }
 
 txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err)
 {
-    return db->drv->commit(conn, err);
+    txm_status st = db->drv->commit(conn, err);
+    /* A failed COMMIT (SQLITE_BUSY) leaves the transaction open: the turn
+     * stays with conn until its rollback or release. */
+    if (st == TXM_OK && db->drv->serial_writers)
+        txm__write_queue_release(&db->writers, conn);
+    return st;
 }
 
 void txm__conn_rollback(txm_db *db, txm__conn *conn)
 {
     db->drv->rollback(conn);
+    if (db->drv->serial_writers)
+        txm__write_queue_release(&db->writers, conn);
+}
+
+uint64_t txm_db_busy_waits(const txm_db *db)
+{
+    if (db == NULL)
+        return 0;
+    return atomic_load_explicit(&db->busy_waits, memory_order_relaxed);
+}
+
+/* Runs one statement in autocommit. A statement that writes waits for its
+ * turn like a unit of work: SQLite would otherwise make it poll for the
+ * write lock in the busy handler, against the queued writers. */
+static txm_status exec_autocommit(txm_db *db, txm__conn *conn, const char *sql,
+                                  const txm_value *params, size_t n_params, txm_rows **rows,
+                                  int64_t *changes, txm_error *err)
+{
+    bool queued = db->drv->serial_writers && sql != NULL && db->drv->is_write(conn, sql);
+    if (queued) {
+        txm_status st = txm__write_queue_acquire(&db->writers, conn, db->opts.busy_timeout_ms, err);
+        if (st != TXM_OK)
+            return st;
+    }
+    txm_status st = txm__conn_exec(db, conn, sql, params, n_params, rows, changes, err);
+    if (queued)
+        txm__write_queue_release(&db->writers, conn);
+    return st;
 }
 
 txm_status txm_db_exec(txm_db *db, const char *sql, const txm_value *params, size_t n_params,
@@ -222,7 +280,7 @@ txm_status txm_db_exec(txm_db *db, const char *sql, const txm_value *params, siz
     txm__conn *conn = NULL;
     txm_status st = txm__db_acquire(db, &conn, err);
     if (st == TXM_OK)
-        st = txm__conn_exec(db, conn, sql, params, n_params, rows, changes, err);
+        st = exec_autocommit(db, conn, sql, params, n_params, rows, changes, err);
     txm__db_release(db, conn);
     return st;
 }

@@ -27,7 +27,11 @@ void txm__db_release(txm_db *db, txm__conn *conn);
 txm_status txm__conn_exec(txm_db *db, txm__conn *conn, const char *sql, const txm_value *params,
                           size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
 
-/* Transaction control on conn. begin takes the write lock at once on SQLite. */
+/* Transaction control on conn. begin takes the write lock at once on SQLite,
+ * after waiting for its turn among the handle's writers (TXM_BUSY when the
+ * writer ahead keeps it past the busy timeout); commit (when it succeeds) and
+ * rollback hand the turn on, as does txm__db_release for a connection still
+ * in its transaction. */
 txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err);
 txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err);
 void txm__conn_rollback(txm_db *db, txm__conn *conn);

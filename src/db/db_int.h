@@ -3,6 +3,7 @@
 #define TXM_DB_DB_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "db/db.h"
@@ -13,9 +14,14 @@
 typedef struct txm__driver {
     const char *dialect; /* "sqlite" or "postgresql" */
     txm__dialect id;
-    /* Opens one connection to url (the full txmsg URL). */
-    txm_status (*connect)(const char *url, const txm_db_options *opts, txm__conn **out,
-                          txm_error *err);
+    /* True when the database takes one writer at a time (SQLite): db.c then
+     * queues the writers of a handle (write_queue.c) before they begin. */
+    bool serial_writers;
+    /* Opens one connection to url (the full txmsg URL). busy_waits is where
+     * a serial-writer driver counts the sleeps of its busy handler, which
+     * waits for other processes' writers (PostgreSQL ignores it). */
+    txm_status (*connect)(const char *url, const txm_db_options *opts,
+                          atomic_uint_least64_t *busy_waits, txm__conn **out, txm_error *err);
     void (*disconnect)(txm__conn *conn); /* NULL-safe */
     /* Prepares sql once per connection (cached by text), binds params
      * ($1..$n), runs it. See txm__conn_exec for the statuses. */
@@ -26,10 +32,38 @@ typedef struct txm__driver {
     void (*rollback)(txm__conn *conn);
     /* True when the connection is unusable and must not return to the pool. */
     bool (*is_broken)(const txm__conn *conn);
+    /* Serial writers: true when sql, run on its own (autocommit), would
+     * write; it is prepared and cached for the exec that follows. False when
+     * it cannot be prepared: the exec then reports why. */
+    bool (*is_write)(txm__conn *conn, const char *sql);
 } txm__driver;
 
 extern const txm__driver txm__driver_sqlite;
 extern const txm__driver txm__driver_pg;
+
+typedef struct txm__write_waiter txm__write_waiter;
+
+/* The writers of one handle in arrival order (write_queue.c). A connection
+ * holds the turn from before BEGIN IMMEDIATE (or an autocommit write) until
+ * its transaction ends. Thread safety: mu guards the fields. */
+typedef struct txm__write_queue {
+    pthread_mutex_t mu;
+    const txm__conn *holder;        /* the connection whose turn it is; NULL if none */
+    txm__write_waiter *head, *tail; /* waiting writers, first come first */
+} txm__write_queue;
+
+void txm__write_queue_init(txm__write_queue *q);
+void txm__write_queue_fini(txm__write_queue *q); /* no turn may be held or awaited */
+
+/* Waits up to timeout_ms for conn's turn, behind the writers queued before
+ * it. TXM_BUSY when the time runs out (the writer ahead holds its
+ * transaction that long). Thread: any; conn must not hold the turn already. */
+txm_status txm__write_queue_acquire(txm__write_queue *q, const txm__conn *conn, int timeout_ms,
+                                    txm_error *err);
+
+/* Ends conn's turn and hands it to the first waiter. A no-op when conn does
+ * not hold the turn, so every path that ends a transaction may call it. */
+void txm__write_queue_release(txm__write_queue *q, const txm__conn *conn);
 
 /* Thread safety: mu guards the pool fields; connections themselves are used
  * outside the lock by whichever thread acquired them. */
@@ -45,6 +79,12 @@ struct txm_db {
     /* SQLite: the WAL watch of txm_db_wait_for_commit, opened by its first
      * call; NULL until then and on PostgreSQL. Used by one thread at a time. */
     txm__wal_watch *watch;
+    /* Serial-writer drivers (SQLite): the queue of this handle's writers,
+     * and the number of times a connection's busy handler was called, which
+     * with the queue means another process (or another handle) held the
+     * write lock. */
+    txm__write_queue writers;
+    atomic_uint_least64_t busy_waits;
 };
 
 /* The number of statements each connection keeps prepared. */

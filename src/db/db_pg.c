@@ -130,9 +130,10 @@ static void pg_disconnect(txm__conn *c)
  * suppressed. TXM_UNAVAILABLE when the server cannot be reached (refused,
  * starting up, timed out): libpq reports no SQLSTATE for a failed connect, and
  * a wrong password or database name looks the same to it; *out NULL on failure. */
-static txm_status pg_connect(const char *url, const txm_db_options *opts, txm__conn **out,
-                             txm_error *err)
+static txm_status pg_connect(const char *url, const txm_db_options *opts,
+                             atomic_uint_least64_t *busy_waits, txm__conn **out, txm_error *err)
 {
+    (void)busy_waits; /* the server's lock waits are its own */
     *out = NULL;
     if (url == NULL)
         return txm_errf(err, TXM_INVALID, "postgresql: NULL URL");

@@ -1,16 +1,20 @@
-/* SQLite driver: WAL mode, a busy timeout, prepared statements cached per
- * connection, $N parameters bound by number. */
+/* SQLite driver: WAL mode, a counting busy handler with SQLite's own timeout
+ * steps, prepared statements cached per connection, $N parameters bound by
+ * number. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/alloc.h"
 #include "db/db_int.h"
 
 struct txm__conn {
     sqlite3 *db;
-    txm__stmt_cache cache; /* handles are sqlite3_stmt * */
+    txm__stmt_cache cache;             /* handles are sqlite3_stmt * */
+    int busy_timeout_ms;               /* the busy handler's total sleep */
+    atomic_uint_least64_t *busy_waits; /* the handle's count of busy handler calls */
 };
 
 txm_status txm__sqlite_status(int rc, txm_status other)
@@ -58,8 +62,37 @@ static void sqlite_disconnect(txm__conn *c)
     free(c);
 }
 
-static txm_status sqlite_connect(const char *url, const txm_db_options *o, txm__conn **out,
-                                 txm_error *err)
+/* SQLite busy handler: sqlite3_busy_timeout's waits (sqliteDefaultBusyCallback
+ * with usleep: steps of 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100
+ * ms, the last one cut so that the sleeps add up to the busy timeout), and
+ * one count per call in the handle's busy_waits. Returns 0 to give up
+ * (SQLITE_BUSY). The handle's own writers queue before they take the lock,
+ * so a call here means a writer of another process or handle holds it. */
+static int busy_wait(void *ctx, int count)
+{
+    static const int delays[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+    static const int totals[] = {0, 1, 3, 8, 18, 33, 53, 78, 103, 128, 178, 228};
+    enum { NDELAY = sizeof delays / sizeof delays[0] };
+    txm__conn *c = ctx;
+    atomic_fetch_add_explicit(c->busy_waits, 1, memory_order_relaxed);
+    int delay = delays[NDELAY - 1];
+    long long prior = totals[NDELAY - 1] + (long long)delay * (count - (NDELAY - 1));
+    if (count < NDELAY) {
+        delay = delays[count];
+        prior = totals[count];
+    }
+    if (prior + delay > c->busy_timeout_ms) {
+        delay = (int)(c->busy_timeout_ms - prior);
+        if (delay <= 0)
+            return 0;
+    }
+    struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+static txm_status sqlite_connect(const char *url, const txm_db_options *o,
+                                 atomic_uint_least64_t *busy_waits, txm__conn **out, txm_error *err)
 {
     *out = NULL;
     const char *path = url + strlen("sqlite:");
@@ -68,12 +101,14 @@ static txm_status sqlite_connect(const char *url, const txm_db_options *o, txm__
     txm__conn *c = txm__calloc(1, sizeof *c);
     if (c == NULL)
         return txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
+    c->busy_timeout_ms = o->busy_timeout_ms;
+    c->busy_waits = busy_waits;
     /* NOMUTEX: the pool hands a connection to one thread at a time. */
     int rc = sqlite3_open_v2(
         path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c, rc, path, err);
     if (st == TXM_OK)
-        sqlite3_busy_timeout(c->db, o->busy_timeout_ms);
+        sqlite3_busy_handler(c->db, busy_wait, c);
     if (st == TXM_OK)
         st = run_simple(c, "PRAGMA journal_mode=WAL", err);
     if (st == TXM_OK)
@@ -219,9 +254,16 @@ static bool sqlite_is_broken(const txm__conn *c)
     return !sqlite3_get_autocommit(c->db); /* left inside a transaction */
 }
 
+static bool sqlite_is_write(txm__conn *c, const char *sql)
+{
+    sqlite3_stmt *stmt = NULL;
+    return prepare(c, sql, &stmt, NULL) == TXM_OK && !sqlite3_stmt_readonly(stmt);
+}
+
 const txm__driver txm__driver_sqlite = {
     .dialect = "sqlite",
     .id = TXM__DIALECT_SQLITE,
+    .serial_writers = true,
     .connect = sqlite_connect,
     .disconnect = sqlite_disconnect,
     .exec = sqlite_exec,
@@ -229,4 +271,5 @@ const txm__driver txm__driver_sqlite = {
     .commit = sqlite_commit,
     .rollback = sqlite_rollback,
     .is_broken = sqlite_is_broken,
+    .is_write = sqlite_is_write,
 };

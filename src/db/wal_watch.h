@@ -1,5 +1,6 @@
 /* Waiting for another process's commit to a SQLite database without
- * polling hard: inotify on the database's folder, filtered on its files. */
+ * polling hard: inotify on the database's files, and on its folder for
+ * their creation. */
 #ifndef TXM_DB_WAL_WATCH_H
 #define TXM_DB_WAL_WATCH_H
 

@@ -275,6 +275,12 @@ static txm_status register_queue_metrics(txm_app *app, app_queue *q, txm_error *
     return st;
 }
 
+static txm_status busy_waits_fn(void *ctx, double *value)
+{
+    *value = (double)txm_db_busy_waits(ctx);
+    return TXM_OK;
+}
+
 /* ---- health ---- */
 
 /* GET /<service>/health. Without its database a service can do nothing:
@@ -344,6 +350,10 @@ static txm_status open_parts(txm_app *app, txm_error *err)
         st = txm_http_route(app->http, "GET", app->health_path, app_health, app, err);
     if (st == TXM_OK)
         st = txm_metrics_add_outbox(app->metrics, app->db, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(app->metrics, "txmsg_db_busy_waits_total",
+                                    "SQLite: sleeps waiting for another process's write lock.",
+                                    NULL, busy_waits_fn, app->db, err);
     return st;
 }
 

@@ -156,6 +156,7 @@ static void app_serves_health_and_metrics_and_stops_on_request(void **state)
     assert_non_null(strstr(body, "txmsg_dlq_depth{queue=\"app-test--queue\"} 0"));
     assert_non_null(strstr(body, "txmsg_outbox_not_dispatched 0"));
     assert_non_null(strstr(body, "txmsg_outbox_oldest_not_dispatched_age_seconds 0"));
+    assert_non_null(strstr(body, "txmsg_db_busy_waits_total 0"));
     assert_int_equal(txm_promtool_check(body, strlen(body)), 0);
     txm_app_request_stop(app);
     void *ret = NULL;
