@@ -33,9 +33,9 @@
 #define OUTAGE_PAUSE_MIN_MS 100
 #define OUTAGE_PAUSE_MAX_MS 5000
 #define SLEEP_SLICE_MS 50 /* how often a pause looks at stopping */
-#define RECEIVE_MIN 256   /* deliveries asked for in one receive, at least */
-#define RECEIVE_MAX 1000  /* and at most */
-#define LANE_CAPACITY_MIN 64
+#define RECEIVE_MAX 1000  /* deliveries asked for in one receive, at most */
+#define LANE_CAPACITY_MIN 16
+#define ROOM_WAIT_MS 5 /* how often a receiver with no room looks again */
 
 const double txm_consumer_batch_bounds[TXM_CONSUMER_BATCH_BUCKETS] = {1,  2,   4,   8,   16,  32,
                                                                       64, 128, 256, 512, 1024};
@@ -132,7 +132,10 @@ static int lanes_for(const txm_db *db)
 
 static bool lanes_init(txm__subscription *s)
 {
-    size_t capacity = 2 * s->opts.batch_size;
+    /* One batch waits while one runs: what a consumer holds stays small,
+     * so that a crash or a broker restart, which sends everything held
+     * back one receive count higher, touches few messages. */
+    size_t capacity = s->opts.batch_size;
     if (capacity < LANE_CAPACITY_MIN)
         capacity = LANE_CAPACITY_MIN;
     for (int i = 0; i < s->opts.concurrency; i++) {
@@ -335,7 +338,12 @@ static txm__item *item_of(txm__subscription *s, txm_delivery *d)
     if (it->key[0] == '\0')
         it->key = txm_msg_id(msg);
     it->key_hash = key_hash(it->key);
+    int max = s->opts.subscription.max_receive_count;
     it->attempt = txm_delivery_receive_count(d) > 0 ? txm_delivery_receive_count(d) : 1;
+    /* Received max_receive_count times or more without failing here (a
+     * crash or a broker restart each sent it back): its last attempt. */
+    if (max > 0 && it->attempt > max)
+        it->attempt = max;
     return it;
 }
 
@@ -406,22 +414,35 @@ static void dispatch(txm__subscription *s, txm_delivery **batch, size_t n)
     }
 }
 
+/* What the lanes can take now: a receive asks for no more, so messages
+ * are not held long before they run. */
+static size_t room(txm__subscription *s)
+{
+    size_t free_slots = 0;
+    for (int k = 0; k < s->n_lanes; k++) {
+        txm__lane *l = &s->lanes[k];
+        pthread_mutex_lock(&l->mu);
+        if (l->incoming.len < l->capacity)
+            free_slots += l->capacity - l->incoming.len;
+        pthread_mutex_unlock(&l->mu);
+    }
+    return free_slots < RECEIVE_MAX ? free_slots : RECEIVE_MAX;
+}
+
 static void *receiver_main(void *arg)
 {
     txm__subscription *s = arg;
     txm_consumer *c = s->owner;
-    /* Enough for every lane's next batch and the one after, so that a
-     * receive (a round trip to the broker) serves several batches. */
-    size_t max = 2 * s->opts.batch_size * (size_t)s->opts.concurrency;
-    if (max < RECEIVE_MIN)
-        max = RECEIVE_MIN;
-    if (max > RECEIVE_MAX)
-        max = RECEIVE_MAX;
     int failed = 0; /* receives failed in a row */
     while (!atomic_load(&c->stopping)) {
         txm_delivery **batch = NULL;
         size_t n = 0;
         txm_error err;
+        size_t max = room(s);
+        if (max == 0) {
+            txm__pause_ms(c, ROOM_WAIT_MS);
+            continue;
+        }
         txm_status st = declare_later(s, &err) ? TXM_OK : TXM_UNAVAILABLE;
         if (st == TXM_OK)
             st = txm_transport_receive(c->transport, s->queue, max, s->opts.wait_ms, &batch, &n,

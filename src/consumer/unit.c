@@ -26,6 +26,10 @@
  * subtransactions of 64 per transaction in shared memory; past that every
  * snapshot of every session gets slower until the transaction ends. */
 #define ISOLATED_MAX 64
+#define SAVEPOINT_CONFLICT_RETRIES 2 /* re-runs inside a savepoint */
+/* A delivery received more than this many times max_receive_count without
+ * ever failing here is not run again: it may be what kills its consumer. */
+#define LAST_CHANCE_FACTOR 3
 
 /* Statuses that say nothing about the message: the database is away or
  * its lock did not come in time. The batch is held and tried again. */
@@ -95,10 +99,23 @@ static txm_status handle(txm__subscription *s, txm_uow *uow, txm__item *it, bool
                 *err = e;
             return back;
         }
-        if (st != TXM_CONFLICT || retry > CONFLICT_RETRIES)
+        /* Again at once, for an optimistic-lock conflict; a deadlock that
+         * keeps coming back ends the unit, releasing its locks (below). */
+        if (st != TXM_CONFLICT || retry > SAVEPOINT_CONFLICT_RETRIES)
             return st;
         conflict_pause(retry);
     }
+}
+
+/* A delivery whose last lease ran out after max_receive_count receives
+ * (crashes and broker restarts each send it back one count higher) runs
+ * once more as its last attempt; only past LAST_CHANCE_FACTOR times that
+ * is it dead-lettered unrun, and only if the inbox does not have it. */
+static bool beyond_last_chance(const txm__subscription *s, const txm__item *it)
+{
+    int max = s->opts.subscription.max_receive_count;
+    return txm_delivery_is_exhausted(it->d) && max > 0 &&
+           txm_delivery_receive_count(it->d) > LAST_CHANCE_FACTOR * max;
 }
 
 /* True when an outcome of b[0..first) is a failure (or a skip). */
@@ -135,8 +152,8 @@ static txm_status try_unit(txm__subscription *s, txm__item **b, size_t first, si
             it->outcome = TXM__DUPLICATE;
             continue;
         }
-        if (txm_delivery_is_exhausted(it->d) || (any_failed && key_failed_before(b, first + i))) {
-            it->outcome = txm_delivery_is_exhausted(it->d) ? TXM__EXHAUSTED : TXM__SKIPPED;
+        if (beyond_last_chance(s, it) || (any_failed && key_failed_before(b, first + i))) {
+            it->outcome = beyond_last_chance(s, it) ? TXM__EXHAUSTED : TXM__SKIPPED;
             st = txm_inbox_remove(uow, s->queue, ids[i], err);
             continue;
         }
@@ -150,6 +167,13 @@ static txm_status try_unit(txm__subscription *s, txm__item **b, size_t first, si
         st = handle(s, uow, it, isolate, err);
         if (st == TXM_OK) {
             it->outcome = TXM__DONE;
+        } else if (st == TXM_CONFLICT) {
+            /* Not the message's failure: without savepoints, the isolated
+             * try runs it again; with them, a conflict that outlived its
+             * re-runs is a deadlock with another lane or process, and only
+             * ending this unit (and its locks) lets the other one go on.
+             * Each message then runs alone (one_by_one). */
+            *isolate_next = !isolate;
         } else if (!transient(st) && isolate) {
             set_failed(it, st, err);
             any_failed = true;
