@@ -23,7 +23,7 @@
 #define PUBLISH_BATCH 1000     /* messages per txm_transport_publish */
 #define WAIT_MS 5000           /* a receive or fetch that gets nothing for this long fails */
 #define BARE_SUFFIX "_bare"    /* the bare consumer: QUEUE's durable name + this */
-#define BARE_ACK_PENDING 20000 /* as the transport's consumers (MAX_ACK_PENDING) */
+#define BARE_ACK_PENDING 150000 /* as the transport's consumers (MAX_ACK_PENDING) */
 
 /* Publishes count messages of body to topic in batches, with fresh ids. */
 static void publish_all(txm_transport *t, const char *topic, const char *body, size_t len,
