@@ -66,17 +66,69 @@ TXM_API const char *txm_msg_source(const txm_msg *msg); /* "" when unset */
 TXM_API const char *txm_msg_topic(const txm_msg *msg);
 TXM_API const char *txm_msg_aggregate_id(const txm_msg *msg);
 TXM_API const char *txm_msg_correlation_id(const txm_msg *msg);
-TXM_API const char *txm_msg_payload(const txm_msg *msg); /* compact JSON text */
-TXM_API int64_t txm_msg_created_at_us(const txm_msg *msg);
+TXM_API const char *txm_msg_payload(const txm_msg *msg);   /* compact JSON text; "" unless
+                                                            * TXM_DATA_JSON (see txm_msg_data) */
+TXM_API int64_t txm_msg_created_at_us(const txm_msg *msg); /* 0 when !txm_msg_has_time */
 
-/* Encodes msg as a CloudEvents 1.0 JSON document. Owns: *out is the caller's
+/* What a message's data is. A message made by txm_msg_new is always
+ * TXM_DATA_JSON; a decoded CloudEvent may be any of them. Append only. */
+typedef enum {
+    TXM_DATA_JSON,   /* "data" is a JSON value (an object or array from txm_msg_new) */
+    TXM_DATA_TEXT,   /* "data" is a string and datacontenttype is not JSON */
+    TXM_DATA_BINARY, /* "data_base64": bytes */
+    TXM_DATA_NONE,   /* the event has no data */
+} txm_data_kind;
+
+/* The kind of msg's data; TXM_DATA_NONE for NULL. */
+TXM_API txm_data_kind txm_msg_data_kind(const txm_msg *msg);
+
+/* The data as bytes: the compact JSON text for TXM_DATA_JSON, the string's
+ * UTF-8 bytes for TXM_DATA_TEXT, the decoded bytes for TXM_DATA_BINARY, ""
+ * for TXM_DATA_NONE. Always NUL-terminated, but binary data may hold NULs, so
+ * use *len (may be NULL). Borrows: valid while msg lives and is not changed. */
+TXM_API const char *txm_msg_data(const txm_msg *msg, size_t *len);
+
+/* The data's media type (CloudEvents "datacontenttype") as received:
+ * "application/json" when absent and the data is JSON; "" when absent
+ * otherwise (binary data of unknown type, or no data). Borrows: as above. */
+TXM_API const char *txm_msg_content_type(const txm_msg *msg);
+
+/* False when the decoded event had no "time"; txm_msg_created_at_us is then 0
+ * and txm_msg_encode writes no "time". Messages made here always have one. */
+TXM_API bool txm_msg_has_time(const txm_msg *msg);
+
+/* The value of an attribute that has no getter of its own (extensions such
+ * as "traceparent", and "dataschema"), in its CloudEvents canonical string
+ * form ("5", "true"), or NULL when the event does not carry it. The decoded
+ * attributes are kept and txm_msg_encode writes them back with their JSON
+ * type. Borrows: valid while msg lives and is not changed. */
+TXM_API const char *txm_msg_extension(const txm_msg *msg, const char *name);
+
+/* Number of such attributes, and the i-th one (0 <= i < count, in document
+ * order): its name in *name (may be NULL), its value returned; NULL when i is
+ * out of range. Borrows: as above. */
+TXM_API size_t txm_msg_extension_count(const txm_msg *msg);
+TXM_API const char *txm_msg_extension_at(const txm_msg *msg, size_t i, const char **name);
+
+/* Encodes msg as a CloudEvents 1.0 JSON document (structured mode): specversion,
+ * id, source, type, time, datacontenttype, subject and partitionkey (the
+ * aggregate id), correlationid, the other attributes kept from decoding, and
+ * "data" (or "data_base64" for binary data). Attributes a decoded event did
+ * not have (time, an empty aggregate id, no data) are left out. Returns
+ * TXM_TOO_BIG past TXM_ENVELOPE_MAX, TXM_NOMEM. Owns: *out is the caller's
  * (txm_free), NUL-terminated, *len (may be NULL) its length. */
 TXM_API txm_status txm_msg_encode(const txm_msg *msg, char **out, size_t *len, txm_error *err);
 
-/* Decodes a CloudEvents document of len bytes (need not be NUL-terminated).
+/* Decodes a CloudEvents 1.0 structured JSON document of len bytes (need not
+ * be NUL-terminated). Accepts any valid event: required are specversion "1.0",
+ * id, source and type (1..TXM_TOPIC_MAX bytes of [A-Za-z0-9._-], as it names
+ * the topic). Defaults: aggregate id from "subject", else "partitionkey",
+ * else ""; correlation id from "correlationid", else the message id; no
+ * "time" gives txm_msg_has_time false. Data: see txm_msg_data_kind.
  * Returns TXM_MALFORMED naming the first problem (not JSON, wrong type, missing
- * or invalid attribute), TXM_TOO_BIG past TXM_ENVELOPE_MAX. Never crashes on
- * any input. Owns: *out is the caller's; NULL on failure. */
+ * or invalid attribute, both "data" and "data_base64"), TXM_TOO_BIG past
+ * TXM_ENVELOPE_MAX, TXM_NOMEM. Never crashes on any input. Owns: *out is the
+ * caller's; NULL on failure. Thread: any. */
 TXM_API txm_status txm_msg_decode(const char *buf, size_t len, txm_msg **out, txm_error *err);
 
 /* Formats a time in microseconds since the epoch as RFC 3339 UTC with

@@ -2,21 +2,35 @@
  * getters, and the payload JSON helpers shared with the envelope codec. */
 #include "txmsg/message.h"
 
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "core/alloc.h"
 #include "core/core_int.h"
 
+/* An attribute kept from a decoded event without a field of its own. */
+typedef struct ext_attr {
+    char *name;  /* lower-case letters and digits */
+    char *value; /* canonical string form */
+    int is_raw;  /* the JSON form is value itself (integer, boolean), not a string */
+} ext_attr;
+
 struct txm_msg {
     char *id;              /* message id, usually a UUID v7 */
     char *source;          /* producing service; NULL when unset */
     char *topic;           /* CloudEvents "type" */
-    char *aggregate_id;    /* CloudEvents "subject" and "partitionkey" */
+    char *aggregate_id;    /* CloudEvents "subject" and "partitionkey"; may be "" */
     char *correlation_id;  /* usually a UUID */
-    char *payload;         /* compact JSON text of an object or array */
+    char *payload;         /* the data: compact JSON text, or bytes (see kind); "" for none */
     size_t payload_len;    /* bytes of payload without the NUL */
-    int64_t created_at_us; /* microseconds since the Unix epoch */
+    int64_t created_at_us; /* microseconds since the Unix epoch; 0 without a time */
+    bool has_time;         /* false for a decoded event without "time" */
+    txm_data_kind kind;    /* what payload holds */
+    char *content_type;    /* datacontenttype as received; NULL when absent */
+    ext_attr *ext;         /* other attributes, in document order */
+    size_t ext_count;      /* entries of ext */
 };
 
 /* Length of the UTF-8 sequence starting at s (at most n bytes available),
@@ -183,7 +197,8 @@ txm_status txm__json_dump(const json_t *json, size_t cap, char **out, size_t *le
     if (len != NULL)
         *len = 0;
     dumpbuf b = {.cap = cap, .st = TXM_OK};
-    int rc = json_dump_callback(json, dump_cb, &b, JSON_COMPACT);
+    /* JSON_ENCODE_ANY: a decoded event's data may be any JSON value. */
+    int rc = json_dump_callback(json, dump_cb, &b, JSON_COMPACT | JSON_ENCODE_ANY);
     if (rc == 0 && b.data == NULL) { /* nothing written: cannot happen for containers */
         b.data = txm__strdup("");
         rc = b.data == NULL ? -1 : 0;
@@ -211,11 +226,17 @@ static txm_status check_fields(const txm__msg_fields *f, txm_error *err)
     if (st == TXM_OK)
         st = txm__check_topic("topic", f->topic, TXM_INVALID, err);
     if (st == TXM_OK)
-        st = txm__check_text("aggregate_id", f->aggregate_id, TXM_ID_MAX, 0, TXM_INVALID, err);
+        st = txm__check_text("aggregate_id", f->aggregate_id, TXM_ID_MAX, f->decoded, TXM_INVALID,
+                             err);
     /* A UUID is expected, but foreign producers may send other strings. */
     if (st == TXM_OK && f->correlation_id != NULL)
         st = txm__check_text("correlation_id", f->correlation_id, TXM_ID_MAX, 0, TXM_INVALID, err);
-    if (st == TXM_OK &&
+    if (st == TXM_OK && f->content_type != NULL)
+        st = txm__check_text("content_type", f->content_type, TXM__CONTENT_TYPE_MAX, 0, TXM_INVALID,
+                             err);
+    if (st == TXM_OK && f->kind != TXM_DATA_JSON && f->bytes_len > TXM_PAYLOAD_MAX)
+        st = txm_errf(err, TXM_TOO_BIG, "data: %zu bytes, limit %u", f->bytes_len, TXM_PAYLOAD_MAX);
+    if (st == TXM_OK && !f->no_time &&
         (f->created_at_us < TXM__TIME_MIN_US || f->created_at_us > TXM__TIME_MAX_US))
         st = txm_errf(err, TXM_INVALID, "created_at_us: %lld is outside years 0000..9999",
                       (long long)f->created_at_us);
@@ -229,15 +250,84 @@ static txm_status dup_field(char **dst, const char *s, const char *what, txm_err
     return *dst != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "msg: out of memory copying %s", what);
 }
 
+/* Checks the payload of a message made from f: an object or array, or for
+ * a decoded event any JSON value, nested at most TXM_JSON_DEPTH_MAX deep. */
+static txm_status check_data(const txm__msg_fields *f, const json_t *data, txm_error *err)
+{
+    if (f->kind != TXM_DATA_JSON)
+        return TXM_OK;
+    if (data == NULL)
+        return txm_errf(err, TXM_INVALID, "msg_create: NULL data");
+    if (f->decoded && !json_is_object(data) && !json_is_array(data))
+        return TXM_OK;
+    return txm__check_payload("payload", data, err);
+}
+
+/* Copies the other attributes of object exts into m->ext, each with its
+ * canonical string form. Returns TXM_INVALID for a value that is not a
+ * string, integer or boolean, TXM_NOMEM. */
+static txm_status copy_extensions(txm_msg *m, const json_t *exts, txm_error *err)
+{
+    size_t n = json_object_size(exts);
+    if (n == 0)
+        return TXM_OK;
+    m->ext = txm__calloc(n, sizeof *m->ext);
+    if (m->ext == NULL)
+        return txm_errf(err, TXM_NOMEM, "msg: out of memory copying attributes");
+    json_t *obj = (json_t *)exts; /* jansson's iteration is not const-qualified */
+    for (void *it = json_object_iter(obj); it != NULL; it = json_object_iter_next(obj, it)) {
+        const json_t *v = json_object_iter_value(it);
+        char num[32];
+        const char *text = json_string_value(v);
+        if (json_is_integer(v))
+            snprintf(num, sizeof num, "%" PRId64, (int64_t)json_integer_value(v));
+        else if (json_is_boolean(v))
+            snprintf(num, sizeof num, "%s", json_is_true(v) ? "true" : "false");
+        else if (text == NULL)
+            return txm_errf(err, TXM_INVALID, "attribute \"%s\": not a string, integer or boolean",
+                            json_object_iter_key(it));
+        ext_attr *a = &m->ext[m->ext_count++];
+        a->is_raw = text == NULL;
+        a->name = txm__strdup(json_object_iter_key(it));
+        a->value = txm__strdup(text != NULL ? text : num);
+        if (a->name == NULL || a->value == NULL)
+            return txm_errf(err, TXM_NOMEM, "msg: out of memory copying attributes");
+    }
+    return TXM_OK;
+}
+
+/* Stores the data of f (or data, for JSON) and its content type in m. */
+static txm_status copy_data(txm_msg *m, const txm__msg_fields *f, const json_t *data,
+                            txm_error *err)
+{
+    m->kind = f->kind;
+    txm_status st = TXM_OK;
+    if (f->kind == TXM_DATA_JSON) {
+        st = txm__json_dump(data, TXM_PAYLOAD_MAX, &m->payload, &m->payload_len, err);
+    } else {
+        const char *bytes = f->kind == TXM_DATA_NONE || f->bytes == NULL ? "" : f->bytes;
+        size_t len = f->kind == TXM_DATA_NONE ? 0 : f->bytes_len;
+        m->payload = txm__malloc(len + 1);
+        if (m->payload == NULL)
+            return txm_errf(err, TXM_NOMEM, "msg: out of memory copying data");
+        memcpy(m->payload, bytes, len);
+        m->payload[len] = '\0';
+        m->payload_len = len;
+    }
+    if (st == TXM_OK && f->content_type != NULL)
+        st = dup_field(&m->content_type, f->content_type, "content_type", err);
+    return st;
+}
+
 txm_status txm__msg_create(const txm__msg_fields *f, const json_t *data, txm_msg **out,
                            txm_error *err)
 {
-    if (out == NULL || f == NULL || data == NULL)
+    if (out == NULL || f == NULL)
         return txm_errf(err, TXM_INVALID, "msg_create: NULL argument");
     *out = NULL;
     txm_status st = check_fields(f, err);
     if (st == TXM_OK)
-        st = txm__check_payload("payload", data, err);
+        st = check_data(f, data, err);
     char corr[TXM_UUID_LEN + 1] = "";
     const char *corr_id = f->correlation_id;
     if (st == TXM_OK && corr_id == NULL) {
@@ -249,8 +339,9 @@ txm_status txm__msg_create(const txm__msg_fields *f, const json_t *data, txm_msg
     txm_msg *m = txm__calloc(1, sizeof *m);
     if (m == NULL)
         return txm_errf(err, TXM_NOMEM, "msg: out of memory");
-    m->created_at_us = f->created_at_us;
-    st = txm__json_dump(data, TXM_PAYLOAD_MAX, &m->payload, &m->payload_len, err);
+    m->has_time = !f->no_time;
+    m->created_at_us = m->has_time ? f->created_at_us : 0;
+    st = copy_data(m, f, data, err);
     if (st == TXM_OK)
         st = dup_field(&m->id, f->id, "id", err);
     if (st == TXM_OK && f->source != NULL && f->source[0] != '\0')
@@ -261,6 +352,8 @@ txm_status txm__msg_create(const txm__msg_fields *f, const json_t *data, txm_msg
         st = dup_field(&m->aggregate_id, f->aggregate_id, "aggregate_id", err);
     if (st == TXM_OK)
         st = dup_field(&m->correlation_id, corr_id, "correlation_id", err);
+    if (st == TXM_OK && f->extensions != NULL)
+        st = copy_extensions(m, f->extensions, err);
     if (st != TXM_OK) {
         txm_msg_free(m);
         return st;
@@ -279,7 +372,12 @@ txm_status txm_msg_new_with(const char *id, const char *source, const char *topi
     *out = NULL;
     if (payload_json == NULL)
         return txm_errf(err, TXM_INVALID, "payload: missing");
-    txm__msg_fields f = {id, source, topic, aggregate_id, correlation_id, created_at_us};
+    txm__msg_fields f = {.id = id,
+                         .source = source,
+                         .topic = topic,
+                         .aggregate_id = aggregate_id,
+                         .correlation_id = correlation_id,
+                         .created_at_us = created_at_us};
     /* Check the cheap fields before parsing a payload of up to 64 MiB. */
     txm_status st = check_fields(&f, err);
     if (st != TXM_OK)
@@ -306,6 +404,35 @@ txm_status txm_msg_new(const char *topic, const char *aggregate_id, const char *
                             txm_now_us(), out, err);
 }
 
+/* Copies src's data, content type and other attributes into m. Returns
+ * false when out of memory (m then holds what was copied, for txm_msg_free). */
+static bool copy_rest(txm_msg *m, const txm_msg *src)
+{
+    m->has_time = src->has_time;
+    m->kind = src->kind;
+    m->payload_len = src->payload_len;
+    m->payload = txm__malloc(src->payload_len + 1);
+    if (m->payload == NULL)
+        return false;
+    memcpy(m->payload, src->payload, src->payload_len + 1);
+    if (src->content_type != NULL && (m->content_type = txm__strdup(src->content_type)) == NULL)
+        return false;
+    if (src->ext_count == 0)
+        return true;
+    m->ext = txm__calloc(src->ext_count, sizeof *m->ext);
+    if (m->ext == NULL)
+        return false;
+    for (size_t i = 0; i < src->ext_count; i++) {
+        ext_attr *a = &m->ext[m->ext_count++];
+        a->is_raw = src->ext[i].is_raw;
+        a->name = txm__strdup(src->ext[i].name);
+        a->value = txm__strdup(src->ext[i].value);
+        if (a->name == NULL || a->value == NULL)
+            return false;
+    }
+    return true;
+}
+
 txm_msg *txm_msg_copy(const txm_msg *msg)
 {
     if (msg == NULL)
@@ -314,15 +441,13 @@ txm_msg *txm_msg_copy(const txm_msg *msg)
     if (m == NULL)
         return NULL;
     m->created_at_us = msg->created_at_us;
-    m->payload_len = msg->payload_len;
     m->id = txm__strdup(msg->id);
     m->source = msg->source != NULL ? txm__strdup(msg->source) : NULL;
     m->topic = txm__strdup(msg->topic);
     m->aggregate_id = txm__strdup(msg->aggregate_id);
     m->correlation_id = txm__strdup(msg->correlation_id);
-    m->payload = txm__strndup(msg->payload, msg->payload_len);
     if (m->id == NULL || (msg->source != NULL && m->source == NULL) || m->topic == NULL ||
-        m->aggregate_id == NULL || m->correlation_id == NULL || m->payload == NULL) {
+        m->aggregate_id == NULL || m->correlation_id == NULL || !copy_rest(m, msg)) {
         txm_msg_free(m);
         return NULL;
     }
@@ -339,6 +464,12 @@ void txm_msg_free(txm_msg *msg)
     txm_free(msg->aggregate_id);
     txm_free(msg->correlation_id);
     txm_free(msg->payload);
+    txm_free(msg->content_type);
+    for (size_t i = 0; i < msg->ext_count; i++) {
+        txm_free(msg->ext[i].name);
+        txm_free(msg->ext[i].value);
+    }
+    txm_free(msg->ext);
     txm_free(msg);
 }
 
@@ -390,10 +521,70 @@ const char *txm_msg_correlation_id(const txm_msg *msg)
 
 const char *txm_msg_payload(const txm_msg *msg)
 {
-    return msg != NULL ? msg->payload : NULL;
+    if (msg == NULL)
+        return NULL;
+    return msg->kind == TXM_DATA_JSON ? msg->payload : "";
 }
 
 int64_t txm_msg_created_at_us(const txm_msg *msg)
 {
     return msg != NULL ? msg->created_at_us : 0;
+}
+
+txm_data_kind txm_msg_data_kind(const txm_msg *msg)
+{
+    return msg != NULL ? msg->kind : TXM_DATA_NONE;
+}
+
+const char *txm_msg_data(const txm_msg *msg, size_t *len)
+{
+    if (len != NULL)
+        *len = msg != NULL ? msg->payload_len : 0;
+    return msg != NULL ? msg->payload : NULL;
+}
+
+const char *txm_msg_content_type(const txm_msg *msg)
+{
+    if (msg == NULL)
+        return NULL;
+    if (msg->content_type != NULL)
+        return msg->content_type;
+    /* CloudEvents: data without a datacontenttype is application/json. */
+    return msg->kind == TXM_DATA_JSON ? "application/json" : "";
+}
+
+bool txm_msg_has_time(const txm_msg *msg)
+{
+    return msg != NULL && msg->has_time;
+}
+
+const char *txm_msg_extension(const txm_msg *msg, const char *name)
+{
+    if (msg == NULL || name == NULL)
+        return NULL;
+    for (size_t i = 0; i < msg->ext_count; i++)
+        if (strcmp(msg->ext[i].name, name) == 0)
+            return msg->ext[i].value;
+    return NULL;
+}
+
+size_t txm_msg_extension_count(const txm_msg *msg)
+{
+    return msg != NULL ? msg->ext_count : 0;
+}
+
+const char *txm_msg_extension_at(const txm_msg *msg, size_t i, const char **name)
+{
+    if (name != NULL)
+        *name = NULL;
+    if (msg == NULL || i >= msg->ext_count)
+        return NULL;
+    if (name != NULL)
+        *name = msg->ext[i].name;
+    return msg->ext[i].value;
+}
+
+bool txm__msg_extension_is_raw(const txm_msg *msg, size_t i)
+{
+    return msg != NULL && i < msg->ext_count && msg->ext[i].is_raw;
 }

@@ -10,9 +10,10 @@
 #include <string.h>
 
 #include "core/alloc.h"
+#include "core/envelope.h"
 #include "transport/transport_int.h"
 
-#define DATAREF_PREFIX "txmsg-blob:"
+#define DATAREF_PREFIX TXM__DATAREF_PREFIX /* decoding refuses one left unresolved */
 /* A claim document is small; larger bodies are not even looked at. */
 #define CLAIM_MAX_LEN 8192
 

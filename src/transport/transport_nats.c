@@ -86,11 +86,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <nats/nats.h>
 
 #include "core/alloc.h"
+#include "core/envelope.h"
 #include "transport/transport_nats_int.h"
 
 /* ---- errors, names, headers ---- */
@@ -1003,6 +1005,81 @@ static void settle_here(txm__broker *b, const qinfo *q, natsMsg *m, uint64_t sse
         txm_logf(b->log, b->log_ctx, TXM_LOG_WARN, "nats: receive on %s: %s", q->queue, e.text);
 }
 
+/* ---- CloudEvents binary mode ---- */
+
+/* The CloudEvents NATS binding: a message is in binary mode when it carries
+ * "ce-" attribute headers and no Content-Type application/cloudevents. Header
+ * names are matched in lower case and in Go's canonical form. */
+static bool is_ce_binary(natsMsg *m)
+{
+    if (txm__nats_hdr(m, "ce-specversion")[0] == '\0' &&
+        txm__nats_hdr(m, "Ce-Specversion")[0] == '\0')
+        return false;
+    return strncasecmp(txm__nats_hdr(m, HDR_CONTENT_TYPE), "application/cloudevents", 23) != 0;
+}
+
+void txm__nats_copy_ce_headers(natsMsg *from, natsMsg *to)
+{
+    const char **keys = NULL;
+    int n = 0;
+    if (natsMsgHeader_Keys(from, &keys, &n) != NATS_OK)
+        return;
+    for (int i = 0; i < n; i++)
+        if (strncasecmp(keys[i], "ce-", 3) == 0 || strcmp(keys[i], HDR_CONTENT_TYPE) == 0)
+            natsMsgHeader_Set(to, keys[i], txm__nats_hdr(from, keys[i]));
+    free((void *)keys);
+}
+
+/* Sets *doc to the structured document of binary-mode message m (see
+ * txm__envelope_from_binary), or to NULL when m is not in binary mode.
+ * Owns: *doc (txm_free). */
+static txm_status ce_structured(natsMsg *m, char **doc, size_t *len, txm_error *err)
+{
+    *doc = NULL;
+    *len = 0;
+    if (!is_ce_binary(m))
+        return TXM_OK;
+    const char **keys = NULL;
+    int n = 0;
+    if (natsMsgHeader_Keys(m, &keys, &n) != NATS_OK)
+        return txm_errf(err, TXM_NOMEM, "nats: cannot list the headers");
+    txm__ce_header *h = txm__calloc((size_t)n, sizeof *h);
+    size_t count = 0;
+    for (int i = 0; h != NULL && i < n; i++)
+        if (strncasecmp(keys[i], "ce-", 3) == 0)
+            h[count++] = (txm__ce_header){keys[i], txm__nats_hdr(m, keys[i])};
+    txm_status st =
+        h == NULL ? txm_errf(err, TXM_NOMEM, "nats: out of memory")
+                  : txm__envelope_from_binary(h, count, txm__nats_hdr(m, HDR_CONTENT_TYPE),
+                                              natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                                              doc, len, err);
+    txm_free(h);
+    free((void *)keys);
+    return st;
+}
+
+/* Builds the delivery of pulled message m. A binary-mode CloudEvent gets its
+ * structured document as the body, so the consumer, dead letters and redrive
+ * see one form; one that cannot be converted goes as it is, and the consumer
+ * dead-letters it as undecodable. NULL when out of memory. */
+static txm_delivery *delivery_of(txm__broker *b, const qinfo *q, natsMsg *m, const char *id,
+                                 const char *topic, int count)
+{
+    char *doc = NULL;
+    size_t len = 0;
+    txm_error e = {0};
+    if (ce_structured(m, &doc, &len, &e) != TXM_OK)
+        txm_logf(b->log, b->log_ctx, TXM_LOG_WARN, "nats: binary-mode event on %s: %s", q->queue,
+                 e.text);
+    if (id[0] == '\0')
+        id = txm__nats_hdr(m, "ce-id");
+    txm_delivery *d = txm__delivery_new(doc != NULL ? doc : natsMsg_GetData(m),
+                                        doc != NULL ? len : (size_t)natsMsg_GetDataLength(m), id,
+                                        topic, q->queue, "", count, m, free_msg);
+    txm_free(doc);
+    return d;
+}
+
 /* Turns a pulled message into a delivery (*out), or settles it here and
  * sets *out = NULL (see settle_here). Owns: takes *pm when it returns a
  * delivery and sets it NULL; otherwise the caller still destroys it. */
@@ -1029,8 +1106,7 @@ static txm_status take(txm__broker *b, const qinfo *q, natsMsg **pm, txm_deliver
     const char *subject = natsMsg_GetSubject(m);
     size_t plen = strlen(SUBJECT_PREFIX);
     const char *topic = strncmp(subject, SUBJECT_PREFIX, plen) == 0 ? subject + plen : subject;
-    *out = txm__delivery_new(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), id, topic,
-                             q->queue, "", count, m, free_msg);
+    *out = delivery_of(b, q, m, id, topic, count);
     if (*out == NULL)
         return txm_errf(err, TXM_NOMEM, "nats: out of memory");
     (*out)->exhausted = exhausted;

@@ -33,6 +33,8 @@ txm_status txm__nats_dlq_move(txm__broker *b, const qinfo *q, natsMsg *m, uint64
     natsMsg *dm = NULL;
     natsStatus s = natsMsg_Create(&dm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
     if (s == NATS_OK)
+        txm__nats_copy_ce_headers(m, dm);
+    if (s == NATS_OK)
         s = natsMsgHeader_Set(dm, HDR_SUBJECT, natsMsg_GetSubject(m));
     if (s == NATS_OK)
         s = natsMsgHeader_Set(dm, HDR_TXM_ID, msg_id);
@@ -183,6 +185,8 @@ static txm_status republish(txm__broker *b, natsMsg *m, uint64_t seq, const char
     snprintf(id, sizeof id, "%s:redrive:%" PRIu64, msg_id, seq);
     natsMsg *rm = NULL;
     natsStatus s = natsMsg_Create(&rm, subject, NULL, natsMsg_GetData(m), natsMsg_GetDataLength(m));
+    if (s == NATS_OK)
+        txm__nats_copy_ce_headers(m, rm);
     if (s == NATS_OK)
         s = natsMsgHeader_Set(rm, HDR_MSG_ID, id);
     if (s == NATS_OK)

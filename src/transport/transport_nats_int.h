@@ -38,8 +38,9 @@
 #define HDR_SUBJECT "Txmsg-Original-Subject"
 #define HDR_COUNT "Txmsg-Delivery-Count"
 #define HDR_ERROR "Txmsg-Last-Error"
-#define HDR_STATUS "Status"           /* libnats' name for a status line's code */
-#define HDR_DESCRIPTION "Description" /* and for its text */
+#define HDR_STATUS "Status"             /* libnats' name for a status line's code */
+#define HDR_DESCRIPTION "Description"   /* and for its text */
+#define HDR_CONTENT_TYPE "Content-Type" /* CloudEvents binary mode: datacontenttype */
 
 #define SUBJECT_MAX 320        /* bytes: prefix + TXM__DLQ_NAME_MAX */
 #define DESC_MAX 600           /* bytes of a consumer description */
@@ -123,6 +124,10 @@ txm_status txm__nats_nfail(txm_error *err, natsStatus s, jsErrCode jerr, const c
 
 /* Returns the header's value, "" when absent. Borrows: valid while m lives. */
 const char *txm__nats_hdr(natsMsg *m, const char *key);
+
+/* Copies the CloudEvents binary-mode headers ("ce-*", Content-Type) of from
+ * to to, so a dead letter and its redrive keep the event's attributes. */
+void txm__nats_copy_ce_headers(natsMsg *from, natsMsg *to);
 
 /* Copies text into out as one header line: control characters would end the
  * header, so they become spaces. */

@@ -18,6 +18,7 @@
 #include <nats/nats.h>
 
 #include "testbroker.h"
+#include "txmsg/message.h"
 #include "txmsg/transport.h"
 
 #define NAME_LEN 96
@@ -317,6 +318,121 @@ static void nats_declare_updates_an_older_max_ack_pending(void **state)
     assert_int_equal(js_GetConsumerInfo(&ci, js, "TXMSG", q, NULL, NULL), NATS_OK);
     assert_int_equal(ci->Config->MaxAckPending, current);
     jsConsumerInfo_Destroy(ci);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    txm_transport_close(t);
+}
+
+/* Publishes a CloudEvents binary-mode message as another producer's SDK
+ * would: attributes in "ce-" headers, the data as the body. hdrs holds
+ * name/value pairs, NULL-terminated. */
+static void publish_binary(jsCtx *js, const char *topic, const char *const *hdrs, const char *body,
+                           int len)
+{
+    char subject[NAME_LEN + 8];
+    snprintf(subject, sizeof subject, "txmsg.%s", topic);
+    natsMsg *m = NULL;
+    assert_int_equal(natsMsg_Create(&m, subject, NULL, body, len), NATS_OK);
+    for (size_t i = 0; hdrs[i] != NULL; i += 2)
+        assert_int_equal(natsMsgHeader_Set(m, hdrs[i], hdrs[i + 1]), NATS_OK);
+    jsPubAck *pa = NULL;
+    assert_int_equal(js_PublishMsg(&pa, js, m, NULL, NULL), NATS_OK);
+    jsPubAck_Destroy(pa);
+    natsMsg_Destroy(m);
+}
+
+/* Receives one delivery on q and decodes it; fails the test otherwise. */
+static txm_msg *receive_event(txm_transport *t, const char *q)
+{
+    txm_delivery *d = receive_one(t, q, 5000);
+    assert_non_null(d);
+    size_t len = 0;
+    const char *body = txm_delivery_body(d, &len);
+    txm_msg *m = NULL;
+    txm_error err = {0};
+    if (txm_msg_decode(body, len, &m, &err) != TXM_OK)
+        fail_msg("decode %.*s: %s", (int)len, body, err.text);
+    ack(t, d);
+    txm_delivery_free(d);
+    return m;
+}
+
+static void nats_binary_mode_cloudevents_arrive_structured(void **state)
+{
+    (void)state;
+    const char *url = nats_url_or_skip();
+    txm_transport *t = open_shared();
+    char topic[NAME_LEN], q[NAME_LEN];
+    names(topic, q, NULL);
+    subscribe(t, topic, q, 3, 30000);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    /* JSON data, the media type in Content-Type, Go's header spelling for
+     * one attribute, a percent-encoded and a quoted value. */
+    const char *json[] = {"ce-specversion",
+                          "1.0",
+                          "ce-id",
+                          "b-1",
+                          "ce-source",
+                          "/orders",
+                          "ce-type",
+                          topic,
+                          "ce-time",
+                          "2018-04-05T03:56:24Z",
+                          "Ce-Subject",
+                          "order-42",
+                          "ce-comment",
+                          "Euro%20%E2%82%AC%20%F0%9F%98%80",
+                          "ce-traceparent",
+                          "\"00-ab\"",
+                          "Content-Type",
+                          "application/json",
+                          NULL};
+    publish_binary(js, topic, json, "{\"orderId\": \"order-42\"}", 23);
+    /* Text data, datacontenttype in its own header. */
+    const char *text[] = {"ce-specversion",     "1.0",        "ce-id",   "b-2",
+                          "ce-source",          "/orders",    "ce-type", topic,
+                          "ce-datacontenttype", "text/plain", NULL};
+    publish_binary(js, topic, text, "order 42 created", 16);
+    /* Bytes of unknown type: data_base64 without a datacontenttype. */
+    const char *bin[] = {"ce-specversion", "1.0",     "ce-id", "b-3", "ce-source",
+                         "/orders",        "ce-type", topic,   NULL};
+    publish_binary(js, topic, bin, "\x00\x01\xfe\xff", 4);
+
+    txm_msg *m = receive_event(t, q);
+    assert_string_equal(txm_msg_id(m), "b-1");
+    assert_string_equal(txm_msg_source(m), "/orders");
+    assert_string_equal(txm_msg_topic(m), topic);
+    assert_string_equal(txm_msg_aggregate_id(m), "order-42");
+    assert_string_equal(txm_msg_correlation_id(m), "b-1");
+    assert_true(txm_msg_has_time(m));
+    assert_int_equal(txm_msg_data_kind(m), TXM_DATA_JSON);
+    assert_string_equal(txm_msg_payload(m), "{\"orderId\":\"order-42\"}");
+    assert_string_equal(txm_msg_content_type(m), "application/json");
+    assert_string_equal(txm_msg_extension(m, "comment"), "Euro \xe2\x82\xac \xf0\x9f\x98\x80");
+    assert_string_equal(txm_msg_extension(m, "traceparent"), "00-ab");
+    txm_msg_free(m);
+
+    m = receive_event(t, q);
+    assert_string_equal(txm_msg_id(m), "b-2");
+    assert_false(txm_msg_has_time(m));
+    assert_string_equal(txm_msg_aggregate_id(m), "");
+    assert_int_equal(txm_msg_data_kind(m), TXM_DATA_TEXT);
+    assert_string_equal(txm_msg_data(m, NULL), "order 42 created");
+    assert_string_equal(txm_msg_content_type(m), "text/plain");
+    txm_msg_free(m);
+
+    m = receive_event(t, q);
+    size_t len = 0;
+    assert_string_equal(txm_msg_id(m), "b-3");
+    assert_int_equal(txm_msg_data_kind(m), TXM_DATA_BINARY);
+    assert_memory_equal(txm_msg_data(m, &len), "\x00\x01\xfe\xff", 4);
+    assert_int_equal(len, 4);
+    assert_string_equal(txm_msg_content_type(m), "");
+    txm_msg_free(m);
+
     jsCtx_Destroy(js);
     natsConnection_Destroy(nc);
     txm_transport_close(t);
@@ -1024,6 +1140,7 @@ int main(void)
         cmocka_unit_test(nats_ack_batch_after_lease_ran_out_acks_the_redelivery),
         cmocka_unit_test(nats_declare_updates_an_older_max_ack_pending),
         cmocka_unit_test(nats_nack_after_max_moves_to_dlq_with_headers),
+        cmocka_unit_test(nats_binary_mode_cloudevents_arrive_structured),
         cmocka_unit_test(nats_expired_last_lease_is_dead_lettered_not_returned),
         cmocka_unit_test(nats_dlq_list_redrive_purge),
         cmocka_unit_test(nats_order_of_1000_is_kept),

@@ -2,8 +2,8 @@
  * and whatever decodes must survive an encode/decode round trip unchanged.
  * Not part of the default build; see the build line below. */
 /* clang -std=c17 -D_GNU_SOURCE -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *     tests/fuzz/envelope_fuzz.c src/core/{alloc,error,status,uuid,time,message,envelope}.c \
- *     -ljansson -o envelope_fuzz
+ *     tests/fuzz/envelope_fuzz.c src/core/{alloc,error,status,uuid,time,message,envelope,base64}.c
+ * \ -ljansson -o envelope_fuzz
  * ./envelope_fuzz -max_len=4096 corpus/ tests/data/envelope/<any>/  (seed: the data cases) */
 #include <stddef.h>
 #include <stdint.h>
@@ -17,6 +17,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int same(const char *a, const char *b)
 {
     return strcmp(a, b) == 0;
+}
+
+static int same_data(const txm_msg *a, const txm_msg *b)
+{
+    size_t alen = 0, blen = 0;
+    const char *adata = txm_msg_data(a, &alen), *bdata = txm_msg_data(b, &blen);
+    return alen == blen && memcmp(adata, bdata, alen) == 0;
+}
+
+static int same_extensions(const txm_msg *a, const txm_msg *b)
+{
+    if (txm_msg_extension_count(a) != txm_msg_extension_count(b))
+        return 0;
+    for (size_t i = 0; i < txm_msg_extension_count(a); i++) {
+        const char *aname = NULL, *bname = NULL;
+        if (!same(txm_msg_extension_at(a, i, &aname), txm_msg_extension_at(b, i, &bname)) ||
+            !same(aname, bname))
+            return 0;
+    }
+    return 1;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -40,7 +60,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         !same(txm_msg_aggregate_id(m), txm_msg_aggregate_id(back)) ||
         !same(txm_msg_correlation_id(m), txm_msg_correlation_id(back)) ||
         !same(txm_msg_payload(m), txm_msg_payload(back)) ||
-        txm_msg_created_at_us(m) != txm_msg_created_at_us(back))
+        txm_msg_created_at_us(m) != txm_msg_created_at_us(back) ||
+        txm_msg_has_time(m) != txm_msg_has_time(back) ||
+        txm_msg_data_kind(m) != txm_msg_data_kind(back) ||
+        !same(txm_msg_content_type(m), txm_msg_content_type(back)) || !same_data(m, back) ||
+        !same_extensions(m, back))
         abort();
     txm_msg_free(back);
     txm_free(doc);
