@@ -19,10 +19,10 @@
 
 #include "bench.h"
 
-#define BATCH 256              /* messages per receive or fetch */
-#define PUBLISH_BATCH 1000     /* messages per txm_transport_publish */
-#define WAIT_MS 5000           /* a receive or fetch that gets nothing for this long fails */
-#define BARE_SUFFIX "_bare"    /* the bare consumer: QUEUE's durable name + this */
+#define BATCH 256               /* messages per receive or fetch */
+#define PUBLISH_BATCH 1000      /* messages per txm_transport_publish */
+#define WAIT_MS 5000            /* a receive or fetch that gets nothing for this long fails */
+#define BARE_SUFFIX "_bare"     /* the bare consumer: QUEUE's durable name + this */
 #define BARE_ACK_PENDING 150000 /* as the transport's consumers (MAX_ACK_PENDING) */
 
 /* Publishes count messages of body to topic in batches, with fresh ids. */

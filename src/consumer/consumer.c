@@ -35,7 +35,7 @@
 #define SLEEP_SLICE_MS 50 /* how often a pause looks at stopping */
 #define RECEIVE_MAX 1000  /* deliveries asked for in one receive, at most */
 #define LANE_CAPACITY_MIN 16
-#define ROOM_WAIT_MS 5 /* how often a receiver with no room looks again */
+#define ROOM_WAIT_MS 1 /* how often a receiver with no room looks again */
 
 const double txm_consumer_batch_bounds[TXM_CONSUMER_BATCH_BUCKETS] = {1,  2,   4,   8,   16,  32,
                                                                       64, 128, 256, 512, 1024};
@@ -132,10 +132,11 @@ static int lanes_for(const txm_db *db)
 
 static bool lanes_init(txm__subscription *s)
 {
-    /* One batch waits while one runs: what a consumer holds stays small,
-     * so that a crash or a broker restart, which sends everything held
-     * back one receive count higher, touches few messages. */
-    size_t capacity = s->opts.batch_size;
+    /* Two batches wait while one runs, so that a lane never waits for a
+     * receive; and no more, so that a crash or a broker restart, which
+     * sends everything held back one receive count higher, touches few
+     * messages, and leases need keeping only behind slow handlers. */
+    size_t capacity = 2 * s->opts.batch_size;
     if (capacity < LANE_CAPACITY_MIN)
         capacity = LANE_CAPACITY_MIN;
     for (int i = 0; i < s->opts.concurrency; i++) {
@@ -334,6 +335,7 @@ static txm__item *item_of(txm__subscription *s, txm_delivery *d)
     }
     it->d = d;
     it->msg = msg;
+    it->leased_at = txm_now_us();
     it->key = txm_msg_aggregate_id(msg);
     if (it->key[0] == '\0')
         it->key = txm_msg_id(msg);
@@ -355,6 +357,7 @@ int txm__lease_ms(const txm__subscription *s)
 
 void txm__extend(txm__subscription *s, txm__item *it)
 {
+    it->leased_at = txm_now_us();
     txm_error err;
     txm_status st = txm_transport_extend(s->owner->transport, it->d, &err);
     if (st != TXM_OK && st != TXM_UNAVAILABLE)

@@ -36,6 +36,7 @@ typedef struct txm__item {
     uint64_t key_hash; /* of key */
     int attempt;       /* this attempt's number: receive count plus local retries */
     int64_t retry_at;  /* held after a failure: when to try again (txm_now_us); 0 if not */
+    int64_t leased_at; /* when it was received or its lease last kept (txm_now_us) */
     txm__outcome outcome;
     bool failed_run;   /* its handler failed in this run's first try: not run again */
     txm_status status; /* a failure's status */
@@ -58,10 +59,9 @@ typedef struct txm__lane {
     pthread_cond_t work; /* incoming grew, or stop */
     pthread_cond_t room; /* incoming shrank */
     txm__list incoming;
-    size_t capacity;  /* of incoming */
-    txm__list held;   /* keys held back: each key's failed item, then its later ones */
-    txm__list ready;  /* released from held: run before incoming */
-    int64_t extended; /* when the leases of held items were last kept */
+    size_t capacity; /* of incoming */
+    txm__list held;  /* keys held back: each key's failed item, then its later ones */
+    txm__list ready; /* released from held: run before incoming */
     pthread_t thread;
     bool started;
 } txm__lane;

@@ -11,7 +11,7 @@
  * When the consumer stops, held messages are given back (nacked, with the
  * rest of their pause as delay).
  *
- * Thread safety: the lane's thread alone uses held, ready and extended;
+ * Thread safety: the lane's thread alone uses held and ready;
  * incoming is shared with the receiver under mu (consumer_int.h). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,17 +118,24 @@ static void release_key(txm__lane *l, const txm__item *it)
     }
 }
 
-/* Keeps the leases of held messages, every third of a lease. */
+/* Keeps the lease of each message in list that has had it for a third of
+ * a lease: messages wait here while earlier ones of their key fail, or
+ * while slow handlers work through the batches before theirs. */
+static void keep_list(txm__lane *l, txm__list *list, int64_t now)
+{
+    int64_t third = (int64_t)txm__lease_ms(l->s) * 1000 / 3;
+    for (txm__item *h = list->head; h != NULL; h = h->next)
+        if (now - h->leased_at >= third)
+            txm__extend(l->s, h);
+}
+
 static void keep_leases(txm__lane *l, int64_t now)
 {
-    if (l->held.len == 0 || now - l->extended < (int64_t)txm__lease_ms(l->s) * 1000 / 3) {
-        if (l->held.len == 0)
-            l->extended = now;
-        return;
-    }
-    for (txm__item *h = l->held.head; h != NULL; h = h->next)
-        txm__extend(l->s, h);
-    l->extended = now;
+    keep_list(l, &l->held, now);
+    keep_list(l, &l->ready, now);
+    pthread_mutex_lock(&l->mu);
+    keep_list(l, &l->incoming, now);
+    pthread_mutex_unlock(&l->mu);
 }
 
 /* In an outage: keeps the leases of everything the lane has. */
@@ -136,15 +143,12 @@ static void keep_all_leases(txm__lane *l, txm__item **b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         txm__extend(l->s, b[i]);
-    for (txm__item *h = l->held.head; h != NULL; h = h->next)
-        txm__extend(l->s, h);
-    for (txm__item *h = l->ready.head; h != NULL; h = h->next)
-        txm__extend(l->s, h);
+    int64_t later = txm_now_us() + (int64_t)txm__lease_ms(l->s) * 1000;
+    keep_list(l, &l->held, later);
+    keep_list(l, &l->ready, later);
     pthread_mutex_lock(&l->mu);
-    for (txm__item *h = l->incoming.head; h != NULL; h = h->next)
-        txm__extend(l->s, h);
+    keep_list(l, &l->incoming, later);
     pthread_mutex_unlock(&l->mu);
-    l->extended = txm_now_us();
 }
 
 /* Adds it to the batch, or holds it back behind its key. */
@@ -388,7 +392,6 @@ void *txm__lane_main(void *arg)
     size_t cap = l->s->opts.batch_size;
     txm__item **b = txm__calloc(cap, sizeof *b);
     bool done = false;
-    l->extended = txm_now_us();
     while (b != NULL && !done) {
         size_t n = collect(l, b, cap, &done);
         if (n == 0)
