@@ -22,7 +22,8 @@
 #include "core/alloc.h"
 #include "txmsg/inbox.h"
 
-#define IDLE_WAIT_MS 200 /* longest sleep of an idle lane between checks */
+#define IDLE_WAIT_MS 200    /* longest sleep of an idle lane between checks */
+#define HELD_PER_CAPACITY 8 /* held messages, at most, per message of lane capacity */
 
 void txm__list_push(txm__list *l, txm__item *it)
 {
@@ -198,7 +199,13 @@ static size_t collect(txm__lane *l, txm__item **b, size_t cap, bool *done)
     pthread_mutex_lock(&l->mu);
     for (;;) {
         size_t before = l->incoming.len;
-        while (n < cap && (it = txm__list_pop(&l->incoming)) != NULL)
+        /* Messages held back behind failing keys are bounded: past that,
+         * the lane takes no more, its incoming fills, and receiving waits
+         * until a retry settles (the retries go on regardless). Once stop
+         * is requested, everything is taken, to be given back. */
+        bool room_held =
+            l->held.len < HELD_PER_CAPACITY * l->capacity || atomic_load(&s->owner->stopping);
+        while (n < cap && room_held && (it = txm__list_pop(&l->incoming)) != NULL)
             take(l, it, b, &n);
         if (l->incoming.len < before)
             pthread_cond_signal(&l->room);
