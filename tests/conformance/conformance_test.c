@@ -17,6 +17,7 @@
 
 #include "testbroker.h"
 #include "testconsumer.h"
+#include "testproc.h"
 #include "txmsg/txmsg.h"
 
 typedef struct fixture {
@@ -687,13 +688,8 @@ static void conformance_acknowledged_messages_survive_broker_restart(void **stat
 
 static pid_t spawn_consumer(fixture *fx)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        execl(TXM_CONSUMER_PROC, "consumer_proc", fx->db_url, fx->broker_url, fx->topic, fx->queue,
-              (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char *const argv[] = {"consumer_proc", fx->db_url, fx->broker_url, fx->topic, fx->queue, NULL};
+    return txm_proc_start(TXM_CONSUMER_PROC, argv, NULL, NULL);
 }
 
 static void conformance_sigkilled_consumer_loses_nothing(void **state)

@@ -20,6 +20,7 @@
 
 #include "testbroker.h"
 #include "testdb.h"
+#include "testproc.h"
 #include "txmsg/txmsg.h"
 
 typedef struct combo {
@@ -271,15 +272,9 @@ static void batch_failing_message_costs_the_others_nothing(void **state)
 
 static pid_t spawn_consumer(fixture *fx, bool kill_after_commit)
 {
-    pid_t pid = fork();
-    if (pid == 0) {
-        if (kill_after_commit)
-            setenv("TXM_TEST_KILL_AFTER_COMMIT", "1", 1);
-        execl(TXM_CONSUMER_PROC, "consumer_proc", fx->db_url, fx->broker_url, fx->topic, fx->queue,
-              (char *)NULL);
-        _exit(127);
-    }
-    return pid;
+    char *const argv[] = {"consumer_proc", fx->db_url, fx->broker_url, fx->topic, fx->queue, NULL};
+    char *const env[] = {"TXM_TEST_KILL_AFTER_COMMIT=1", NULL};
+    return txm_proc_start(TXM_CONSUMER_PROC, argv, kill_after_commit ? env : NULL, NULL);
 }
 
 /* The consumer dies after its first batch committed and before the ack:
