@@ -186,7 +186,9 @@ int bench_metric(int port, const char *name, double *value)
 {
     char *page = malloc(METRICS_PAGE_MAX);
     int rc = -1;
-    if (page == NULL || http_get(port, "/metrics", page, METRICS_PAGE_MAX) <= 0) {
+    char path[256];
+    snprintf(path, sizeof path, "/metrics?name=%s", name); /* only that family's callbacks run */
+    if (page == NULL || http_get(port, path, page, METRICS_PAGE_MAX) <= 0) {
         free(page);
         return rc;
     }

@@ -154,6 +154,15 @@ TXM_API txm_status txm_metrics_add_outbox(txm_metrics *m, txm_db *db, txm_error 
  * callbacks run on this thread. */
 TXM_API txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error *err);
 
+/* The same for the families named in names only (n of them; exact names,
+ * "_total" included for counters): the callbacks of the other families do
+ * not run, so a frequent poller of one counter does not pay for gauges that
+ * query a database. n == 0 renders everything. GET /metrics?name=NAME
+ * (repeatable) uses it. TXM_INVALID for a NULL m or out, or names NULL with
+ * n > 0. Thread: any. */
+TXM_API txm_status txm_metrics_render_only(txm_metrics *m, const char *const *names, size_t n,
+                                           char **out, size_t *len, txm_error *err);
+
 /* ---- JSON log lines ----------------------------------------------------- */
 
 #define TXM_LOG_SERVICE_MAX 63 /* bytes of a service name */

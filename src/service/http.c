@@ -481,12 +481,42 @@ static void append_body(txm_http_request *req, const char *data, size_t len)
 
 /* ---- dispatch ---- */
 
-/* Answers GET /metrics from the registry. */
+#define METRICS_NAMES_MAX 32 /* ?name= filters of one /metrics request */
+
+struct metric_names {
+    const char *names[METRICS_NAMES_MAX];
+    size_t n;
+    bool too_many;
+};
+
+static enum MHD_Result add_metric_name(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    struct metric_names *f = cls;
+    if (key == NULL || strcmp(key, "name") != 0 || value == NULL)
+        return MHD_YES;
+    if (f->n == METRICS_NAMES_MAX) {
+        f->too_many = true;
+        return MHD_NO;
+    }
+    f->names[f->n++] = value; /* metric names need no unescaping; raw text matches or not */
+    return MHD_YES;
+}
+
+/* Answers GET /metrics from the registry; ?name=N (repeatable) renders
+ * only the families named. */
 static void serve_metrics(txm_http_request *req)
 {
+    struct metric_names f = {0};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_metric_name, &f);
+    if (f.too_many) {
+        txm_http_reply_error(req, 400, "INVALID_ARGUMENT", "at most 32 name filters", NULL);
+        return;
+    }
     char *text = NULL;
     size_t len = 0;
-    if (txm_metrics_render(req->srv->opts.metrics, &text, &len, NULL) == TXM_OK)
+    if (txm_metrics_render_only(req->srv->opts.metrics, f.names, f.n, &text, &len, NULL) == TXM_OK)
         set_reply(req, 200, METRICS_TYPE, text, len, NULL);
     free(text); /* on failure the runtime answers 500 */
 }

@@ -474,6 +474,21 @@ static void http_metrics_reflect_requests(void **state)
         strstr(r.body, "txm_http_request_duration_seconds_count{route=\"/order/:id\"} 3\n"));
     assert_non_null(strstr(r.body, "# TYPE txm_http_request_duration_seconds histogram\n"));
     response_free(&r);
+    /* ?name= renders the families named only; too many filters is a 400. */
+    request(fx->port, "GET", "/metrics?name=txm_http_requests_total&name=nothing", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(
+        strstr(r.body, "\ntxm_http_requests_total{route=\"/order/:id\",status=\"200\"} 3\n"));
+    assert_null(strstr(r.body, "txm_http_request_duration_seconds"));
+    response_free(&r);
+    char path[33 * 7 + 16];
+    size_t at = (size_t)snprintf(path, sizeof path, "/metrics?name=a");
+    for (int i = 1; i < 33; i++)
+        at += (size_t)snprintf(path + at, sizeof path - at, "&name=a");
+    request(fx->port, "GET", path, NULL, NULL, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body, "INVALID_ARGUMENT"));
+    response_free(&r);
 }
 
 static void http_one_log_line_per_request(void **state)

@@ -549,6 +549,7 @@ struct snapshot {
     struct cb_value *cbs;              /* indexed like txm_metrics.series */
     txm_metrics_histogram_data *hists; /* one per histogram callback */
     int limit;                         /* series that existed at the copy */
+    int nfamilies;                     /* families that existed at the copy */
 };
 
 static void render_series(sbuf *b, const struct family *f, const struct series *s,
@@ -594,11 +595,13 @@ static void render_family(sbuf *b, const txm_metrics *m, const struct family *f,
         render_series(b, f, m->series[i], &snap->cbs[i]);
 }
 
-/* Copies the callback of every series (lock held), with room for the data
- * of each histogram callback. Owns: snap's arrays (snapshot_fini). */
-static txm_status collect_callbacks(txm_metrics *m, struct snapshot *snap)
+/* Copies the callback of every series (lock held) whose family is selected
+ * (every family when selected is NULL), with room for the data of each
+ * histogram callback. Owns: snap's arrays (snapshot_fini). */
+static txm_status collect_callbacks(txm_metrics *m, const bool *selected, struct snapshot *snap)
 {
     snap->limit = m->nseries;
+    snap->nfamilies = m->nfamilies;
     size_t nhist = 0;
     for (int i = 0; i < m->nseries; i++)
         nhist += m->series[i]->hist_fn != NULL;
@@ -609,6 +612,8 @@ static txm_status collect_callbacks(txm_metrics *m, struct snapshot *snap)
     size_t k = 0;
     for (int i = 0; i < m->nseries; i++) {
         const struct series *s = m->series[i];
+        if (selected != NULL && !selected[s->family])
+            continue;
         snap->cbs[i] = (struct cb_value){.fn = s->fn, .hist_fn = s->hist_fn, .ctx = s->fn_ctx};
         if (s->hist_fn != NULL)
             snap->cbs[i].hist = &snap->hists[k++];
@@ -634,17 +639,35 @@ static void run_callbacks(struct snapshot *snap)
     }
 }
 
-txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error *err)
+/* Marks the families named in names (all when n is 0) in selected. */
+static void select_families(const txm_metrics *m, const char *const *names, size_t n,
+                            bool *selected)
+{
+    for (int i = 0; i < m->nfamilies; i++) {
+        selected[i] = n == 0;
+        for (size_t k = 0; k < n && !selected[i]; k++)
+            selected[i] = names[k] != NULL && strcmp(m->families[i]->name, names[k]) == 0;
+    }
+}
+
+txm_status txm_metrics_render_only(txm_metrics *m, const char *const *names, size_t n, char **out,
+                                   size_t *len, txm_error *err)
 {
     if (out != NULL)
         *out = NULL;
-    if (m == NULL || out == NULL)
+    if (m == NULL || out == NULL || (n > 0 && names == NULL))
         return txm_errf(err, TXM_INVALID, "metrics_render: NULL argument");
     struct snapshot snap = {0};
     pthread_mutex_lock(&m->lock);
-    txm_status st = collect_callbacks(m, &snap);
+    bool *selected = txm__calloc((size_t)m->nfamilies + 1, sizeof *selected);
+    txm_status st = TXM_NOMEM;
+    if (selected != NULL) {
+        select_families(m, names, n, selected);
+        st = collect_callbacks(m, selected, &snap);
+    }
     pthread_mutex_unlock(&m->lock);
     if (st != TXM_OK) {
+        free(selected);
         snapshot_fini(&snap);
         return txm_errf(err, st, "metrics_render: out of memory");
     }
@@ -653,10 +676,13 @@ txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error
     sbuf b = {0};
     sb_put(&b, "", 0); /* an empty registry renders as "" rather than NULL */
     pthread_mutex_lock(&m->lock);
+    /* Families made after the copy are not in selected: render up to its end. */
     for (int i = 0; i < m->nfamilies && b.st == TXM_OK; i++)
-        if (m->families[i]->head >= 0 && m->families[i]->head < snap.limit)
+        if (m->families[i]->head >= 0 && m->families[i]->head < snap.limit && i < snap.nfamilies &&
+            selected[i])
             render_family(&b, m, m->families[i], &snap);
     pthread_mutex_unlock(&m->lock);
+    free(selected);
     snapshot_fini(&snap);
     if (b.st != TXM_OK) {
         free(b.data);
@@ -666,6 +692,11 @@ txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error
     if (len != NULL)
         *len = b.len;
     return TXM_OK;
+}
+
+txm_status txm_metrics_render(txm_metrics *m, char **out, size_t *len, txm_error *err)
+{
+    return txm_metrics_render_only(m, NULL, 0, out, len, err);
 }
 
 static txm_status read_not_dispatched(void *ctx, double *value)

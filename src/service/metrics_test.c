@@ -366,6 +366,37 @@ static void metrics_callbacks_are_evaluated_at_render(void **state)
     txm_metrics_free(m);
 }
 
+/* Rendering named families only runs only their callbacks: the registry
+ * counts each run of "self" in callback_calls_total. */
+static void metrics_render_only_skips_other_families(void **state)
+{
+    (void)state;
+    txm_metrics *m = new_registry();
+    double total = 10;
+    assert_int_equal(txm_metrics_counter_fn(m, "txmsg_relay_published_total", NULL, NULL,
+                                            value_from_ctx, &total, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_metrics_gauge_fn(m, "self", NULL, NULL, value_updates_registry, m, NULL),
+                     TXM_OK);
+    const char *names[] = {"txmsg_relay_published_total", "callback_calls_total", "nothing"};
+    char *text = NULL;
+    assert_int_equal(txm_metrics_render_only(m, names, 3, &text, NULL, NULL), TXM_OK);
+    assert_line(text, "txmsg_relay_published_total", "10");
+    assert_null(strstr(text, "self"));
+    assert_null(strstr(text, "callback_calls_total")); /* "self" never ran, so it does not exist */
+    txm_free(text);
+    text = render(m); /* everything: self runs once */
+    assert_line(text, "self", "42");
+    txm_free(text);
+    assert_int_equal(txm_metrics_render_only(m, names + 1, 1, &text, NULL, NULL), TXM_OK);
+    assert_line(text, "callback_calls_total", "1");
+    assert_null(strstr(text, "txmsg_relay_published_total"));
+    txm_free(text);
+    assert_int_equal(txm_metrics_render_only(m, NULL, 1, &text, NULL, NULL), TXM_INVALID);
+    assert_null(text);
+    txm_metrics_free(m);
+}
+
 static void metrics_histogram_buckets_are_cumulative(void **state)
 {
     (void)state;
@@ -742,6 +773,7 @@ int main(void)
         cmocka_unit_test(metrics_label_values_and_help_are_escaped),
         cmocka_unit_test(metrics_gauge_set_and_add),
         cmocka_unit_test(metrics_callbacks_are_evaluated_at_render),
+        cmocka_unit_test(metrics_render_only_skips_other_families),
         cmocka_unit_test(metrics_histogram_buckets_are_cumulative),
         cmocka_unit_test(metrics_histogram_fn_renders_its_bounds_cumulatively),
         cmocka_unit_test(metrics_histogram_fn_failure_or_bad_data_leaves_series_out),
