@@ -11,28 +11,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "marker.h"
+#include "relay_int.h"
 
 #define MAX_TOPICS 1024
 #define BACKOFF_MAX_MS 5000
-
-typedef struct loop {
-    const relay_config *cfg;
-    relay_stats *stats;
-    volatile sig_atomic_t *stop;
-    txm_transport *transport;
-    txm_db *db; /* for marking dispatched */
-    /* PostgreSQL: the replication slot, decided once ("" until then) and
-     * kept for the process lifetime: the relay never changes slots. */
-    char slot[TXM_SLOT_NAME_MAX + 1];
-    relay_tailer *tailer;
-    relay_marker *marker;     /* marks published batches dispatched */
-    uint64_t confirmed;       /* last position confirmed to the tailer */
-    uint64_t pushed;          /* last position handed to the marker */
-    char *topics[MAX_TOPICS]; /* declared already on the transport */
-    size_t n_topics;
-    int backoff_ms;
-} loop;
+#define POP_WAIT_MS 100 /* how often an idle publisher looks at stopping */
 
 void relay_config_init(relay_config *c)
 {
@@ -42,7 +25,7 @@ void relay_config_init(relay_config *c)
     c->mark_dispatched = true;
 }
 
-static void sleep_ms(const loop *l, int ms)
+void relay_sleep_ms(const relay_loop *l, int ms)
 {
     for (int slept = 0; slept < ms && !*l->stop; slept += 50) {
         struct timespec ts = {0, 50 * 1000000L};
@@ -50,21 +33,12 @@ static void sleep_ms(const loop *l, int ms)
     }
 }
 
-static void back_off(loop *l)
+void relay_back_off(const relay_loop *l, int *backoff_ms)
 {
-    l->backoff_ms = l->backoff_ms == 0 ? 100 : l->backoff_ms * 2;
-    if (l->backoff_ms > BACKOFF_MAX_MS)
-        l->backoff_ms = BACKOFF_MAX_MS;
-    sleep_ms(l, l->backoff_ms);
-}
-
-static void drop_tailer(loop *l)
-{
-    if (l->tailer != NULL)
-        l->tailer->ops->close(l->tailer);
-    l->tailer = NULL;
-    l->confirmed = l->pushed = 0; /* a new tailer starts from its own position */
-    atomic_store(&l->stats->connected, false);
+    *backoff_ms = *backoff_ms == 0 ? 100 : *backoff_ms * 2;
+    if (*backoff_ms > BACKOFF_MAX_MS)
+        *backoff_ms = BACKOFF_MAX_MS;
+    relay_sleep_ms(l, *backoff_ms);
 }
 
 txm_status relay_slot_decide(const relay_config *cfg, txm_db *db, char out[TXM_SLOT_NAME_MAX + 1],
@@ -92,52 +66,8 @@ txm_status relay_slot_decide(const relay_config *cfg, txm_db *db, char out[TXM_S
     return TXM_OK;
 }
 
-static txm_status open_db(loop *l, txm_error *err)
-{
-    txm_db_options o;
-    txm_db_options_init(&o);
-    o.pool_size = 1;
-    /* Migrating a brand-new schema creates the database's default slot
-     * before the outbox exists. With --slot that slot is not the relay's,
-     * and the relay creates no slot but its own. */
-    o.pg_relay_slot = l->cfg->tail.slot_name == NULL;
-    return txm_db_open(l->cfg->database_url, &o, &l->db, err);
-}
-
-static txm_status connect_all(loop *l, txm_error *err)
-{
-    txm_status st = TXM_OK;
-    if (l->transport == NULL)
-        st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
-    if (st == TXM_OK && l->db == NULL)
-        st = open_db(l, err);
-    if (st == TXM_OK && l->marker == NULL)
-        st = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
-                               l->cfg->log_ctx, &l->marker, err);
-    if (st == TXM_OK && l->tailer == NULL) {
-        relay_tail_config tc = l->cfg->tail;
-        tc.database_url = l->cfg->database_url;
-        bool pg = strncmp(tc.database_url, "sqlite:", 7) != 0;
-        /* A failed lookup fails this attempt (the loop backs off and tries
-         * again); falling back to some other slot would skip every row
-         * between the real slot's position and the new slot's start. */
-        if (pg && l->slot[0] == '\0' &&
-            (st = relay_slot_decide(l->cfg, l->db, l->slot, err)) == TXM_OK)
-            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: using replication slot %s",
-                     l->slot);
-        tc.slot_name = pg ? l->slot : NULL;
-        tc.no_mark_dispatched = !l->cfg->mark_dispatched;
-        tc.log = l->cfg->log;
-        tc.log_ctx = l->cfg->log_ctx;
-        if (st == TXM_OK)
-            st = pg ? relay_tail_open_pg(&tc, &l->tailer, err)
-                    : relay_tail_open_sqlite(&tc, &l->tailer, err);
-    }
-    return st;
-}
-
 /* Declares topics the transport has not seen from this relay yet. */
-static txm_status declare_topics(loop *l, const relay_batch *b, txm_error *err)
+static txm_status declare_topics(relay_loop *l, const relay_batch *b, txm_error *err)
 {
     for (size_t i = 0; i < b->count; i++) {
         if (b->entries[i].msg == NULL)
@@ -157,14 +87,35 @@ static txm_status declare_topics(loop *l, const relay_batch *b, txm_error *err)
     return TXM_OK;
 }
 
-/* Publishes every valid entry of b in order; logs and counts the others. */
-static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
+/* Counts each published message in the latency histogram: from its
+ * creation (inside its unit of work) to the broker's acknowledgement. */
+static void observe_latency(relay_stats *s, const txm_msg *const *msgs, size_t n)
 {
-    const txm_msg **msgs = calloc(b->count, sizeof *msgs);
-    if (msgs == NULL)
-        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
-    size_t n = 0;
+    int64_t now = txm_now_us();
     int64_t newest_us = 0;
+    uint64_t sum_us = 0;
+    for (size_t i = 0; i < n; i++) {
+        int64_t created = txm_msg_created_at_us(msgs[i]);
+        if (created > newest_us)
+            newest_us = created;
+        int64_t us = now > created ? now - created : 0;
+        size_t k = 0;
+        while (k < TXM_CONSUMER_LATENCY_BUCKETS &&
+               (double)us / 1e6 > txm_consumer_latency_bounds_s[k])
+            k++;
+        atomic_fetch_add(&s->latency_buckets[k], 1);
+        sum_us += (uint64_t)us;
+    }
+    atomic_fetch_add(&s->latency_sum_us, sum_us);
+    atomic_store(&s->lag_us, now - newest_us);
+}
+
+/* Publishes every valid entry of b in order; logs and counts the others.
+ * msgs has room for b->count pointers. */
+static txm_status publish_batch(relay_loop *l, const relay_batch *b, const txm_msg **msgs,
+                                txm_error *err)
+{
+    size_t n = 0;
     for (size_t i = 0; i < b->count; i++) {
         const relay_entry *e = &b->entries[i];
         if (e->msg == NULL) {
@@ -175,108 +126,163 @@ static txm_status publish_batch(loop *l, const relay_batch *b, txm_error *err)
             continue;
         }
         msgs[n++] = e->msg;
-        if (txm_msg_created_at_us(e->msg) > newest_us)
-            newest_us = txm_msg_created_at_us(e->msg);
     }
-    txm_status st = declare_topics(l, b, err);
+    txm_status st = TXM_OK;
+    if (l->transport == NULL)
+        st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
+    if (st == TXM_OK)
+        st = declare_topics(l, b, err);
     if (st == TXM_OK && n > 0)
         st = txm_transport_publish_msgs(l->transport, msgs, n, NULL, err);
-    free(msgs);
     if (st == TXM_OK && n > 0) {
         atomic_fetch_add(&l->stats->published, n);
         atomic_fetch_add(&l->stats->batches, 1);
-        atomic_store(&l->stats->lag_us, txm_now_us() - newest_us);
+        observe_latency(l->stats, msgs, n);
     }
     return st;
 }
 
-/* Hands the published batch's ids to the marker, with its position. */
-static txm_status hand_to_marker(loop *l, const relay_batch *b, txm_error *err)
+/* Hands the published batch's ids to the marker, with its position. ids
+ * has room for b->count pointers. */
+static txm_status hand_to_marker(relay_loop *l, const relay_batch *b, const char **ids,
+                                 txm_error *err)
 {
-    const char **ids = b->count > 0 ? calloc(b->count, sizeof *ids) : NULL;
-    if (b->count > 0 && ids == NULL)
-        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     size_t n = 0;
     for (size_t i = 0; i < b->count; i++)
         if (b->entries[i].msg != NULL)
             ids[n++] = txm_msg_id(b->entries[i].msg);
     txm_status st = relay_marker_push(l->marker, ids, n, b->confirm_position, err);
+    if (st == TXM_OK && b->confirm_position > atomic_load(&l->pushed))
+        atomic_store(&l->pushed, b->confirm_position);
+    return st;
+}
+
+/* Takes the oldest queued batch of the current gen, dropping stale ones,
+ * waiting up to POP_WAIT_MS. NULL when there is none. */
+static relay_batch *pop(relay_loop *l)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += POP_WAIT_MS * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&l->mu);
+    for (;;) {
+        while (l->count > 0 && l->queue_gen[l->head] != l->gen) {
+            relay_batch_clear(&l->queue[l->head]);
+            l->head = (l->head + 1) % RELAY_QUEUE;
+            l->count--;
+            pthread_cond_broadcast(&l->cv);
+        }
+        if (l->count > 0 || *l->stop || pthread_cond_timedwait(&l->cv, &l->mu, &until) != 0)
+            break;
+    }
+    relay_batch *b = l->count > 0 ? &l->queue[l->head] : NULL;
+    pthread_mutex_unlock(&l->mu);
+    return b; /* the reader never touches the head slot while it is queued */
+}
+
+/* Frees the head batch's entries and gives its slot back to the reader. */
+static void release(relay_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    relay_batch_clear(&l->queue[l->head]);
+    l->head = (l->head + 1) % RELAY_QUEUE;
+    l->count--;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* A failed publish: every batch read after the confirmed position is read
+ * again, in order, by a new tailer (the reader sees gen change). */
+static void rewind_reader(relay_loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    l->gen++;
+    pthread_cond_broadcast(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+    atomic_store(&l->stats->connected, false);
+}
+
+/* Grows the scratch arrays to hold n pointers. */
+static bool scratch_fit(void ***a, void ***c, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return true;
+    void **x = realloc(*a, n * sizeof **a);
+    if (x != NULL)
+        *a = x;
+    void **y = x != NULL ? realloc(*c, n * sizeof **c) : NULL;
+    if (y != NULL)
+        *c = y;
+    if (x == NULL || y == NULL)
+        return false;
+    *cap = n;
+    return true;
+}
+
+/* Publishes and hands over the batches the reader queues, until stopped. */
+static void publish_loop(relay_loop *l)
+{
+    void **msgs = NULL, **ids = NULL; /* reused between batches */
+    size_t cap = 0;
+    while (!*l->stop) {
+        relay_batch *b = pop(l);
+        if (b == NULL)
+            continue;
+        txm_error err = {0}, why = {0};
+        txm_status st = TXM_OK;
+        if (!scratch_fit(&msgs, &ids, &cap, b->count + 1))
+            st = txm_errf(&err, TXM_NOMEM, "relay: out of memory for a batch of %zu", b->count);
+        if (st == TXM_OK && b->count > 0 &&
+            (st = publish_batch(l, b, (const txm_msg **)msgs, &why)) != TXM_OK) {
+            atomic_fetch_add(&l->stats->errors_broker, 1);
+            txm_errf(&err, st, "relay: publish of %zu messages failed, will retry: %s", b->count,
+                     why.text);
+        }
+        /* Marking runs beside the next publish; the reader confirms the
+         * position once its batch is marked. */
+        if (st == TXM_OK)
+            st = hand_to_marker(l, b, (const char **)ids, &err);
+        release(l);
+        if (st == TXM_OK) {
+            l->backoff_ms = 0;
+            continue;
+        }
+        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "%s", err.text);
+        rewind_reader(l);
+        relay_back_off(l, &l->backoff_ms);
+    }
+    free(msgs);
     free(ids);
-    if (st == TXM_OK && b->confirm_position > l->pushed)
-        l->pushed = b->confirm_position;
-    return st;
 }
 
-/* Confirms the position up to which batches are published and marked. */
-static txm_status confirm_done(loop *l, txm_error *err)
+/* After a stop: what is published and marked is confirmed before leaving. */
+static void finish(relay_loop *l)
 {
-    uint64_t done = relay_marker_done(l->marker);
-    if (done <= l->confirmed || l->tailer == NULL)
-        return TXM_OK;
-    txm_status st = l->tailer->ops->confirm(l->tailer, done, err);
-    if (st == TXM_OK) {
-        l->confirmed = done;
-        atomic_store(&l->stats->position, done);
+    while (l->count > 0) { /* read but not published: read again next time */
+        relay_batch_clear(&l->queue[l->head]);
+        l->head = (l->head + 1) % RELAY_QUEUE;
+        l->count--;
     }
-    return st;
-}
-
-/* Reads the next batch into b and publishes it. On failure err says what
- * failed and *errors (may be NULL) is the counter it counts against. */
-static txm_status read_and_publish(loop *l, relay_batch *b, atomic_uint_fast64_t **errors,
-                                   txm_error *err)
-{
-    *errors = &l->stats->errors_db;
-    txm_error why = {0}; /* the inner failure; err gets it with context */
-    txm_status st = connect_all(l, &why);
-    if (st == TXM_OK && (st = confirm_done(l, &why)) != TXM_OK)
-        return txm_errf(err, st, "relay: confirming position failed: %s", why.text);
-    /* While a position waits for its marking, look back soon to confirm it. */
-    int wait_ms = l->pushed > l->confirmed ? 10 : l->cfg->idle_wait_ms;
-    if (st == TXM_OK)
-        st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, wait_ms, b, &why);
-    if (st == TXM_BUSY) /* standing by: not an error */
-        return txm_errf(err, st, "%s", why.text);
-    if (st != TXM_OK)
-        return txm_errf(err, st, "relay: %s: %s", txm_status_name(st), why.text);
-    if (atomic_exchange(&l->stats->standby, false))
-        txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: active");
-    atomic_store(&l->stats->connected, true);
-    if (b->count > 0 && (st = publish_batch(l, b, &why)) != TXM_OK) {
-        *errors = &l->stats->errors_broker;
-        return txm_errf(err, st, "relay: publish of %zu messages failed, will retry: %s", b->count,
-                        why.text);
+    for (size_t i = 0; i < RELAY_QUEUE; i++)
+        free(l->queue[i].entries);
+    if (l->marker != NULL) {
+        txm_error why = {0};
+        relay_marker_drain(l->marker);
+        if (relay_confirm_done(l, &why) != TXM_OK)
+            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_WARN,
+                     "relay: confirming the last position failed: %s", why.text);
     }
-    /* Marking runs beside the next read and publish; the position is
-     * confirmed once its batch is marked (confirm_done, next step). */
-    *errors = NULL;
-    return hand_to_marker(l, b, err);
-}
-
-/* One step: read a batch, publish it, confirm it. Any failure is logged,
- * counted, drops the tailer (reopening rewinds to the confirmed position)
- * and backs off. */
-static void step(loop *l, relay_batch *b)
-{
-    txm_error err = {0};
-    atomic_uint_fast64_t *errors = NULL;
-    txm_status st = read_and_publish(l, b, &errors, &err);
-    if (st == TXM_OK) {
-        l->backoff_ms = 0;
-        return;
-    }
-    if (st == TXM_BUSY) {
-        if (!atomic_exchange(&l->stats->standby, true))
-            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: standing by: %s",
-                     err.text);
-        sleep_ms(l, 1000);
-        return;
-    }
-    if (errors != NULL)
-        atomic_fetch_add(errors, 1);
-    txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "%s", err.text);
-    drop_tailer(l);
-    back_off(l);
+    relay_marker_close(l->marker);
+    relay_drop_tailer(l);
+    txm_transport_close(l->transport);
+    txm_db_close(l->db);
+    for (size_t i = 0; i < l->n_topics; i++)
+        free(l->topics[i]);
+    free(l->topics);
 }
 
 txm_status relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop,
@@ -285,28 +291,29 @@ txm_status relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_a
     if (cfg == NULL || stats == NULL || stop == NULL || cfg->database_url == NULL ||
         cfg->broker_url == NULL)
         return txm_errf(err, TXM_INVALID, "relay_run: NULL argument or URL");
-    loop l = {.cfg = cfg, .stats = stats, .stop = stop};
-    relay_batch b;
-    relay_batch_init(&b);
-    txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_INFO, "relay: starting");
-    while (!*stop) {
-        step(&l, &b);
-        relay_batch_clear(&b);
+    relay_loop l = {.cfg = cfg, .stats = stats, .stop = stop};
+    l.topics = calloc(MAX_TOPICS, sizeof *l.topics);
+    if (l.topics == NULL)
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+    pthread_mutex_init(&l.mu, NULL);
+    pthread_cond_init(&l.cv, NULL);
+    for (size_t i = 0; i < RELAY_QUEUE; i++)
+        relay_batch_init(&l.queue[i]);
+    txm_logf(cfg->log, cfg->log_ctx, TXM_LOG_INFO, "relay: starting");
+    pthread_t reader;
+    int rc = pthread_create(&reader, NULL, relay_reader_main, &l);
+    if (rc != 0) {
+        free(l.topics);
+        return txm_errf(err, TXM_IO, "relay: cannot start the reader thread: %s", strerror(rc));
     }
-    free(b.entries);
-    if (l.marker != NULL) { /* what is published and marked is confirmed before leaving */
-        txm_error why = {0};
-        relay_marker_drain(l.marker);
-        if (confirm_done(&l, &why) != TXM_OK)
-            txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_WARN,
-                     "relay: confirming the last position failed: %s", why.text);
-    }
-    relay_marker_close(l.marker);
-    drop_tailer(&l);
-    txm_transport_close(l.transport);
-    txm_db_close(l.db);
-    for (size_t i = 0; i < l.n_topics; i++)
-        free(l.topics[i]);
-    txm_logf(l.cfg->log, l.cfg->log_ctx, TXM_LOG_INFO, "relay: stopped");
+    publish_loop(&l);
+    pthread_mutex_lock(&l.mu);
+    pthread_cond_broadcast(&l.cv); /* a reader waiting for room sees the stop */
+    pthread_mutex_unlock(&l.mu);
+    pthread_join(reader, NULL);
+    finish(&l);
+    pthread_cond_destroy(&l.cv);
+    pthread_mutex_destroy(&l.mu);
+    txm_logf(cfg->log, cfg->log_ctx, TXM_LOG_INFO, "relay: stopped");
     return TXM_OK;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "tail.h"
+#include "txmsg/consumer.h"
 #include "txmsg/txmsg.h"
 
 typedef struct relay_config {
@@ -42,15 +43,21 @@ typedef struct relay_stats {
     atomic_uint_fast64_t errors_db;     /* tailer or marking failures */
     atomic_uint_fast64_t errors_broker; /* publish failures (the batch is retried) */
     atomic_int_fast64_t lag_us;         /* age of the newest published message, at publish */
-    atomic_uint_fast64_t position;      /* last confirmed sequence or LSN */
-    atomic_bool standby;                /* another relay holds the log */
-    atomic_bool connected;              /* tailer and broker are up */
+    /* Creation to publish acknowledgement per message, in the buckets of
+     * txm_consumer_latency_bounds_s (the last one is +Inf). */
+    atomic_uint_fast64_t latency_buckets[TXM_CONSUMER_LATENCY_BUCKETS + 1];
+    atomic_uint_fast64_t latency_sum_us;
+    atomic_uint_fast64_t position; /* last confirmed sequence or LSN */
+    atomic_bool standby;           /* another relay holds the log */
+    atomic_bool connected;         /* tailer and broker are up */
 } relay_stats;
 
 /* Runs until *stop becomes non-zero; reconnects on failures by itself
  * (logged through cfg->log, never returned). Returns TXM_OK after a clean
- * stop, TXM_INVALID for a NULL argument or URL. Borrows cfg, stats and stop
- * until it returns. Thread: the caller's; the marker runs on its own. */
+ * stop, TXM_INVALID for a NULL argument or URL, TXM_IO when its reader
+ * thread cannot start. Borrows cfg, stats and stop until it returns.
+ * Thread: publishes on the caller's; reads ahead on a thread of its own,
+ * and the marker runs on another. */
 txm_status relay_run(const relay_config *cfg, relay_stats *stats, volatile sig_atomic_t *stop,
                      txm_error *err);
 

@@ -36,6 +36,20 @@ static txm_status read_lag(void *ctx, double *value)
     return TXM_OK;
 }
 
+static txm_status read_latency(void *ctx, txm_metrics_histogram_data *h)
+{
+    relay_stats *s = ctx;
+    h->n_bounds = TXM_CONSUMER_LATENCY_BUCKETS;
+    for (size_t i = 0; i <= TXM_CONSUMER_LATENCY_BUCKETS; i++) {
+        if (i < TXM_CONSUMER_LATENCY_BUCKETS)
+            h->bounds[i] = txm_consumer_latency_bounds_s[i];
+        h->buckets[i] = atomic_load(&s->latency_buckets[i]);
+        h->count += h->buckets[i];
+    }
+    h->sum = (double)atomic_load(&s->latency_sum_us) / 1e6;
+    return TXM_OK;
+}
+
 static txm_status register_outbox_metrics(relay_http *h, const char *database_url, txm_error *err)
 {
     txm_db_options o;
@@ -73,6 +87,12 @@ static txm_status register_metrics(relay_http *h, txm_error *err)
                                   "Age of the newest published message when it was published "
                                   "(iterator age).",
                                   NULL, read_lag, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_histogram_fn(
+            m, "txmsg_relay_publish_latency_seconds",
+            "Time from a message's creation in its unit of work to the broker's acknowledgement "
+            "of its publish (buckets as txmsg_consumer_handle_latency_seconds).",
+            NULL, read_latency, s, err);
     if (st == TXM_OK)
         st = txm_metrics_gauge_fn(m, "txmsg_relay_position",
                                   "Confirmed log position: SQLite sequence or PostgreSQL LSN.",

@@ -245,6 +245,15 @@ static void relay_metrics_track_publishing_and_pass_promtool(void **state)
     assert_true(published >= 3);
     assert_true(pending == 0);
     assert_true(metric_value(r.body, "txmsg_relay_lag_seconds") >= 0);
+    /* Every published message is in the latency histogram, within a minute. */
+    const char *lat = "txmsg_relay_publish_latency_seconds";
+    char series[128];
+    snprintf(series, sizeof series, "%s_count", lat);
+    assert_true(metric_value(r.body, series) == published);
+    snprintf(series, sizeof series, "%s_bucket{le=\"60\"}", lat);
+    assert_true(metric_value(r.body, series) == published);
+    snprintf(series, sizeof series, "%s_sum", lat);
+    assert_true(metric_value(r.body, series) >= 0);
     assert_true(position > 0);
     assert_int_equal(txm_promtool_check(r.body, r.body_len), 0);
     txm_testhttp_response_fini(&r);
