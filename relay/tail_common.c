@@ -82,8 +82,12 @@ txm_status relay_row_to_msg(const char *message_id, const char *source, const ch
     if (st != TXM_OK)
         return txm_errf(err, TXM_MALFORMED, "outbox row: created_at \"%.40s\" is not a time",
                         created_at);
-    return txm_msg_new_with(message_id, source, topic, aggregate_id, correlation_id, payload,
-                            created_us, out, err);
+    /* The payload was validated by txm_msg_new when it was written (and
+     * PostgreSQL's jsonb or the SQLite tailer's json_valid vouch for rows
+     * written otherwise): parsing it again would be a third of the relay's
+     * time per message. */
+    return txm_msg_new_trusted(message_id, source, topic, aggregate_id, correlation_id, payload,
+                               strlen(payload), created_us, out, err);
 }
 
 long long relay_mono_ms(void)

@@ -24,8 +24,8 @@ static const char SQL_SAVE_CURSOR[] =
     " ON CONFLICT (name) DO UPDATE SET position = excluded.position,"
     " updated_at = excluded.updated_at";
 static const char SQL_NEXT[] =
-    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at"
-    " FROM txmsg_outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
+    "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at,"
+    " json_valid(payload) FROM txmsg_outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
 
 static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_error *err)
 {
@@ -36,10 +36,15 @@ static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_
         txm_msg *msg = NULL;
         txm_error why;
         const char *id = txm_rows_text(rows, r, 1);
+        /* TEXT takes anything: a payload written by other means than
+         * txm_outbox_publish is checked here, in SQLite's own parser. */
         txm_status row_st =
-            relay_row_to_msg(id, txm_rows_text(rows, r, 2), txm_rows_text(rows, r, 3),
-                             txm_rows_text(rows, r, 4), txm_rows_text(rows, r, 5),
-                             txm_rows_text(rows, r, 6), txm_rows_text(rows, r, 7), &msg, &why);
+            txm_rows_int(rows, r, 8) == 0 && txm_rows_text(rows, r, 6) != NULL
+                ? txm_errf(&why, TXM_MALFORMED, "outbox row: payload is not valid JSON")
+                : relay_row_to_msg(id, txm_rows_text(rows, r, 2), txm_rows_text(rows, r, 3),
+                                   txm_rows_text(rows, r, 4), txm_rows_text(rows, r, 5),
+                                   txm_rows_text(rows, r, 6), txm_rows_text(rows, r, 7), &msg,
+                                   &why);
         st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
         if (st != TXM_OK)
             txm_errf(err, st, "relay: out of memory");

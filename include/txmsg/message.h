@@ -51,6 +51,19 @@ TXM_API txm_status txm_msg_new_with(const char *id, const char *source, const ch
                                     const char *payload_json, int64_t created_at_us, txm_msg **out,
                                     txm_error *err);
 
+/* As txm_msg_new_with, for payload text that was validated as JSON before,
+ * such as an outbox row that txm_outbox_publish wrote (the relay's case):
+ * the payload_len bytes at payload_json are kept as they are, not parsed,
+ * only checked to be at most TXM_PAYLOAD_MAX bytes whose first and last
+ * characters (white space aside) are "{" and "}" or "[" and "]"; else
+ * TXM_MALFORMED or TXM_TOO_BIG. Text that is not valid JSON inside makes an
+ * envelope consumers cannot decode (they dead-letter it): validate text
+ * from elsewhere with txm_msg_new_with. */
+TXM_API txm_status txm_msg_new_trusted(const char *id, const char *source, const char *topic,
+                                       const char *aggregate_id, const char *correlation_id,
+                                       const char *payload_json, size_t payload_len,
+                                       int64_t created_at_us, txm_msg **out, txm_error *err);
+
 /* Returns a deep copy, or NULL when out of memory. */
 TXM_API txm_msg *txm_msg_copy(const txm_msg *msg);
 
@@ -66,7 +79,8 @@ TXM_API const char *txm_msg_source(const txm_msg *msg); /* "" when unset */
 TXM_API const char *txm_msg_topic(const txm_msg *msg);
 TXM_API const char *txm_msg_aggregate_id(const txm_msg *msg);
 TXM_API const char *txm_msg_correlation_id(const txm_msg *msg);
-TXM_API const char *txm_msg_payload(const txm_msg *msg);   /* compact JSON text; "" unless
+TXM_API const char *txm_msg_payload(const txm_msg *msg);   /* JSON text, compact unless from
+                                                            * txm_msg_new_trusted; "" unless
                                                             * TXM_DATA_JSON (see txm_msg_data) */
 TXM_API int64_t txm_msg_created_at_us(const txm_msg *msg); /* 0 when !txm_msg_has_time */
 

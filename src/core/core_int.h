@@ -31,7 +31,8 @@ typedef struct txm__msg_fields {
     int no_time;                /* the event has no time: created_at_us is ignored, 0 */
     int decoded;                /* from a document: aggregate id may be "", data any JSON */
     txm_data_kind kind;         /* JSON: the data argument; TEXT, BINARY: bytes below */
-    const char *bytes;          /* TEXT or BINARY data, bytes_len bytes */
+    int json_text;              /* JSON data given as text already validated, in bytes */
+    const char *bytes;          /* TEXT or BINARY data (or JSON with json_text), bytes_len bytes */
     size_t bytes_len;           /* at most TXM_PAYLOAD_MAX */
     const char *content_type;   /* datacontenttype, NULL when absent */
     const json_t *extensions;   /* object of other attributes (string, integer or

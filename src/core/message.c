@@ -234,7 +234,8 @@ static txm_status check_fields(const txm__msg_fields *f, txm_error *err)
     if (st == TXM_OK && f->content_type != NULL)
         st = txm__check_text("content_type", f->content_type, TXM__CONTENT_TYPE_MAX, 0, TXM_INVALID,
                              err);
-    if (st == TXM_OK && f->kind != TXM_DATA_JSON && f->bytes_len > TXM_PAYLOAD_MAX)
+    if (st == TXM_OK && (f->kind != TXM_DATA_JSON || f->json_text) &&
+        f->bytes_len > TXM_PAYLOAD_MAX)
         st = txm_errf(err, TXM_TOO_BIG, "data: %zu bytes, limit %u", f->bytes_len, TXM_PAYLOAD_MAX);
     if (st == TXM_OK && !f->no_time &&
         (f->created_at_us < TXM__TIME_MIN_US || f->created_at_us > TXM__TIME_MAX_US))
@@ -250,12 +251,30 @@ static txm_status dup_field(char **dst, const char *s, const char *what, txm_err
     return *dst != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "msg: out of memory copying %s", what);
 }
 
+/* Whether text of len bytes looks like one JSON object or array: its first
+ * and last characters other than white space are matching brackets. */
+static bool shape_ok(const char *text, size_t len)
+{
+    size_t a = 0, z = len;
+    while (a < z && (text[a] == ' ' || text[a] == '\t' || text[a] == '\n' || text[a] == '\r'))
+        a++;
+    while (z > a && (text[z - 1] == ' ' || text[z - 1] == '\t' || text[z - 1] == '\n' ||
+                     text[z - 1] == '\r'))
+        z--;
+    return z - a >= 2 &&
+           ((text[a] == '{' && text[z - 1] == '}') || (text[a] == '[' && text[z - 1] == ']'));
+}
+
 /* Checks the payload of a message made from f: an object or array, or for
  * a decoded event any JSON value, nested at most TXM_JSON_DEPTH_MAX deep. */
 static txm_status check_data(const txm__msg_fields *f, const json_t *data, txm_error *err)
 {
     if (f->kind != TXM_DATA_JSON)
         return TXM_OK;
+    if (f->json_text)
+        return shape_ok(f->bytes, f->bytes_len)
+                   ? TXM_OK
+                   : txm_errf(err, TXM_MALFORMED, "payload: not a JSON object or array");
     if (data == NULL)
         return txm_errf(err, TXM_INVALID, "msg_create: NULL data");
     if (f->decoded && !json_is_object(data) && !json_is_array(data))
@@ -302,7 +321,7 @@ static txm_status copy_data(txm_msg *m, const txm__msg_fields *f, const json_t *
 {
     m->kind = f->kind;
     txm_status st = TXM_OK;
-    if (f->kind == TXM_DATA_JSON) {
+    if (f->kind == TXM_DATA_JSON && !f->json_text) {
         st = txm__json_dump(data, TXM_PAYLOAD_MAX, &m->payload, &m->payload_len, err);
     } else {
         const char *bytes = f->kind == TXM_DATA_NONE || f->bytes == NULL ? "" : f->bytes;
@@ -388,6 +407,28 @@ txm_status txm_msg_new_with(const char *id, const char *source, const char *topi
         st = txm__msg_create(&f, data, out, err);
     json_decref(data);
     return st;
+}
+
+txm_status txm_msg_new_trusted(const char *id, const char *source, const char *topic,
+                               const char *aggregate_id, const char *correlation_id,
+                               const char *payload_json, size_t payload_len, int64_t created_at_us,
+                               txm_msg **out, txm_error *err)
+{
+    if (out == NULL)
+        return txm_errf(err, TXM_INVALID, "msg_new: NULL out");
+    *out = NULL;
+    if (payload_json == NULL)
+        return txm_errf(err, TXM_INVALID, "payload: missing");
+    txm__msg_fields f = {.id = id,
+                         .source = source,
+                         .topic = topic,
+                         .aggregate_id = aggregate_id,
+                         .correlation_id = correlation_id,
+                         .created_at_us = created_at_us,
+                         .json_text = 1,
+                         .bytes = payload_json,
+                         .bytes_len = payload_len};
+    return txm__msg_create(&f, NULL, out, err);
 }
 
 txm_status txm_msg_new(const char *topic, const char *aggregate_id, const char *correlation_id,

@@ -276,6 +276,48 @@ static void msg_new_with_rejects_bad_id_source_and_time(void **state)
     free(longs);
 }
 
+/* txm_msg_new_trusted keeps the payload text as given (no parse, no
+ * re-serialising) but still checks the fields, the shape and the size. */
+static void msg_new_trusted_keeps_text_and_checks_shape(void **state)
+{
+    (void)state;
+    const char *id = "018f3c1e-0000-7000-8000-000000000001";
+    const char *corr = "018f3c1e-0000-7000-8000-000000000002";
+    txm_msg *m = NULL;
+    const char text[] = " {\"b\": 1, \"a\": [2]}\n";
+    assert_int_equal(txm_msg_new_trusted(id, "svc", "order--created", "o-1", corr, text,
+                                         strlen(text), 1700000000000000, &m, NULL),
+                     TXM_OK);
+    assert_string_equal(txm_msg_payload(m), text);
+    assert_string_equal(txm_msg_id(m), id);
+    assert_string_equal(txm_msg_source(m), "svc");
+    txm_msg_free(m);
+    assert_int_equal(txm_msg_new_trusted(id, NULL, "t", "o", corr, "[]", 2, 1, &m, NULL), TXM_OK);
+    txm_msg_free(m);
+    const char *bad[] = {"", "1", "\"s\"", "{", "[}", "{]", "null", "  {  "};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        txm_error err;
+        assert_int_equal(
+            txm_msg_new_trusted(id, NULL, "t", "o", corr, bad[i], strlen(bad[i]), 1, &m, &err),
+            TXM_MALFORMED);
+        assert_null(m);
+    }
+    assert_int_equal(txm_msg_new_trusted(id, NULL, "not a topic", "o", corr, "{}", 2, 1, &m, NULL),
+                     TXM_INVALID);
+    assert_int_equal(txm_msg_new_trusted(id, NULL, "t", "o", corr, NULL, 0, 1, &m, NULL),
+                     TXM_INVALID);
+    size_t big = (size_t)TXM_PAYLOAD_MAX + 1;
+    char *huge = malloc(big + 1);
+    assert_non_null(huge);
+    memset(huge, ' ', big);
+    huge[0] = '[';
+    huge[big - 1] = ']';
+    huge[big] = '\0';
+    assert_int_equal(txm_msg_new_trusted(id, NULL, "t", "o", corr, huge, big, 1, &m, NULL),
+                     TXM_TOO_BIG);
+    free(huge);
+}
+
 static void msg_set_source_sets_clears_and_keeps_on_error(void **state)
 {
     (void)state;
@@ -412,6 +454,7 @@ int main(void)
         cmocka_unit_test(msg_new_payload_past_limit_is_too_big),
         cmocka_unit_test(msg_new_with_keeps_every_field),
         cmocka_unit_test(msg_new_with_rejects_bad_id_source_and_time),
+        cmocka_unit_test(msg_new_trusted_keeps_text_and_checks_shape),
         cmocka_unit_test(msg_set_source_sets_clears_and_keeps_on_error),
         cmocka_unit_test(msg_copy_is_deep_and_equal),
         cmocka_unit_test(msg_getters_on_null_return_null),
