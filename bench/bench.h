@@ -45,6 +45,12 @@ int bench_free_port(void);
 pid_t bench_relay_start(const char *relay_path, const char *db_url, const char *broker_url,
                         int port, char *const *extra, const char *log_path);
 
+/* The kB figure of field ("VmHWM", "VmRSS") in /proc/pid/status, or -1. */
+long bench_proc_kb(pid_t pid, const char *field);
+
+/* The 1-minute load average from /proc/loadavg, or -1. */
+double bench_load1(void);
+
 /* SIGTERM, then SIGKILL after 10 s. Returns the wait status. */
 int bench_relay_stop(pid_t pid);
 

@@ -141,6 +141,32 @@ pid_t bench_relay_start(const char *relay_path, const char *db_url, const char *
     return pid;
 }
 
+long bench_proc_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kb = -1;
+    size_t n = strlen(field);
+    while (f != NULL && kb < 0 && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, field, n) == 0 && line[n] == ':')
+            kb = strtol(line + n + 1, NULL, 10);
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
+double bench_load1(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double load = -1;
+    if (f == NULL || fscanf(f, "%lf", &load) != 1)
+        load = -1;
+    if (f != NULL)
+        fclose(f);
+    return load;
+}
+
 int bench_relay_stop(pid_t pid)
 {
     int status = 0;

@@ -6,7 +6,9 @@
  * minus that time, so each figure includes the commit itself, the relay, the
  * broker, and the broker's delivery to the consumer.
  *   bench_latency RELAY DATABASE_URL BROKER_URL TOPIC QUEUE RATE SECONDS LOG
- * Prints "sent=N received=N p50_ms=X p99_ms=X max_ms=X slip_max_ms=X". */
+ * Prints "sent=N received=N p50_ms=X p99_ms=X max_ms=X slip_max_ms=X
+ * relay_hwm_kb=K load1=L": the relay's peak resident memory (VmHWM) and
+ * the 1-minute load average, both read as the producer finishes. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -130,7 +132,7 @@ static int cmp_i64(const void *a, const void *b)
 }
 
 /* Prints the percentiles of the received latencies. */
-static void report(const run *r, double slip_ms)
+static void report(const run *r, double slip_ms, long hwm_kb, double load1)
 {
     int64_t *v = malloc((size_t)r->count * sizeof *v);
     if (v == NULL)
@@ -143,8 +145,9 @@ static void report(const run *r, double slip_ms)
     double p50 = n > 0 ? (double)v[(n * 50 + 99) / 100 - 1] / 1e3 : -1;
     double p99 = n > 0 ? (double)v[(n * 99 + 99) / 100 - 1] / 1e3 : -1;
     double max = n > 0 ? (double)v[n - 1] / 1e3 : -1;
-    printf("sent=%lld received=%zu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f slip_max_ms=%.2f\n",
-           r->count, n, p50, p99, max, slip_ms);
+    printf("sent=%lld received=%zu p50_ms=%.2f p99_ms=%.2f max_ms=%.2f slip_max_ms=%.2f "
+           "relay_hwm_kb=%ld load1=%.2f\n",
+           r->count, n, p50, p99, max, slip_ms, hwm_kb, load1);
     free(v);
 }
 
@@ -180,8 +183,10 @@ int main(int argc, char **argv)
     double slip_ms = produce(db, topic, r.count, rate, pad);
     atomic_store(&r.deadline_ns, bench_mono_ns() + (int64_t)DRAIN_S * 1000000000);
     pthread_join(consumer, NULL);
+    long hwm_kb = bench_proc_kb(pid, "VmHWM");
+    double load1 = bench_load1();
     bench_relay_stop(pid);
-    report(&r, slip_ms);
+    report(&r, slip_ms, hwm_kb, load1);
     txm_transport_close(r.t);
     txm_db_close(db);
     bench_drop_queue(broker, r.queue);

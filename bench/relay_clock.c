@@ -4,9 +4,10 @@
  * txmsg_relay_published_total reaches COUNT; then it stops the relay and
  * checks that the queue holds COUNT messages.
  *   bench_relay_clock RELAY DATABASE_URL BROKER_URL TOPIC QUEUE COUNT LOG [RELAY_ARG...]
- * Prints "rate=MSG_PER_S seconds=S depth=N busy_pct=P relay_cpu_us=U": busy_pct is
- * how busy all cores were (from /proc/stat) while the relay ran, relay_cpu_us
- * the relay's own CPU time (user + system) per message. */
+ * Prints "rate=MSG_PER_S seconds=S depth=N busy_pct=P relay_cpu_us=U
+ * relay_hwm_kb=K": busy_pct is how busy all cores were (from /proc/stat)
+ * while the relay ran, relay_cpu_us the relay's own CPU time (user +
+ * system) per message, relay_hwm_kb its peak resident memory (VmHWM). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,7 @@ int main(int argc, char **argv)
     pid_t pid = bench_relay_start(argv[1], argv[2], broker, port, argv + 8, argv[7]);
     double seconds = wait_published(pid, port, count, start);
     cpu_jiffies(&busy1, &total1);
+    long hwm_kb = bench_proc_kb(pid, "VmHWM");
     bench_relay_stop(pid);
     /* Includes the relay's shutdown, which is short next to the run. */
     double relay_cpu_s = children_cpu_s();
@@ -97,8 +99,8 @@ int main(int argc, char **argv)
     if (depth < count)
         bench_fail("bench: the relay reported %lld published but queue %s holds %lld", count, queue,
                    (long long)depth);
-    printf("rate=%.0f seconds=%.3f depth=%lld busy_pct=%.0f relay_cpu_us=%.1f\n",
+    printf("rate=%.0f seconds=%.3f depth=%lld busy_pct=%.0f relay_cpu_us=%.1f relay_hwm_kb=%ld\n",
            (double)count / seconds, seconds, (long long)depth, busy_pct,
-           relay_cpu_s * 1e6 / (double)count);
+           relay_cpu_s * 1e6 / (double)count, hwm_kb);
     return 0;
 }
