@@ -9,7 +9,8 @@
 
 #include "relay_int.h"
 
-#define QUEUE_WAIT_MS 50 /* a reader waiting for room confirms this often */
+#define QUEUE_WAIT_MS 50    /* a reader waiting for room confirms this often */
+#define CONFIRM_EVERY_MS 50 /* confirmations, at most */
 
 void relay_drop_tailer(relay_loop *l)
 {
@@ -79,14 +80,22 @@ static txm_status connect_reader(relay_loop *l, txm_error *err)
     return st;
 }
 
-txm_status relay_confirm_done(relay_loop *l, txm_error *err)
+txm_status relay_confirm_done(relay_loop *l, bool now, txm_error *err)
 {
     uint64_t done = l->marker != NULL ? relay_marker_done(l->marker) : 0;
     if (done <= l->confirmed || l->tailer == NULL)
         return TXM_OK;
+    /* On SQLite each confirmation is a write, which a service's commit may
+     * have to wait for (sleeping in SQLite's busy handler): one per
+     * CONFIRM_EVERY_MS at most, at the cost of publishing a little more
+     * again after a crash. */
+    long long at = relay_mono_ms();
+    if (!now && at - l->confirmed_at_ms < CONFIRM_EVERY_MS)
+        return TXM_OK;
     txm_status st = l->tailer->ops->confirm(l->tailer, done, err);
     if (st == TXM_OK) {
         l->confirmed = done;
+        l->confirmed_at_ms = at;
         atomic_store(&l->stats->position, done);
     }
     return st;
@@ -133,7 +142,7 @@ static txm_status read_batch(relay_loop *l, relay_batch *b, uint64_t gen, txm_er
 {
     txm_error why = {0}; /* the inner failure; err gets it with context */
     txm_status st = connect_reader(l, &why);
-    if (st == TXM_OK && (st = relay_confirm_done(l, &why)) != TXM_OK)
+    if (st == TXM_OK && (st = relay_confirm_done(l, false, &why)) != TXM_OK)
         return txm_errf(err, st, "relay: confirming position failed: %s", why.text);
     if (st == TXM_OK && !wait_for_room(l, gen))
         return TXM_OK;

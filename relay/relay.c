@@ -272,7 +272,7 @@ static void finish(relay_loop *l)
     if (l->marker != NULL) {
         txm_error why = {0};
         relay_marker_drain(l->marker);
-        if (relay_confirm_done(l, &why) != TXM_OK)
+        if (relay_confirm_done(l, true, &why) != TXM_OK)
             txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_WARN,
                      "relay: confirming the last position failed: %s", why.text);
     }

@@ -28,7 +28,8 @@ typedef struct relay_loop {
      * kept for the process lifetime: the relay never changes slots. */
     char slot[TXM_SLOT_NAME_MAX + 1];
     relay_tailer *tailer;
-    uint64_t confirmed; /* last position confirmed to the tailer */
+    uint64_t confirmed;        /* last position confirmed to the tailer */
+    long long confirmed_at_ms; /* when (relay_mono_ms) */
     int reader_backoff_ms;
 
     /* publisher */
@@ -61,8 +62,9 @@ void relay_back_off(const relay_loop *l, int *backoff_ms);
 void *relay_reader_main(void *arg);
 
 /* Confirms to the tailer the position up to which batches are published
- * and marked. Thread: the reader, or the caller once the reader is joined. */
-txm_status relay_confirm_done(relay_loop *l, txm_error *err);
+ * and marked: at once when now, else when the last confirmation is a
+ * moment old. Thread: the reader, or the caller once the reader is joined. */
+txm_status relay_confirm_done(relay_loop *l, bool now, txm_error *err);
 
 /* Closes the tailer; the next one starts from the confirmed position. */
 void relay_drop_tailer(relay_loop *l);
