@@ -111,13 +111,15 @@ static txm_status connect_all(loop *l, txm_error *err)
         st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
     if (st == TXM_OK && l->db == NULL)
         st = open_db(l, err);
+    /* On SQLite the saved cursor is the dispatch mark, so only PostgreSQL
+     * marks published rows (and --no-mark-dispatched matters only there). */
+    bool pg = strncmp(l->cfg->database_url, "sqlite:", 7) != 0;
     if (st == TXM_OK && l->marker == NULL)
-        st = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
+        st = relay_marker_open(l->db, pg && l->cfg->mark_dispatched, l->stats, l->cfg->log,
                                l->cfg->log_ctx, &l->marker, err);
     if (st == TXM_OK && l->tailer == NULL) {
         relay_tail_config tc = l->cfg->tail;
         tc.database_url = l->cfg->database_url;
-        bool pg = strncmp(tc.database_url, "sqlite:", 7) != 0;
         /* A failed lookup fails this attempt (the loop backs off and tries
          * again); falling back to some other slot would skip every row
          * between the real slot's position and the new slot's start. */
