@@ -488,6 +488,151 @@ static void status_and_monitor_follow_a_running_relay(void **state)
     stop_running();
 }
 
+/* ---- SQLite: the relay's cursor is the dispatch mark ----------------------- */
+
+/* Runs `txmsg outbox status --json`: the not-dispatched count and the
+ * default cursor's position. */
+static int64_t status_not_dispatched(txm_relay_fixture *fx, int64_t *position)
+{
+    expect_code(cli_run(fx, "outbox", "status", "--json", NULL), 0);
+    json_t *doc = out_json();
+    int64_t n = json_integer_value(json_object_get(doc, "not_dispatched"));
+    const char *pos = json_string_value(json_object_get(json_object_get(doc, "relay"), "position"));
+    *position = pos != NULL ? strtoll(pos, NULL, 10) : -1;
+    json_decref(doc);
+    return n;
+}
+
+static int64_t seq_of(txm_relay_fixture *fx, const char *id)
+{
+    txm_outbox_entry *e = NULL;
+    assert_int_equal(txm_outbox_get(fx->db, id, &e, NULL), TXM_OK);
+    int64_t seq = txm_outbox_entry_seq(e);
+    txm_outbox_entry_free(e);
+    return seq;
+}
+
+/* Status, `list --not-dispatched` and the /metrics gauge agree with what
+ * the relay published: the messages of ids[0..n) up to its cursor reached
+ * the consumer, the others are listed (in order) and counted, and so are
+ * the skipped rows. The relay is settled or stopped. */
+static void expect_mark_agrees(txm_relay_fixture *fx, txm_app *app, const char *topic,
+                               char ids[][TXM_UUID_LEN + 1], size_t n, int64_t skipped)
+{
+    int64_t position = 0;
+    int64_t count = status_not_dispatched(fx, &position);
+    expect_code(cli_run(fx, "outbox", "list", "--not-dispatched", "--topic", topic, "--json", NULL),
+                0);
+    json_t *doc = out_json();
+    json_t *listed = json_object_get(doc, "messages");
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        txm_outbox_entry *e = NULL;
+        assert_int_equal(txm_outbox_get(fx->db, ids[i], &e, NULL), TXM_OK);
+        bool passed = txm_outbox_entry_seq(e) <= position;
+        assert_true(txm_outbox_entry_is_dispatched(e) == passed);
+        txm_outbox_entry_free(e);
+        if (passed) {
+            await_effects(fx, ids[i], 1, 20000);
+            continue;
+        }
+        json_t *m = json_array_get(listed, k++);
+        assert_string_equal(json_string_value(json_object_get(m, "message_id")), ids[i]);
+        assert_true(json_is_false(json_object_get(m, "is_dispatched")));
+    }
+    assert_int_equal(json_array_size(listed), k);
+    json_decref(doc);
+    assert_int_equal(count, (int64_t)k + skipped);
+    assert_true(metric(app, "txmsg_outbox_not_dispatched") == (double)count);
+}
+
+/* Waits up to 20 s for the relay to have confirmed every row. */
+static void await_not_dispatched(txm_relay_fixture *fx, int64_t want)
+{
+    long long end = txm_test_now_ms() + 20000;
+    int64_t position = 0;
+    while (status_not_dispatched(fx, &position) != want && txm_test_now_ms() < end)
+        txm_test_sleep_ms(100);
+    assert_int_equal(status_not_dispatched(fx, &position), want);
+}
+
+static void sqlite_cursor_is_the_dispatch_mark(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    char topic[96], queue[96], bad_topic[96], ids[8][TXM_UUID_LEN + 1], bad[TXM_UUID_LEN + 1];
+    txm_test_unique("cli-m", topic, sizeof topic);
+    txm_test_unique("cli-mq", queue, sizeof queue);
+    txm_test_unique("cli-mbad", bad_topic, sizeof bad_topic);
+    start_consumer(fx, topic, queue, 0);
+    txm_app *app = start_metrics_app(fx, fx->db_url, NULL, NULL);
+    for (int i = 0; i < 4; i++) {
+        if (i == 2)
+            txm_relay_insert_bad_row(fx, bad_topic, "{not json", bad);
+        txm_relay_commit(fx, topic, i, ids[i]);
+    }
+    expect_mark_agrees(fx, app, topic, ids, 4, 1);
+
+    /* The relay publishes the valid rows and skips the bad one, which stays
+     * not dispatched when its cursor passes it. */
+    running_relay = txm_relay_start(fx, NULL);
+    await_not_dispatched(fx, 1);
+    assert_true(txm_relay_log_wait(fx, "skipping outbox row", 5000));
+    expect_mark_agrees(fx, app, topic, ids, 4, 1);
+    txm_outbox_entry *e = NULL;
+    assert_int_equal(txm_outbox_get(fx->db, ids[0], &e, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_entry_dispatch_count(e), 1);
+    txm_outbox_entry_free(e);
+
+    /* Killed with messages in flight: the marks are whatever the cursor
+     * says, and the restarted relay publishes the rest. */
+    for (int i = 4; i < 8; i++)
+        txm_relay_commit(fx, topic, i, ids[i]);
+    txm_test_sleep_ms(rand() % 40);
+    int status = txm_relay_kill(fx, running_relay, SIGKILL);
+    running_relay = 0;
+    assert_true(WIFSIGNALED(status));
+    expect_mark_agrees(fx, app, topic, ids, 8, 1);
+    running_relay = txm_relay_start(fx, NULL);
+    await_effects(fx, NULL, 8, 20000);
+    await_not_dispatched(fx, 1);
+    expect_mark_agrees(fx, app, topic, ids, 8, 1);
+
+    /* The stuck message, once its row is repaired, is dispatched by hand. */
+    txm_value p = TXM_TEXT(bad);
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "UPDATE txmsg_outbox SET payload = '{}'"
+                                 " WHERE message_id = $1",
+                                 &p, 1, NULL, NULL, NULL),
+                     TXM_OK);
+    expect_code(cli_run(fx, "outbox", "list", "--not-dispatched", NULL), 0);
+    expect_text(result.out, bad);
+    expect_code(cli_run(fx, "outbox", "dispatch", "--id", bad, NULL), 0);
+    expect_text(result.out, "dispatched 1 messages");
+    await_not_dispatched(fx, 0);
+    assert_true(metric(app, "txmsg_outbox_oldest_not_dispatched_age_seconds") == 0);
+
+    /* A second relay behind the first: rows count as dispatched, and are
+     * purged, only once every cursor has passed them. */
+    txm_value behind = TXM_INT(seq_of(fx, ids[1]));
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "INSERT INTO txmsg_relay_cursor (name, position, updated_at)"
+                                 " VALUES ('behind', $1, '2026-01-01T00:00:00.000000Z')",
+                                 &behind, 1, NULL, NULL, NULL),
+                     TXM_OK);
+    int64_t position = 0;
+    assert_int_equal(status_not_dispatched(fx, &position), 6);
+    assert_true(metric(app, "txmsg_outbox_not_dispatched") == 6);
+    expect_code(
+        cli_run(fx, "outbox", "purge", "--dispatched", "--older-than", "1ms", "--json", NULL), 0);
+    json_t *doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "deleted")), 2);
+    json_decref(doc);
+    assert_false(outbox_has(fx, ids[1]));
+    assert_true(outbox_has(fx, bad)); /* dispatched by hand, not passed by "behind" */
+    assert_true(outbox_has(fx, ids[2]));
+    stop_running();
+}
+
 /* ---- retention purges ----------------------------------------------------- */
 
 #define DAY_US (86400LL * 1000000)
@@ -796,6 +941,10 @@ int main(void)
         CLI_TESTS(inbox_purge_removes_only_old_records),
         CLI_TESTS(purge_every_repeats_until_sigterm),
         CLI_TESTS(failing_handler_fills_dlq_and_redrive_processes_it),
+        {"sqlite_cursor_is_the_dispatch_mark/sqlite+embedded", sqlite_cursor_is_the_dispatch_mark,
+         txm_relay_setup, cli_teardown, (void *)&txm_combo_sqlite_embedded},
+        {"sqlite_cursor_is_the_dispatch_mark/sqlite+nats", sqlite_cursor_is_the_dispatch_mark,
+         txm_relay_setup, cli_teardown, (void *)&txm_combo_sqlite_nats},
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     txm_test_rmdir(scratch_dir);

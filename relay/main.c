@@ -27,7 +27,11 @@ static void usage(FILE *out)
             "  --database-url URL     outbox database (default $TXMSG_DATABASE_URL)\n"
             "  --broker-url URL       transport (default $TXMSG_BROKER_URL)\n"
             "  --batch-size N         messages per publish, 1..10000 (default 500)\n"
-            "  --no-mark-dispatched   do not mark published rows as dispatched\n"
+            "  --no-mark-dispatched   PostgreSQL: do not mark published rows as dispatched\n"
+            "                         (SQLite marks none: rows up to every relay's cursor\n"
+            "                         count as dispatched, so the option changes nothing)\n"
+            "  --cursor NAME          SQLite cursor row (default \"default\"); one per relay\n"
+            "                         when several relays publish one outbox\n"
             "  --slot NAME            PostgreSQL replication slot (default txmsg_<database>)\n"
             "  --publication NAME     PostgreSQL publication (default " TXM_PUBLICATION_NAME ")\n"
             "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
@@ -59,6 +63,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"broker-url", required_argument, NULL, 'b'},
         {"batch-size", required_argument, NULL, 'n'},
         {"no-mark-dispatched", no_argument, NULL, 'M'},
+        {"cursor", required_argument, NULL, 'c'},
         {"slot", required_argument, NULL, 's'},
         {"publication", required_argument, NULL, 'p'},
         {"metrics-port", required_argument, NULL, 'm'},
@@ -77,6 +82,9 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case 'M':
             a->cfg.mark_dispatched = false;
+            break;
+        case 'c':
+            a->cfg.tail.cursor_name = optarg;
             break;
         case 's':
             a->cfg.tail.slot_name = optarg;

@@ -35,8 +35,11 @@ static txm_status open_db(relay_loop *l, txm_error *err)
 
 static txm_status open_marker(relay_loop *l, txm_error *err)
 {
+    /* On SQLite the saved cursor is the dispatch mark, so only PostgreSQL
+     * marks published rows (and --no-mark-dispatched matters only there). */
+    bool pg = strncmp(l->cfg->database_url, "sqlite:", 7) != 0;
     relay_marker *m = NULL;
-    txm_status st = relay_marker_open(l->db, l->cfg->mark_dispatched, l->stats, l->cfg->log,
+    txm_status st = relay_marker_open(l->db, pg && l->cfg->mark_dispatched, l->stats, l->cfg->log,
                                       l->cfg->log_ctx, &m, err);
     if (st == TXM_OK) {
         pthread_mutex_lock(&l->mu);

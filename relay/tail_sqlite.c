@@ -2,7 +2,9 @@
  * in the same database. Writers hold SQLite's single write lock from begin
  * to commit, so sequence order is commit order and no row can appear later
  * behind the cursor. Idle, it sleeps on the WAL watch and wakes on the next
- * commit. Thread safety: one thread uses a tailer. */
+ * commit. The saved cursor is also the dispatch mark: rows up to every
+ * relay's cursor count as dispatched, so nothing marks published rows one by
+ * one. Thread safety: one thread uses a tailer. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,10 +29,50 @@ static const char SQL_NEXT[] =
     "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at,"
     " json_valid(payload) FROM txmsg_outbox WHERE seq > $1 ORDER BY seq LIMIT $2";
 
+/* A row the relay skips as invalid (logged and counted, never published)
+ * would count as dispatched once the cursor passes it. It is marked -1 when
+ * read, before the cursor can move past it, so it stays not dispatched until
+ * `txmsg outbox dispatch` marks it; a row marked already keeps its mark. */
+static const char SQL_MARK_SKIPPED[] =
+    "UPDATE txmsg_outbox SET is_dispatched = -1 WHERE is_dispatched = 0"
+    " AND seq IN (SELECT value FROM json_each($1))";
+
+/* The sequence numbers of a batch's skipped rows as a JSON array. */
+typedef struct skipped {
+    char *json; /* NULL while there is none */
+    size_t len, cap;
+} skipped;
+
+static txm_status skipped_add(skipped *s, size_t batch_rows, int64_t seq, txm_error *err)
+{
+    if (s->json == NULL) {
+        s->cap = batch_rows * 22 + 3; /* "-9223372036854775808," per row, "[]" and NUL */
+        if ((s->json = malloc(s->cap)) == NULL)
+            return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+        s->len = (size_t)snprintf(s->json, s->cap, "[");
+    }
+    s->len += (size_t)snprintf(s->json + s->len, s->cap - s->len, "%s%" PRId64,
+                               s->len > 1 ? "," : "", seq);
+    return TXM_OK;
+}
+
+static txm_status mark_skipped(sqlite_tailer *t, skipped *s, txm_error *err)
+{
+    if (s->json == NULL)
+        return TXM_OK;
+    snprintf(s->json + s->len, s->cap - s->len, "]");
+    txm_value p = TXM_TEXT(s->json);
+    txm_status st = txm_db_exec(t->db, SQL_MARK_SKIPPED, &p, 1, NULL, NULL, err);
+    free(s->json);
+    s->json = NULL;
+    return st;
+}
+
 static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_error *err)
 {
     txm_value p[2] = {TXM_INT(t->read_seq), TXM_INT(max)};
     txm_rows *rows = NULL;
+    skipped skip = {0};
     txm_status st = txm_db_exec(t->db, SQL_NEXT, p, 2, &rows, NULL, err);
     for (size_t r = 0; st == TXM_OK && r < txm_rows_count(rows); r++) {
         txm_msg *msg = NULL;
@@ -48,10 +90,17 @@ static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_
         st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
         if (st != TXM_OK)
             txm_errf(err, st, "relay: out of memory");
+        if (st == TXM_OK && row_st != TXM_OK)
+            st = skipped_add(&skip, txm_rows_count(rows), txm_rows_int(rows, r, 0), err);
         t->read_seq = txm_rows_int(rows, r, 0);
         out->confirm_position = (uint64_t)t->read_seq;
     }
     txm_rows_free(rows);
+    /* On failure the relay drops this batch and reads it again from the
+     * confirmed position, so no skipped row is passed unmarked. */
+    if (st == TXM_OK)
+        st = mark_skipped(t, &skip, err);
+    free(skip.json);
     return st;
 }
 

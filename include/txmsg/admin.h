@@ -76,7 +76,9 @@ TXM_API txm_status txm_outbox_relay_status(txm_db *db, const char *name, txm_rel
 /* Deletes at most batch (1..100000) dispatched outbox rows created before
  * created_before_us (microseconds since the epoch), oldest first, in one
  * short statement of its own, so a large purge is many small transactions
- * and never holds a long lock. Rows not yet dispatched are never deleted.
+ * and never holds a long lock. Rows not yet dispatched are never deleted;
+ * on SQLite neither are rows some relay cursor has not passed (marked rows
+ * may go when there is no cursor at all).
  * *deleted (may be NULL) receives how many went; call again until it is 0.
  * Returns TXM_INVALID for bad arguments, TXM_BUSY/TXM_DB on database errors. */
 TXM_API txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_before_us, size_t batch,

@@ -24,7 +24,11 @@ typedef struct txm_outbox_entry txm_outbox_entry;
 TXM_API txm_status txm_outbox_publish(txm_uow *uow, txm_msg **msg, txm_error *err);
 
 /* Reads one row by message id. Returns TXM_NOT_FOUND when absent.
- * Owns: *out is the caller's (txm_outbox_entry_free). */
+ * "Dispatched", here and in every outbox query: on PostgreSQL the row is
+ * marked; on SQLite it is marked (is_dispatched = 1), or every relay cursor
+ * in txmsg_relay_cursor has passed it and the relay did not skip it as
+ * invalid (is_dispatched = -1). Owns: *out is the caller's
+ * (txm_outbox_entry_free). */
 TXM_API txm_status txm_outbox_get(txm_db *db, const char *message_id, txm_outbox_entry **out,
                                   txm_error *err);
 
@@ -58,7 +62,9 @@ TXM_API const txm_msg *txm_outbox_entry_msg(const txm_outbox_entry *e);
 TXM_API int64_t txm_outbox_entry_seq(const txm_outbox_entry *e);
 TXM_API bool txm_outbox_entry_is_dispatched(const txm_outbox_entry *e);
 TXM_API int64_t txm_outbox_entry_dispatch_count(const txm_outbox_entry *e);
-/* Microseconds since the epoch; 0 if never dispatched. */
+/* The dispatch count is approximate; on SQLite it is the marks plus one once
+ * the relay cursors passed the row. Microseconds since the epoch of the last
+ * mark; 0 if never marked (on SQLite, the relay marks nothing). */
 TXM_API int64_t txm_outbox_entry_last_dispatched_at_us(const txm_outbox_entry *e);
 TXM_API void txm_outbox_entry_free(txm_outbox_entry *e); /* NULL-safe */
 

@@ -70,7 +70,15 @@ static const char *const pg_v1[] = {
     NULL,
 };
 
-static const migration sqlite_migrations[] = {{1, sqlite_v1}};
+/* The relay's cursors are the dispatch mark and rows the relay passed
+ * without publishing them (invalid) are marked is_dispatched = -1; this
+ * index finds those few (see TXM__SQLITE_NOT_DISPATCHED in store_int.h). */
+static const char *const sqlite_v2[] = {
+    "CREATE INDEX txmsg_outbox_skipped ON txmsg_outbox (seq) WHERE is_dispatched = -1",
+    NULL,
+};
+
+static const migration sqlite_migrations[] = {{1, sqlite_v1}, {2, sqlite_v2}};
 static const migration pg_migrations[] = {{1, pg_v1}};
 
 static const char SQL_SQLITE_TABLE[] =

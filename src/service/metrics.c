@@ -722,7 +722,7 @@ txm_status txm_metrics_add_outbox(txm_metrics *m, txm_db *db, txm_error *err)
     if (m == NULL || db == NULL)
         return txm_errf(err, TXM_INVALID, "metrics_add_outbox: NULL argument");
     txm_status st = txm_metrics_gauge_fn(m, "txmsg_outbox_not_dispatched",
-                                         "Outbox messages not yet marked dispatched.", NULL,
+                                         "Outbox messages not yet dispatched.", NULL,
                                          read_not_dispatched, db, err);
     if (st == TXM_OK)
         st = txm_metrics_gauge_fn(m, "txmsg_outbox_oldest_not_dispatched_age_seconds",

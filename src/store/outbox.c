@@ -21,9 +21,14 @@ static const char SQL_INSERT[] =
     "INSERT INTO txmsg_outbox (message_id, source, aggregate_id, correlation_id, topic, payload,"
     " created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
+/* SQLite's is_dispatched column holds the marks; whether a row is
+ * dispatched also depends on the relay cursors (TXM__SQLITE_DISPATCHED), and
+ * a row the cursors passed was published once more by the relay, unless it
+ * skipped the row (-1). last_dispatched_at is the time of the last mark. */
 #define SQLITE_COLUMNS                                                                             \
     "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, payload, created_at,"    \
-    " approximate_dispatch_count, is_dispatched, last_dispatched_at FROM txmsg_outbox "
+    " approximate_dispatch_count + (is_dispatched >= 0 AND seq <= " TXM__SQLITE_PASSED             \
+    "), " TXM__SQLITE_DISPATCHED ", last_dispatched_at FROM txmsg_outbox "
 #define PG_COLUMNS                                                                                 \
     "SELECT seq, message_id, source, aggregate_id, correlation_id, topic, "                        \
     "payload::text, " TXM__PG_TIME("created_at") ", approximate_dispatch_count, "                  \
@@ -35,28 +40,32 @@ static const char PG_GET[] = PG_COLUMNS "WHERE message_id = $1";
 /* Optional filters are NULL parameters; PostgreSQL needs each parameter's
  * type spelled out because "$n IS NULL" alone does not determine it. */
 static const char SQLITE_LIST[] =
-    SQLITE_COLUMNS "WHERE seq > $1 AND ($2 = 0 OR is_dispatched = 0)"
+    SQLITE_COLUMNS "WHERE seq > $1 AND ($2 = 0 OR " TXM__SQLITE_NOT_DISPATCHED ")"
                    " AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR topic = $4)"
                    " ORDER BY seq LIMIT $5";
 static const char PG_LIST[] =
     PG_COLUMNS "WHERE seq > $1::bigint AND ($2::int = 0 OR NOT is_dispatched)"
                " AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)"
                " AND ($4::text IS NULL OR topic = $4::text) ORDER BY seq LIMIT $5::bigint";
+/* SQLite: the lower of the first skipped row and the first row past the
+ * cursors, each found through its partial index (min() skips a NULL). */
 static const char SQLITE_OLDEST[] =
-    "SELECT created_at FROM txmsg_outbox WHERE is_dispatched = 0 ORDER BY seq LIMIT 1";
+    "SELECT created_at FROM txmsg_outbox WHERE seq = (SELECT min(seq) FROM"
+    " (SELECT min(seq) AS seq FROM txmsg_outbox WHERE is_dispatched = -1 UNION ALL"
+    " SELECT min(seq) FROM txmsg_outbox WHERE is_dispatched = 0 AND seq > " TXM__SQLITE_PASSED "))";
 static const char PG_OLDEST[] = "SELECT " TXM__PG_TIME(
     "created_at") " FROM txmsg_outbox WHERE NOT is_dispatched ORDER BY seq LIMIT 1";
 /* The same, for rows not dispatched yet: a retry must not count twice. */
 static const char SQLITE_MARK_NEW[] =
     "UPDATE txmsg_outbox SET is_dispatched = 1, last_dispatched_at = $1,"
     " approximate_dispatch_count = approximate_dispatch_count + 1"
-    " WHERE is_dispatched = 0 AND message_id IN (SELECT value FROM json_each($2))";
+    " WHERE " TXM__SQLITE_NOT_DISPATCHED " AND message_id IN (SELECT value FROM json_each($2))";
 static const char PG_MARK_NEW[] =
     "UPDATE txmsg_outbox SET is_dispatched = true, last_dispatched_at = $1::timestamptz,"
     " approximate_dispatch_count = approximate_dispatch_count + 1"
     " WHERE NOT is_dispatched AND message_id IN (SELECT json_array_elements_text($2::json))";
 
-static const char SQLITE_COUNT[] = "SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0";
+static const char SQLITE_COUNT[] = "SELECT " TXM__SQLITE_COUNT_NOT_DISPATCHED;
 static const char PG_COUNT[] = "SELECT count(*) FROM txmsg_outbox WHERE NOT is_dispatched";
 /* The ids travel as one JSON array parameter, so one prepared statement
  * serves any batch size. */

@@ -10,8 +10,7 @@
 #include "txmsg/admin.h"
 
 static const char SQLITE_COUNTS[] =
-    "SELECT (SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0),"
-    " (SELECT COALESCE(max(seq), 0) FROM txmsg_outbox)";
+    "SELECT " TXM__SQLITE_COUNT_NOT_DISPATCHED ", (SELECT COALESCE(max(seq), 0) FROM txmsg_outbox)";
 static const char PG_COUNTS[] =
     "SELECT (SELECT count(*) FROM txmsg_outbox WHERE NOT is_dispatched),"
     " (SELECT COALESCE(max(seq), 0) FROM txmsg_outbox)";
@@ -22,9 +21,15 @@ static const char PG_SLOT[] =
     "SELECT active, confirmed_flush_lsn::text,"
     " COALESCE(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint"
     " FROM pg_replication_slots WHERE slot_name = $1";
+/* SQLite: a dispatched row goes only once every relay cursor has passed it,
+ * so purge never takes a row from under a relay that has yet to publish it
+ * (a row marked by hand ahead of the cursors stays). With no cursor at all
+ * no relay has run, and rows marked by hand may go. */
 static const char SQLITE_PURGE[] =
     "DELETE FROM txmsg_outbox WHERE seq IN (SELECT seq FROM txmsg_outbox"
-    " WHERE is_dispatched = 1 AND created_at < $1 ORDER BY seq LIMIT $2)";
+    " WHERE ((is_dispatched = 1 AND seq <= COALESCE(" TXM__SQLITE_CURSOR_MIN
+    ", 9223372036854775807)) OR (is_dispatched = 0 AND seq <= " TXM__SQLITE_PASSED "))"
+    " AND created_at < $1 ORDER BY seq LIMIT $2)";
 static const char PG_PURGE[] =
     "DELETE FROM txmsg_outbox WHERE seq IN (SELECT seq FROM txmsg_outbox"
     " WHERE is_dispatched AND created_at < $1::timestamptz ORDER BY seq LIMIT $2::bigint)";

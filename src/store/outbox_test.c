@@ -211,6 +211,85 @@ static void outbox_oldest_age_tracks_not_dispatched(void **state)
     assert_int_equal(count, 0);
 }
 
+static void exec_int(txm_db *db, const char *sql, int64_t v)
+{
+    txm_value p = TXM_INT(v);
+    assert_int_equal(txm_db_exec(db, sql, &p, 1, NULL, NULL, NULL), TXM_OK);
+}
+
+static void expect_not_dispatched(txm_db *db, int64_t want, int64_t first_seq)
+{
+    int64_t count = -1;
+    assert_int_equal(txm_outbox_count_not_dispatched(db, &count, NULL), TXM_OK);
+    assert_int_equal(count, want);
+    txm_outbox_entry **list = NULL;
+    size_t n = 0;
+    assert_int_equal(list_not_dispatched(db, 100, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, (size_t)want);
+    if (n > 0)
+        assert_int_equal(txm_outbox_entry_seq(list[0]), first_seq);
+    for (size_t i = 0; i < n; i++)
+        assert_false(txm_outbox_entry_is_dispatched(list[i]));
+    txm_outbox_list_free(list, n);
+    txm_outbox_stats s;
+    assert_int_equal(txm_outbox_stats_get(db, &s, NULL), TXM_OK);
+    assert_int_equal(s.not_dispatched, want);
+    assert_true(s.has_oldest == (want > 0));
+}
+
+static void expect_dispatched(txm_db *db, const char *id, bool want, int64_t count)
+{
+    txm_outbox_entry *e = NULL;
+    assert_int_equal(txm_outbox_get(db, id, &e, NULL), TXM_OK);
+    assert_true(txm_outbox_entry_is_dispatched(e) == want);
+    assert_int_equal(txm_outbox_entry_dispatch_count(e), count);
+    txm_outbox_entry_free(e);
+}
+
+static size_t purge_all(txm_db *db)
+{
+    size_t deleted = 0;
+    assert_int_equal(txm_outbox_purge_dispatched(db, txm_now_us() + 1000000, 100, &deleted, NULL),
+                     TXM_OK);
+    return deleted;
+}
+
+/* SQLite: rows up to the lowest relay cursor are dispatched, except those
+ * the relay skipped (-1); a mark dispatches a row whatever the cursors say;
+ * purge takes only rows every cursor has passed. */
+static void outbox_sqlite_cursor_is_the_dispatch_mark(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    char a[3][TXM_UUID_LEN + 1], b[3][TXM_UUID_LEN + 1]; /* seq 1..3, 4..6 */
+    publish_three(fx->db, a);
+    publish_three(fx->db, b);
+    expect_not_dispatched(fx->db, 6, 1);
+    exec_int(fx->db,
+             "INSERT INTO txmsg_relay_cursor VALUES ('default', $1, '2026-01-01T00:00:00Z')", 4);
+    expect_not_dispatched(fx->db, 2, 5);
+    expect_dispatched(fx->db, a[0], true, 1);
+    expect_dispatched(fx->db, b[1], false, 0);
+    exec_int(fx->db, "UPDATE txmsg_outbox SET is_dispatched = -1 WHERE seq = $1", 2);
+    expect_not_dispatched(fx->db, 3, 2);
+    expect_dispatched(fx->db, a[1], false, 0);
+
+    /* A second relay behind the first holds rows 2..6 back. */
+    exec_int(fx->db, "INSERT INTO txmsg_relay_cursor VALUES ('second', $1, '2026-01-01T00:00:00Z')",
+             1);
+    expect_not_dispatched(fx->db, 5, 2);
+    const char *ids[] = {a[1]};
+    size_t marked = 0;
+    assert_int_equal(txm_outbox_mark_dispatched_new(fx->db, ids, 1, &marked, NULL), TXM_OK);
+    assert_int_equal(marked, 1);
+    expect_not_dispatched(fx->db, 4, 3);
+    expect_dispatched(fx->db, a[1], true, 1);
+    assert_int_equal(purge_all(fx->db), 1); /* seq 1; the marked seq 2 waits for "second" */
+    exec_int(fx->db, "DELETE FROM txmsg_relay_cursor WHERE position = $1", 1);
+    expect_not_dispatched(fx->db, 2, 5);
+    assert_int_equal(purge_all(fx->db), 3);
+    expect_not_dispatched(fx->db, 2, 5);
+}
+
 static void outbox_bad_arguments_are_invalid(void **state)
 {
     txm_fixture *fx = txm_fixture_get(state);
@@ -233,6 +312,8 @@ int main(void)
         TXM_TEST_BOTH(outbox_same_id_twice_is_already_published),
         TXM_TEST_BOTH(outbox_oldest_age_tracks_not_dispatched),
         TXM_TEST_BOTH(outbox_bad_arguments_are_invalid),
+        {"outbox_sqlite_cursor_is_the_dispatch_mark", outbox_sqlite_cursor_is_the_dispatch_mark,
+         txm_fixture_setup, txm_fixture_teardown, (void *)&txm_backend_sqlite},
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

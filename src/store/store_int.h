@@ -40,6 +40,25 @@ txm_status txm__store_purge(txm_db *db, const char *what, const char *sqlite_sql
 #define TXM__SQL(db, sqlite_sql, pg_sql)                                                           \
     (txm__db_dialect(db) == TXM__DIALECT_PG ? (pg_sql) : (sqlite_sql))
 
+/* SQLite: the relay's cursor is the dispatch mark. A row is dispatched when
+ * is_dispatched = 1 (marked by txm_outbox_mark_dispatched: `txmsg outbox
+ * dispatch`) or when it is_dispatched = 0 and every relay cursor has passed
+ * it: the lowest position in txmsg_relay_cursor, 0 while there is none. A
+ * row the relay passed without publishing it (invalid, skipped) has
+ * is_dispatched = -1 and stays not dispatched until it is marked. The
+ * not-dispatched side is written as two arms so each one has its partial
+ * index: txmsg_outbox_not_dispatched (is_dispatched = 0) and
+ * txmsg_outbox_skipped (is_dispatched = -1). */
+#define TXM__SQLITE_CURSOR_MIN "(SELECT min(position) FROM txmsg_relay_cursor)"
+#define TXM__SQLITE_PASSED "COALESCE(" TXM__SQLITE_CURSOR_MIN ", 0)"
+#define TXM__SQLITE_DISPATCHED                                                                     \
+    "(is_dispatched = 1 OR (is_dispatched = 0 AND seq <= " TXM__SQLITE_PASSED "))"
+#define TXM__SQLITE_NOT_DISPATCHED                                                                 \
+    "(is_dispatched = -1 OR (is_dispatched = 0 AND seq > " TXM__SQLITE_PASSED "))"
+#define TXM__SQLITE_COUNT_NOT_DISPATCHED                                                           \
+    "(SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = 0 AND seq > " TXM__SQLITE_PASSED     \
+    ") + (SELECT count(*) FROM txmsg_outbox WHERE is_dispatched = -1)"
+
 /* A PostgreSQL timestamptz column as RFC 3339 UTC text with microseconds,
  * the form SQLite stores; the connection runs with TIME ZONE 'UTC'. */
 #define TXM__PG_TIME(col) "to_char(" col ", 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"

@@ -802,17 +802,23 @@ static void payload_order(const char *payload, char out[UUID_BUF])
     snprintf(out, UUID_BUF, "%.*s", TXM_UUID_LEN, p + 1);
 }
 
+/* SQLite: marked, or passed by every relay cursor and not skipped (the
+ * library's definition of dispatched, see txmsg/outbox.h). */
+#define SQLITE_DISPATCHED                                                                          \
+    "(is_dispatched = 1 OR (is_dispatched = 0 AND seq <= COALESCE((SELECT min(position)"           \
+    " FROM txmsg_relay_cursor), 0)))"
+
 static bool load_outbox(txm_db *db, bool pg, bool all, int which, ledger *l)
 {
-    char sql[400];
+    char sql[600];
     snprintf(sql, sizeof sql,
              "SELECT seq, message_id, topic, aggregate_id, %s, %s, %s FROM txmsg_outbox%s"
              " ORDER BY seq",
-             pg ? "is_dispatched::int" : "is_dispatched", pg ? "payload::text" : "payload",
+             pg ? "is_dispatched::int" : SQLITE_DISPATCHED, pg ? "payload::text" : "payload",
              pg ? "created_at::text" : "created_at",
              all  ? ""
              : pg ? " WHERE NOT is_dispatched"
-                  : " WHERE is_dispatched = 0");
+                  : " WHERE NOT " SQLITE_DISPATCHED);
     txm_rows *r = query(db, sql, l);
     if (r == NULL)
         return false;

@@ -13,6 +13,11 @@ pid_t txm_proc_start(const char *path, char *const argv[], char *const env[], co
     pid_t pid = fork();
     if (pid != 0)
         return pid;
+    /* A txm_app in the test blocks SIGTERM and SIGINT in its threads, and
+     * exec keeps the mask: unblock them, or the child would never stop. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     for (size_t i = 0; env != NULL && env[i] != NULL; i++)
         putenv(env[i]);
     if (log_path != NULL) {

@@ -185,6 +185,21 @@ bool txm_relay_log_wait(txm_relay_fixture *fx, const char *text, int timeout_ms)
     return found;
 }
 
+void txm_relay_insert_bad_row(txm_relay_fixture *fx, const char *topic, const char *payload,
+                              char *id_out)
+{
+    char created[TXM_TIME_LEN + 1];
+    txm_time_format(txm_now_us(), created);
+    assert_int_equal(txm_uuid_v7(id_out, NULL), TXM_OK);
+    txm_value row[] = {TXM_TEXT(id_out), TXM_TEXT(topic), TXM_TEXT(payload), TXM_TEXT(created)};
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "INSERT INTO txmsg_outbox (message_id, source, aggregate_id,"
+                                 " correlation_id, topic, payload, created_at)"
+                                 " VALUES ($1, 'test', 'agg', 'corr', $2, $3, $4)",
+                                 row, 4, NULL, NULL, NULL),
+                     TXM_OK);
+}
+
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out)
 {
     char payload[64];

@@ -64,6 +64,11 @@ bool txm_relay_log_wait(txm_relay_fixture *fx, const char *text, int timeout_ms)
 /* How many lines of the relay log contain text. */
 int txm_relay_log_count(txm_relay_fixture *fx, const char *text);
 
+/* Inserts, with plain SQL, an outbox row of topic and payload (either
+ * invalid, so the relay skips the row) created now; its id goes to id_out. */
+void txm_relay_insert_bad_row(txm_relay_fixture *fx, const char *topic, const char *payload,
+                              char *id_out);
+
 /* Commits one message in its own unit of work. */
 void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_out);
 
