@@ -1,6 +1,7 @@
 /* txmsg-relay: tails one service's outbox through its database's log and
  * publishes every new message to its topic on the configured transport. */
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,13 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* exec keeps the signal mask: a parent that blocked SIGTERM (a service
+     * built on txm_app does) would otherwise start a relay that never stops. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 
     relay_stats stats;
     memset(&stats, 0, sizeof stats);
