@@ -26,6 +26,7 @@ static txm_status open_db(relay_loop *l, txm_error *err)
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 1;
+    o.sqlite_cache_kb = RELAY_SQLITE_CACHE_KB;
     /* Migrating a brand-new schema creates the database's default slot
      * before the outbox exists. With --slot that slot is not the relay's,
      * and the relay creates no slot but its own. */
@@ -124,8 +125,9 @@ static bool wait_for_room(relay_loop *l, uint64_t gen)
     return room;
 }
 
-/* Queues b (swapped with the free slot's emptied batch, so b keeps an
- * allocated entry array). A batch of an old gen is dropped by the publisher. */
+/* Queues b, swapped with the free slot's batch: b then holds what the
+ * publisher is done with, which the caller clears (the freeing happens on
+ * this thread too). A batch of an old gen is dropped by the publisher. */
 static void push(relay_loop *l, relay_batch *b, uint64_t gen)
 {
     pthread_mutex_lock(&l->mu);
@@ -137,6 +139,28 @@ static void push(relay_loop *l, relay_batch *b, uint64_t gen)
     l->count++;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
+}
+
+/* Encodes each message of b as its envelope, here rather than on the
+ * publishing thread, which the broker keeps busy. A message that cannot be
+ * encoded (too big) becomes a skipped entry with the reason. */
+static txm_status encode(relay_batch *b, txm_error *err)
+{
+    for (size_t i = 0; i < b->count; i++) {
+        relay_entry *e = &b->entries[i];
+        txm_error why;
+        txm_status st =
+            e->msg != NULL ? txm_msg_encode(e->msg, &e->body, &e->body_len, &why) : TXM_OK;
+        if (st == TXM_NOMEM)
+            return txm_errf(err, st, "relay: out of memory encoding a batch");
+        if (st != TXM_OK && (e->bad_reason = strdup(why.text)) == NULL)
+            return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+        if (st != TXM_OK) {
+            txm_msg_free(e->msg);
+            e->msg = NULL;
+        }
+    }
+    return TXM_OK;
 }
 
 /* Connects, confirms, then reads one batch into the queue. On failure err
@@ -155,6 +179,8 @@ static txm_status read_batch(relay_loop *l, relay_batch *b, uint64_t gen, txm_er
         st = l->tailer->ops->next(l->tailer, l->cfg->batch_size, wait_ms, b, &why);
     if (st == TXM_BUSY) /* standing by: not an error */
         return txm_errf(err, st, "%s", why.text);
+    if (st == TXM_OK)
+        st = encode(b, &why);
     if (st != TXM_OK)
         return txm_errf(err, st, "relay: %s: %s", txm_status_name(st), why.text);
     if (atomic_exchange(&l->stats->standby, false))

@@ -87,15 +87,17 @@ static txm_status declare_topics(relay_loop *l, const relay_batch *b, txm_error 
     return TXM_OK;
 }
 
-/* Counts each published message in the latency histogram: from its
+/* Counts each published message of b in the latency histogram: from its
  * creation (inside its unit of work) to the broker's acknowledgement. */
-static void observe_latency(relay_stats *s, const txm_msg *const *msgs, size_t n)
+static void observe_latency(relay_stats *s, const relay_batch *b)
 {
     int64_t now = txm_now_us();
     int64_t newest_us = 0;
     uint64_t sum_us = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t created = txm_msg_created_at_us(msgs[i]);
+    for (size_t i = 0; i < b->count; i++) {
+        if (b->entries[i].msg == NULL)
+            continue;
+        int64_t created = txm_msg_created_at_us(b->entries[i].msg);
         if (created > newest_us)
             newest_us = created;
         int64_t us = now > created ? now - created : 0;
@@ -110,9 +112,9 @@ static void observe_latency(relay_stats *s, const txm_msg *const *msgs, size_t n
     atomic_store(&s->lag_us, now - newest_us);
 }
 
-/* Publishes every valid entry of b in order; logs and counts the others.
- * msgs has room for b->count pointers. */
-static txm_status publish_batch(relay_loop *l, const relay_batch *b, const txm_msg **msgs,
+/* Publishes every valid entry of b in order, from the envelopes the reader
+ * encoded; logs and counts the others. out has room for b->count. */
+static txm_status publish_batch(relay_loop *l, const relay_batch *b, txm_outgoing *out,
                                 txm_error *err)
 {
     size_t n = 0;
@@ -125,7 +127,7 @@ static txm_status publish_batch(relay_loop *l, const relay_batch *b, const txm_m
                      e->message_id != NULL ? e->message_id : "(no id)", e->bad_reason);
             continue;
         }
-        msgs[n++] = e->msg;
+        out[n++] = (txm_outgoing){txm_msg_topic(e->msg), txm_msg_id(e->msg), e->body, e->body_len};
     }
     txm_status st = TXM_OK;
     if (l->transport == NULL)
@@ -133,11 +135,11 @@ static txm_status publish_batch(relay_loop *l, const relay_batch *b, const txm_m
     if (st == TXM_OK)
         st = declare_topics(l, b, err);
     if (st == TXM_OK && n > 0)
-        st = txm_transport_publish_msgs(l->transport, msgs, n, NULL, err);
+        st = txm_transport_publish(l->transport, out, n, NULL, err);
     if (st == TXM_OK && n > 0) {
         atomic_fetch_add(&l->stats->published, n);
         atomic_fetch_add(&l->stats->batches, 1);
-        observe_latency(l->stats, msgs, n);
+        observe_latency(l->stats, b);
     }
     return st;
 }
@@ -171,7 +173,6 @@ static relay_batch *pop(relay_loop *l)
     pthread_mutex_lock(&l->mu);
     for (;;) {
         while (l->count > 0 && l->queue_gen[l->head] != l->gen) {
-            relay_batch_clear(&l->queue[l->head]);
             l->head = (l->head + 1) % RELAY_QUEUE;
             l->count--;
             pthread_cond_broadcast(&l->cv);
@@ -184,11 +185,11 @@ static relay_batch *pop(relay_loop *l)
     return b; /* the reader never touches the head slot while it is queued */
 }
 
-/* Frees the head batch's entries and gives its slot back to the reader. */
+/* Gives the head slot back to the reader, which frees its entries when it
+ * swaps its next batch in. */
 static void release(relay_loop *l)
 {
     pthread_mutex_lock(&l->mu);
-    relay_batch_clear(&l->queue[l->head]);
     l->head = (l->head + 1) % RELAY_QUEUE;
     l->count--;
     pthread_cond_broadcast(&l->cv);
@@ -206,27 +207,11 @@ static void rewind_reader(relay_loop *l)
     atomic_store(&l->stats->connected, false);
 }
 
-/* Grows the scratch arrays to hold n pointers. */
-static bool scratch_fit(void ***a, void ***c, size_t *cap, size_t n)
-{
-    if (n <= *cap)
-        return true;
-    void **x = realloc(*a, n * sizeof **a);
-    if (x != NULL)
-        *a = x;
-    void **y = x != NULL ? realloc(*c, n * sizeof **c) : NULL;
-    if (y != NULL)
-        *c = y;
-    if (x == NULL || y == NULL)
-        return false;
-    *cap = n;
-    return true;
-}
-
 /* Publishes and hands over the batches the reader queues, until stopped. */
 static void publish_loop(relay_loop *l)
 {
-    void **msgs = NULL, **ids = NULL; /* reused between batches */
+    txm_outgoing *out = NULL; /* reused between batches */
+    const char **ids = NULL;
     size_t cap = 0;
     while (!*l->stop) {
         relay_batch *b = pop(l);
@@ -234,10 +219,18 @@ static void publish_loop(relay_loop *l)
             continue;
         txm_error err = {0}, why = {0};
         txm_status st = TXM_OK;
-        if (!scratch_fit(&msgs, &ids, &cap, b->count + 1))
-            st = txm_errf(&err, TXM_NOMEM, "relay: out of memory for a batch of %zu", b->count);
-        if (st == TXM_OK && b->count > 0 &&
-            (st = publish_batch(l, b, (const txm_msg **)msgs, &why)) != TXM_OK) {
+        if (b->count + 1 > cap) {
+            free(out);
+            free(ids);
+            cap = b->count + 1;
+            out = calloc(cap, sizeof *out);
+            ids = calloc(cap, sizeof *ids);
+            if (out == NULL || ids == NULL) {
+                cap = 0;
+                st = txm_errf(&err, TXM_NOMEM, "relay: out of memory for a batch of %zu", b->count);
+            }
+        }
+        if (st == TXM_OK && b->count > 0 && (st = publish_batch(l, b, out, &why)) != TXM_OK) {
             atomic_fetch_add(&l->stats->errors_broker, 1);
             txm_errf(&err, st, "relay: publish of %zu messages failed, will retry: %s", b->count,
                      why.text);
@@ -245,7 +238,7 @@ static void publish_loop(relay_loop *l)
         /* Marking runs beside the next publish; the reader confirms the
          * position once its batch is marked. */
         if (st == TXM_OK)
-            st = hand_to_marker(l, b, (const char **)ids, &err);
+            st = hand_to_marker(l, b, ids, &err);
         release(l);
         if (st == TXM_OK) {
             l->backoff_ms = 0;
@@ -255,20 +248,17 @@ static void publish_loop(relay_loop *l)
         rewind_reader(l);
         relay_back_off(l, &l->backoff_ms);
     }
-    free(msgs);
+    free(out);
     free(ids);
 }
 
 /* After a stop: what is published and marked is confirmed before leaving. */
 static void finish(relay_loop *l)
 {
-    while (l->count > 0) { /* read but not published: read again next time */
-        relay_batch_clear(&l->queue[l->head]);
-        l->head = (l->head + 1) % RELAY_QUEUE;
-        l->count--;
-    }
-    for (size_t i = 0; i < RELAY_QUEUE; i++)
+    for (size_t i = 0; i < RELAY_QUEUE; i++) { /* what is queued is read again next time */
+        relay_batch_clear(&l->queue[i]);
         free(l->queue[i].entries);
+    }
     if (l->marker != NULL) {
         txm_error why = {0};
         relay_marker_drain(l->marker);

@@ -55,6 +55,7 @@ static txm_status register_outbox_metrics(relay_http *h, const char *database_ur
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 1;
+    o.sqlite_cache_kb = RELAY_SQLITE_CACHE_KB;
     o.migrate = false;
     txm_status st = txm_db_open(database_url, &o, &h->db, err);
     if (st == TXM_OK)

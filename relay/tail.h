@@ -9,11 +9,17 @@
 
 #include "txmsg/txmsg.h"
 
+/* SQLite page cache of the relay's connections, KiB: it streams through
+ * the outbox once, so SQLite's default 2 MiB would only add to its memory. */
+#define RELAY_SQLITE_CACHE_KB 256
+
 /* One outbox row as read from the log. */
 typedef struct relay_entry {
     txm_msg *msg;     /* NULL when the row cannot become a valid message */
     char *message_id; /* the row's message_id (may be NULL if absent) */
     char *bad_reason; /* why msg is NULL; NULL otherwise */
+    char *body;       /* msg as a CloudEvents envelope, once the reader encoded it */
+    size_t body_len;
 } relay_entry;
 
 /* A batch of rows, in commit order. */

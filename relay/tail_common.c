@@ -30,6 +30,8 @@ txm_status relay_batch_add(relay_batch *b, txm_msg **msg, const char *message_id
     }
     relay_entry *e = &b->entries[b->count];
     e->msg = m;
+    e->body = NULL;
+    e->body_len = 0;
     e->message_id = message_id != NULL ? strdup(message_id) : NULL;
     e->bad_reason = bad_reason != NULL ? strdup(bad_reason) : NULL;
     if ((message_id != NULL && e->message_id == NULL) ||
@@ -47,6 +49,7 @@ void relay_batch_clear(relay_batch *b)
 {
     for (size_t i = 0; i < b->count; i++) {
         txm_msg_free(b->entries[i].msg);
+        free(b->entries[i].body);
         free(b->entries[i].message_id);
         free(b->entries[i].bad_reason);
     }

@@ -172,6 +172,7 @@ txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **o
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 1;
+    o.sqlite_cache_kb = RELAY_SQLITE_CACHE_KB;
     o.log = cfg->log;
     o.log_ctx = cfg->log_ctx;
     txm_status st = t->cursor_name == NULL ? txm_errf(err, TXM_NOMEM, "relay: out of memory")

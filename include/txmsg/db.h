@@ -22,6 +22,9 @@ typedef struct txm_db_options {
     bool migrate;          /* apply the txmsg schema at open; default true */
     bool sqlite_sync_full; /* SQLite synchronous=FULL (default NORMAL, durable in WAL
                               except on power loss) */
+    int sqlite_cache_kb;   /* SQLite page cache per connection, KiB; 0 (default):
+                              SQLite's own, 2 MiB. A reader that streams through a
+                              table, like the relay, needs little. */
     bool pg_relay_slot;    /* PostgreSQL: create the relay's logical replication slot
                               (txm_db_relay_slot) at open when missing and the schema
                               is brand new, before the outbox exists, so the relay

@@ -116,6 +116,11 @@ static txm_status sqlite_connect(const char *url, const txm_db_options *o,
             c, o->sqlite_sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL", err);
     if (st == TXM_OK)
         st = run_simple(c, "PRAGMA foreign_keys=ON", err);
+    if (st == TXM_OK && o->sqlite_cache_kb > 0) {
+        char sql[64]; /* from an int option, never from input text */
+        snprintf(sql, sizeof sql, "PRAGMA cache_size=-%d", o->sqlite_cache_kb);
+        st = run_simple(c, sql, err);
+    }
     if (st != TXM_OK) {
         sqlite_disconnect(c);
         return st;
