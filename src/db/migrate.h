@@ -5,6 +5,6 @@
 #include "txmsg/db.h"
 
 /* The newest schema version this build knows. */
-#define TXM__SCHEMA_VERSION 1
+#define TXM__SCHEMA_VERSION 2
 
 #endif
