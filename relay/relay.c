@@ -198,7 +198,7 @@ static txm_status hand_to_marker(loop *l, const relay_batch *b, txm_error *err)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     size_t n = 0;
     for (size_t i = 0; i < b->count; i++)
-        if (b->entries[i].msg != NULL)
+        if (b->entries[i].msg != NULL && !b->entries[i].no_row) /* messages mode: no row */
             ids[n++] = txm_msg_id(b->entries[i].msg);
     txm_status st = relay_marker_push(l->marker, ids, n, b->confirm_position, err);
     free(ids);
