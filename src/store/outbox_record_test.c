@@ -29,6 +29,33 @@ static void encode(const txm_msg *m, uint8_t **buf, size_t *len)
     assert_int_equal(txm_outbox_record_encode(m, buf, len, NULL), TXM_OK);
 }
 
+/* The sample message and its record, made by setup for each test. */
+typedef struct encoded {
+    txm_msg *m;
+    uint8_t *buf;
+    size_t len;
+} encoded;
+
+static int encoded_setup(void **state)
+{
+    encoded *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -1;
+    e->m = sample();
+    encode(e->m, &e->buf, &e->len);
+    *state = e;
+    return 0;
+}
+
+static int encoded_teardown(void **state)
+{
+    encoded *e = *state;
+    txm_free(e->buf);
+    txm_msg_free(e->m);
+    free(e);
+    return 0;
+}
+
 static void expect_malformed(const uint8_t *buf, size_t len)
 {
     txm_msg *out = NULL;
@@ -40,11 +67,10 @@ static void expect_malformed(const uint8_t *buf, size_t len)
 
 static void outbox_record_round_trip_keeps_every_field(void **state)
 {
-    (void)state;
-    txm_msg *m = sample();
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    encode(m, &buf, &len);
+    encoded *e = *state;
+    const txm_msg *m = e->m;
+    const uint8_t *buf = e->buf;
+    size_t len = e->len;
     assert_int_equal(buf[0], TXM_OUTBOX_RECORD_VERSION);
     txm_msg *d = NULL;
     assert_int_equal(txm_outbox_record_decode(buf, len, &d, NULL), TXM_OK);
@@ -56,8 +82,6 @@ static void outbox_record_round_trip_keeps_every_field(void **state)
     assert_string_equal(txm_msg_payload(d), txm_msg_payload(m));
     assert_int_equal(txm_msg_created_at_us(d), 1764280000123456LL);
     txm_msg_free(d);
-    txm_free(buf);
-    txm_msg_free(m);
 }
 
 static void outbox_record_empty_source_round_trips(void **state)
@@ -79,11 +103,9 @@ static void outbox_record_empty_source_round_trips(void **state)
 
 static void outbox_record_every_truncation_is_malformed(void **state)
 {
-    (void)state;
-    txm_msg *m = sample();
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    encode(m, &buf, &len);
+    encoded *e = *state;
+    const uint8_t *buf = e->buf;
+    size_t len = e->len;
     for (size_t n = 0; n < len; n++) {
         /* A copy of exactly n bytes, so ASan sees any read past it. */
         uint8_t *cut = malloc(n > 0 ? n : 1);
@@ -91,17 +113,13 @@ static void outbox_record_every_truncation_is_malformed(void **state)
         expect_malformed(n > 0 ? cut : NULL, n);
         free(cut);
     }
-    txm_free(buf);
-    txm_msg_free(m);
 }
 
 static void outbox_record_bad_versions_lengths_and_bytes_are_malformed(void **state)
 {
-    (void)state;
-    txm_msg *m = sample();
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    encode(m, &buf, &len);
+    encoded *e = *state;
+    const uint8_t *buf = e->buf;
+    size_t len = e->len;
     uint8_t *copy = malloc(len + 1);
 
     memcpy(copy, buf, len);
@@ -131,8 +149,6 @@ static void outbox_record_bad_versions_lengths_and_bytes_are_malformed(void **st
     copy[len - 1] = ' ';
     expect_malformed(copy, len);
     free(copy);
-    txm_free(buf);
-    txm_msg_free(m);
 }
 
 /* Builds a record by hand from six strings (lengths as given). */
@@ -173,11 +189,9 @@ static void outbox_record_fields_the_message_refuses_are_malformed(void **state)
 
 static void outbox_record_random_bytes_decode_or_are_malformed(void **state)
 {
-    (void)state;
-    txm_msg *m = sample();
-    uint8_t *good = NULL;
-    size_t len = 0;
-    encode(m, &good, &len);
+    encoded *e = *state;
+    const uint8_t *good = e->buf;
+    size_t len = e->len;
     srand(12345);
     for (int round = 0; round < 20000; round++) {
         size_t n = (size_t)(rand() % (int)(len + 8));
@@ -203,17 +217,14 @@ static void outbox_record_random_bytes_decode_or_are_malformed(void **state)
         txm_msg_free(d);
         free(buf);
     }
-    txm_free(good);
-    txm_msg_free(m);
 }
 
 static void outbox_record_out_of_memory_fails_cleanly(void **state)
 {
-    (void)state;
-    txm_msg *m = sample();
-    uint8_t *good = NULL;
-    size_t len = 0;
-    encode(m, &good, &len);
+    encoded *e = *state;
+    const txm_msg *m = e->m;
+    const uint8_t *good = e->buf;
+    size_t len = e->len;
     bool decoded = false;
     for (long n = 0; n < 64 && !decoded; n++) {
         txm_msg *d = NULL;
@@ -230,20 +241,23 @@ static void outbox_record_out_of_memory_fails_cleanly(void **state)
     assert_int_equal(txm_outbox_record_encode(m, &buf, &len, NULL), TXM_NOMEM);
     txm__alloc_fail_after(-1);
     assert_null(buf);
-    txm_free(good);
-    txm_msg_free(m);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(outbox_record_round_trip_keeps_every_field),
+        cmocka_unit_test_setup_teardown(outbox_record_round_trip_keeps_every_field, encoded_setup,
+                                        encoded_teardown),
         cmocka_unit_test(outbox_record_empty_source_round_trips),
-        cmocka_unit_test(outbox_record_every_truncation_is_malformed),
-        cmocka_unit_test(outbox_record_bad_versions_lengths_and_bytes_are_malformed),
+        cmocka_unit_test_setup_teardown(outbox_record_every_truncation_is_malformed, encoded_setup,
+                                        encoded_teardown),
+        cmocka_unit_test_setup_teardown(outbox_record_bad_versions_lengths_and_bytes_are_malformed,
+                                        encoded_setup, encoded_teardown),
         cmocka_unit_test(outbox_record_fields_the_message_refuses_are_malformed),
-        cmocka_unit_test(outbox_record_random_bytes_decode_or_are_malformed),
-        cmocka_unit_test(outbox_record_out_of_memory_fails_cleanly),
+        cmocka_unit_test_setup_teardown(outbox_record_random_bytes_decode_or_are_malformed,
+                                        encoded_setup, encoded_teardown),
+        cmocka_unit_test_setup_teardown(outbox_record_out_of_memory_fails_cleanly, encoded_setup,
+                                        encoded_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
