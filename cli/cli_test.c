@@ -852,6 +852,51 @@ static void failing_handler_fills_dlq_and_redrive_processes_it(void **state)
     stop_running();
 }
 
+/* ---- outbox mode ---------------------------------------------------------- */
+
+static void outbox_mode_shows_sets_and_is_read_at_open(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    bool pg = fx->combo.db == TXM_TEST_PG;
+    expect_code(cli_run(fx, "outbox", "mode", "--json", NULL), 0);
+    json_t *doc = out_json();
+    assert_string_equal(json_string_value(json_object_get(doc, "outbox_mode")), "table");
+    assert_true(json_is_false(json_object_get(doc, "changed")));
+    json_decref(doc);
+    cli_result *r = cli_run(fx, "outbox", "mode", "messages", NULL);
+    if (!pg) {
+        expect_code(r, 1);
+        expect_text(r->err, "messages mode needs PostgreSQL");
+        expect_code(cli_run(fx, "outbox", "mode", "table", NULL), 0);
+        return;
+    }
+    expect_code(r, 0);
+    expect_text(r->out, "outbox mode: messages (was table); restart the services");
+    /* A handle opened before the change keeps its mode; a new one reads it. */
+    assert_int_equal(txm_outbox_mode_get(fx->db), TXM_OUTBOX_TABLE);
+    txm_db *again = NULL;
+    assert_int_equal(txm_db_open(fx->db_url, NULL, &again, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_mode_get(again), TXM_OUTBOX_MESSAGES);
+    txm_db_close(again);
+    expect_code(cli_run(fx, "outbox", "status", "--json", NULL), 0);
+    doc = out_json();
+    assert_string_equal(json_string_value(json_object_get(doc, "outbox_mode")), "messages");
+    json_decref(doc);
+    r = cli_run(fx, "outbox", "status", NULL);
+    expect_code(r, 0);
+    expect_text(r->out, "messages mode, no backlog table");
+    expect_text(r->out, "lag unknown (see bytes behind)");
+    r = cli_run(fx, "outbox", "list", "--json", NULL);
+    expect_code(r, 0);
+    expect_text(r->err, "only the rows left from table mode");
+    json_decref(out_json());
+    expect_code(cli_run(fx, "outbox", "mode", "table", "--json", NULL), 0);
+    doc = out_json();
+    assert_string_equal(json_string_value(json_object_get(doc, "previous")), "messages");
+    assert_true(json_is_true(json_object_get(doc, "changed")));
+    json_decref(doc);
+}
+
 /* ---- arguments ------------------------------------------------------------ */
 
 static void expect_usage_error(cli_result *r, const char *mention)
@@ -889,6 +934,8 @@ static void bad_arguments_are_usage_errors(void **state)
     expect_usage_error(cli_run(NULL, "dlq", "show", "q1", NULL), "missing ID");
     expect_usage_error(cli_run(NULL, "dlq", "purge", "q1", "q2", NULL), "unexpected argument");
     expect_usage_error(cli_run(NULL, "dlq", "redrive", "q1", NULL), "TXMSG_BROKER_URL");
+    expect_usage_error(cli_run(NULL, "outbox", "mode", "rows", NULL), "unknown mode \"rows\"");
+    expect_usage_error(cli_run(NULL, "outbox", "mode", "table", "messages", NULL), "one mode");
     expect_usage_error(cli_run(NULL, "monitor", NULL), "nothing to check");
     expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "0", NULL), "go together");
     expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "-1", "--queue", "q", NULL),
@@ -920,6 +967,7 @@ static void help_works_on_every_subcommand(void **state)
         {"dlq", "list", "--help"},     {"dlq", "show", "--help"},
         {"dlq", "redrive", "--help"},  {"dlq", "purge", "-h"},
         {"monitor", "--help", NULL},   {"monitor", "-h", NULL},
+        {"outbox", "mode", "--help"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         cli_result *r = cli_run(NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
@@ -937,6 +985,10 @@ int main(void)
         cmocka_unit_test(help_works_on_every_subcommand),
         CLI_TESTS(stuck_messages_fail_monitor_and_dispatch_delivers_them_once),
         CLI_TESTS(status_and_monitor_follow_a_running_relay),
+        {"status_and_monitor_follow_a_running_relay/postgresql-messages+nats",
+         status_and_monitor_follow_a_running_relay, txm_relay_setup, cli_teardown,
+         (void *)&txm_combo_pgmsg_nats},
+        CLI_TESTS(outbox_mode_shows_sets_and_is_read_at_open),
         CLI_TESTS(outbox_purge_removes_only_old_dispatched_messages),
         CLI_TESTS(inbox_purge_removes_only_old_records),
         CLI_TESTS(purge_every_repeats_until_sigterm),

@@ -1,5 +1,6 @@
 /* txmsg outbox: the state of a service's outbox and its relay, listing,
- * dispatching stuck messages by hand, and retention purge. */
+ * dispatching stuck messages by hand, retention purge, and PostgreSQL's
+ * outbox mode (table rows or logical decoding messages). */
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,23 @@ enum {
     OPT_DRY_RUN,
 };
 
+/* True when db publishes in messages mode: no rows to list, dispatch or
+ * purge but those left from table mode. */
+static bool messages_mode(const txm_db *db)
+{
+    return txm_outbox_mode_get(db) == TXM_OUTBOX_MESSAGES;
+}
+
+/* Says on stderr (stdout stays one JSON document) what a command can see
+ * of an outbox in messages mode. */
+static void note_messages_mode(const cli_ctx *ctx, const char *what)
+{
+    fprintf(stderr,
+            "%s: this database is in messages mode: messages travel as logical decoding "
+            "messages in the WAL, not as txmsg_outbox rows, so %s\n",
+            ctx->prog, what);
+}
+
 /* ---- outbox status ------------------------------------------------------ */
 
 static const char STATUS_USAGE[] =
@@ -29,18 +47,28 @@ static const char STATUS_USAGE[] =
     "as dispatched once every relay's cursor has passed it (except rows the relay\n"
     "skipped as invalid) or once `txmsg outbox dispatch` marked it. PostgreSQL: its\n"
     "logical replication slot (active, confirmed_flush_lsn, WAL bytes behind); lag\n"
-    "is the age of the oldest message not dispatched yet.\n\n"
+    "is the age of the oldest message not dispatched yet. In messages mode (txmsg\n"
+    "outbox mode) there is no backlog table: the WAL bytes behind are the lag, and\n"
+    "the counts cover only rows left from table mode.\n\n"
     "  --relay NAME        SQLite cursor (default \"default\") or PostgreSQL slot\n"
     "                      (default txmsg_<database>)\n";
 
-static void print_status_text(const txm_outbox_stats *s, const txm_relay_status *r, bool pg)
+static void print_status_text(const txm_outbox_stats *s, const txm_relay_status *r, bool pg,
+                              bool messages)
 {
     char age[32] = "-", lag[32] = "none";
     if (s->has_oldest)
         cli_duration_format(s->oldest_age_us / 1000, age, sizeof age);
     if (r->has_lag)
         cli_duration_format(r->lag_us / 1000, lag, sizeof lag);
-    printf("outbox: %lld not dispatched", (long long)s->not_dispatched);
+    else if (messages)
+        snprintf(lag, sizeof lag, "unknown (see bytes behind)");
+    if (messages)
+        printf("outbox: messages mode, no backlog table; rows left from table mode: %lld not "
+               "dispatched",
+               (long long)s->not_dispatched);
+    else
+        printf("outbox: %lld not dispatched", (long long)s->not_dispatched);
     if (s->has_oldest)
         printf(", oldest %s old", age);
     printf("\n");
@@ -62,7 +90,7 @@ static json_t *lag_json(bool has, int64_t us)
 }
 
 static int print_status_json(const cli_ctx *ctx, const txm_outbox_stats *s,
-                             const txm_relay_status *r, bool pg)
+                             const txm_relay_status *r, bool pg, txm_outbox_mode mode)
 {
     json_t *relay =
         json_pack("{s:s, s:b, s:s, s:o}", "name", r->name, "found", r->found, "position",
@@ -73,12 +101,12 @@ static int print_status_json(const cli_ctx *ctx, const txm_outbox_stats *s,
     } else if (relay != NULL) {
         json_object_set_new(relay, "rows_behind", json_integer(r->behind));
     }
-    return cli_print_json(ctx, json_pack("{s:s, s:I, s:o, s:I, s:o}", "database",
-                                         pg ? "postgresql" : "sqlite", "not_dispatched",
-                                         (json_int_t)s->not_dispatched,
-                                         "oldest_not_dispatched_age_seconds",
-                                         lag_json(s->has_oldest, s->oldest_age_us), "max_seq",
-                                         (json_int_t)s->max_seq, "relay", relay));
+    return cli_print_json(
+        ctx, json_pack("{s:s, s:s, s:I, s:o, s:I, s:o}", "database", pg ? "postgresql" : "sqlite",
+                       "outbox_mode", txm_outbox_mode_name(mode), "not_dispatched",
+                       (json_int_t)s->not_dispatched, "oldest_not_dispatched_age_seconds",
+                       lag_json(s->has_oldest, s->oldest_age_us), "max_seq", (json_int_t)s->max_seq,
+                       "relay", relay));
 }
 
 static int status_option(cli_ctx *ctx, int c, void *arg)
@@ -101,6 +129,7 @@ static int cmd_status(cli_ctx *ctx, int argc, char **argv)
     if (rc != CLI_OK || (rc = cli_open_db(ctx, &db)) != CLI_OK)
         return rc;
     bool pg = strcmp(txm_db_dialect(db), "postgresql") == 0;
+    txm_outbox_mode mode = txm_outbox_mode_get(db);
     txm_outbox_stats s;
     txm_relay_status r;
     txm_error err;
@@ -111,8 +140,8 @@ static int cmd_status(cli_ctx *ctx, int argc, char **argv)
     if (st != TXM_OK)
         return cli_fail(ctx, "cannot read the outbox: %s", err.text);
     if (ctx->json)
-        return print_status_json(ctx, &s, &r, pg);
-    print_status_text(&s, &r, pg);
+        return print_status_json(ctx, &s, &r, pg, mode);
+    print_status_text(&s, &r, pg, mode == TXM_OUTBOX_MESSAGES);
     return CLI_OK;
 }
 
@@ -121,7 +150,8 @@ static int cmd_status(cli_ctx *ctx, int argc, char **argv)
 static const char LIST_USAGE[] =
     "usage: txmsg outbox list [--not-dispatched] [--older-than DURATION] [--topic T]\n"
     "                         [--limit N] [options]\n"
-    "Lists outbox messages, oldest first.\n\n"
+    "Lists outbox messages, oldest first. In messages mode only the rows left\n"
+    "from table mode are there: messages-mode messages are not stored.\n\n"
     "  --not-dispatched    only messages not dispatched yet\n"
     "  --older-than D      only messages created more than D ago (30s, 5m, 2h, 365d)\n"
     "  --topic T           only messages of topic T\n"
@@ -228,6 +258,8 @@ static int cmd_list(cli_ctx *ctx, int argc, char **argv)
     int rc = parse_list(ctx, argc, argv, &f);
     if (rc != CLI_OK || (rc = cli_open_db(ctx, &db)) != CLI_OK)
         return rc;
+    if (messages_mode(db))
+        note_messages_mode(ctx, "it lists only the rows left from table mode");
     txm_outbox_entry **list = NULL;
     size_t n = 0;
     txm_error err;
@@ -247,7 +279,9 @@ static const char DISPATCH_USAGE[] =
     "Publishes messages not dispatched yet (stuck: the relay is down or behind) to\n"
     "their topics as CloudEvents and marks them dispatched. Safe while the relay\n"
     "runs: a message may then go out twice, which the consumers' inbox (and on NATS\n"
-    "the broker's de-duplication by message id) absorbs.\n\n"
+    "the broker's de-duplication by message id) absorbs. In messages mode only rows\n"
+    "left from table mode can be dispatched: messages-mode messages live in the WAL\n"
+    "until the relay confirms them, and cannot be published again by hand.\n\n"
     "  --id ID             the message with this id\n"
     "  --older-than D      every message created more than D ago (30s, 5m, 2h, 365d)\n"
     "  --dry-run           list what would be dispatched; change nothing\n";
@@ -444,6 +478,8 @@ static int cmd_dispatch(cli_ctx *ctx, int argc, char **argv)
     dispatch_run run = {.ctx = ctx, .dry_run = a.dry_run};
     if (rc == CLI_OK)
         rc = cli_open_db(ctx, &run.db);
+    if (rc == CLI_OK && messages_mode(run.db))
+        note_messages_mode(ctx, "only rows left from table mode can be dispatched");
     if (rc == CLI_OK && !a.dry_run)
         rc = cli_open_transport(ctx, &run.t);
     if (rc == CLI_OK && a.dry_run && ctx->json && (run.messages = json_array()) == NULL)
@@ -469,7 +505,8 @@ static const char PURGE_USAGE[] =
     "Deletes dispatched messages created more than DURATION ago, in batches of N\n"
     "rows, each its own short transaction, until none is left. Messages not\n"
     "dispatched yet are never deleted, and on SQLite neither is a message some\n"
-    "relay's cursor has not passed.\n\n"
+    "relay's cursor has not passed. Messages mode keeps no rows: this purges those\n"
+    "left from table mode.\n\n"
     "  --dispatched        required: only dispatched messages are purged\n"
     "  --older-than D      age cutoff by created_at (30s, 5m, 2h, 365d)\n"
     "  --batch N           rows per transaction, 1..100000 (default 1000)\n"
@@ -494,9 +531,86 @@ static int cmd_purge(cli_ctx *ctx, int argc, char **argv)
     txm_db *db = NULL;
     if (rc != CLI_OK || (rc = cli_open_db(ctx, &db)) != CLI_OK)
         return rc;
+    if (messages_mode(db))
+        note_messages_mode(ctx, "only rows left from table mode are purged");
     rc = cli_purge_run(ctx, db, &p);
     txm_db_close(db);
     return rc;
+}
+
+/* ---- outbox mode ---------------------------------------------------------- */
+
+static const char MODE_USAGE[] =
+    "usage: txmsg outbox mode [table|messages] [options]\n"
+    "Shows how services publish to this database's outbox, or sets it (PostgreSQL).\n"
+    "  table     a txmsg_outbox row per message, in the unit of work: messages can\n"
+    "            be listed, dispatched by hand and purged (the default)\n"
+    "  messages  pg_logical_emit_message in the unit of work, no table write: no\n"
+    "            UPDATE or vacuum, faster; lag shows only as the slot's WAL bytes\n"
+    "            behind, no per-message inspection, and a repeated message id is\n"
+    "            not detected by the writer (the consumers' inboxes absorb it)\n"
+    "Services read the mode when they open the database: restart them after a\n"
+    "change. The relay reads both kinds at all times, so nothing is lost while\n"
+    "old and new processes overlap.\n\n";
+
+static int no_option(cli_ctx *ctx, int c, void *arg)
+{
+    (void)ctx;
+    (void)c;
+    (void)arg;
+    return CLI_NOT_MINE;
+}
+
+/* Parses the optional mode word into *mode; *set tells whether one came. */
+static int parse_mode(cli_ctx *ctx, int argc, char **argv, txm_outbox_mode *mode, bool *set)
+{
+    static const struct option opts[] = {CLI_COMMON_OPTIONS, {NULL, 0, NULL, 0}};
+    int rc = cli_parse_options(ctx, argc, argv, opts, no_option, NULL, true);
+    *set = false;
+    if (rc != CLI_OK || optind >= argc)
+        return rc;
+    if (argc - optind > 1)
+        return cli_usage_error(ctx, "one mode at most: table or messages");
+    *set = true;
+    if (strcmp(argv[optind], "table") == 0)
+        *mode = TXM_OUTBOX_TABLE;
+    else if (strcmp(argv[optind], "messages") == 0)
+        *mode = TXM_OUTBOX_MESSAGES;
+    else
+        return cli_usage_error(ctx, "unknown mode \"%s\": table or messages", argv[optind]);
+    return CLI_OK;
+}
+
+static int cmd_mode(cli_ctx *ctx, int argc, char **argv)
+{
+    cli_begin(ctx, "outbox mode", MODE_USAGE);
+    txm_outbox_mode mode = TXM_OUTBOX_TABLE;
+    bool set = false;
+    txm_db *db = NULL;
+    int rc = parse_mode(ctx, argc, argv, &mode, &set);
+    if (rc != CLI_OK || (rc = cli_open_db(ctx, &db)) != CLI_OK)
+        return rc;
+    txm_outbox_mode was = txm_outbox_mode_get(db);
+    txm_error err;
+    if (set && txm_outbox_set_mode(db, mode, &err) != TXM_OK)
+        rc = cli_fail(ctx, "cannot set the outbox mode: %s", err.text);
+    const char *dialect = txm_db_dialect(db);
+    bool pg = strcmp(dialect, "postgresql") == 0;
+    txm_db_close(db);
+    if (rc != CLI_OK)
+        return rc;
+    txm_outbox_mode now = set ? mode : was;
+    if (ctx->json)
+        return cli_print_json(ctx, json_pack("{s:s, s:s, s:s, s:b}", "database", dialect,
+                                             "outbox_mode", txm_outbox_mode_name(now), "previous",
+                                             txm_outbox_mode_name(was), "changed", now != was));
+    printf("outbox mode: %s", txm_outbox_mode_name(now));
+    if (now != was)
+        printf(" (was %s); restart the services to use it", txm_outbox_mode_name(was));
+    else if (!pg)
+        printf(" (SQLite has the table only)");
+    printf("\n");
+    return CLI_OK;
 }
 
 int cli_outbox(cli_ctx *ctx, int argc, char **argv)
@@ -506,6 +620,7 @@ int cli_outbox(cli_ctx *ctx, int argc, char **argv)
         {"list", cmd_list, "list messages, oldest first"},
         {"dispatch", cmd_dispatch, "publish stuck messages and mark them dispatched"},
         {"purge", cmd_purge, "delete old dispatched messages in batches"},
+        {"mode", cmd_mode, "show or set how services publish (PostgreSQL: table or messages)"},
     };
     return cli_group_run(ctx, "outbox", table, sizeof table / sizeof *table, argc, argv);
 }

@@ -1,6 +1,6 @@
 /* pgoutput protocol version 1 decoder ("Logical Replication Message Formats"
- * in the PostgreSQL protocol documentation): Begin, Commit, Relation and
- * Insert are decoded, the other known messages skipped. Integers are
+ * in the PostgreSQL protocol documentation): Begin, Commit, Relation, Insert
+ * and Message are decoded, the other known messages skipped. Integers are
  * big-endian; every read checks the bytes left first.
  *
  * Thread safety: none needed; a decoder belongs to one tailer, used by one
@@ -73,10 +73,10 @@ static uint64_t rd_u64(reader *r, const char *field)
     return hi << 32 | rd_u32(r, field);
 }
 
-/* A protocol String: bytes up to a NUL, which must lie inside the message.
- * Returns a pointer into the message (NUL-terminated there), NULL on failure;
- * *len gets its length. Names are capped at RELAY_PGOUTPUT_MAX_NAME. */
-static const char *rd_name(reader *r, const char *field, size_t *len)
+/* A protocol String: bytes up to a NUL, which must lie inside the message,
+ * and at most max bytes before it. Returns a pointer into the message
+ * (NUL-terminated there), NULL on failure; *len gets its length. */
+static const char *rd_string(reader *r, const char *field, size_t max, size_t *len)
 {
     *len = 0;
     if (r->field != NULL)
@@ -87,13 +87,19 @@ static const char *rd_name(reader *r, const char *field, size_t *len)
         return NULL;
     }
     size_t n = (size_t)(nul - r->p);
-    if (n > RELAY_PGOUTPUT_MAX_NAME) {
+    if (n > max) {
         fail_at(r, field, "name too long");
         return NULL;
     }
     const char *s = (const char *)take(r, n + 1, field);
     *len = n;
     return s;
+}
+
+/* A name (schema, table, column), capped at RELAY_PGOUTPUT_MAX_NAME. */
+static const char *rd_name(reader *r, const char *field, size_t *len)
+{
+    return rd_string(r, field, RELAY_PGOUTPUT_MAX_NAME, len);
 }
 
 /* Reports the first failure, or bytes left over: a message is decoded whole
@@ -322,6 +328,41 @@ static txm_status decode_insert(relay_pgoutput *d, reader *r, relay_pgoutput_msg
     return TXM_OK;
 }
 
+/* Message (logicalrep_write_message in PostgreSQL's proto.c): Int8 flags,
+ * Int64 LSN, String prefix, Int32 length, Byte[length] content. Protocol 1
+ * sends no xid (that comes only with streamed transactions, version 2 on).
+ * The prefix and content are copied to scratch, so they outlive buf. */
+static txm_status decode_message(relay_pgoutput *d, reader *r, relay_pgoutput_msg *out,
+                                 txm_error *err)
+{
+    size_t prefix_len = 0;
+    uint8_t flags = rd_u8(r, "flags");
+    uint64_t lsn = rd_u64(r, "LSN");
+    /* Any application may emit messages, with prefixes of any length; the
+     * message's own length bounds it. */
+    const char *prefix = rd_string(r, "prefix", SIZE_MAX, &prefix_len);
+    uint32_t len = rd_u32(r, "content length");
+    const uint8_t *content = take(r, len, "content");
+    if (r->field == NULL && (flags & ~RELAY_PGOUTPUT_MESSAGE_TRANSACTIONAL) != 0)
+        fail_at(r, "flags", "unknown flags");
+    txm_status st = finish(r, err);
+    if (st == TXM_OK)
+        st = scratch_reserve(d, prefix_len + 1 + (size_t)len + 1, err);
+    if (st != TXM_OK)
+        return st;
+    char *p = d->scratch;
+    memcpy(p, prefix, prefix_len + 1);
+    if (len > 0)
+        memcpy(p + prefix_len + 1, content, len);
+    p[prefix_len + 1 + len] = '\0'; /* for text content; len still counts the bytes */
+    out->message.flags = flags;
+    out->message.lsn = lsn;
+    out->message.prefix = p;
+    out->message.content = (const uint8_t *)p + prefix_len + 1;
+    out->message.len = len;
+    return TXM_OK;
+}
+
 /* Begin: Int64 final LSN, Int64 commit timestamp, Int32 xid. */
 static txm_status decode_begin(reader *r, relay_pgoutput_msg *out, txm_error *err)
 {
@@ -367,12 +408,14 @@ txm_status relay_pgoutput_decode(relay_pgoutput *d, const uint8_t *buf, size_t l
     case RELAY_PGOUTPUT_INSERT:
         r.what = "Insert";
         return decode_insert(d, &r, out, err);
+    case RELAY_PGOUTPUT_MESSAGE:
+        r.what = "Message";
+        return decode_message(d, &r, out, err);
     case 'O': /* Origin */
     case 'Y': /* Type */
     case 'T': /* Truncate */
     case 'U': /* Update */
     case 'D': /* Delete */
-    case 'M': /* Message */
         /* The publication is for inserts only; the rest carries nothing the
          * relay publishes. */
         out->skipped = true;

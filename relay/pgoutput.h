@@ -31,6 +31,11 @@
 #define RELAY_PGOUTPUT_COMMIT 'C'
 #define RELAY_PGOUTPUT_RELATION 'R'
 #define RELAY_PGOUTPUT_INSERT 'I'
+#define RELAY_PGOUTPUT_MESSAGE 'M'
+
+/* Message flags: the message was emitted inside a transaction (sent between
+ * its Begin and Commit, and only if it committed). */
+#define RELAY_PGOUTPUT_MESSAGE_TRANSACTIONAL 1
 
 typedef struct relay_pgoutput_column {
     uint8_t flags;     /* 1: part of the replica identity key */
@@ -61,7 +66,7 @@ typedef struct relay_pgoutput_value {
  * its next decode, reset or fini. */
 typedef struct relay_pgoutput_msg {
     char type;    /* the message type byte */
-    bool skipped; /* a known type this decoder does not need ('O','Y','T','U','D','M') */
+    bool skipped; /* a known type this decoder does not need ('O','Y','T','U','D') */
     struct {
         uint64_t final_lsn; /* LSN of the transaction's commit record */
         int64_t commit_ts;  /* microseconds since 2000-01-01 */
@@ -73,6 +78,13 @@ typedef struct relay_pgoutput_msg {
         uint64_t end_lsn;    /* end of the transaction: the position to confirm */
         int64_t commit_ts;   /* microseconds since 2000-01-01 */
     } commit;
+    struct {
+        uint8_t flags;          /* RELAY_PGOUTPUT_MESSAGE_TRANSACTIONAL or 0 */
+        uint64_t lsn;           /* LSN of the message's WAL record */
+        const char *prefix;     /* NUL-terminated, as given to pg_logical_emit_message */
+        const uint8_t *content; /* len bytes (any bytes, NULs included) */
+        size_t len;
+    } message;                               /* 'M' */
     const relay_pgoutput_relation *relation; /* 'R' and 'I': the cached table */
     const relay_pgoutput_value *values;      /* 'I': relation->count values, in column order */
     size_t count;                            /* 'I': values */
@@ -99,7 +111,8 @@ void relay_pgoutput_reset(relay_pgoutput *d);
 
 /* Decodes one message of len bytes into *out. A Relation message replaces
  * the cached table of its id; an Insert must name a cached table and carry
- * its column count. Returns TXM_MALFORMED with the reason for a truncated,
+ * its column count; a Message (sent with the option messages 'true') is
+ * copied out whole. Returns TXM_MALFORMED with the reason for a truncated,
  * inconsistent or unknown message (the cache is then unchanged), TXM_TOO_BIG
  * past RELAY_PGOUTPUT_MAX_LEN or a full cache, TXM_NOMEM. Borrows: buf, only
  * during the call. */

@@ -135,6 +135,19 @@ static void build_insert(bytes *b, uint32_t id, const char *const *row, size_t n
     }
 }
 
+/* A Message as pgoutput sends it in protocol 1 (no xid): flags, LSN,
+ * prefix, content length and content. */
+static void build_message(bytes *b, unsigned flags, const char *prefix, const void *content,
+                          size_t len)
+{
+    put_u8(b, 'M');
+    put_u8(b, flags);
+    put_u64(b, 0x16B3760);
+    put_str(b, prefix);
+    put_u32(b, (uint32_t)len);
+    put(b, content, len);
+}
+
 static txm_status decode(relay_pgoutput *d, const bytes *b, relay_pgoutput_msg *m, txm_error *e)
 {
     return relay_pgoutput_decode(d, b->data, b->len, m, e);
@@ -304,7 +317,7 @@ static void pgoutput_skips_messages_it_does_not_need(void **state)
     (void)state;
     relay_pgoutput d;
     relay_pgoutput_init(&d);
-    const char types[] = "OYTUDM";
+    const char types[] = "OYTUD";
     for (size_t i = 0; types[i] != '\0'; i++) {
         uint8_t one = (uint8_t)types[i];
         relay_pgoutput_msg m;
@@ -312,6 +325,70 @@ static void pgoutput_skips_messages_it_does_not_need(void **state)
         assert_true(m.skipped);
         assert_int_equal(m.type, types[i]);
     }
+    relay_pgoutput_fini(&d);
+}
+
+static void pgoutput_message_decodes_and_copies_prefix_and_content(void **state)
+{
+    (void)state;
+    relay_pgoutput d;
+    relay_pgoutput_init(&d);
+    static const uint8_t content[] = {1, 0, 0xff, 'x', 0};
+    bytes b = {.len = 0};
+    build_message(&b, RELAY_PGOUTPUT_MESSAGE_TRANSACTIONAL, "txmsg", content, sizeof content);
+    relay_pgoutput_msg m;
+    assert_int_equal(decode(&d, &b, &m, NULL), TXM_OK);
+    memset(b.data, 0xAA, b.len); /* prefix and content must be copies */
+    assert_int_equal(m.type, 'M');
+    assert_false(m.skipped);
+    assert_int_equal(m.message.flags, RELAY_PGOUTPUT_MESSAGE_TRANSACTIONAL);
+    assert_int_equal(m.message.lsn, 0x16B3760);
+    assert_string_equal(m.message.prefix, "txmsg");
+    assert_int_equal(m.message.len, sizeof content);
+    assert_memory_equal(m.message.content, content, sizeof content);
+
+    /* Non-transactional, empty content, and a prefix longer than any name:
+     * other applications' messages decode too (the tailer ignores them). */
+    char prefix[400];
+    memset(prefix, 'p', sizeof prefix - 1);
+    prefix[sizeof prefix - 1] = '\0';
+    b.len = 0;
+    build_message(&b, 0, prefix, "", 0);
+    assert_int_equal(decode(&d, &b, &m, NULL), TXM_OK);
+    assert_int_equal(m.message.flags, 0);
+    assert_int_equal(m.message.len, 0);
+    assert_string_equal(m.message.prefix, prefix);
+    relay_pgoutput_fini(&d);
+}
+
+static void pgoutput_message_rejects_bad_flags_lengths_and_trailing(void **state)
+{
+    (void)state;
+    relay_pgoutput d;
+    relay_pgoutput_init(&d);
+    relay_pgoutput_msg m;
+    txm_error e;
+    bytes b = {.len = 0};
+    build_message(&b, 2, "txmsg", "abc", 3);
+    assert_int_equal(decode(&d, &b, &m, &e), TXM_MALFORMED);
+    assert_non_null(strstr(e.text, "unknown flags"));
+    b.len = 0;
+    build_message(&b, 1, "txmsg", "abc", 3);
+    b.data[b.len - 4 - 3] = 0x7f; /* content length far past the end */
+    assert_int_equal(decode(&d, &b, &m, &e), TXM_MALFORMED);
+    assert_non_null(strstr(e.text, "truncated at content"));
+    b.len = 0;
+    build_message(&b, 1, "txmsg", "abc", 3);
+    put_u8(&b, 0);
+    assert_int_equal(decode(&d, &b, &m, &e), TXM_MALFORMED);
+    assert_non_null(strstr(e.text, "1 trailing bytes"));
+    b.len = 0;
+    put_u8(&b, 'M');
+    put_u8(&b, 1);
+    put_u64(&b, 1);
+    put(&b, "txmsg", 5); /* prefix without its NUL, to the end */
+    assert_int_equal(decode(&d, &b, &m, &e), TXM_MALFORMED);
+    assert_non_null(strstr(e.text, "prefix"));
     relay_pgoutput_fini(&d);
 }
 
@@ -376,6 +453,9 @@ static void pgoutput_every_truncation_is_malformed(void **state)
     b.len = 0;
     build_insert(&b, OUTBOX_RELID, outbox_row, OUTBOX_NCOLS);
     expect_every_prefix_fails(&d, &b);
+    bytes msg = {.len = 0};
+    build_message(&msg, 1, "txmsg", "\1record", 7);
+    expect_every_prefix_fails(&d, &msg);
     /* The cached outbox relation survived every failed Relation message. */
     relay_pgoutput_msg m;
     assert_int_equal(decode(&d, &b, &m, NULL), TXM_OK);
@@ -542,6 +622,8 @@ static void pgoutput_survives_every_allocation_failure(void **state)
     build_relation(&rel, OUTBOX_RELID, outbox_columns, OUTBOX_NCOLS);
     bytes ins = {.len = 0};
     build_insert(&ins, OUTBOX_RELID, outbox_row, OUTBOX_NCOLS);
+    bytes msg = {.len = 0};
+    build_message(&msg, 1, "txmsg", "\1record", 7);
     bool completed = false;
     for (long n = 0; n < 50 && !completed; n++) {
         relay_pgoutput d;
@@ -549,7 +631,9 @@ static void pgoutput_survives_every_allocation_failure(void **state)
         d.malloc_fn = failing_malloc;
         relay_pgoutput_msg m;
         fail_countdown = n;
-        txm_status st = decode(&d, &rel, &m, NULL);
+        txm_status st = decode(&d, &msg, &m, NULL);
+        if (st == TXM_OK)
+            st = decode(&d, &rel, &m, NULL);
         if (st == TXM_OK)
             st = decode(&d, &ins, &m, NULL);
         fail_countdown = -1;
@@ -683,6 +767,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(pgoutput_relation_with_same_id_replaces_the_cached_one),
         cmocka_unit_test(pgoutput_reset_forgets_relations),
         cmocka_unit_test(pgoutput_skips_messages_it_does_not_need),
+        cmocka_unit_test(pgoutput_message_decodes_and_copies_prefix_and_content),
+        cmocka_unit_test(pgoutput_message_rejects_bad_flags_lengths_and_trailing),
         cmocka_unit_test(pgoutput_rejects_empty_unknown_and_trailing),
         cmocka_unit_test(pgoutput_every_truncation_is_malformed),
         cmocka_unit_test(pgoutput_relation_limits),

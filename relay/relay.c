@@ -151,7 +151,7 @@ static txm_status hand_to_marker(relay_loop *l, const relay_batch *b, const char
 {
     size_t n = 0;
     for (size_t i = 0; i < b->count; i++)
-        if (b->entries[i].msg != NULL)
+        if (b->entries[i].msg != NULL && !b->entries[i].no_row) /* messages mode: no row */
             ids[n++] = txm_msg_id(b->entries[i].msg);
     txm_status st = relay_marker_push(l->marker, ids, n, b->confirm_position, err);
     if (st == TXM_OK && b->confirm_position > atomic_load(&l->pushed))

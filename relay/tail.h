@@ -13,13 +13,15 @@
  * the outbox once, so SQLite's default 2 MiB would only add to its memory. */
 #define RELAY_SQLITE_CACHE_KB 256
 
-/* One outbox row as read from the log. */
+/* One outbox row, or one record of PostgreSQL's messages mode, as read from
+ * the log. */
 typedef struct relay_entry {
     txm_msg *msg;     /* NULL when the row cannot become a valid message */
     char *message_id; /* the row's message_id (may be NULL if absent) */
     char *bad_reason; /* why msg is NULL; NULL otherwise */
     char *body;       /* msg as a CloudEvents envelope, once the reader encoded it */
     size_t body_len;
+    bool no_row; /* from a logical decoding message: no outbox row to mark */
 } relay_entry;
 
 /* A batch of rows, in commit order. */
@@ -76,7 +78,8 @@ txm_status relay_tail_open_pg(const relay_tail_config *cfg, relay_tailer **out, 
 
 /* Batch helpers. */
 void relay_batch_init(relay_batch *b);
-/* Appends an entry, taking *msg (may be NULL with a reason). Copies strings. */
+/* Appends an entry (no_row false), taking *msg (may be NULL with a reason).
+ * Copies strings. */
 txm_status relay_batch_add(relay_batch *b, txm_msg **msg, const char *message_id,
                            const char *bad_reason);
 /* Frees the entries and empties b for reuse. */

@@ -34,6 +34,7 @@ txm_status relay_batch_add(relay_batch *b, txm_msg **msg, const char *message_id
     e->body_len = 0;
     e->message_id = message_id != NULL ? strdup(message_id) : NULL;
     e->bad_reason = bad_reason != NULL ? strdup(bad_reason) : NULL;
+    e->no_row = false;
     if ((message_id != NULL && e->message_id == NULL) ||
         (bad_reason != NULL && e->bad_reason == NULL)) {
         free(e->message_id);

@@ -1,6 +1,8 @@
-/* PostgreSQL tailer: reads outbox inserts in commit order from a logical
- * replication slot with the pgoutput plugin, over libpq's streaming
- * replication protocol (replication=database, START_REPLICATION ... LOGICAL).
+/* PostgreSQL tailer: reads outbox inserts, and the outbox records of
+ * messages mode (transactional logical decoding messages with the prefix
+ * TXM_OUTBOX_MESSAGE_PREFIX), in commit order from a logical replication
+ * slot with the pgoutput plugin, over libpq's streaming replication
+ * protocol (replication=database, START_REPLICATION ... LOGICAL).
  * The slot's flush position advances only to what the caller confirmed, so
  * after any failure PostgreSQL resends everything not yet published.
  *
@@ -55,7 +57,7 @@ typedef struct tail_pg {
     bool standby;            /* the last start found the slot in use */
     relay_pgoutput dec;      /* relation cache of the current session */
     bool in_txn;             /* between a Begin and its Commit */
-    size_t txn_rows;         /* outbox rows of the open transaction */
+    size_t txn_rows;         /* outbox rows and records of the open transaction */
     uint64_t received_lsn;   /* highest WAL position seen in the stream */
     uint64_t confirmed_lsn;  /* the flush position: published and confirmed */
     uint64_t flush_sent;     /* flush position last reported in this session */
@@ -476,7 +478,10 @@ static txm_status slot_busy(tail_pg *t, txm_error *err)
     return txm_errf(err, TXM_BUSY, "relay: slot %s is in use by another relay", t->slot);
 }
 
-/* START_REPLICATION on t->conn from the confirmed position. 55006
+/* START_REPLICATION on t->conn from the confirmed position. Messages are
+ * always asked for, whatever the database's outbox mode: a database may
+ * switch modes while units of work of the other mode are still in the WAL
+ * (PostgreSQL 15 accepts the option with protocol version 1). 55006
  * object_in_use means another relay streams from the slot: TXM_BUSY. */
 static txm_status start_replication(tail_pg *t, txm_error *err)
 {
@@ -484,7 +489,7 @@ static txm_status start_replication(tail_pg *t, txm_error *err)
     char state[6];
     snprintf(sql, sizeof sql,
              "START_REPLICATION SLOT %s LOGICAL %X/%X (proto_version '1', publication_names "
-             "'%s')",
+             "'%s', messages 'true')",
              t->slot, (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn,
              t->publication);
     txm_status st = run(t->conn, sql, PGRES_COPY_BOTH, state, err);
@@ -559,9 +564,39 @@ static txm_status add_row(const relay_pgoutput_msg *m, relay_batch *out, txm_err
     return TXM_OK;
 }
 
+/* Turns a messages-mode record into a batch entry with no row to mark. A
+ * record that does not decode becomes an entry with its reason, like a bad
+ * row: logged, counted and skipped by the relay. */
+static txm_status add_record(const relay_pgoutput_msg *m, relay_batch *out, txm_error *err)
+{
+    txm_msg *msg = NULL;
+    txm_error why = {0};
+    txm_status rec_st = txm_outbox_record_decode(m->message.content, m->message.len, &msg, &why);
+    if (rec_st == TXM_NOMEM)
+        return txm_errf(err, TXM_NOMEM, "relay: out of memory");
+    char reason[TXM_ERROR_TEXT_LEN + 64];
+    snprintf(reason, sizeof reason, "logical decoding message at %X/%X: %s",
+             (unsigned)(m->message.lsn >> 32), (unsigned)m->message.lsn, why.text);
+    const char *id = msg != NULL ? txm_msg_id(msg) : NULL;
+    txm_status st = relay_batch_add(out, &msg, id, rec_st == TXM_OK ? NULL : reason);
+    if (st != TXM_OK)
+        return txm_errf(err, st, "relay: out of memory");
+    out->entries[out->count - 1].no_row = true;
+    return TXM_OK;
+}
+
+/* An outbox record: transactional (so it is inside Begin and Commit, in
+ * commit order, and only if committed) and of our prefix. Other
+ * applications' messages and non-transactional ones are none of ours. */
+static bool is_outbox_record(const tail_pg *t, const relay_pgoutput_msg *m)
+{
+    return t->in_txn && (m->message.flags & RELAY_PGOUTPUT_MESSAGE_TRANSACTIONAL) != 0 &&
+           strcmp(m->message.prefix, TXM_OUTBOX_MESSAGE_PREFIX) == 0;
+}
+
 /* XLogData ('w'): the header, then one pgoutput message. Begin opens a
- * transaction, each Insert into the outbox adds an entry, and Commit makes
- * its end LSN the batch's position to confirm. */
+ * transaction, each Insert into the outbox and each outbox record adds an
+ * entry, and Commit makes its end LSN the batch's position to confirm. */
 static txm_status on_xlogdata(tail_pg *t, const uint8_t *buf, size_t len, relay_batch *out,
                               txm_error *err)
 {
@@ -593,6 +628,11 @@ static txm_status on_xlogdata(tail_pg *t, const uint8_t *buf, size_t len, relay_
             break;
         t->txn_rows++;
         return add_row(&m, out, err);
+    case RELAY_PGOUTPUT_MESSAGE:
+        if (!is_outbox_record(t, &m))
+            break;
+        t->txn_rows++;
+        return add_record(&m, out, err);
     default:
         break;
     }
@@ -673,12 +713,13 @@ static txm_status wait_input(tail_pg *t, long long timeout_ms, bool *interrupted
     return TXM_OK;
 }
 
-/* An XLogData carrying an Insert: one more row, which a full batch leaves
- * for the next call. */
-static bool is_insert(const char *buf, int len)
+/* An XLogData carrying an Insert or a Message: maybe one more entry, which
+ * a full batch leaves for the next call. */
+static bool may_add_entry(const char *buf, int len)
 {
     return len > XLOGDATA_HEADER_LEN && buf[0] == 'w' &&
-           buf[XLOGDATA_HEADER_LEN] == RELAY_PGOUTPUT_INSERT;
+           (buf[XLOGDATA_HEADER_LEN] == RELAY_PGOUTPUT_INSERT ||
+            buf[XLOGDATA_HEADER_LEN] == RELAY_PGOUTPUT_MESSAGE);
 }
 
 /* Worth returning: at a transaction boundary with something to give
@@ -691,7 +732,7 @@ static bool batch_ready(const tail_pg *t, const relay_batch *out)
 /* Reads the stream into out until a transaction boundary with nothing more
  * buffered, or the deadline. A full batch still takes the messages that add
  * no row, waiting for the next one if need be, so the Commit right after its
- * last row lands in it; an Insert is held back for the next call. pgoutput
+ * last row lands in it; an Insert or Message is held back for the next call. pgoutput
  * sends a transaction in one go once it is committed, so that wait is short. */
 static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *out, txm_error *err)
 {
@@ -703,7 +744,7 @@ static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *
         char *buf = t->held;
         int n = buf != NULL ? t->held_len : PQgetCopyData(t->conn, &buf, 1);
         t->held = NULL;
-        if (n > 0 && out->count >= max && is_insert(buf, n)) {
+        if (n > 0 && out->count >= max && may_add_entry(buf, n)) {
             t->held = buf;
             t->held_len = n;
             return TXM_OK;

@@ -1,8 +1,11 @@
 /* PostgreSQL tailer (tail_pg.c) against a real server: commit order and
  * fields, rollbacks, large transactions split across batches, resuming from
  * the confirmed position, a standby waiting for the slot, and a PostgreSQL
- * restart. Skipped without TXMSG_TEST_PG_URL. The restart case restarts the
- * shared test cluster, so this program must run alone (RUN_SERIAL). */
+ * restart. The first cases run again with the database in messages mode
+ * (pg_logical_emit_message records instead of rows), and two more mix the
+ * modes and bad records. Skipped without TXMSG_TEST_PG_URL. The restart case
+ * restarts the shared test cluster, so this program must run alone
+ * (RUN_SERIAL). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +32,7 @@ typedef struct fixture {
     txm_db *db;
     char slot[64];
     relay_tail_config cfg;
+    bool messages;         /* the database is in messages mode */
     int log_errors;        /* log calls at level 3 */
     char last_error[1024]; /* text of the last of them */
 } fixture;
@@ -87,6 +91,23 @@ static int setup(void **state)
     fx->cfg.publication_name = "txmtest_pub";
     fx->cfg.log = record_log;
     fx->cfg.log_ctx = fx;
+    return 0;
+}
+
+/* The same fixture with the database in messages mode. */
+static int setup_messages(void **state)
+{
+    if (setup(state) != 0)
+        return -1;
+    fixture *fx = *state;
+    if (fx->db == NULL)
+        return 0;
+    txm_error err = {0};
+    if (txm_outbox_set_mode(fx->db, TXM_OUTBOX_MESSAGES, &err) != TXM_OK) {
+        fprintf(stderr, "setup: %s\n", err.text);
+        return -1;
+    }
+    fx->messages = true;
     return 0;
 }
 
@@ -273,6 +294,7 @@ static void tail_pg_reads_messages_in_commit_order_with_their_fields(void **stat
             const txm_msg *m = b.entries[i].msg;
             assert_non_null(m);
             assert_null(b.entries[i].bad_reason);
+            assert_int_equal(b.entries[i].no_row, fx->messages);
             assert_string_equal(b.entries[i].message_id, txm_msg_id(sent[got]));
             assert_string_equal(txm_msg_id(m), txm_msg_id(sent[got]));
             assert_string_equal(txm_msg_source(m), "orders");
@@ -655,6 +677,87 @@ static void tail_pg_recovers_after_postgresql_restart(void **state)
     free_msgs(c, 2);
 }
 
+/* Emits a logical decoding message in its own transaction (or outside
+ * any, transactional false) with content given as bytea hex text. */
+static void emit(fixture *fx, bool transactional, const char *prefix, const char *hex)
+{
+    txm_value p[3] = {TXM_INT(transactional ? 1 : 0), TXM_TEXT(prefix), TXM_TEXT(hex)};
+    txm_error err = {0};
+    txm_status st =
+        txm_db_exec(fx->db, "SELECT pg_logical_emit_message($1::int = 1, $2, $3::bytea)", p, 3,
+                    NULL, NULL, &err);
+    if (st != TXM_OK)
+        fail_msg("emit: %s", err.text);
+}
+
+/* A database switched between modes while the relay streams: rows and
+ * records come in one stream, in commit order; other applications' messages
+ * and non-transactional ones are ignored. */
+static void tail_pg_mixes_rows_and_records_in_commit_order(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    txm_msg *sent[4] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    assert_int_equal(txm_outbox_set_mode(fx->db, TXM_OUTBOX_MESSAGES, NULL), TXM_OK);
+    emit(fx, true, "another_app", "\\x0102");
+    emit(fx, false, TXM_OUTBOX_MESSAGE_PREFIX, "\\x01");
+    commit_messages(fx, 2, "order--created", false, sent + 1);
+    assert_int_equal(txm_outbox_set_mode(fx->db, TXM_OUTBOX_TABLE, NULL), TXM_OK);
+    commit_messages(fx, 1, "order--created", false, sent + 3);
+    relay_batch b;
+    relay_batch_init(&b);
+    txm_error err = {0};
+    size_t got = 0;
+    while (got < 4) {
+        assert_int_equal(t->ops->next(t, 100, WAIT_MS, &b, &err), TXM_OK);
+        for (size_t i = 0; i < b.count; i++, got++) {
+            assert_true(got < 4);
+            assert_non_null(b.entries[i].msg);
+            assert_string_equal(b.entries[i].message_id, txm_msg_id(sent[got]));
+            assert_int_equal(b.entries[i].no_row, got == 1 || got == 2);
+        }
+        relay_batch_clear(&b);
+    }
+    free(b.entries);
+    expect_nothing(t, 300);
+    t->ops->close(t);
+    free_msgs(sent, 4);
+    assert_int_equal(fx->log_errors, 0);
+}
+
+/* A record that does not decode comes as an entry with a reason, and the
+ * records after it still come. */
+static void tail_pg_bad_record_becomes_an_entry_with_a_reason(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    emit(fx, true, TXM_OUTBOX_MESSAGE_PREFIX, "\\x09deadbeefdeadbeefdeadbeef");
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    relay_batch b;
+    relay_batch_init(&b);
+    txm_error err = {0};
+    size_t got = 0;
+    while (got < 2) {
+        assert_int_equal(t->ops->next(t, 100, WAIT_MS, &b, &err), TXM_OK);
+        for (size_t i = 0; i < b.count; i++, got++) {
+            assert_true(b.entries[i].no_row);
+            if (got == 0) {
+                assert_null(b.entries[i].msg);
+                assert_null(b.entries[i].message_id);
+                assert_non_null(strstr(b.entries[i].bad_reason, "unknown version 9"));
+            } else {
+                assert_string_equal(b.entries[i].message_id, txm_msg_id(sent[0]));
+            }
+        }
+        relay_batch_clear(&b);
+    }
+    free(b.entries);
+    t->ops->close(t);
+    free_msgs(sent, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -678,6 +781,21 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_pg_refuses_a_new_slot_over_undispatched_rows, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_recovers_after_postgresql_restart, setup, teardown),
+        /* Messages mode. */
+        cmocka_unit_test_setup_teardown(tail_pg_reads_messages_in_commit_order_with_their_fields,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_rolled_back_transaction_yields_nothing,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_large_transaction_is_split_with_position_on_last,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_reopen_resumes_after_confirmed_position,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_second_tailer_is_busy_until_the_first_closes,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_mixes_rows_and_records_in_commit_order, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_bad_record_becomes_an_entry_with_a_reason,
+                                        setup_messages, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

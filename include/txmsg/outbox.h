@@ -18,9 +18,13 @@ extern "C" {
 /* One outbox row: the message and its dispatch bookkeeping. */
 typedef struct txm_outbox_entry txm_outbox_entry;
 
-/* Adds msg to the outbox inside uow. Owns: takes *msg on every path and sets
- * *msg = NULL. Returns TXM_ALREADY_PUBLISHED if its id exists (the unit of
- * work then fails). Thread: the uow's thread. */
+/* Adds msg to the outbox inside uow: a txmsg_outbox row, or in PostgreSQL's
+ * messages mode (txm_outbox_mode_get) a transactional logical decoding
+ * message carrying its record (txm_outbox_record_encode). Owns: takes *msg
+ * on every path and sets *msg = NULL. Returns TXM_ALREADY_PUBLISHED if its id
+ * exists in the table (the unit of work then fails); messages mode keeps no
+ * table and does not detect a repeated id (consumers' inboxes absorb it).
+ * Thread: the uow's thread. */
 TXM_API txm_status txm_outbox_publish(txm_uow *uow, txm_msg **msg, txm_error *err);
 
 /* Reads one row by message id. Returns TXM_NOT_FOUND when absent.
@@ -56,6 +60,55 @@ TXM_API txm_status txm_outbox_oldest_age(txm_db *db, int64_t *age_us, bool *foun
 
 /* Number of not-dispatched messages. */
 TXM_API txm_status txm_outbox_count_not_dispatched(txm_db *db, int64_t *count, txm_error *err);
+
+/* Which way txm_outbox_publish records a message on PostgreSQL (SQLite has
+ * the table only). Append only. */
+typedef enum {
+    TXM_OUTBOX_TABLE,    /* a row in txmsg_outbox: listed, dispatched by hand, purged */
+    TXM_OUTBOX_MESSAGES, /* pg_logical_emit_message(true, 'txmsg', record): no row; the
+                            relay decodes it from the slot */
+} txm_outbox_mode;
+
+/* The mode db's publishes use: the database's setting "outbox_mode" in
+ * txmsg_settings, read once when db opened (or as last set through db by
+ * txm_outbox_set_mode). TXM_OUTBOX_TABLE on SQLite, for NULL, and when the
+ * setting is absent. Thread: any. */
+TXM_API txm_outbox_mode txm_outbox_mode_get(const txm_db *db);
+
+/* Stores mode as the database's setting and uses it for db's own publishes
+ * from now on. Other processes, and other handles, keep the mode they read
+ * at open until they open the database again (restart them). Units of work
+ * of both modes may be in flight meanwhile: the relay reads both.
+ * TXM_UNSUPPORTED for TXM_OUTBOX_MESSAGES on SQLite, TXM_INVALID for NULL or
+ * an unknown mode, TXM_DB. Thread: any. */
+TXM_API txm_status txm_outbox_set_mode(txm_db *db, txm_outbox_mode mode, txm_error *err);
+
+/* "table" or "messages"; "" for an unknown value. */
+TXM_API const char *txm_outbox_mode_name(txm_outbox_mode mode);
+
+/* The prefix of the logical decoding messages of TXM_OUTBOX_MESSAGES. */
+#define TXM_OUTBOX_MESSAGE_PREFIX "txmsg"
+/* The version byte the record starts with. */
+#define TXM_OUTBOX_RECORD_VERSION 1
+
+/* Encodes msg's outbox fields as the binary record messages mode emits:
+ * Byte1 version (TXM_OUTBOX_RECORD_VERSION), Int64 created_at in
+ * microseconds since the Unix epoch, then six Int32 length-prefixed strings
+ * without NUL: message_id, source, aggregate_id, correlation_id, topic, the
+ * payload's compact JSON text. Integers are big-endian. Returns TXM_INVALID
+ * for NULL, TXM_NOMEM. Owns: *out is the caller's (txm_free), *len its
+ * bytes. */
+TXM_API txm_status txm_outbox_record_encode(const txm_msg *msg, uint8_t **out, size_t *len,
+                                            txm_error *err);
+
+/* Decodes a record of len bytes into a new message. Any byte string either
+ * decodes or fails with TXM_MALFORMED and the reason (unknown version,
+ * truncated, trailing bytes, a NUL or an over-long field, a field
+ * txm_msg_new_trusted refuses: the payload, validated when the record was
+ * written, is only checked for its shape); never reads past len. TXM_NOMEM. Owns: *out is
+ * the caller's (txm_msg_free), NULL on failure. Borrows buf during the call. */
+TXM_API txm_status txm_outbox_record_decode(const uint8_t *buf, size_t len, txm_msg **out,
+                                            txm_error *err);
 
 /* Entry getters. Borrows: valid while the entry lives. */
 TXM_API const txm_msg *txm_outbox_entry_msg(const txm_outbox_entry *e);

@@ -71,6 +71,7 @@ txm_status txm_db_open(const char *url, const txm_db_options *opts, txm_db **out
     pthread_cond_init(&db->cv, NULL);
     txm__write_queue_init(&db->writers);
     atomic_init(&db->busy_waits, 0);
+    atomic_init(&db->outbox_mode, TXM_OUTBOX_TABLE);
 
     /* Connect once now, so a wrong URL fails here and not at first use. */
     txm__conn *conn = NULL;
@@ -78,6 +79,9 @@ txm_status txm_db_open(const char *url, const txm_db_options *opts, txm_db **out
     txm__db_release(db, conn);
     if (st == TXM_OK && db->opts.migrate)
         st = txm_db_migrate(db, err);
+    /* Read once: a changed setting reaches running processes at restart. */
+    if (st == TXM_OK)
+        st = txm__db_settings_load(db, err);
     if (st != TXM_OK) {
         txm_db_close(db);
         return st;

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "txmsg/db.h"
+#include "txmsg/outbox.h"
 
 typedef struct txm__conn txm__conn; /* one driver connection, used by one thread at a time */
 
@@ -35,6 +36,20 @@ txm_status txm__conn_exec(txm_db *db, txm__conn *conn, const char *sql, const tx
 txm_status txm__conn_begin(txm_db *db, txm__conn *conn, txm_error *err);
 txm_status txm__conn_commit(txm_db *db, txm__conn *conn, txm_error *err);
 void txm__conn_rollback(txm_db *db, txm__conn *conn);
+
+/* Reads the database's settings into db (settings.c): PostgreSQL's outbox
+ * mode; nothing on SQLite. A schema without txmsg_settings (older than
+ * version 2, opened without migrating) reads as the defaults. An unknown
+ * value is logged and read as TXM_OUTBOX_TABLE. TXM_DB when a query fails. */
+txm_status txm__db_settings_load(txm_db *db, txm_error *err);
+
+/* Stores value under name in txmsg_settings (insert or replace), in
+ * autocommit. TXM_STATE when the schema has no txmsg_settings yet. */
+txm_status txm__db_setting_put(txm_db *db, const char *name, const char *value, txm_error *err);
+
+/* The outbox mode of db's publishes; setting it changes this handle only. */
+txm_outbox_mode txm__db_outbox_mode(const txm_db *db);
+void txm__db_set_outbox_mode(txm_db *db, txm_outbox_mode mode);
 
 /* Builds a result set row by row (drivers use these). */
 txm_rows *txm__rows_new(size_t columns);

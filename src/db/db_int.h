@@ -85,6 +85,9 @@ struct txm_db {
      * write lock. */
     txm__write_queue writers;
     atomic_uint_least64_t busy_waits;
+    /* PostgreSQL: the txm_outbox_mode publishes use, read at open
+     * (settings.c) and changed by txm_outbox_set_mode on this handle. */
+    atomic_int outbox_mode;
 };
 
 /* The number of statements each connection keeps prepared. */

@@ -78,8 +78,15 @@ static const char *const sqlite_v2[] = {
     NULL,
 };
 
+/* Settings of the database itself, read by every process that opens it:
+ * "outbox_mode" ("table" or "messages", txm_outbox_set_mode). */
+static const char *const pg_v2[] = {
+    "CREATE TABLE txmsg_settings (name text PRIMARY KEY, value text NOT NULL)",
+    NULL,
+};
+
 static const migration sqlite_migrations[] = {{1, sqlite_v1}, {2, sqlite_v2}};
-static const migration pg_migrations[] = {{1, pg_v1}};
+static const migration pg_migrations[] = {{1, pg_v1}, {2, pg_v2}};
 
 static const char SQL_SQLITE_TABLE[] =
     "CREATE TABLE IF NOT EXISTS txmsg_schema_migrations ("

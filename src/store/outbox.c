@@ -78,6 +78,53 @@ static const char PG_MARK[] =
     " approximate_dispatch_count = approximate_dispatch_count + 1"
     " WHERE message_id IN (SELECT json_array_elements_text($2::json))";
 
+/* Messages mode: the record travels as bytea text in hex form ("\\x..."),
+ * bound like any parameter. Transactional, so the message is decoded only
+ * if the unit of work commits, in its commit order. */
+static const char PG_EMIT[] =
+    "SELECT pg_logical_emit_message(true, '" TXM_OUTBOX_MESSAGE_PREFIX "', $1::bytea)";
+
+/* Emits m's record inside uow. No table, so a repeated message id is not
+ * detected here; the consumers' inboxes absorb it. */
+static txm_status publish_message(txm_uow *uow, const txm_msg *m, txm_error *err)
+{
+    static const char HEX[] = "0123456789abcdef";
+    if (uow->failed != TXM_OK) {
+        if (err != NULL)
+            *err = uow->failure;
+        return uow->failed;
+    }
+    uint8_t *rec = NULL;
+    size_t len = 0;
+    txm_error local = {0};
+    txm_status st = txm_outbox_record_encode(m, &rec, &len, &local);
+    char *text = st == TXM_OK ? txm__malloc(2 * len + 3) : NULL;
+    if (st == TXM_OK && text == NULL)
+        st = txm_errf(&local, TXM_NOMEM, "outbox: out of memory");
+    /* As a failing INSERT would, a message that cannot be emitted fails the
+     * unit of work: its commit must not go through without it. */
+    if (st != TXM_OK) {
+        uow->failed = st;
+        uow->failure = local;
+        if (err != NULL)
+            *err = local;
+    }
+    if (st == TXM_OK) {
+        text[0] = '\\';
+        text[1] = 'x';
+        for (size_t i = 0; i < len; i++) {
+            text[2 + 2 * i] = HEX[rec[i] >> 4];
+            text[3 + 2 * i] = HEX[rec[i] & 15];
+        }
+        text[2 + 2 * len] = '\0';
+        txm_value p = TXM_TEXT(text);
+        st = txm__uow_exec(uow, PG_EMIT, &p, 1, NULL, NULL, TXM_OK, err);
+    }
+    free(text);
+    free(rec);
+    return st;
+}
+
 txm_status txm_outbox_publish(txm_uow *uow, txm_msg **msg, txm_error *err)
 {
     if (msg == NULL || *msg == NULL || uow == NULL) {
@@ -89,6 +136,12 @@ txm_status txm_outbox_publish(txm_uow *uow, txm_msg **msg, txm_error *err)
     }
     txm_msg *m = *msg;
     *msg = NULL;
+    if (txm__db_dialect(uow->db) == TXM__DIALECT_PG &&
+        txm__db_outbox_mode(uow->db) == TXM_OUTBOX_MESSAGES) {
+        txm_status st = publish_message(uow, m, err);
+        txm_msg_free(m);
+        return st;
+    }
     char created[TXM_TIME_LEN + 1];
     txm_time_format(txm_msg_created_at_us(m), created);
     txm_value p[7] = {

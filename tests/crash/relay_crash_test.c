@@ -1,6 +1,7 @@
 /* Crash safety of the relay: 20,000 messages committed by 4 writers while
  * the relay is SIGKILLed at 3 random moments and restarted. Every message
- * reaches a consumer behind an inbox, which applies each exactly once. */
+ * reaches a consumer behind an inbox, which applies each exactly once. On
+ * every database x transport pair, and PostgreSQL's messages mode. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -112,7 +113,9 @@ static void relay_killed_three_times_loses_nothing_and_applies_once(void **state
     int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-    assert_int_equal(scalar(fx->db, "SELECT count(*) FROM txmsg_outbox"), total);
+    /* Messages mode writes no row: every message came through the slot. */
+    assert_int_equal(scalar(fx->db, "SELECT count(*) FROM txmsg_outbox"),
+                     fx->combo.messages ? 0 : total);
     assert_int_equal(scalar(fx->consumer_db, "SELECT count(DISTINCT message_id) FROM effects"),
                      total);
     assert_int_equal(scalar(fx->consumer_db, "SELECT count(*) FROM effects"), total);
@@ -122,6 +125,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         TXM_RELAY_TESTS(relay_killed_three_times_loses_nothing_and_applies_once),
+        TXM_RELAY_TESTS_PGMSG(relay_killed_three_times_loses_nothing_and_applies_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,10 +14,11 @@
 
 #include "testproc.h"
 
-const txm_relay_combo txm_combo_sqlite_embedded = {TXM_TEST_SQLITE, TXM_TEST_EMBEDDED};
-const txm_relay_combo txm_combo_sqlite_nats = {TXM_TEST_SQLITE, TXM_TEST_NATS};
-const txm_relay_combo txm_combo_pg_embedded = {TXM_TEST_PG, TXM_TEST_EMBEDDED};
-const txm_relay_combo txm_combo_pg_nats = {TXM_TEST_PG, TXM_TEST_NATS};
+const txm_relay_combo txm_combo_sqlite_embedded = {TXM_TEST_SQLITE, TXM_TEST_EMBEDDED, false};
+const txm_relay_combo txm_combo_sqlite_nats = {TXM_TEST_SQLITE, TXM_TEST_NATS, false};
+const txm_relay_combo txm_combo_pg_embedded = {TXM_TEST_PG, TXM_TEST_EMBEDDED, false};
+const txm_relay_combo txm_combo_pg_nats = {TXM_TEST_PG, TXM_TEST_NATS, false};
+const txm_relay_combo txm_combo_pgmsg_nats = {TXM_TEST_PG, TXM_TEST_NATS, true};
 
 int txm_relay_setup(void **state)
 {
@@ -45,6 +46,10 @@ int txm_relay_setup(void **state)
     if (fx->db_url == NULL || txm_db_open(fx->db_url, NULL, &fx->db, &err) != TXM_OK ||
         txm_transport_open(fx->broker_url, NULL, &fx->t, &err) != TXM_OK ||
         txm_db_open(consumer_url, NULL, &fx->consumer_db, &err) != TXM_OK) {
+        fprintf(stderr, "relay setup: %s\n", err.text);
+        return -1;
+    }
+    if (fx->combo.messages && txm_outbox_set_mode(fx->db, TXM_OUTBOX_MESSAGES, &err) != TXM_OK) {
         fprintf(stderr, "relay setup: %s\n", err.text);
         return -1;
     }

@@ -13,12 +13,14 @@
 typedef struct txm_relay_combo {
     txm_test_backend db;
     txm_test_transport transport;
+    bool messages; /* PostgreSQL: the database is in messages mode (no outbox rows) */
 } txm_relay_combo;
 
 extern const txm_relay_combo txm_combo_sqlite_embedded;
 extern const txm_relay_combo txm_combo_sqlite_nats;
 extern const txm_relay_combo txm_combo_pg_embedded;
 extern const txm_relay_combo txm_combo_pg_nats;
+extern const txm_relay_combo txm_combo_pgmsg_nats;
 
 typedef struct txm_relay_fixture {
     txm_relay_combo combo;
@@ -90,6 +92,13 @@ void txm_relay_commit(txm_relay_fixture *fx, const char *topic, int n, char *id_
      (void *)&txm_combo_pg_embedded},                                                              \
     {                                                                                              \
 #f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown, (void *)&txm_combo_pg_nats  \
+    }
+
+/* One entry for f: PostgreSQL in messages mode, with NATS. */
+#define TXM_RELAY_TESTS_PGMSG(f)                                                                   \
+    {                                                                                              \
+#f "/postgresql-messages+nats", f, txm_relay_setup, txm_relay_teardown,                    \
+            (void *)&txm_combo_pgmsg_nats                                                          \
     }
 
 #endif
