@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "pgoutput.h"
+#include "tail.h"
 
 #define OUTBOX_RELID 16385u
 
@@ -755,10 +756,32 @@ static void pgoutput_data_cases_return_expected_statuses(void **state)
     assert_int_equal(failed, 0);
 }
 
+/* jsonb's text loses its white space between tokens, never inside strings
+ * (escaped quotes and backslashes included). */
+static void json_compact_drops_space_between_tokens_only(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"{\"a\": 1, \"b\": [2, 3]}", "{\"a\":1,\"b\":[2,3]}"},
+        {"{\"s\": \"x y\\\" z\", \"t\": \"\\\\\", \"u\": \" \"}",
+         "{\"s\":\"x y\\\" z\",\"t\":\"\\\\\",\"u\":\" \"}"},
+        {" [ {} ,\t\n[ ] ] ", "[{},[]]"},
+        {"{\"n\": 0, \"note\": \"caf\u00e9 \u00e0\"}", "{\"n\":0,\"note\":\"caf\u00e9 \u00e0\"}"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char out[128];
+        size_t n = relay_json_compact(cases[i][0], strlen(cases[i][0]), out);
+        assert_string_equal(out, cases[i][1]);
+        assert_int_equal(n, strlen(cases[i][1]));
+    }
+}
+
 int main(int argc, char **argv)
 {
     find_data_dir(argc, argv);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(json_compact_drops_space_between_tokens_only),
         cmocka_unit_test(pgoutput_begin_decodes_every_field),
         cmocka_unit_test(pgoutput_commit_decodes_every_field),
         cmocka_unit_test(pgoutput_relation_is_cached_with_its_columns),

@@ -91,6 +91,10 @@ txm_status relay_row_to_msg(const char *message_id, const char *source, const ch
                             const char *correlation_id, const char *topic, const char *payload,
                             const char *created_at, txm_msg **out, txm_error *err);
 
+/* Copies len bytes of valid JSON text to out (len + 1 bytes) without the
+ * white space between tokens, NUL-terminated. Returns the bytes written. */
+size_t relay_json_compact(const char *text, size_t len, char *out);
+
 /* Milliseconds on the monotonic clock, for deadlines. */
 long long relay_mono_ms(void);
 

@@ -94,6 +94,26 @@ txm_status relay_row_to_msg(const char *message_id, const char *source, const ch
                                strlen(payload), created_us, out, err);
 }
 
+size_t relay_json_compact(const char *text, size_t len, char *out)
+{
+    size_t n = 0;
+    bool in_string = false, escaped = false;
+    for (size_t i = 0; i < len; i++) {
+        char c = text[i];
+        if (in_string) {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            continue;
+        } else {
+            in_string = c == '"';
+        }
+        out[n++] = c;
+    }
+    out[n] = '\0';
+    return n;
+}
+
 long long relay_mono_ms(void)
 {
     struct timespec ts;

@@ -65,6 +65,8 @@ typedef struct tail_pg {
     long long status_due_ms; /* monotonic time when a status update is due */
     char *held;              /* a CopyData message read but left for the next batch */
     int held_len;            /* its bytes */
+    char *payload;           /* an Insert's payload made compact, reused */
+    size_t payload_cap;
 } tail_pg;
 
 /* What pg_replication_slots says about the slot. */
@@ -545,9 +547,29 @@ static txm_status start_stream(tail_pg *t, txm_error *err)
     return TXM_OK;
 }
 
+/* jsonb prints {"a": 1, "b": [2, 3]}: the payload goes out compact, as
+ * txm_msg_new wrote it, with the white space between tokens dropped (jsonb
+ * text is valid JSON, so nothing is parsed). NULL stays NULL; when out of
+ * memory the text goes as it is. Borrows: valid until the next call. */
+static const char *compact_payload(tail_pg *t, const char *text)
+{
+    if (text == NULL)
+        return NULL;
+    size_t len = strlen(text);
+    if (len + 1 > t->payload_cap) {
+        char *p = realloc(t->payload, len + 1);
+        if (p == NULL)
+            return text;
+        t->payload = p;
+        t->payload_cap = len + 1;
+    }
+    relay_json_compact(text, len, t->payload);
+    return t->payload;
+}
+
 /* Turns an Insert into the outbox into a batch entry, found by column name.
  * A row that is not a valid message becomes an entry with its reason. */
-static txm_status add_row(const relay_pgoutput_msg *m, relay_batch *out, txm_error *err)
+static txm_status add_row(tail_pg *t, const relay_pgoutput_msg *m, relay_batch *out, txm_error *err)
 {
     const char *id = relay_pgoutput_text(m, "message_id");
     txm_msg *msg = NULL;
@@ -555,7 +577,8 @@ static txm_status add_row(const relay_pgoutput_msg *m, relay_batch *out, txm_err
     txm_status row_st = relay_row_to_msg(
         id, relay_pgoutput_text(m, "source"), relay_pgoutput_text(m, "aggregate_id"),
         relay_pgoutput_text(m, "correlation_id"), relay_pgoutput_text(m, "topic"),
-        relay_pgoutput_text(m, "payload"), relay_pgoutput_text(m, "created_at"), &msg, &why);
+        compact_payload(t, relay_pgoutput_text(m, "payload")), relay_pgoutput_text(m, "created_at"),
+        &msg, &why);
     if (row_st == TXM_NOMEM)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     txm_status st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
@@ -627,7 +650,7 @@ static txm_status on_xlogdata(tail_pg *t, const uint8_t *buf, size_t len, relay_
         if (strcmp(m.relation->name, OUTBOX_TABLE) != 0)
             break;
         t->txn_rows++;
-        return add_row(&m, out, err);
+        return add_row(t, &m, out, err);
     case RELAY_PGOUTPUT_MESSAGE:
         if (!is_outbox_record(t, &m))
             break;
@@ -825,6 +848,7 @@ static void pg_close(relay_tailer *base)
     disconnect(t);
     relay_pgoutput_fini(&t->dec);
     free(t->url);
+    free(t->payload);
     free(t);
 }
 
