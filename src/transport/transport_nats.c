@@ -747,6 +747,9 @@ static txm_status nats_publish(txm__broker *b, const txm_outgoing *msgs, size_t 
     pthread_mutex_unlock(&b->batch_mu);
     for (size_t i = 0; i < n; i++)
         send_one(b, &pb, &msgs[i], i);
+    /* Out now rather than when libnats' flusher thread gets to it: a
+     * round trip saves the milliseconds a lone message would wait there. */
+    natsConnection_FlushTimeout(b->nc, b->publish_timeout_ms);
     wait_batch(b, &pb, deadline);
     pthread_mutex_lock(&b->batch_mu);
     b->batch = NULL;
