@@ -112,38 +112,6 @@ static void observe_latency(relay_stats *s, const relay_batch *b)
     atomic_store(&s->lag_us, now - newest_us);
 }
 
-/* Publishes every valid entry of b in order, from the envelopes the reader
- * encoded; logs and counts the others. out has room for b->count. */
-static txm_status publish_batch(relay_loop *l, const relay_batch *b, txm_outgoing *out,
-                                txm_error *err)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < b->count; i++) {
-        const relay_entry *e = &b->entries[i];
-        if (e->msg == NULL) {
-            atomic_fetch_add(&l->stats->bad_rows, 1);
-            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
-                     "relay: skipping outbox row %s: %s",
-                     e->message_id != NULL ? e->message_id : "(no id)", e->bad_reason);
-            continue;
-        }
-        out[n++] = (txm_outgoing){txm_msg_topic(e->msg), txm_msg_id(e->msg), e->body, e->body_len};
-    }
-    txm_status st = TXM_OK;
-    if (l->transport == NULL)
-        st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, err);
-    if (st == TXM_OK)
-        st = declare_topics(l, b, err);
-    if (st == TXM_OK && n > 0)
-        st = txm_transport_publish(l->transport, out, n, NULL, err);
-    if (st == TXM_OK && n > 0) {
-        atomic_fetch_add(&l->stats->published, n);
-        atomic_fetch_add(&l->stats->batches, 1);
-        observe_latency(l->stats, b);
-    }
-    return st;
-}
-
 /* Hands the published batch's ids to the marker, with its position. ids
  * has room for b->count pointers. */
 static txm_status hand_to_marker(relay_loop *l, const relay_batch *b, const char **ids,
@@ -159,39 +127,123 @@ static txm_status hand_to_marker(relay_loop *l, const relay_batch *b, const char
     return st;
 }
 
-/* Takes the oldest queued batch of the current gen, dropping stale ones,
- * waiting up to POP_WAIT_MS. NULL when there is none. */
-static relay_batch *pop(relay_loop *l)
+/* A batch the publisher took from the queue, on its way to the broker. */
+typedef struct flight {
+    relay_batch *b;   /* its queue slot */
+    txm_publish *pub; /* NULL when nothing was sent (no valid entry) */
+    size_t n;         /* messages sent */
+    txm_status st;    /* a failure before anything was sent */
+    txm_error err;
+    txm_outgoing *out; /* the batch as sent, b->count of them */
+    size_t cap;
+} flight;
+
+/* Starts publishing every valid entry of f->b in order, from the envelopes
+ * the reader encoded; logs and counts the others. */
+static void start_batch(relay_loop *l, flight *f)
+{
+    const relay_batch *b = f->b;
+    f->pub = NULL;
+    f->n = 0;
+    f->st = TXM_OK;
+    if (b->count > f->cap) {
+        txm_outgoing *out = realloc(f->out, b->count * sizeof *out);
+        if (out == NULL) {
+            f->st = txm_errf(&f->err, TXM_NOMEM, "out of memory for a batch of %zu", b->count);
+            return;
+        }
+        f->out = out;
+        f->cap = b->count;
+    }
+    for (size_t i = 0; i < b->count; i++) {
+        const relay_entry *e = &b->entries[i];
+        if (e->msg == NULL) {
+            atomic_fetch_add(&l->stats->bad_rows, 1);
+            txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR,
+                     "relay: skipping outbox row %s: %s",
+                     e->message_id != NULL ? e->message_id : "(no id)", e->bad_reason);
+            continue;
+        }
+        f->out[f->n++] =
+            (txm_outgoing){txm_msg_topic(e->msg), txm_msg_id(e->msg), e->body, e->body_len};
+    }
+    if (l->transport == NULL)
+        f->st = txm_transport_open(l->cfg->broker_url, NULL, &l->transport, &f->err);
+    if (f->st == TXM_OK)
+        f->st = declare_topics(l, b, &f->err);
+    if (f->st == TXM_OK && f->n > 0)
+        f->st = txm_transport_publish_start(l->transport, f->out, f->n, &f->pub, &f->err);
+}
+
+/* Waits for f's acknowledgements, counts them and hands the batch to the
+ * marker. On failure err says what failed. */
+static txm_status finish_batch(relay_loop *l, flight *f, const char **ids, txm_error *err)
+{
+    txm_error why = {0};
+    txm_status st = f->st;
+    if (st != TXM_OK)
+        why = f->err;
+    if (f->pub != NULL) {
+        txm_status waited = txm_transport_publish_wait(l->transport, f->pub, NULL, &why);
+        f->pub = NULL;
+        if (st == TXM_OK)
+            st = waited;
+    }
+    if (st != TXM_OK) {
+        atomic_fetch_add(&l->stats->errors_broker, 1);
+        return txm_errf(err, st, "relay: publish of %zu messages failed, will retry: %s",
+                        f->b->count, why.text);
+    }
+    if (f->n > 0) {
+        atomic_fetch_add(&l->stats->published, f->n);
+        atomic_fetch_add(&l->stats->batches, 1);
+        observe_latency(l->stats, f->b);
+    }
+    /* Marking runs beside the publishing; the reader confirms the position
+     * once its batch is marked. */
+    return hand_to_marker(l, f->b, ids, err);
+}
+
+/* Takes the next queued batch of the current gen, dropping stale ones,
+ * waiting up to wait_ms. NULL when there is none. The publisher owns the
+ * slots it took ([head, head + taken)) until it releases them. */
+static relay_batch *pop(relay_loop *l, int wait_ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += POP_WAIT_MS * 1000000L;
+    until.tv_nsec += wait_ms * 1000000L;
     if (until.tv_nsec >= 1000000000L) {
         until.tv_sec++;
         until.tv_nsec -= 1000000000L;
     }
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (l->count > 0 && l->queue_gen[l->head] != l->gen) {
+        /* Stale batches come only after a rewind, which released every
+         * slot taken: they are at the head. */
+        while (l->taken == 0 && l->count > 0 && l->queue_gen[l->head] != l->gen) {
             l->head = (l->head + 1) % RELAY_QUEUE;
             l->count--;
             pthread_cond_broadcast(&l->cv);
         }
-        if (l->count > 0 || *l->stop || pthread_cond_timedwait(&l->cv, &l->mu, &until) != 0)
+        if (l->count > l->taken || *l->stop || wait_ms == 0 ||
+            pthread_cond_timedwait(&l->cv, &l->mu, &until) != 0)
             break;
     }
-    relay_batch *b = l->count > 0 ? &l->queue[l->head] : NULL;
+    relay_batch *b = NULL;
+    if (l->count > l->taken && l->queue_gen[(l->head + l->taken) % RELAY_QUEUE] == l->gen)
+        b = &l->queue[(l->head + l->taken++) % RELAY_QUEUE];
     pthread_mutex_unlock(&l->mu);
-    return b; /* the reader never touches the head slot while it is queued */
+    return b; /* the reader never touches a queued slot */
 }
 
-/* Gives the head slot back to the reader, which frees its entries when it
- * swaps its next batch in. */
+/* Gives the oldest taken slot back to the reader, which frees its entries
+ * when it swaps its next batch in. */
 static void release(relay_loop *l)
 {
     pthread_mutex_lock(&l->mu);
     l->head = (l->head + 1) % RELAY_QUEUE;
     l->count--;
+    l->taken--;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
 }
@@ -207,48 +259,69 @@ static void rewind_reader(relay_loop *l)
     atomic_store(&l->stats->connected, false);
 }
 
-/* Publishes and hands over the batches the reader queues, until stopped. */
+/* Publishes the batches the reader queues, until stopped: the next one is
+ * sent while the broker still acknowledges the one before, which keeps the
+ * broker busy instead of waiting for each batch's last answer. */
 static void publish_loop(relay_loop *l)
 {
-    txm_outgoing *out = NULL; /* reused between batches */
+    flight fl[2] = {{0}, {0}};
+    flight *prev = NULL; /* sent, its answers awaited */
     const char **ids = NULL;
-    size_t cap = 0;
+    size_t ids_cap = 0;
     while (!*l->stop) {
-        relay_batch *b = pop(l);
-        if (b == NULL)
+        /* With a batch on its way, take the next only if it is there:
+         * a lone batch is finished at once. */
+        relay_batch *b = pop(l, prev != NULL ? 0 : POP_WAIT_MS);
+        flight *cur = NULL;
+        if (b != NULL) {
+            cur = prev == &fl[0] ? &fl[1] : &fl[0];
+            cur->b = b;
+            start_batch(l, cur);
+        }
+        if (prev == NULL) {
+            prev = cur;
             continue;
-        txm_error err = {0}, why = {0};
+        }
+        txm_error err = {0};
         txm_status st = TXM_OK;
-        if (b->count + 1 > cap) {
-            free(out);
-            free(ids);
-            cap = b->count + 1;
-            out = calloc(cap, sizeof *out);
-            ids = calloc(cap, sizeof *ids);
-            if (out == NULL || ids == NULL) {
-                cap = 0;
-                st = txm_errf(&err, TXM_NOMEM, "relay: out of memory for a batch of %zu", b->count);
+        if (prev->b->count + 1 > ids_cap) {
+            const char **grown = realloc(ids, (prev->b->count + 1) * sizeof *ids);
+            st = grown == NULL ? txm_errf(&err, TXM_NOMEM, "relay: out of memory") : TXM_OK;
+            if (grown != NULL) {
+                ids = grown;
+                ids_cap = prev->b->count + 1;
             }
         }
-        if (st == TXM_OK && b->count > 0 && (st = publish_batch(l, b, out, &why)) != TXM_OK) {
-            atomic_fetch_add(&l->stats->errors_broker, 1);
-            txm_errf(&err, st, "relay: publish of %zu messages failed, will retry: %s", b->count,
-                     why.text);
-        }
-        /* Marking runs beside the next publish; the reader confirms the
-         * position once its batch is marked. */
         if (st == TXM_OK)
-            st = hand_to_marker(l, b, ids, &err);
+            st = finish_batch(l, prev, ids, &err);
         release(l);
+        prev = cur;
         if (st == TXM_OK) {
             l->backoff_ms = 0;
             continue;
+        }
+        /* The batch after it may be stored already, or fail as well: both
+         * are read and published again. */
+        if (cur != NULL) {
+            txm_error ignored;
+            if (cur->pub != NULL)
+                txm_transport_publish_wait(l->transport, cur->pub, NULL, &ignored);
+            cur->pub = NULL;
+            release(l);
+            prev = NULL;
         }
         txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "%s", err.text);
         rewind_reader(l);
         relay_back_off(l, &l->backoff_ms);
     }
-    free(out);
+    if (prev != NULL) { /* stopping: its answers come, but it counts as not published */
+        txm_error ignored;
+        if (prev->pub != NULL)
+            txm_transport_publish_wait(l->transport, prev->pub, NULL, &ignored);
+        release(l);
+    }
+    free(fl[0].out);
+    free(fl[1].out);
     free(ids);
 }
 

@@ -15,7 +15,9 @@
 #include "marker.h"
 #include "relay.h"
 
-#define RELAY_QUEUE 2 /* batches read ahead: bounds memory and wasted reads on a rewind */
+/* Batches queued: two the publisher holds (one sent, one acknowledged) and
+ * one the reader fills ahead. Bounds memory and wasted reads on a rewind. */
+#define RELAY_QUEUE 3
 
 typedef struct relay_loop {
     const relay_config *cfg;
@@ -46,6 +48,7 @@ typedef struct relay_loop {
     relay_batch queue[RELAY_QUEUE];
     uint64_t queue_gen[RELAY_QUEUE]; /* gen each queued batch was read in */
     size_t head, count;
+    size_t taken; /* queued batches from head on that the publisher holds */
     /* Bumped by the publisher when a publish fails: the reader drops its
      * tailer, which rewinds to the confirmed position, and batches read
      * before are dropped unpublished. */

@@ -89,6 +89,25 @@ typedef struct txm_outgoing {
 TXM_API txm_status txm_transport_publish(txm_transport *t, const txm_outgoing *msgs, size_t n,
                                          txm_status *results, txm_error *err);
 
+/* A publish in two halves, so a caller can send the next batch while the
+ * broker acknowledges the last one. start checks and sends msgs as
+ * txm_transport_publish does and returns once they are on their way, in
+ * order after every batch started before on t; txm_transport_publish_wait
+ * then waits for the acknowledgements (results and return value as
+ * txm_transport_publish) and frees *out. Wait for batches in the order they
+ * were started. A broker whose acknowledgement is the commit of its own
+ * transaction (embedded) does the whole publish in start and wait only
+ * reports it. start returns TXM_INVALID or TXM_TOO_BIG for bad input, else
+ * TXM_OK with *out (NULL only for n == 0) or TXM_NOMEM; a broker failure is
+ * wait's to report. If a batch fails, one started after it may still be
+ * stored: publish both again (ids dedupe). Owns: *out until wait. Thread:
+ * as txm_transport_publish; one thread should start and wait a sequence. */
+typedef struct txm_publish txm_publish;
+TXM_API txm_status txm_transport_publish_start(txm_transport *t, const txm_outgoing *msgs, size_t n,
+                                               txm_publish **out, txm_error *err);
+TXM_API txm_status txm_transport_publish_wait(txm_transport *t, txm_publish *p, txm_status *results,
+                                              txm_error *err);
+
 /* Encodes each message as CloudEvents and publishes them as above. */
 TXM_API txm_status txm_transport_publish_msgs(txm_transport *t, const txm_msg *const *msgs,
                                               size_t n, txm_status *results, txm_error *err);

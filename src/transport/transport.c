@@ -235,6 +235,87 @@ static txm_status store_large(txm_transport *t, const txm_outgoing *msgs, size_t
     return st;
 }
 
+/* Checks a batch before it is published. */
+static txm_status check_outgoing(const txm_outgoing *msgs, size_t n, txm_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!txm__transport_name_ok(msgs[i].topic) || msgs[i].message_id == NULL ||
+            msgs[i].message_id[0] == '\0' || strlen(msgs[i].message_id) > TXM_ID_MAX ||
+            (msgs[i].len > 0 && msgs[i].body == NULL))
+            return txm_errf(err, TXM_INVALID, "publish: message %zu has a bad topic or id", i);
+        if (msgs[i].len > TXM_ENVELOPE_MAX)
+            return txm_errf(err, TXM_TOO_BIG, "publish: message %zu is %zu bytes, limit %u", i,
+                            msgs[i].len, TXM_ENVELOPE_MAX);
+    }
+    return TXM_OK;
+}
+
+/* A batch between txm_transport_publish_start and _wait. */
+struct txm_publish {
+    size_t n;
+    void *handle;       /* the broker's, while its answers are awaited; NULL when done */
+    txm_outgoing *sent; /* a copy with claims in place of large bodies; NULL if none */
+    char **claims;      /* owned by sent; NULL when none */
+    txm_status st;      /* when done: the outcome, with err */
+    txm_status *results;
+    txm_error err;
+};
+
+static void publish_free(txm_publish *p)
+{
+    for (size_t i = 0; p->claims != NULL && i < p->n; i++)
+        free(p->claims[i]);
+    free(p->claims);
+    free(p->sent);
+    free(p->results);
+    free(p);
+}
+
+txm_status txm_transport_publish_start(txm_transport *t, const txm_outgoing *msgs, size_t n,
+                                       txm_publish **out, txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (t == NULL || out == NULL || (n > 0 && msgs == NULL))
+        return txm_errf(err, TXM_INVALID, "publish: NULL argument");
+    txm_status st = check_outgoing(msgs, n, err);
+    if (st != TXM_OK || n == 0)
+        return st;
+    txm_publish *p = txm__calloc(1, sizeof *p);
+    if (p == NULL || (p->results = txm__calloc(n, sizeof *p->results)) == NULL) {
+        free(p);
+        return txm_errf(err, TXM_NOMEM, "publish: out of memory");
+    }
+    p->n = n;
+    p->st = store_large(t, msgs, n, &p->sent, &p->claims, &p->err);
+    const txm_outgoing *send = p->sent != NULL ? p->sent : msgs;
+    if (p->st == TXM_OK && t->ops->publish_start != NULL) {
+        p->st = t->ops->publish_start(t->broker, send, n, &p->handle, &p->err);
+    } else if (p->st == TXM_OK) {
+        p->st = t->ops->publish(t->broker, send, n, p->results, &p->err);
+    }
+    for (size_t i = 0; p->st != TXM_OK && p->handle == NULL && i < n; i++)
+        p->results[i] = p->st;
+    *out = p;
+    return TXM_OK;
+}
+
+txm_status txm_transport_publish_wait(txm_transport *t, txm_publish *p, txm_status *results,
+                                      txm_error *err)
+{
+    if (t == NULL || p == NULL)
+        return txm_errf(err, TXM_INVALID, "publish_wait: NULL argument");
+    if (p->handle != NULL)
+        p->st = t->ops->publish_wait(t->broker, p->handle, p->sent, p->results, &p->err);
+    txm_status st = p->st;
+    if (st != TXM_OK && err != NULL)
+        *err = p->err;
+    for (size_t i = 0; results != NULL && i < p->n; i++)
+        results[i] = p->results[i];
+    publish_free(p);
+    return st;
+}
+
 txm_status txm_transport_publish(txm_transport *t, const txm_outgoing *msgs, size_t n,
                                  txm_status *results, txm_error *err)
 {

@@ -17,6 +17,14 @@ typedef struct txm__transport_ops {
                                        const txm_subscription_options *o, txm_error *err);
     txm_status (*publish)(txm__broker *b, const txm_outgoing *msgs, size_t n, txm_status *results,
                           txm_error *err);
+    /* A publish in two halves: start returns once the batch is sent (in
+     * order after any started before) with a handle that wait takes, waits
+     * for the answers and frees; msgs (NULL when the caller's are gone)
+     * only names ids in the error text. NULL: start runs the whole publish. */
+    txm_status (*publish_start)(txm__broker *b, const txm_outgoing *msgs, size_t n, void **handle,
+                                txm_error *err);
+    txm_status (*publish_wait)(txm__broker *b, void *handle, const txm_outgoing *msgs,
+                               txm_status *results, txm_error *err);
     txm_status (*receive)(txm__broker *b, const char *queue, size_t max, int wait_ms,
                           txm_delivery ***out, size_t *count, txm_error *err);
     txm_status (*ack)(txm__broker *b, txm_delivery *d, txm_error *err);

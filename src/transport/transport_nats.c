@@ -70,9 +70,9 @@
  * Thread safety: the natsConnection and jsCtx are thread-safe, and receives
  * share nothing. b->mu guards the queue cache, b->retired_mu the retired
  * subscriptions that wait for a round trip. b->pub_mu makes publish
- * batches take turns: libnats keeps one set of outstanding asynchronous
- * publishes per jsCtx. b->batch_mu guards the batch being published, which
- * the acknowledgement handler (a libnats thread) fills in. A delivery is
+ * batches go out whole, one after the other; a batch may wait for its
+ * answers while the next one is sent. b->batch_mu guards the batches on
+ * their way, which the acknowledgement handler (a libnats thread) fills in. A delivery is
  * used by one thread at a time. The connection reconnects by itself for
  * ever; while it is down operations fail fast with TXM_BROKER (TXM_TIMEOUT
  * when it drops during a call) and work again once it is back.
@@ -354,6 +354,7 @@ static txm_status nats_open(const char *url, const txm_transport_options *o, txm
     pthread_mutex_init(&b->retired_mu, NULL);
     pthread_mutex_init(&b->pub_mu, NULL);
     pthread_mutex_init(&b->batch_mu, NULL);
+    pthread_cond_init(&b->batch_cv, NULL);
     pthread_mutex_init(&b->closed_mu, NULL);
     pthread_cond_init(&b->closed_cond, NULL);
     atomic_init(&b->streams_ready, false);
@@ -418,6 +419,7 @@ static void nats_close(txm__broker *b)
     natsOptions_Destroy(b->nopts);
     pthread_cond_destroy(&b->closed_cond);
     pthread_mutex_destroy(&b->closed_mu);
+    pthread_cond_destroy(&b->batch_cv);
     pthread_mutex_destroy(&b->batch_mu);
     pthread_mutex_destroy(&b->pub_mu);
     pthread_mutex_destroy(&b->retired_mu);
@@ -641,6 +643,15 @@ static void batch_fail(pubbatch *pb, size_t i, txm_status st, const char *text)
     }
 }
 
+/* Marks message i of pb answered (its result set already); the batch's
+ * waiter wakes once nothing is left. Under batch_mu. */
+static void batch_answered(txm__broker *b, pubbatch *pb, size_t i)
+{
+    pb->inflight[i] = NULL;
+    if (--pb->pending == 0)
+        pthread_cond_broadcast(&b->batch_cv);
+}
+
 /* libnats calls this on its thread for each acknowledgement (or failure) of
  * an asynchronous publish. Owns: msg is ours to destroy. */
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
@@ -648,16 +659,18 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     (void)js;
     txm__broker *b = closure;
     pthread_mutex_lock(&b->batch_mu);
-    pubbatch *pb = b->batch;
-    size_t i = pb != NULL ? batch_find(pb, msg) : 0;
-    if (pb != NULL && i < pb->n) {
-        pb->inflight[i] = NULL;
+    for (pubbatch *pb = b->batches; pb != NULL; pb = pb->next) {
+        size_t i = batch_find(pb, msg);
+        if (i == pb->n)
+            continue;
         /* A duplicate inside the window is stored already: a success. */
         if (pa != NULL)
             pb->res[i] = TXM_OK;
         else
             batch_fail(pb, i, pae != NULL ? map_status(pae->Err, pae->ErrCode) : TXM_BROKER,
                        pae != NULL ? pae->ErrText : NULL);
+        batch_answered(b, pb, i);
+        break;
     }
     pthread_mutex_unlock(&b->batch_mu);
     natsMsg_Destroy(msg);
@@ -680,6 +693,7 @@ static void send_one(txm__broker *b, pubbatch *pb, const txm_outgoing *o, size_t
     if (s == NATS_OK) {
         pthread_mutex_lock(&b->batch_mu);
         pb->inflight[i] = m;
+        pb->pending++; /* before the hand-off: its answer may come at once */
         pthread_mutex_unlock(&b->batch_mu);
         natsMsg *handed = m;
         /* On success libnats owns the message and hands it to on_pub_ack. */
@@ -688,83 +702,145 @@ static void send_one(txm__broker *b, pubbatch *pb, const txm_outgoing *o, size_t
             return;
     }
     pthread_mutex_lock(&b->batch_mu);
-    if (pb->inflight[i] == m)
+    if (pb->inflight[i] == m && m != NULL) {
         pb->inflight[i] = NULL;
+        pb->pending--;
+    }
     batch_fail(pb, i, map_status(s, 0), nats_GetLastError(NULL));
     pthread_mutex_unlock(&b->batch_mu);
     natsMsg_Destroy(m);
 }
 
-/* Waits for the batch's acknowledgements until deadline_ms (nats_Now). The
- * unanswered are withdrawn from libnats and keep TXM_TIMEOUT: they may still
- * be stored, which a later re-publish with the same id covers. */
-static void wait_batch(txm__broker *b, pubbatch *pb, int64_t deadline_ms)
+/* Gives up on what is still unanswered once a batch's deadline passed: the
+ * pending messages are withdrawn from libnats and keep TXM_TIMEOUT (they
+ * may still be stored, which a later re-publish with the same id covers).
+ * libnats withdraws those of every batch on their way, so the later ones
+ * fail too, as they would have once their own deadline came. */
+static void withdraw_pending(txm__broker *b)
 {
-    int64_t left = deadline_ms - nats_Now();
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = left > 0 ? left : 1;
-    if (js_PublishAsyncComplete(b->js, &po) != NATS_TIMEOUT)
-        return;
     natsMsgList pending = {0};
     if (js_PublishAsyncGetPendingList(&pending, b->js) != NATS_OK)
         return;
     pthread_mutex_lock(&b->batch_mu);
     for (int k = 0; k < pending.Count; k++) {
-        size_t i = batch_find(pb, pending.Msgs[k]);
-        if (i < pb->n) {
-            pb->inflight[i] = NULL;
-            batch_fail(pb, i, TXM_TIMEOUT, "no acknowledgement from the server in time");
+        for (pubbatch *pb = b->batches; pb != NULL; pb = pb->next) {
+            size_t i = batch_find(pb, pending.Msgs[k]);
+            if (i < pb->n) {
+                batch_fail(pb, i, TXM_TIMEOUT, "no acknowledgement from the server in time");
+                batch_answered(b, pb, i);
+                break;
+            }
         }
     }
     pthread_mutex_unlock(&b->batch_mu);
     natsMsgList_Destroy(&pending);
 }
 
-/* Publishes asynchronously (a window of outstanding acks is ~10x faster
- * than one at a time) and returns once every message is acknowledged or
- * failed. Returns the first failure; results gets each message's status. */
-static txm_status nats_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
-                               txm_status *results, txm_error *err)
+static void batch_free(pubbatch *pb)
 {
+    if (pb == NULL)
+        return;
+    free(pb->inflight);
+    free(pb->res);
+    free(pb);
+}
+
+/* Sends a batch asynchronously (a window of outstanding acks is ~10x faster
+ * than one at a time) and returns once it is on the wire, in order after
+ * the batches sent before it; nats_publish_wait waits for its answers, so
+ * the caller can send the next one meanwhile. */
+static txm_status nats_publish_start(txm__broker *b, const txm_outgoing *msgs, size_t n,
+                                     void **handle, txm_error *err)
+{
+    *handle = NULL;
     txm_status st = check_ready(b, err);
     if (st != TXM_OK)
         return st;
-    pubbatch pb = {.n = n, .text_index = n};
-    pb.inflight = txm__calloc(n, sizeof *pb.inflight);
-    pb.res = txm__calloc(n, sizeof *pb.res);
-    if (pb.inflight == NULL || pb.res == NULL) {
-        free(pb.inflight);
-        free(pb.res);
+    pubbatch *pb = txm__calloc(1, sizeof *pb);
+    if (pb != NULL) {
+        pb->inflight = txm__calloc(n, sizeof *pb->inflight);
+        pb->res = txm__calloc(n, sizeof *pb->res);
+    }
+    if (pb == NULL || pb->inflight == NULL || pb->res == NULL) {
+        batch_free(pb);
         return txm_errf(err, TXM_NOMEM, "nats: out of memory");
     }
+    pb->n = n;
+    pb->text_index = n;
     for (size_t i = 0; i < n; i++)
-        pb.res[i] = TXM_TIMEOUT;
+        pb->res[i] = TXM_TIMEOUT;
     pthread_mutex_lock(&b->pub_mu);
-    int64_t deadline = nats_Now() + b->publish_timeout_ms;
+    pb->deadline_ms = nats_Now() + b->publish_timeout_ms;
     pthread_mutex_lock(&b->batch_mu);
-    b->batch = &pb;
+    pubbatch **tail = &b->batches;
+    while (*tail != NULL)
+        tail = &(*tail)->next;
+    *tail = pb;
     pthread_mutex_unlock(&b->batch_mu);
     for (size_t i = 0; i < n; i++)
-        send_one(b, &pb, &msgs[i], i);
+        send_one(b, pb, &msgs[i], i);
     /* Out now rather than when libnats' flusher thread gets to it: a
      * round trip saves the milliseconds a lone message would wait there. */
     natsConnection_FlushTimeout(b->nc, b->publish_timeout_ms);
-    wait_batch(b, &pb, deadline);
-    pthread_mutex_lock(&b->batch_mu);
-    b->batch = NULL;
-    pthread_mutex_unlock(&b->batch_mu);
     pthread_mutex_unlock(&b->pub_mu);
-    for (size_t i = 0; i < n; i++) {
-        if (results != NULL)
-            results[i] = pb.res[i];
-        if (st == TXM_OK && pb.res[i] != TXM_OK)
-            st = txm_errf(err, pb.res[i], "nats: publish of message %zu (%s): %s", i,
-                          msgs[i].message_id, i == pb.text_index ? pb.text : "failed");
+    *handle = pb;
+    return TXM_OK;
+}
+
+/* Waits until every message of the batch is answered or its deadline,
+ * unlinks and frees it. Returns the first failure; results gets each
+ * message's status. */
+static txm_status nats_publish_wait(txm__broker *b, void *handle, const txm_outgoing *msgs,
+                                    txm_status *results, txm_error *err)
+{
+    pubbatch *pb = handle;
+    pthread_mutex_lock(&b->batch_mu);
+    while (pb->pending > 0) {
+        int64_t left = pb->deadline_ms - nats_Now();
+        if (left <= 0)
+            break;
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += (time_t)(left / 1000);
+        until.tv_nsec += (long)(left % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&b->batch_cv, &b->batch_mu, &until);
     }
-    free(pb.inflight);
-    free(pb.res);
+    bool late = pb->pending > 0;
+    pthread_mutex_unlock(&b->batch_mu);
+    if (late)
+        withdraw_pending(b);
+    pthread_mutex_lock(&b->batch_mu);
+    pubbatch **at = &b->batches;
+    while (*at != NULL && *at != pb)
+        at = &(*at)->next;
+    if (*at == pb)
+        *at = pb->next;
+    pthread_mutex_unlock(&b->batch_mu);
+    txm_status st = TXM_OK;
+    for (size_t i = 0; i < pb->n; i++) {
+        if (results != NULL)
+            results[i] = pb->res[i];
+        if (st == TXM_OK && pb->res[i] != TXM_OK)
+            st = msgs != NULL
+                     ? txm_errf(err, pb->res[i], "nats: publish of message %zu (%s): %s", i,
+                                msgs[i].message_id, i == pb->text_index ? pb->text : "failed")
+                     : txm_errf(err, pb->res[i], "nats: publish of message %zu: %s", i,
+                                i == pb->text_index ? pb->text : "failed");
+    }
+    batch_free(pb);
     return st;
+}
+
+static txm_status nats_publish(txm__broker *b, const txm_outgoing *msgs, size_t n,
+                               txm_status *results, txm_error *err)
+{
+    void *handle = NULL;
+    txm_status st = nats_publish_start(b, msgs, n, &handle, err);
+    return st == TXM_OK ? nats_publish_wait(b, handle, msgs, results, err) : st;
 }
 
 /* ---- deliveries: metadata and acknowledgements ---- */
@@ -1336,6 +1412,8 @@ const txm__transport_ops txm__transport_nats = {
     .declare_topic = nats_declare_topic,
     .declare_subscription = nats_declare_subscription,
     .publish = nats_publish,
+    .publish_start = nats_publish_start,
+    .publish_wait = nats_publish_wait,
     .receive = nats_receive,
     .ack = nats_ack,
     .ack_batch = nats_ack_batch,

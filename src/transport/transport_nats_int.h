@@ -86,8 +86,11 @@ typedef struct pubbatch {
     natsMsg **inflight; /* message i until its ack arrives, then NULL */
     txm_status *res;    /* per message; TXM_TIMEOUT until answered */
     size_t n;
-    size_t hint;       /* where the next ack is likely: acks come in order */
-    size_t text_index; /* message the text below is about; n if none */
+    size_t pending;        /* messages handed to libnats and not answered yet */
+    int64_t deadline_ms;   /* nats_Now() past which the unanswered time out */
+    struct pubbatch *next; /* batches on their way, oldest first */
+    size_t hint;           /* where the next ack is likely: acks come in order */
+    size_t text_index;     /* message the text below is about; n if none */
     char text[ERRTEXT_MAX];
 } pubbatch;
 
@@ -103,9 +106,10 @@ struct txm__broker {
     nqueue *queues;
     pthread_mutex_t retired_mu; /* retired */
     retired *retired;
-    pthread_mutex_t pub_mu;   /* one publish batch at a time */
-    pthread_mutex_t batch_mu; /* batch, with the ack handler */
-    pubbatch *batch;
+    pthread_mutex_t pub_mu;    /* one batch sent at a time, so batches go out whole, in order */
+    pthread_mutex_t batch_mu;  /* batches, with the ack handler */
+    pthread_cond_t batch_cv;   /* a batch got its last answer */
+    pubbatch *batches;         /* sent and waiting for answers, oldest first */
     pthread_mutex_t closed_mu; /* closing and closed */
     pthread_cond_t closed_cond;
     bool closing;                     /* close has begun: a disconnect is no news */
