@@ -229,6 +229,50 @@ static int64_t depth_settled(fixture *fx, int64_t want, int timeout_ms)
     return depth;
 }
 
+/* Three batches started back to back, each waited for in order: every
+ * message arrives once, in the order sent; bad input is refused by start. */
+static void conformance_publish_start_and_wait_keep_order(void **state)
+{
+    enum { BATCH = 40, BATCHES = 3, N = BATCH * BATCHES };
+    fixture *fx = get(state);
+    declare(fx, fx->queue, 5000);
+    txm_msg *msgs[N];
+    char *bodies[N];
+    txm_outgoing out[N];
+    for (int i = 0; i < N; i++) {
+        msgs[i] = make_msg(fx, i);
+        size_t len = 0;
+        assert_int_equal(txm_msg_encode(msgs[i], &bodies[i], &len, NULL), TXM_OK);
+        out[i] = (txm_outgoing){fx->topic, txm_msg_id(msgs[i]), bodies[i], len};
+    }
+    txm_publish *p[BATCHES];
+    for (int k = 0; k < BATCHES; k++)
+        assert_int_equal(txm_transport_publish_start(fx->t, out + k * BATCH, BATCH, &p[k], NULL),
+                         TXM_OK);
+    for (int k = 0; k < BATCHES; k++) {
+        txm_status results[BATCH];
+        assert_int_equal(txm_transport_publish_wait(fx->t, p[k], results, NULL), TXM_OK);
+        for (int i = 0; i < BATCH; i++)
+            assert_int_equal(results[i], TXM_OK);
+    }
+    txm_delivery *ds[N];
+    assert_int_equal(receive_n(fx, ds, N, 10000), N);
+    for (int i = 0; i < N; i++)
+        assert_string_equal(txm_delivery_message_id(ds[i]), txm_msg_id(msgs[i]));
+    assert_int_equal(txm_transport_ack_batch(fx->t, ds, N, NULL, NULL), TXM_OK);
+    txm_outgoing bad = {"no spaces allowed", "id-1", "{}", 2};
+    txm_publish *none = NULL;
+    assert_int_equal(txm_transport_publish_start(fx->t, &bad, 1, &none, NULL), TXM_INVALID);
+    assert_null(none);
+    assert_int_equal(txm_transport_publish_start(fx->t, out, 0, &none, NULL), TXM_OK);
+    assert_null(none);
+    for (int i = 0; i < N; i++) {
+        txm_delivery_free(ds[i]);
+        txm_msg_free(msgs[i]);
+        free(bodies[i]);
+    }
+}
+
 static void conformance_ack_batch_removes_every_delivery(void **state)
 {
     enum { N = 50 };
@@ -745,6 +789,7 @@ int main(void)
         BOTH(conformance_failing_handler_sees_three_deliveries_then_dlq_then_redrive),
         BOTH(conformance_undecodable_message_goes_to_dlq_at_once),
         BOTH(conformance_extended_lease_hides_message_without_a_receive),
+        BOTH(conformance_publish_start_and_wait_keep_order),
         BOTH(conformance_ack_batch_removes_every_delivery),
         BOTH(conformance_ack_batch_reports_a_settled_delivery_and_acks_the_others),
         BOTH(conformance_outage_uses_no_receive_and_dead_letters_nothing),
