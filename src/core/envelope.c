@@ -34,36 +34,30 @@ static void put_quoted(writer *w, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     put(w, "\"", 1);
-    for (const unsigned char *p = (const unsigned char *)s; p < (const unsigned char *)s + len;
-         p++) {
-        char esc[6] = {'\\', (char)*p};
+    const char *run = s; /* plain characters since the last escape, copied at once */
+    for (const char *p = s; p < s + len; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        put(w, run, (size_t)(p - run));
+        run = p + 1;
+        char esc[6] = {'\\', (char)c};
         size_t n = 2;
-        switch (*p) {
-        case '"':
-        case '\\':
-            break;
-        case '\n':
+        if (c == '\n')
             esc[1] = 'n';
-            break;
-        case '\r':
+        else if (c == '\r')
             esc[1] = 'r';
-            break;
-        case '\t':
+        else if (c == '\t')
             esc[1] = 't';
-            break;
-        default:
-            if (*p >= 0x20) {
-                n = 1;
-                esc[0] = (char)*p;
-            } else {
-                memcpy(esc, "\\u00", 4);
-                esc[4] = hex[*p >> 4];
-                esc[5] = hex[*p & 15];
-                n = 6;
-            }
+        else if (c < 0x20) {
+            memcpy(esc, "\\u00", 4);
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            n = 6;
         }
         put(w, esc, n);
     }
+    put(w, run, (size_t)(s + len - run));
     put(w, "\"", 1);
 }
 

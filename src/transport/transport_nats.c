@@ -660,7 +660,7 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
     txm__broker *b = closure;
     pthread_mutex_lock(&b->batch_mu);
     for (pubbatch *pb = b->batches; pb != NULL; pb = pb->next) {
-        size_t i = batch_find(pb, msg);
+        size_t i = pb->pending > 0 ? batch_find(pb, msg) : pb->n; /* answered: waiting to go */
         if (i == pb->n)
             continue;
         /* A duplicate inside the window is stored already: a success. */
