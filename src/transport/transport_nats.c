@@ -779,9 +779,12 @@ static txm_status nats_publish_start(txm__broker *b, const txm_outgoing *msgs, s
     pthread_mutex_unlock(&b->batch_mu);
     for (size_t i = 0; i < n; i++)
         send_one(b, pb, &msgs[i], i);
-    /* Out now rather than when libnats' flusher thread gets to it: a
-     * round trip saves the milliseconds a lone message would wait there. */
-    natsConnection_FlushTimeout(b->nc, b->publish_timeout_ms);
+    /* A small batch goes out now rather than when libnats' flusher thread
+     * gets to it: the round trip saves the milliseconds a lone message would
+     * wait there. A large one is not held up by it (under load the server
+     * answers the ping only after the batch, and the next batch waits). */
+    if (n <= FLUSH_NOW_MAX)
+        natsConnection_FlushTimeout(b->nc, b->publish_timeout_ms);
     pthread_mutex_unlock(&b->pub_mu);
     *handle = pb;
     return TXM_OK;

@@ -50,6 +50,7 @@
 #define DUPLICATE_WINDOW_S 120 /* JetStream de-duplication window */
 #define MAX_ACK_PENDING 150000 /* leased messages per queue (see consumer_config) */
 #define PUB_MAX_PENDING 8192   /* asynchronous publishes in flight */
+#define FLUSH_NOW_MAX 32       /* batches up to this many are flushed at once */
 #define RECONNECT_WAIT_MS 250
 #define POLL_MS 100         /* a waiting receive looks for redeliveries this often */
 #define RESCUE_MAX 10000    /* sequences a rescue hands back at most */
