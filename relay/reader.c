@@ -109,13 +109,7 @@ txm_status relay_confirm_done(relay_loop *l, bool now, txm_error *err)
  * none yet, or the publisher asked for a rewind (*gen is then stale). */
 static bool wait_for_room(relay_loop *l, uint64_t gen)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += QUEUE_WAIT_MS * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = relay_deadline(QUEUE_WAIT_MS);
     pthread_mutex_lock(&l->mu);
     while (l->count == RELAY_QUEUE && l->gen == gen && !*l->stop &&
            pthread_cond_timedwait(&l->cv, &l->mu, &until) == 0) {

@@ -33,6 +33,19 @@ void relay_sleep_ms(const relay_loop *l, int ms)
     }
 }
 
+struct timespec relay_deadline(int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    return until;
+}
+
 void relay_back_off(const relay_loop *l, int *backoff_ms)
 {
     *backoff_ms = *backoff_ms == 0 ? 100 : *backoff_ms * 2;
@@ -209,13 +222,7 @@ static txm_status finish_batch(relay_loop *l, flight *f, const char **ids, txm_e
  * slots it took ([head, head + taken)) until it releases them. */
 static relay_batch *pop(relay_loop *l, int wait_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += wait_ms * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = relay_deadline(wait_ms);
     pthread_mutex_lock(&l->mu);
     for (;;) {
         /* Stale batches come only after a rewind, which released every
@@ -259,6 +266,17 @@ static void rewind_reader(relay_loop *l)
     atomic_store(&l->stats->connected, false);
 }
 
+/* Waits for what f sent without counting it as published (a failure
+ * before it, or a stop), and gives its slot back. */
+static void abandon(relay_loop *l, flight *f)
+{
+    txm_error ignored;
+    if (f->pub != NULL)
+        txm_transport_publish_wait(l->transport, f->pub, NULL, &ignored);
+    f->pub = NULL;
+    release(l);
+}
+
 /* Publishes the batches the reader queues, until stopped: the next one is
  * sent while the broker still acknowledges the one before, which keeps the
  * broker busy instead of waiting for each batch's last answer. */
@@ -292,9 +310,12 @@ static void publish_loop(relay_loop *l)
                 ids_cap = prev->b->count + 1;
             }
         }
-        if (st == TXM_OK)
+        if (st == TXM_OK) {
             st = finish_batch(l, prev, ids, &err);
-        release(l);
+            release(l);
+        } else {
+            abandon(l, prev);
+        }
         prev = cur;
         if (st == TXM_OK) {
             l->backoff_ms = 0;
@@ -302,24 +323,15 @@ static void publish_loop(relay_loop *l)
         }
         /* The batch after it may be stored already, or fail as well: both
          * are read and published again. */
-        if (cur != NULL) {
-            txm_error ignored;
-            if (cur->pub != NULL)
-                txm_transport_publish_wait(l->transport, cur->pub, NULL, &ignored);
-            cur->pub = NULL;
-            release(l);
-            prev = NULL;
-        }
+        if (cur != NULL)
+            abandon(l, cur);
+        prev = NULL;
         txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_ERROR, "%s", err.text);
         rewind_reader(l);
         relay_back_off(l, &l->backoff_ms);
     }
-    if (prev != NULL) { /* stopping: its answers come, but it counts as not published */
-        txm_error ignored;
-        if (prev->pub != NULL)
-            txm_transport_publish_wait(l->transport, prev->pub, NULL, &ignored);
-        release(l);
-    }
+    if (prev != NULL) /* stopping: its answers come, but it counts as not published */
+        abandon(l, prev);
     free(fl[0].out);
     free(fl[1].out);
     free(ids);

@@ -11,6 +11,7 @@
 #define RELAY_RELAY_INT_H
 
 #include <pthread.h>
+#include <time.h>
 
 #include "marker.h"
 #include "relay.h"
@@ -57,6 +58,9 @@ typedef struct relay_loop {
 
 /* Sleeps up to ms, waking early when the relay stops. */
 void relay_sleep_ms(const relay_loop *l, int ms);
+
+/* CLOCK_REALTIME ms from now, for pthread_cond_timedwait. */
+struct timespec relay_deadline(int ms);
 
 /* Doubles *backoff_ms (100 ms to 5 s) and sleeps that long. */
 void relay_back_off(const relay_loop *l, int *backoff_ms);

@@ -381,24 +381,38 @@ txm_status txm__msg_create(const txm__msg_fields *f, const json_t *data, txm_msg
     return TXM_OK;
 }
 
-txm_status txm_msg_new_with(const char *id, const char *source, const char *topic,
-                            const char *aggregate_id, const char *correlation_id,
-                            const char *payload_json, int64_t created_at_us, txm_msg **out,
-                            txm_error *err)
+/* The fields of a message made by txm_msg_new_with or _trusted; checks out
+ * and the payload first. */
+static txm_status given_fields(const char *id, const char *source, const char *topic,
+                               const char *aggregate_id, const char *correlation_id,
+                               const char *payload_json, int64_t created_at_us, txm_msg **out,
+                               txm__msg_fields *f, txm_error *err)
 {
     if (out == NULL)
         return txm_errf(err, TXM_INVALID, "msg_new: NULL out");
     *out = NULL;
     if (payload_json == NULL)
         return txm_errf(err, TXM_INVALID, "payload: missing");
-    txm__msg_fields f = {.id = id,
-                         .source = source,
-                         .topic = topic,
-                         .aggregate_id = aggregate_id,
-                         .correlation_id = correlation_id,
-                         .created_at_us = created_at_us};
+    *f = (txm__msg_fields){.id = id,
+                           .source = source,
+                           .topic = topic,
+                           .aggregate_id = aggregate_id,
+                           .correlation_id = correlation_id,
+                           .created_at_us = created_at_us};
+    return TXM_OK;
+}
+
+txm_status txm_msg_new_with(const char *id, const char *source, const char *topic,
+                            const char *aggregate_id, const char *correlation_id,
+                            const char *payload_json, int64_t created_at_us, txm_msg **out,
+                            txm_error *err)
+{
+    txm__msg_fields f;
+    txm_status st = given_fields(id, source, topic, aggregate_id, correlation_id, payload_json,
+                                 created_at_us, out, &f, err);
     /* Check the cheap fields before parsing a payload of up to 64 MiB. */
-    txm_status st = check_fields(&f, err);
+    if (st == TXM_OK)
+        st = check_fields(&f, err);
     if (st != TXM_OK)
         return st;
     json_t *data = NULL;
@@ -414,20 +428,14 @@ txm_status txm_msg_new_trusted(const char *id, const char *source, const char *t
                                const char *payload_json, size_t payload_len, int64_t created_at_us,
                                txm_msg **out, txm_error *err)
 {
-    if (out == NULL)
-        return txm_errf(err, TXM_INVALID, "msg_new: NULL out");
-    *out = NULL;
-    if (payload_json == NULL)
-        return txm_errf(err, TXM_INVALID, "payload: missing");
-    txm__msg_fields f = {.id = id,
-                         .source = source,
-                         .topic = topic,
-                         .aggregate_id = aggregate_id,
-                         .correlation_id = correlation_id,
-                         .created_at_us = created_at_us,
-                         .json_text = 1,
-                         .bytes = payload_json,
-                         .bytes_len = payload_len};
+    txm__msg_fields f;
+    txm_status st = given_fields(id, source, topic, aggregate_id, correlation_id, payload_json,
+                                 created_at_us, out, &f, err);
+    if (st != TXM_OK)
+        return st;
+    f.json_text = 1;
+    f.bytes = payload_json;
+    f.bytes_len = payload_len;
     return txm__msg_create(&f, NULL, out, err);
 }
 

@@ -321,20 +321,12 @@ txm_status txm_transport_publish(txm_transport *t, const txm_outgoing *msgs, siz
 {
     if (t == NULL || (n > 0 && msgs == NULL))
         return txm_errf(err, TXM_INVALID, "publish: NULL argument");
-    for (size_t i = 0; i < n; i++) {
-        if (!txm__transport_name_ok(msgs[i].topic) || msgs[i].message_id == NULL ||
-            msgs[i].message_id[0] == '\0' || strlen(msgs[i].message_id) > TXM_ID_MAX ||
-            (msgs[i].len > 0 && msgs[i].body == NULL))
-            return txm_errf(err, TXM_INVALID, "publish: message %zu has a bad topic or id", i);
-        if (msgs[i].len > TXM_ENVELOPE_MAX)
-            return txm_errf(err, TXM_TOO_BIG, "publish: message %zu is %zu bytes, limit %u", i,
-                            msgs[i].len, TXM_ENVELOPE_MAX);
-    }
-    if (n == 0)
-        return TXM_OK;
+    txm_status st = check_outgoing(msgs, n, err);
+    if (st != TXM_OK || n == 0)
+        return st;
     txm_outgoing *copy = NULL;
     char **claims = NULL;
-    txm_status st = store_large(t, msgs, n, &copy, &claims, err);
+    st = store_large(t, msgs, n, &copy, &claims, err);
     if (st == TXM_OK)
         st = t->ops->publish(t->broker, copy != NULL ? copy : msgs, n, results, err);
     for (size_t i = 0; claims != NULL && i < n; i++)
