@@ -14,6 +14,14 @@ typedef enum { TXM__DIALECT_SQLITE, TXM__DIALECT_PG } txm__dialect;
 
 txm__dialect txm__db_dialect(const txm_db *db);
 
+/* Called before txmsg opens any SQLite connection: turns SQLite's memory
+ * statistics off when txmsg is the first to use SQLite in the process. They
+ * take one process-wide mutex on every SQLite allocation, which threads
+ * using SQLite at once (the relay's reader and publisher) contend for.
+ * Once per process; a process that initialised SQLite first keeps its
+ * settings (sqlite3_config then refuses). Thread: any. */
+void txm__sqlite_process_init(void);
+
 /* Takes an idle connection from the pool, opening one when the pool is not
  * full, else waits up to the busy timeout (TXM_BUSY). Thread: any. */
 txm_status txm__db_acquire(txm_db *db, txm__conn **conn, txm_error *err);

@@ -1,6 +1,7 @@
 /* SQLite driver: WAL mode, a counting busy handler with SQLite's own timeout
  * steps, prepared statements cached per connection, $N parameters bound by
  * number. */
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,17 @@ static void sqlite_disconnect(txm__conn *c)
     free(c);
 }
 
+static void sqlite_process_init_once(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* SQLITE_MISUSE once initialised: kept as is */
+}
+
+void txm__sqlite_process_init(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, sqlite_process_init_once);
+}
+
 /* SQLite busy handler: sqlite3_busy_timeout's waits (sqliteDefaultBusyCallback
  * with usleep: steps of 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100
  * ms, the last one cut so that the sleeps add up to the busy timeout), and
@@ -104,6 +116,7 @@ static txm_status sqlite_connect(const char *url, const txm_db_options *o,
     c->busy_timeout_ms = o->busy_timeout_ms;
     c->busy_waits = busy_waits;
     /* NOMUTEX: the pool hands a connection to one thread at a time. */
+    txm__sqlite_process_init();
     int rc = sqlite3_open_v2(
         path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c, rc, path, err);

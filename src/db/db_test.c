@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "testbroker.h"
 #include "testdb.h"
@@ -39,11 +40,31 @@ static void db_wait_for_commit_bad_arguments_are_invalid(void **state)
     assert_int_equal(txm_db_wait_for_commit(fx->db, -1, NULL), TXM_INVALID);
 }
 
+/* txmsg was the first to use SQLite in this process, so SQLite's memory
+ * statistics (a process-wide mutex on every allocation) are off: nothing
+ * is counted however much SQLite allocates. */
+static void db_sqlite_memory_statistics_are_off(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    if (strcmp(txm_db_dialect(fx->db), "sqlite") != 0)
+        return;
+    assert_int_equal(txm_db_exec(fx->db, "CREATE TABLE m (a TEXT)", NULL, 0, NULL, NULL, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_db_exec(fx->db,
+                                 "INSERT INTO m SELECT hex(randomblob(100)) FROM"
+                                 " (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1"
+                                 " FROM c WHERE x < 1000) SELECT x FROM c)",
+                                 NULL, 0, NULL, NULL, NULL),
+                     TXM_OK);
+    assert_int_equal(sqlite3_memory_used(), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         TXM_TEST_BOTH(db_wait_for_commit_wakes_on_another_commit),
         TXM_TEST_BOTH(db_wait_for_commit_bad_arguments_are_invalid),
+        TXM_TEST_BOTH(db_sqlite_memory_statistics_are_off),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -347,6 +347,7 @@ static txm_status conn_open(const txm__broker *b, conn **out, txm_error *err)
     if (c == NULL)
         return txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
     c->busy_timeout_ms = b->busy_timeout_ms;
+    txm__sqlite_process_init();
     int rc = sqlite3_open_v2(
         b->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c->db, rc, b->path, err);
