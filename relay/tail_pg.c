@@ -490,6 +490,11 @@ static txm_status recover(tail_pg *t, PGconn **c, slot_info *info, txm_error *er
     info->marked = false;
     if (lost || rows > 0 || strcmp(mode, "messages") == 0)
         log_resync(t, why, rows, mode, lost_from, lost);
+    else
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+                 "relay: replication slot %s %s; no outbox row waits to be dispatched, so "
+                 "there is nothing to republish",
+                 t->slot, why);
     if (rows == 0)
         return TXM_OK;
     t->resync_conn = *c;
