@@ -350,26 +350,63 @@ static void slot_dropped_while_the_relay_is_down_loses_nothing(void **state)
     run_free(r);
 }
 
-/* Writes WAL until the slot is invalidated: a big insert into another
- * table, a segment switch and a checkpoint (which invalidates slots that
- * hold more than max_slot_wal_keep_size). */
+/* Runs txmsg monitor --max-slot-wal 1GB on the case's database; returns
+ * its exit status, its output in out. */
+static int monitor(run *r, char *out, size_t len)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s' monitor --max-slot-wal 1GB --database-url '%s'", TXM_CLI_BIN,
+             r->db_url);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    int status = pclose(p);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void set_keep_size(run *r, const char *size)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "ALTER SYSTEM SET max_slot_wal_keep_size = '%s'", size);
+    assert_true(txm_testpg_exec(&r->s->primary, size != NULL ? sql
+                                                             : "ALTER SYSTEM RESET "
+                                                               "max_slot_wal_keep_size"));
+    assert_true(txm_testpg_exec(&r->s->primary, "SELECT pg_reload_conf()"));
+}
+
+/* Writes WAL into another table until the slot is a fifth of
+ * max_slot_wal_keep_size (8MB) away from invalidation, where the monitor
+ * warns; then on, with segment switches and checkpoints (which invalidate
+ * slots that hold more than the limit), until it is invalidated. */
 static void invalidate_slot(run *r)
 {
-    assert_true(txm_testpg_exec(&r->s->primary, "ALTER SYSTEM SET max_slot_wal_keep_size = '2MB'"));
-    assert_true(txm_testpg_exec(&r->s->primary, "SELECT pg_reload_conf()"));
+    set_keep_size(r, "8MB");
     free(query(r, "CREATE TABLE filler (x text)"));
+    char out[2048];
+    assert_int_equal(monitor(r, out, sizeof out), 0);
+    for (int round = 0; round < 40; round++) {
+        long long safe =
+            query_int(r, "SELECT safe_wal_size FROM pg_replication_slots WHERE slot_name = $1");
+        if (safe >= 0 && safe < (8 << 20) / 5)
+            break;
+        free(query(r, "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 200)"));
+    }
+    assert_int_equal(monitor(r, out, sizeof out), 1);
+    assert_non_null(strstr(out, "is invalidated after"));
     for (int round = 0; round < 20; round++) {
         char *status = query(r, "SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1");
         bool lost = status != NULL && strcmp(status, "lost") == 0;
         free(status);
         if (lost)
             break;
-        free(query(r, "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 2000)"));
+        free(query(r, "INSERT INTO filler SELECT repeat('x', 1000) FROM generate_series(1, 4000)"));
         free(query(r, "SELECT pg_switch_wal()::text"));
         free(query(r, "CHECKPOINT"));
     }
-    assert_true(txm_testpg_exec(&r->s->primary, "ALTER SYSTEM RESET max_slot_wal_keep_size"));
-    assert_true(txm_testpg_exec(&r->s->primary, "SELECT pg_reload_conf()"));
+    assert_int_equal(monitor(r, out, sizeof out), 1);
+    assert_non_null(strstr(out, "was invalidated (wal_status lost"));
+    set_keep_size(r, NULL);
 }
 
 /* (b) While the relay is stopped, enough WAL is written for the slot to be
