@@ -203,9 +203,14 @@ static int cmp_id(const void *a, const void *b)
 }
 
 /* Adds id to the sorted set of ids received, once. */
+static bool was_seen(const run *r, const char *id)
+{
+    return r->n_seen > 0 && bsearch(id, r->seen, r->n_seen, ID_LEN, cmp_id) != NULL;
+}
+
 static void saw(run *r, const char *id)
 {
-    if (bsearch(id, r->seen, r->n_seen, ID_LEN, cmp_id) != NULL)
+    if (was_seen(r, id))
         return;
     if (r->n_seen == r->seen_cap) {
         r->seen_cap = r->seen_cap == 0 ? 256 : r->seen_cap * 2;
@@ -215,7 +220,8 @@ static void saw(run *r, const char *id)
     size_t at = r->n_seen;
     while (at > 0 && strcmp(r->seen[at - 1], id) > 0)
         at--;
-    memmove(r->seen + at + 1, r->seen + at, (r->n_seen - at) * sizeof *r->seen);
+    if (at < r->n_seen)
+        memmove(r->seen + at + 1, r->seen + at, (r->n_seen - at) * sizeof *r->seen);
     snprintf(r->seen[at], ID_LEN, "%.*s", ID_LEN - 1, id);
     r->n_seen++;
 }
@@ -247,7 +253,7 @@ static void expect_all(run *r, char (*ids)[ID_LEN], size_t n)
     drain(r, n, DRAIN_MS);
     size_t missing = 0;
     for (size_t i = 0; i < n; i++)
-        if (bsearch(ids[i], r->seen, r->n_seen, ID_LEN, cmp_id) == NULL)
+        if (!was_seen(r, ids[i]))
             missing++;
     if (missing > 0)
         fail_msg("%zu of %zu messages never arrived (log: %s)", missing, n, r->log_path);
