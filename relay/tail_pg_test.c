@@ -608,6 +608,31 @@ static void tail_pg_resyncs_a_new_slot_from_undispatched_rows(void **state)
     free_msgs(sent, 2);
 }
 
+/* Messages mode keeps no rows: a slot dropped with records in its WAL
+ * cannot be resynced from a table, and the tailer says so. */
+static void tail_pg_messages_mode_says_a_dropped_slot_took_its_records(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    t->ops->close(t);
+    commit_messages(fx, 2, "order--created", false, NULL);
+    drop_slot(fx->slot);
+    fx->last_warn[0] = '\0';
+    t = open_tailer(fx);
+    assert_non_null(strstr(fx->last_warn, "messages mode"));
+    assert_non_null(strstr(fx->last_warn, "are lost for good"));
+    assert_non_null(strstr(fx->last_warn, fx->slot));
+    /* What comes after is streamed. */
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    reading r = {0};
+    read_entries(t, 1, 100, false, false, &r);
+    assert_string_equal(r.ids[0], txm_msg_id(sent[0]));
+    t->ops->close(t);
+    free(r.ids);
+    free_msgs(sent, 1);
+}
+
 /* Starts pg_ctl as the cluster's owner (runuser when root, as with-servers
  * does), from "/" since the postgres user may not read the current folder.
  * Returns the child's pid. */
@@ -815,6 +840,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_pg_mixes_rows_and_records_in_commit_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_bad_record_becomes_an_entry_with_a_reason,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_messages_mode_says_a_dropped_slot_took_its_records,
                                         setup_messages, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
