@@ -6,6 +6,11 @@
  * The slot's flush position advances only to what the caller confirmed, so
  * after any failure PostgreSQL resends everything not yet published.
  *
+ * A slot that is missing (dropped, or absent on a promoted standby) or
+ * invalidated (max_slot_wal_keep_size) is recreated, and the outbox rows
+ * not dispatched are first served from the table (a resync), under a
+ * durable mark that makes a relay stopped midway resync again.
+ *
  * Thread safety: a tailer is used by one thread; it keeps no global state,
  * so different tailers may run in different threads. */
 #include <errno.h>
@@ -488,6 +493,10 @@ static txm_status recover(tail_pg *t, PGconn **c, slot_info *info, txm_error *er
         return st;
     t->confirmed_lsn = info->confirmed_lsn;
     info->marked = false;
+    /* Records of messages mode were lost with the slot, not with a resync
+     * cut short (the first one said so). */
+    if (!created)
+        mode[0] = '\0';
     if (lost || rows > 0 || strcmp(mode, "messages") == 0)
         log_resync(t, why, rows, mode, lost_from, lost);
     else
