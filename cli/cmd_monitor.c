@@ -36,9 +36,10 @@ static const char USAGE[] =
     "  --max-relay-lag D   relay at most D behind (SQLite: age of the oldest message\n"
     "                      after its cursor; PostgreSQL: oldest not-dispatched message,\n"
     "                      and the slot must exist)\n"
-    "  --max-slot-wal BYTES PostgreSQL: the relay's slot retains at most BYTES of WAL\n"
-    "                      (such as 512MB, 2GB), exists and is not invalidated; with\n"
-    "                      max_slot_wal_keep_size set, it must also be more than a\n"
+    "  --max-slot-wal BYTES\n"
+    "                      PostgreSQL: the relay's slot exists, is not invalidated\n"
+    "                      and retains at most BYTES of WAL (such as 512MB, 2GB);\n"
+    "                      with max_slot_wal_keep_size set, it is also more than a\n"
     "                      quarter of that away from invalidation (safe_wal_size)\n"
     "  --relay NAME        SQLite cursor or PostgreSQL slot (default: the relay's)\n";
 
