@@ -34,6 +34,7 @@ typedef struct suite {
     char *dir; /* logs and the embedded brokers */
     int cases;
     bool ready;
+    struct run *current; /* the case's run, freed by case_teardown if it failed */
 } suite;
 
 /* One case: a database of the cluster, a broker, a relay, and the ids of
@@ -116,6 +117,7 @@ static run *run_new(suite *s, const txm_testpg *standby)
                      TXM_OK);
     r->metrics_port = txm_test_free_port();
     r->started_ms = txm_test_now_ms();
+    s->current = r;
     return r;
 }
 
@@ -128,6 +130,7 @@ static void relay_stop(run *r, int sig)
 
 static void run_free(run *r)
 {
+    r->s->current = NULL;
     fprintf(stderr, "  took %lld ms\n", txm_test_now_ms() - r->started_ms);
     relay_stop(r, SIGKILL);
     txm_transport_close(r->t);
@@ -135,6 +138,15 @@ static void run_free(run *r)
     free(r->ids);
     free(r->seen);
     free(r);
+}
+
+/* A failed assertion leaves the case's run (and its relay) behind. */
+static int case_teardown(void **state)
+{
+    suite *s = *state;
+    if (s->current != NULL)
+        run_free(s->current);
+    return 0;
 }
 
 static void relay_start(run *r, const char *batch_size)
@@ -552,10 +564,13 @@ static void promoted_standby_delivers_every_outbox_row_it_has(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(slot_dropped_while_the_relay_is_down_loses_nothing),
-        cmocka_unit_test(slot_invalidated_by_max_slot_wal_keep_size_recovers_from_the_table),
-        cmocka_unit_test(relay_killed_in_the_middle_of_a_resync_loses_nothing),
-        cmocka_unit_test(promoted_standby_delivers_every_outbox_row_it_has),
+        cmocka_unit_test_teardown(slot_dropped_while_the_relay_is_down_loses_nothing,
+                                  case_teardown),
+        cmocka_unit_test_teardown(
+            slot_invalidated_by_max_slot_wal_keep_size_recovers_from_the_table, case_teardown),
+        cmocka_unit_test_teardown(relay_killed_in_the_middle_of_a_resync_loses_nothing,
+                                  case_teardown),
+        cmocka_unit_test_teardown(promoted_standby_delivers_every_outbox_row_it_has, case_teardown),
     };
     return cmocka_run_group_tests(tests, suite_setup, suite_teardown);
 }
