@@ -631,6 +631,14 @@ static txm_status start_replication(tail_pg *t, txm_error *err)
     txm_status st = run(t->conn, sql, PGRES_COPY_BOTH, state, err);
     if (st == TXM_DB && strcmp(state, "55006") == 0)
         return slot_busy(t, err);
+    /* 55000 object_not_in_prerequisite_state: PostgreSQL 15 says "cannot
+     * read from logical replication slot" when the slot was invalidated
+     * since check_slot looked; the next attempt finds wal_status 'lost'. */
+    if (st == TXM_DB && strcmp(state, "55000") == 0)
+        txm_logf(t->log, t->log_ctx, TXM_LOG_WARN,
+                 "relay: slot %s cannot be read (invalidated?); the next attempt recreates it "
+                 "and resyncs if so",
+                 t->slot);
     return st;
 }
 

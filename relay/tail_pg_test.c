@@ -608,6 +608,41 @@ static void tail_pg_resyncs_a_new_slot_from_undispatched_rows(void **state)
     free_msgs(sent, 2);
 }
 
+/* A tailer reports to its slot only positions it handed out itself: one
+ * from an earlier session (after a failover, another server's LSN) would
+ * move the slot past WAL this session has not had confirmed. */
+static void tail_pg_ignores_a_position_it_did_not_hand_out(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    reading r = {0};
+    read_entries(t, 1, 100, false, false, &r);
+    /* A position past it that this session never handed out. */
+    assert_int_equal(
+        txm_db_exec(fx->db, "CREATE TABLE elsewhere (x int)", NULL, 0, NULL, NULL, NULL), TXM_OK);
+    txm_rows *rows = NULL;
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT pg_current_wal_lsn()::text", NULL, 0, &rows, NULL, NULL),
+        TXM_OK);
+    unsigned hi = 0, lo = 0;
+    assert_int_equal(sscanf(txm_rows_text(rows, 0, 0), "%X/%X", &hi, &lo), 2);
+    txm_rows_free(rows);
+    uint64_t foreign = (uint64_t)hi << 32 | lo;
+    assert_true(foreign > r.positions[r.batches - 1]);
+    assert_int_equal(t->ops->confirm(t, foreign, NULL), TXM_OK);
+    t->ops->close(t);
+    t = open_tailer(fx);
+    reading again = {0};
+    read_entries(t, 1, 100, false, false, &again);
+    assert_string_equal(again.ids[0], txm_msg_id(sent[0]));
+    t->ops->close(t);
+    free(r.ids);
+    free(again.ids);
+    free_msgs(sent, 1);
+}
+
 /* Messages mode keeps no rows: a slot dropped with records in its WAL
  * cannot be resynced from a table, and the tailer says so. */
 static void tail_pg_messages_mode_says_a_dropped_slot_took_its_records(void **state)
@@ -826,6 +861,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_pg_resyncs_a_new_slot_from_undispatched_rows, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_recovers_after_postgresql_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_ignores_a_position_it_did_not_hand_out, setup,
+                                        teardown),
         /* Messages mode. */
         cmocka_unit_test_setup_teardown(tail_pg_reads_messages_in_commit_order_with_their_fields,
                                         setup_messages, teardown),
