@@ -366,6 +366,40 @@ static void check_stuck_outbox_is_reported(txm_relay_fixture *fx)
     json_decref(doc);
 }
 
+/* --max-slot-wal: the relay's slot retains little WAL while it exists; a
+ * threshold below what it retains, or a missing slot, crosses it. */
+static void monitor_max_slot_wal_checks_the_slot(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    expect_code(cli_run(fx, "monitor", "--max-slot-wal", "1GB", NULL), 0);
+    assert_string_equal(result.out, "");
+    expect_code(cli_run(fx, "--json", "monitor", "--max-slot-wal", "1GB", NULL), 0);
+    json_t *doc = out_json();
+    json_t *slot = json_object_get(json_object_get(doc, "measurements"), "slot");
+    assert_string_equal(json_string_value(json_object_get(slot, "name")), fx->slot);
+    assert_true(json_is_true(json_object_get(slot, "found")));
+    assert_string_equal(json_string_value(json_object_get(slot, "wal_status")), "reserved");
+    assert_true(json_integer_value(json_object_get(slot, "retained_wal_bytes")) >= 0);
+    assert_true(json_is_false(json_object_get(slot, "resync_pending")));
+    json_decref(doc);
+
+    /* No relay runs: the slot keeps the WAL of this commit. */
+    txm_relay_commit(fx, "order--created", 0, NULL);
+    expect_code(cli_run(fx, "monitor", "--max-slot-wal", "1", NULL), 1);
+    char line[160];
+    snprintf(line, sizeof line, "slot: replication slot %s retains ", fx->slot);
+    expect_text(result.out, line);
+    expect_text(result.out, "of WAL (max 1B)");
+
+    txm_value p = TXM_TEXT(fx->slot);
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT pg_drop_replication_slot($1)", &p, 1, NULL, NULL, NULL),
+        TXM_OK);
+    expect_code(cli_run(fx, "monitor", "--max-slot-wal", "1GB", NULL), 1);
+    snprintf(line, sizeof line, "slot: replication slot %s does not exist", fx->slot);
+    expect_text(result.out, line);
+}
+
 static void check_list(txm_relay_fixture *fx, const char *topic, char ids[3][TXM_UUID_LEN + 1])
 {
     expect_code(cli_run(fx, "outbox", "list", "--not-dispatched", "--older-than", "1s", "--topic",
@@ -937,6 +971,11 @@ static void bad_arguments_are_usage_errors(void **state)
     expect_usage_error(cli_run(NULL, "outbox", "mode", "rows", NULL), "unknown mode \"rows\"");
     expect_usage_error(cli_run(NULL, "outbox", "mode", "table", "messages", NULL), "one mode");
     expect_usage_error(cli_run(NULL, "monitor", NULL), "nothing to check");
+    expect_usage_error(cli_run(NULL, "monitor", "--max-slot-wal", "5x", NULL),
+                       "--max-slot-wal: bad size \"5x\"");
+    expect_usage_error(cli_run(NULL, "monitor", "--max-slot-wal", "1GB", "--database-url",
+                               "sqlite:/nonexistent-dir/x.db", NULL),
+                       "PostgreSQL only");
     expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "0", NULL), "go together");
     expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "-1", "--queue", "q", NULL),
                        "--max-dlq-depth");
@@ -988,6 +1027,9 @@ int main(void)
         {"status_and_monitor_follow_a_running_relay/postgresql-messages+nats",
          status_and_monitor_follow_a_running_relay, txm_relay_setup, cli_teardown,
          (void *)&txm_combo_pgmsg_nats},
+        {"monitor_max_slot_wal_checks_the_slot/postgresql+embedded",
+         monitor_max_slot_wal_checks_the_slot, txm_relay_setup, cli_teardown,
+         (void *)&txm_combo_pg_embedded},
         CLI_TESTS(outbox_mode_shows_sets_and_is_read_at_open),
         CLI_TESTS(outbox_purge_removes_only_old_dispatched_messages),
         CLI_TESTS(inbox_purge_removes_only_old_records),

@@ -1,8 +1,10 @@
-/* Duration arguments: what parses, what is refused, and how they print. */
+/* Duration and size arguments: what parses, what is refused, and how they
+ * print. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
@@ -90,6 +92,52 @@ static void duration_formats_with_two_units_at_most(void **state)
     assert_string_equal(tiny, "45m");
 }
 
+static void size_parses_bytes_and_each_unit(void **state)
+{
+    (void)state;
+    int64_t b = 0;
+    assert_int_equal(cli_size_parse("4096", &b), 0);
+    assert_int_equal(b, 4096);
+    assert_int_equal(cli_size_parse("512kB", &b), 0);
+    assert_int_equal(b, 512 * 1024);
+    assert_int_equal(cli_size_parse("64MB", &b), 0);
+    assert_int_equal(b, 64LL << 20);
+    assert_int_equal(cli_size_parse("1g", &b), 0);
+    assert_int_equal(b, 1LL << 30);
+    assert_int_equal(cli_size_parse("2TB", &b), 0);
+    assert_int_equal(b, 2LL << 40);
+    assert_int_equal(cli_size_parse("1024TB", &b), 0);
+    assert_int_equal(b, CLI_SIZE_MAX_BYTES);
+}
+
+static void size_refuses_everything_else(void **state)
+{
+    (void)state;
+    static const char *const bad[] = {"",    "0",    "-1",     "+1",
+                                      " 1",  "1 MB", "MB",     "1.5GB",
+                                      "1XB", "1MBB", "1025TB", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int64_t b = 7;
+        assert_int_equal(cli_size_parse(bad[i], &b), -1);
+        assert_int_equal(b, 7);
+    }
+    assert_int_equal(cli_size_parse(NULL, NULL), -1);
+}
+
+static void size_formats_for_people(void **state)
+{
+    (void)state;
+    char out[32];
+    cli_size_format(512, out, sizeof out);
+    assert_string_equal(out, "512B");
+    cli_size_format(1536, out, sizeof out);
+    assert_string_equal(out, "1.50kB");
+    cli_size_format(64LL << 20, out, sizeof out);
+    assert_string_equal(out, "64.0MB");
+    cli_size_format(300LL << 30, out, sizeof out);
+    assert_string_equal(out, "300GB");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -97,6 +145,9 @@ int main(void)
         cmocka_unit_test(duration_refuses_everything_else),
         cmocka_unit_test(duration_accepts_up_to_one_hundred_years),
         cmocka_unit_test(duration_formats_with_two_units_at_most),
+        cmocka_unit_test(size_parses_bytes_and_each_unit),
+        cmocka_unit_test(size_refuses_everything_else),
+        cmocka_unit_test(size_formats_for_people),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -59,11 +59,16 @@ static txm_status open_tailer(relay_loop *l, txm_error *err)
     /* A failed lookup fails this attempt (the reader backs off and tries
      * again); falling back to some other slot would skip every row between
      * the real slot's position and the new slot's start. */
-    if (pg && l->slot[0] == '\0' && (st = relay_slot_decide(l->cfg, l->db, l->slot, err)) == TXM_OK)
+    if (pg && l->slot[0] == '\0' &&
+        (st = relay_slot_decide(l->cfg, l->db, l->slot, err)) == TXM_OK) {
         txm_logf(l->cfg->log, l->cfg->log_ctx, TXM_LOG_INFO, "relay: using replication slot %s",
                  l->slot);
+        snprintf(l->stats->slot, sizeof l->stats->slot, "%s", l->slot);
+        atomic_store(&l->stats->slot_known, true); /* the metrics thread reads slot after */
+    }
     tc.slot_name = pg ? l->slot : NULL;
     tc.no_mark_dispatched = !l->cfg->mark_dispatched;
+    tc.slot_resyncs = &l->stats->slot_resyncs;
     tc.log = l->cfg->log;
     tc.log_ctx = l->cfg->log_ctx;
     if (st == TXM_OK)
@@ -87,7 +92,10 @@ static txm_status connect_reader(relay_loop *l, txm_error *err)
 txm_status relay_confirm_done(relay_loop *l, bool now, txm_error *err)
 {
     uint64_t done = l->marker != NULL ? relay_marker_done(l->marker) : 0;
-    if (done <= l->confirmed || l->tailer == NULL)
+    /* Not "<=": after a failover the new tailer's positions (another
+     * server's LSNs) may be below the old one's last, and the tailer
+     * ignores positions it did not hand out itself. */
+    if (done == l->confirmed || l->tailer == NULL)
         return TXM_OK;
     /* On SQLite each confirmation is a write, which a service's commit may
      * have to wait for (sleeping in SQLite's busy handler): one per

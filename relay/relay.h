@@ -47,9 +47,12 @@ typedef struct relay_stats {
      * txm_consumer_latency_bounds_s (the last one is +Inf). */
     atomic_uint_fast64_t latency_buckets[TXM_CONSUMER_LATENCY_BUCKETS + 1];
     atomic_uint_fast64_t latency_sum_us;
-    atomic_uint_fast64_t position; /* last confirmed sequence or LSN */
-    atomic_bool standby;           /* another relay holds the log */
-    atomic_bool connected;         /* tailer and broker are up */
+    atomic_uint_fast64_t position;     /* last confirmed sequence or LSN */
+    atomic_bool standby;               /* another relay holds the log */
+    atomic_bool connected;             /* tailer and broker are up */
+    atomic_uint_fast64_t slot_resyncs; /* PostgreSQL: slots recreated and resynced from the table */
+    char slot[TXM_SLOT_NAME_MAX + 1];  /* PostgreSQL: the relay's slot, once slot_known */
+    atomic_bool slot_known;            /* set by the reader after writing slot */
 } relay_stats;
 
 /* Runs until *stop becomes non-zero; reconnects on failures by itself

@@ -1,7 +1,12 @@
 /* Relay logging and metrics. Metric values are read from the loop's atomic
- * counters when /metrics is rendered, so the loop never waits on HTTP. */
+ * counters when /metrics is rendered, so the loop never waits on HTTP; the
+ * slot's retained WAL is queried then too, at most every few seconds.
+ *
+ * Thread safety: wal_mu guards the cached retained-WAL figure, which
+ * concurrent scrapes share. */
 #include "relay_http.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +18,14 @@ struct relay_http {
     txm_metrics *metrics;
     txm_http_server *server;
     relay_stats *stats;
+    pthread_mutex_t wal_mu;
+    double retained_wal;      /* bytes, as last queried */
+    long long retained_at_ms; /* when (relay_mono_ms); 0: never */
 };
+
+/* The slot's retained WAL is queried at most this often: a scrape every
+ * second must not become a catalog query every second. */
+#define RETAINED_WAL_EVERY_MS 5000
 
 #define COUNTER_READER(fn_name, field)                                                             \
     static txm_status fn_name(void *ctx, double *value)                                            \
@@ -29,6 +41,7 @@ COUNTER_READER(read_errors_db, errors_db)
 COUNTER_READER(read_errors_broker, errors_broker)
 COUNTER_READER(read_position, position)
 COUNTER_READER(read_standby, standby)
+COUNTER_READER(read_slot_resyncs, slot_resyncs)
 
 static txm_status read_lag(void *ctx, double *value)
 {
@@ -50,6 +63,39 @@ static txm_status read_latency(void *ctx, txm_metrics_histogram_data *h)
     return TXM_OK;
 }
 
+/* WAL bytes the relay's slot keeps from removal: pg_current_wal_lsn()
+ * minus its restart_lsn. Fails (the series is left out) while the slot is
+ * unknown, missing or invalidated, or the database is away. */
+static txm_status read_retained_wal(void *ctx, double *value)
+{
+    relay_http *h = ctx;
+    if (h->db == NULL || !atomic_load(&h->stats->slot_known))
+        return TXM_NOT_FOUND;
+    pthread_mutex_lock(&h->wal_mu);
+    long long now = relay_mono_ms();
+    txm_status st = TXM_OK;
+    if (h->retained_at_ms == 0 || now - h->retained_at_ms >= RETAINED_WAL_EVERY_MS) {
+        txm_value p = TXM_TEXT(h->stats->slot);
+        txm_rows *rows = NULL;
+        st = txm_db_exec(
+            h->db,
+            "SELECT (pg_current_wal_lsn() - restart_lsn)::text"
+            " FROM pg_replication_slots WHERE slot_name = $1 AND restart_lsn IS NOT NULL",
+            &p, 1, &rows, NULL, NULL);
+        const char *v = txm_rows_text(rows, 0, 0);
+        if (st == TXM_OK && v == NULL)
+            st = TXM_NOT_FOUND;
+        if (st == TXM_OK) {
+            h->retained_wal = strtod(v, NULL);
+            h->retained_at_ms = now;
+        }
+        txm_rows_free(rows);
+    }
+    *value = h->retained_wal;
+    pthread_mutex_unlock(&h->wal_mu);
+    return st;
+}
+
 static txm_status register_outbox_metrics(relay_http *h, const char *database_url, txm_error *err)
 {
     txm_db_options o;
@@ -60,6 +106,12 @@ static txm_status register_outbox_metrics(relay_http *h, const char *database_ur
     txm_status st = txm_db_open(database_url, &o, &h->db, err);
     if (st == TXM_OK)
         st = txm_metrics_add_outbox(h->metrics, h->db, err);
+    if (st == TXM_OK && strcmp(txm_db_dialect(h->db), "postgresql") == 0)
+        st = txm_metrics_gauge_fn(h->metrics, "txmsg_relay_slot_retained_wal_bytes",
+                                  "WAL the relay's replication slot keeps from removal "
+                                  "(pg_current_wal_lsn() - restart_lsn), queried at most every "
+                                  "5 s; at max_slot_wal_keep_size the slot is invalidated.",
+                                  NULL, read_retained_wal, h, err);
     return st;
 }
 
@@ -98,6 +150,12 @@ static txm_status register_metrics(relay_http *h, txm_error *err)
         st = txm_metrics_gauge_fn(m, "txmsg_relay_position",
                                   "Confirmed log position: SQLite sequence or PostgreSQL LSN.",
                                   NULL, read_position, s, err);
+    if (st == TXM_OK)
+        st = txm_metrics_counter_fn(m, "txmsg_relay_slot_resyncs_total",
+                                    "PostgreSQL: times the replication slot was found missing or "
+                                    "invalidated, recreated, and the outbox rows not dispatched "
+                                    "republished from the table.",
+                                    NULL, read_slot_resyncs, s, err);
     if (st == TXM_OK)
         st = txm_metrics_gauge_fn(m, "txmsg_relay_standby",
                                   "1 while another relay holds the replication slot.", NULL,
@@ -138,6 +196,7 @@ txm_status relay_http_open(relay_config *cfg, relay_stats *stats, const char *ad
     if (h == NULL)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     txm_logger_init(&h->logger, "txmsg-relay");
+    pthread_mutex_init(&h->wal_mu, NULL);
     h->stats = stats;
     cfg->log = txm_logger_fn;
     cfg->log_ctx = &h->logger;
@@ -161,5 +220,6 @@ void relay_http_close(relay_http *h)
     txm_http_server_close(h->server);
     txm_metrics_free(h->metrics);
     txm_db_close(h->db);
+    pthread_mutex_destroy(&h->wal_mu);
     free(h);
 }

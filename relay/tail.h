@@ -3,6 +3,7 @@
 #ifndef RELAY_TAIL_H
 #define RELAY_TAIL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -58,21 +59,24 @@ struct relay_tailer {
 
 typedef struct relay_tail_config {
     const char *database_url;
-    const char *slot_name;        /* PostgreSQL: replication slot; required (the relay
-                                     decides it with relay_slot_decide) */
-    const char *publication_name; /* PostgreSQL: default TXM_PUBLICATION_NAME */
-    const char *cursor_name;      /* SQLite: cursor row name; default "default" */
-    bool no_mark_dispatched;      /* PostgreSQL: the relay does not mark rows dispatched,
-                                     so no row shows it was published (refusal wording) */
+    const char *slot_name;              /* PostgreSQL: replication slot; required (the relay
+                                           decides it with relay_slot_decide) */
+    const char *publication_name;       /* PostgreSQL: default TXM_PUBLICATION_NAME */
+    const char *cursor_name;            /* SQLite: cursor row name; default "default" */
+    bool no_mark_dispatched;            /* PostgreSQL: the relay does not mark rows dispatched,
+                                           so a resync republishes every row (log wording) */
+    atomic_uint_fast64_t *slot_resyncs; /* PostgreSQL: counts resyncs; may be NULL */
     txm_log_fn log;
     void *log_ctx;
 } relay_tail_config;
 
 /* Opens a tailer for cfg->database_url. Owns: *out, closed with ops->close.
- * PostgreSQL creates the publication when missing, and the slot when missing
- * only if no outbox row predates it that is not dispatched yet: otherwise it
- * logs why, drops the slot it made and returns TXM_STATE (the caller retries
- * later). TXM_INVALID without cfg->slot_name. */
+ * PostgreSQL creates the publication when missing. A slot that is missing
+ * (dropped, or a promoted standby's) or invalidated (wal_status 'lost') is
+ * recreated, and ops->next first serves every outbox row not dispatched
+ * from the table (a resync, marked durably in txmsg_settings until the
+ * relay confirms its last batch), then streams. TXM_BUSY while another
+ * relay recovers the slot; TXM_INVALID without cfg->slot_name. */
 txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **out, txm_error *err);
 txm_status relay_tail_open_pg(const relay_tail_config *cfg, relay_tailer **out, txm_error *err);
 

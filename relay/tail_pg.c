@@ -6,10 +6,16 @@
  * The slot's flush position advances only to what the caller confirmed, so
  * after any failure PostgreSQL resends everything not yet published.
  *
+ * A slot that is missing (dropped, or absent on a promoted standby) or
+ * invalidated (max_slot_wal_keep_size) is recreated, and the outbox rows
+ * not dispatched are first served from the table (a resync), under a
+ * durable mark that makes a relay stopped midway resync again.
+ *
  * Thread safety: a tailer is used by one thread; it keeps no global state,
  * so different tailers may run in different threads. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <poll.h>
@@ -22,6 +28,10 @@
 #include "tail.h"
 
 #define OUTBOX_TABLE "txmsg_outbox"
+/* The columns a message is made of, in relay_row_to_msg's order. */
+#define OUTBOX_COLS 7
+static const char *const OUTBOX_COL_NAMES[OUTBOX_COLS] = {
+    "message_id", "source", "aggregate_id", "correlation_id", "topic", "payload", "created_at"};
 /* Longest slot or publication name: PostgreSQL's NAMEDATALEN - 1. */
 #define NAME_MAX_LEN 63
 /* A standby status update goes out at least this often, well inside the
@@ -40,9 +50,12 @@
  * Int64 clock, Byte1 reply requested. */
 #define STATUS_LEN 34
 /* Advisory lock (class, hashtext(slot)) held exclusively while a relay
- * creates and checks its slot, and shared while one starts streaming from
+ * creates or resyncs its slot, and shared while one starts streaming from
  * it; the one-bigint keys (migrations) are a separate space. */
 #define SLOT_LOCK_CLASS "7316872"
+/* Batch positions remembered until confirmed: more than the relay's queues
+ * hold between reading a batch and confirming it. */
+#define SERVED_MAX 64
 
 typedef struct tail_pg {
     relay_tailer base; /* first member: the ops receive &base */
@@ -67,12 +80,28 @@ typedef struct tail_pg {
     int held_len;            /* its bytes */
     char *payload;           /* an Insert's payload made compact, reused */
     size_t payload_cap;
+    atomic_uint_fast64_t *resyncs; /* counts resyncs; may be NULL */
+    /* Resync from the outbox table after the slot was lost or went missing
+     * (recover): served by pg_next before streaming starts. */
+    PGconn *resync_conn;    /* normal session holding the slot's lock exclusively */
+    long long resync_after; /* seq of the last row served */
+    long long resync_rows;  /* rows served */
+    bool resync_served;     /* the last resync batch went out */
+    bool resync_clear;      /* the mark goes once resync_end is confirmed */
+    uint64_t resync_end;    /* the last resync batch's position: the new slot's start */
+    /* Positions handed out in batches of this session and not confirmed
+     * yet, oldest first: a confirmation of anything else comes from an
+     * earlier session (perhaps on the old primary) and is not reported. */
+    uint64_t served[SERVED_MAX];
+    size_t served_head, served_count;
 } tail_pg;
 
 /* What pg_replication_slots says about the slot. */
 typedef struct slot_info {
     bool exists;
     bool active;            /* a walsender streams from it now */
+    bool lost;              /* invalidated: wal_status 'lost' */
+    bool marked;            /* a resync of it was begun and not confirmed */
     uint64_t confirmed_lsn; /* its confirmed_flush_lsn, 0 if none */
 } slot_info;
 
@@ -242,169 +271,281 @@ static txm_status ensure_publication(tail_pg *t, PGconn *c, txm_error *err)
 
 static const char SQL_SLOT[] =
     "SELECT confirmed_flush_lsn::text, active, plugin = 'pgoutput' AND slot_type = 'logical'"
-    " AND database = current_database() FROM pg_replication_slots WHERE slot_name = $1";
+    " AND database = current_database(), COALESCE(wal_status = 'lost', false)"
+    " FROM pg_replication_slots WHERE slot_name = $1";
 
-/* Reads the slot's row. TXM_INVALID when the name belongs to a slot that is
- * not a pgoutput slot of this database. */
+/* The resync mark: a txmsg_settings row per slot, committed before a new
+ * slot is created and deleted once the relay confirmed the resync's last
+ * batch, so a relay that dies in between resyncs again when it restarts. */
+#define MARK_NAME "'relay_resync:' || $1"
+static const char SQL_MARK_GET[] = "SELECT value FROM txmsg_settings WHERE name = " MARK_NAME;
+static const char SQL_MARK_PUT[] = "INSERT INTO txmsg_settings (name, value) VALUES (" MARK_NAME
+                                   ", $2) ON CONFLICT (name) DO UPDATE SET value = EXCLUDED.value";
+static const char SQL_MARK_DEL[] = "DELETE FROM txmsg_settings WHERE name = " MARK_NAME;
+
+static bool is_t(const char *v)
+{
+    return v != NULL && strcmp(v, "t") == 0;
+}
+
+/* Runs sql with the slot's name as $1 (and value as $2 when not NULL) on
+ * c, and checks that the result has status want. Owns: *res (PQclear),
+ * NULL on failure. */
+static txm_status run_slot(tail_pg *t, PGconn *c, const char *sql, const char *value,
+                           ExecStatusType want, PGresult **res, txm_error *err)
+{
+    const char *const params[] = {t->slot, value};
+    char state[6];
+    *res = PQexecParams(c, sql, value != NULL ? 2 : 1, NULL, params, NULL, NULL, 0);
+    txm_status st = check_result(c, *res, want, state, err);
+    if (st != TXM_OK) {
+        PQclear(*res);
+        *res = NULL;
+    }
+    return st;
+}
+
+/* Reads the slot's row and its resync mark. TXM_INVALID when the name
+ * belongs to a slot that is not a pgoutput slot of this database. */
 static txm_status query_slot(tail_pg *t, PGconn *c, slot_info *out, txm_error *err)
 {
     *out = (slot_info){0};
-    const char *const params[] = {t->slot};
-    char state[6];
-    PGresult *res = PQexecParams(c, SQL_SLOT, 1, NULL, params, NULL, NULL, 0);
-    txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
+    PGresult *res = NULL;
+    txm_status st = run_slot(t, c, SQL_SLOT, NULL, PGRES_TUPLES_OK, &res, err);
     if (st == TXM_OK && PQntuples(res) == 1) {
         out->exists = true;
-        out->active = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+        out->active = is_t(PQgetvalue(res, 0, 1));
+        out->lost = is_t(PQgetvalue(res, 0, 3));
         if (!PQgetisnull(res, 0, 0) && !parse_lsn(PQgetvalue(res, 0, 0), &out->confirmed_lsn))
             st = txm_errf(err, TXM_DB, "postgresql: slot %s: bad LSN \"%.32s\"", t->slot,
                           PQgetvalue(res, 0, 0));
-        if (st == TXM_OK && strcmp(PQgetvalue(res, 0, 2), "t") != 0)
+        if (st == TXM_OK && !is_t(PQgetvalue(res, 0, 2)))
             st = txm_errf(err, TXM_INVALID,
                           "relay: slot %s exists but is not a pgoutput slot of this database",
                           t->slot);
     }
     PQclear(res);
-    return st;
-}
-
-/* Takes the slot's advisory lock on c, a normal session: exclusive and
- * waiting (creating), or shared and without waiting (starting to stream).
- * It lasts until c ends. *got tells whether the shared lock was free. */
-static txm_status lock_slot(tail_pg *t, PGconn *c, bool exclusive, bool *got, txm_error *err)
-{
-    const char *sql = exclusive ? "SELECT pg_advisory_lock(" SLOT_LOCK_CLASS ", hashtext($1)), true"
-                                : "SELECT pg_try_advisory_lock_shared(" SLOT_LOCK_CLASS
-                                  ", hashtext($1))";
-    const char *const params[] = {t->slot};
-    char state[6];
-    PGresult *res = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
-    txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
-    int col = exclusive ? 1 : 0;
-    *got = st == TXM_OK && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, col), "t") == 0;
+    if (st == TXM_OK)
+        st = run_slot(t, c, SQL_MARK_GET, NULL, PGRES_TUPLES_OK, &res, err);
+    out->marked = st == TXM_OK && PQntuples(res) == 1;
     PQclear(res);
     return st;
 }
 
-/* Runs a query on c that returns one number. */
-static txm_status query_count(PGconn *c, const char *sql, long long *out, txm_error *err)
+/* A slot to stream from as it is: present, not invalidated, and not in the
+ * middle of a resync. */
+static bool healthy(const slot_info *info)
+{
+    return info->exists && !info->lost && !info->marked;
+}
+
+/* Tries to take the slot's advisory lock on c, a normal session: exclusive
+ * while a relay creates or resyncs the slot, shared while one starts
+ * streaming from it. It lasts until c ends. *got tells whether it was free. */
+static txm_status lock_slot(tail_pg *t, PGconn *c, bool exclusive, bool *got, txm_error *err)
+{
+    const char *sql = exclusive ? "SELECT pg_try_advisory_lock(" SLOT_LOCK_CLASS ", hashtext($1))"
+                                : "SELECT pg_try_advisory_lock_shared(" SLOT_LOCK_CLASS
+                                  ", hashtext($1))";
+    PGresult *res = NULL;
+    txm_status st = run_slot(t, c, sql, NULL, PGRES_TUPLES_OK, &res, err);
+    *got = st == TXM_OK && PQntuples(res) == 1 && is_t(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return st;
+}
+
+static txm_status unlock_shared(tail_pg *t, PGconn *c, txm_error *err)
+{
+    PGresult *res = NULL;
+    txm_status st =
+        run_slot(t, c, "SELECT pg_advisory_unlock_shared(" SLOT_LOCK_CLASS ", hashtext($1))", NULL,
+                 PGRES_TUPLES_OK, &res, err);
+    PQclear(res);
+    return st;
+}
+
+/* Runs a query on c that returns one value, copied into out (len bytes;
+ * "" for no row or NULL). */
+static txm_status query_text(PGconn *c, const char *sql, char *out, size_t len, txm_error *err)
 {
     char state[6];
     PGresult *res = PQexec(c, sql);
     txm_status st = check_result(c, res, PGRES_TUPLES_OK, state, err);
-    *out = st == TXM_OK && PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    bool has = st == TXM_OK && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+    snprintf(out, len, "%s", has ? PQgetvalue(res, 0, 0) : "");
     PQclear(res);
     return st;
 }
 
-/* Logs the refusal to stream from a slot created after count outbox rows
- * that are not dispatched: the slot will never decode them. */
-static void log_refusal(const tail_pg *t, long long count)
+static txm_status slot_busy(tail_pg *t, txm_error *err)
 {
-    txm_logf(t->log, t->log_ctx, TXM_LOG_ERROR,
-             "relay: refusing replication slot %s: it was missing, and %lld outbox rows not "
-             "dispatched predate the new slot, which would never send them%s. Publish them with "
-             "\"txmsg outbox dispatch --older-than 1s\", which marks them dispatched; until then "
-             "the relay drops the new slot and checks again at each retry (rows committed before "
-             "that count too: pause the writers if they keep coming)",
-             t->slot, count,
-             t->no_mark_dispatched ? " (with --no-mark-dispatched every row this relay published "
-                                     "counts as not dispatched; dispatching sends those again, "
-                                     "which consumers absorb)"
-                                   : "");
+    if (!t->standby)
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+                 "relay: slot %s is in use by another relay; standing by", t->slot);
+    t->standby = true;
+    return txm_errf(err, TXM_BUSY, "relay: slot %s is in use by another relay", t->slot);
 }
 
-/* Drops a slot this tailer just created and refused, so that a later
- * attempt creates and checks it again instead of streaming from it. */
-static void drop_refused(tail_pg *t, PGconn *r)
+/* Drops an invalidated slot, creates the new one after committing the
+ * resync mark (so a crash from here on still resyncs), and reads its
+ * position into info. */
+static txm_status replace_slot(tail_pg *t, PGconn *c, slot_info *info, const char *why,
+                               txm_error *err)
 {
-    char sql[128];
-    char state[6];
-    txm_error why = {0};
-    snprintf(sql, sizeof sql, "DROP_REPLICATION_SLOT %s", t->slot);
-    if (run(r, sql, PGRES_COMMAND_OK, state, &why) != TXM_OK)
-        txm_logf(t->log, t->log_ctx, TXM_LOG_ERROR,
-                 "relay: cannot drop the refused replication slot %s (%s); drop it by hand with "
-                 "SELECT pg_drop_replication_slot('%s') before the relay may stream from it",
-                 t->slot, why.text, t->slot);
-}
-
-/* On r, a replication session: creates the slot with USE_SNAPSHOT in a
- * read-only repeatable-read transaction, and counts in that snapshot the
- * outbox rows not dispatched. *created stays false when the slot existed
- * after all (made outside any relay, e.g. by a brand-new schema's
- * migration), which is TXM_OK with *count = 0. */
-static txm_status create_and_count(tail_pg *t, PGconn *r, bool *created, long long *count,
-                                   txm_error *err)
-{
-    char state[6];
-    char sql[128];
-    snprintf(sql, sizeof sql, "CREATE_REPLICATION_SLOT %s LOGICAL pgoutput USE_SNAPSHOT", t->slot);
-    *created = false;
-    *count = 0;
-    txm_status st =
-        run(r, "BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK, state, err);
-    if (st == TXM_OK && (st = run(r, sql, PGRES_TUPLES_OK, state, err)) == TXM_OK)
-        *created = true;
+    PGresult *res = NULL;
+    txm_status st = TXM_OK;
+    if (info->lost)
+        st =
+            run_slot(t, c, "SELECT pg_drop_replication_slot($1)", NULL, PGRES_TUPLES_OK, &res, err);
+    PQclear(res);
     if (st == TXM_OK)
-        st = query_count(r, "SELECT count(*) FROM " OUTBOX_TABLE " WHERE NOT is_dispatched", count,
-                         err);
-    PQclear(PQexec(r, st == TXM_OK ? "COMMIT" : "ROLLBACK"));
-    /* 42710 duplicate_object. */
-    if (!*created && st == TXM_DB && strcmp(state, "42710") == 0)
-        return TXM_OK;
-    return st;
-}
-
-/* Creates the slot and checks that no outbox row it will never decode
- * waits to be dispatched; otherwise logs why, drops the slot again and
- * returns TXM_STATE.
- *
- * Why this rule: with USE_SNAPSHOT the count sees exactly the transactions
- * committed before the slot's consistent point, which the slot will never
- * decode; whatever commits after it (also while the slot is being created)
- * is decoded and published. So the check is exact under concurrent writes
- * and does not refuse forever on a busy outbox. A row not dispatched in that
- * snapshot may have been published already by a relay on a lost slot that
- * had not marked it yet (always so with --no-mark-dispatched, where the rule
- * amounts to "refuse if the outbox holds any row nobody dispatched"); the
- * relay cannot tell, so it refuses rather than skip silently, and the
- * operator dispatches them (at worst a duplicate, which consumers allow). */
-static txm_status create_checked(tail_pg *t, txm_error *err)
-{
-    PGconn *r = NULL;
-    bool created = false;
-    long long count = 0;
-    txm_status st = pg_connect(t, true, &r, err);
-    if (st == TXM_OK)
-        st = create_and_count(t, r, &created, &count, err);
-    if (st == TXM_OK && count > 0) {
-        log_refusal(t, count);
-        st = txm_errf(err, TXM_STATE,
-                      "relay: refusing new slot %s: %lld outbox rows not dispatched predate it "
-                      "(txmsg outbox dispatch)",
-                      t->slot, count);
+        st = run_slot(t, c, SQL_MARK_PUT, why, PGRES_COMMAND_OK, &res, err);
+    PQclear(res);
+    /* Nothing but this relay creates the slot while it holds the lock, except
+     * the migration of a brand-new schema, whose slot predates every row. */
+    char state[6] = "";
+    if (st == TXM_OK) {
+        const char *const params[] = {t->slot};
+        res = PQexecParams(c, "SELECT pg_create_logical_replication_slot($1, 'pgoutput')", 1, NULL,
+                           params, NULL, NULL, 0);
+        st = check_result(c, res, PGRES_TUPLES_OK, state, err);
+        PQclear(res);
+        if (st == TXM_DB && strcmp(state, "42710") == 0) /* duplicate_object */
+            st = TXM_OK;
+        else if (st == TXM_OK)
+            txm_logf(t->log, t->log_ctx, TXM_LOG_INFO, "relay: created replication slot %s",
+                     t->slot);
     }
-    /* Dropped, a later attempt creates and checks it again; kept, it would
-     * be streamed from as if it had always been there. */
-    if (created && st != TXM_OK)
-        drop_refused(t, r);
-    else if (created)
-        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO, "relay: created replication slot %s", t->slot);
-    PQfinish(r);
+    if (st == TXM_OK)
+        st = query_slot(t, c, info, err);
+    if (st == TXM_OK && !info->exists)
+        st = txm_errf(err, TXM_DB, "relay: replication slot %s vanished after its creation",
+                      t->slot);
     return st;
 }
 
-/* Makes sure the outbox, the publication and the slot exist, and starts
- * from the slot's confirmed position. The publication comes before the
- * slot: pgoutput looks it up as of each decoded transaction. A missing slot
- * is created and checked under its lock, so two relays do not both create
- * it, and none streams from it before the check is over. */
+/* Logs and counts a resync of count rows (none: a lost slot is still
+ * counted, a missing one is new), and in messages mode the records that
+ * no table can give back. lost_from is where the lost WAL
+ * began as far as known (0: unknown). */
+static void log_resync(tail_pg *t, const char *why, long long count, const char *mode,
+                       uint64_t lost_from, bool lost)
+{
+    if (lost || count > 0) {
+        if (t->resyncs != NULL)
+            atomic_fetch_add(t->resyncs, 1);
+        txm_logf(t->log, t->log_ctx, TXM_LOG_WARN,
+                 "relay: replication slot %s %s; resyncing: republishing the %lld outbox rows not "
+                 "dispatched from the table (consumers absorb the repeats), then streaming from "
+                 "%X/%X%s",
+                 t->slot, why, count, (unsigned)(t->confirmed_lsn >> 32),
+                 (unsigned)t->confirmed_lsn,
+                 t->no_mark_dispatched ? "; with --no-mark-dispatched no row is marked "
+                                         "dispatched, so every row of the outbox is republished"
+                                       : "");
+    }
+    if (strcmp(mode, "messages") != 0)
+        return;
+    char from[32] = "an unknown position";
+    if (lost_from != 0)
+        snprintf(from, sizeof from, "%X/%X", (unsigned)(lost_from >> 32), (unsigned)lost_from);
+    txm_logf(t->log, t->log_ctx, lost ? TXM_LOG_ERROR : TXM_LOG_WARN,
+             "relay: the database is in messages mode: outbox records committed from %s to "
+             "%X/%X %s in the WAL of the slot %s, and are lost for good (messages mode keeps no "
+             "rows to republish them from)",
+             from, (unsigned)(t->confirmed_lsn >> 32), (unsigned)t->confirmed_lsn,
+             lost ? "were" : "were, if the slot existed before,", t->slot);
+}
+
+/* Called with c holding the slot's lock exclusively and info read under
+ * it, for a slot that is missing, invalidated or marked. Replaces a missing
+ * or invalidated slot, then counts the outbox rows not dispatched, after
+ * the slot's creation, so that every row the slot will not decode is
+ * counted. None: the mark goes and the slot is streamed from at once.
+ * Otherwise the resync begins: c and its lock move to t->resync_conn,
+ * which pg_next reads pages from until every such row was served, and
+ * then starts streaming. */
+static txm_status recover(tail_pg *t, PGconn **c, slot_info *info, txm_error *err)
+{
+    if (info->active) /* another relay streams from it, its resync served */
+        return slot_busy(t, err);
+    bool lost = info->lost, created = !info->exists || info->lost;
+    const char *why = lost            ? "was invalidated (wal_status lost: it held more WAL than "
+                                        "max_slot_wal_keep_size allows)"
+                      : !info->exists ? "is missing (dropped, or this server is a promoted "
+                                        "standby: PostgreSQL 15 does not carry slots over)"
+                                      : "was being resynced when a relay stopped";
+    uint64_t lost_from = info->exists ? info->confirmed_lsn : t->confirmed_lsn;
+    char count[24] = "", mode[16] = "";
+    PGresult *res = NULL;
+    txm_status st = created ? replace_slot(t, *c, info, why, err) : TXM_OK;
+    if (st == TXM_OK)
+        st = query_text(*c, "SELECT count(*) FROM " OUTBOX_TABLE " WHERE NOT is_dispatched", count,
+                        sizeof count, err);
+    if (st == TXM_OK)
+        st = query_text(*c, "SELECT value FROM txmsg_settings WHERE name = 'outbox_mode'", mode,
+                        sizeof mode, err);
+    long long rows = strtoll(count, NULL, 10);
+    if (st == TXM_OK && rows == 0)
+        st = run_slot(t, *c, SQL_MARK_DEL, NULL, PGRES_COMMAND_OK, &res, err);
+    PQclear(res);
+    if (st != TXM_OK)
+        return st;
+    t->confirmed_lsn = info->confirmed_lsn;
+    info->marked = false;
+    /* Records of messages mode were lost with the slot, not with a resync
+     * cut short (the first one said so). */
+    if (!created)
+        mode[0] = '\0';
+    if (lost || rows > 0 || strcmp(mode, "messages") == 0)
+        log_resync(t, why, rows, mode, lost_from, lost);
+    else
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+                 "relay: replication slot %s %s; no outbox row waits to be dispatched, so "
+                 "there is nothing to republish",
+                 t->slot, why);
+    if (rows == 0)
+        return TXM_OK;
+    t->resync_conn = *c;
+    *c = NULL;
+    t->resync_after = 0;
+    t->resync_rows = 0;
+    t->resync_end = t->confirmed_lsn;
+    t->resync_served = false;
+    return TXM_OK;
+}
+
+/* The slot needs recovering: takes its lock exclusively on *c (a relay
+ * that finds it taken stands by), looks again, since another relay may
+ * have recovered it meanwhile, and recovers it if not. On TXM_OK *c still
+ * holds the lock, unless a resync began (t->resync_conn has it). */
+static txm_status claim(tail_pg *t, PGconn **c, slot_info *info, txm_error *err)
+{
+    bool got = false;
+    txm_status st = lock_slot(t, *c, true, &got, err);
+    if (st == TXM_OK && !got) {
+        if (!t->standby)
+            txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+                     "relay: another relay is creating or resyncing slot %s; standing by", t->slot);
+        t->standby = true;
+        return txm_errf(err, TXM_BUSY, "relay: another relay is creating or resyncing slot %s",
+                        t->slot);
+    }
+    if (st == TXM_OK)
+        st = query_slot(t, *c, info, err);
+    if (st == TXM_OK && !healthy(info))
+        st = recover(t, c, info, err);
+    return st;
+}
+
+/* Makes sure the outbox and the publication exist, and that the slot is
+ * healthy or being recovered, and starts from the slot's confirmed
+ * position. The publication comes before the slot: pgoutput looks it up
+ * as of each decoded transaction. */
 static txm_status setup(tail_pg *t, txm_error *err)
 {
     PGconn *c = NULL;
     slot_info info = {0};
-    bool locked = false;
     txm_status st = ensure_schema(t, err);
     if (st == TXM_OK)
         st = pg_connect(t, false, &c, err);
@@ -412,14 +553,9 @@ static txm_status setup(tail_pg *t, txm_error *err)
         st = ensure_publication(t, c, err);
     if (st == TXM_OK)
         st = query_slot(t, c, &info, err);
-    if (st == TXM_OK && !info.exists)
-        st = lock_slot(t, c, true, &locked, err);
-    /* Another relay may have created it while this one waited. */
-    if (st == TXM_OK && !info.exists)
-        st = query_slot(t, c, &info, err);
-    if (st == TXM_OK && !info.exists)
-        st = create_checked(t, err);
-    PQfinish(c); /* ends the lock */
+    if (st == TXM_OK && !healthy(&info))
+        st = claim(t, &c, &info, err);
+    PQfinish(c); /* ends the lock, unless a resync holds it */
     if (st == TXM_OK)
         t->confirmed_lsn = info.confirmed_lsn;
     return st;
@@ -439,6 +575,13 @@ static void disconnect(tail_pg *t)
     t->in_txn = false;
     t->txn_rows = 0;
     relay_pgoutput_reset(&t->dec);
+    /* A resync cut short starts again from the table (its mark stays), and
+     * what the last session handed out is not confirmed to the next. */
+    PQfinish(t->resync_conn);
+    t->resync_conn = NULL;
+    t->resync_served = false;
+    t->resync_clear = false;
+    t->served_count = 0;
 }
 
 /* Sends a standby status update ('r'). Only confirmed positions are
@@ -471,15 +614,6 @@ static txm_status send_status(tail_pg *t, txm_error *err)
     return TXM_OK;
 }
 
-static txm_status slot_busy(tail_pg *t, txm_error *err)
-{
-    if (!t->standby)
-        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
-                 "relay: slot %s is in use by another relay; standing by", t->slot);
-    t->standby = true;
-    return txm_errf(err, TXM_BUSY, "relay: slot %s is in use by another relay", t->slot);
-}
-
 /* START_REPLICATION on t->conn from the confirmed position. Messages are
  * always asked for, whatever the database's outbox mode: a database may
  * switch modes while units of work of the other mode are still in the WAL
@@ -497,30 +631,54 @@ static txm_status start_replication(tail_pg *t, txm_error *err)
     txm_status st = run(t->conn, sql, PGRES_COPY_BOTH, state, err);
     if (st == TXM_DB && strcmp(state, "55006") == 0)
         return slot_busy(t, err);
+    /* 55000 object_not_in_prerequisite_state: PostgreSQL 15 says "cannot
+     * read from logical replication slot" when the slot was invalidated
+     * since check_slot looked; the next attempt finds wal_status 'lost'. */
+    if (st == TXM_DB && strcmp(state, "55000") == 0)
+        txm_logf(t->log, t->log_ctx, TXM_LOG_WARN,
+                 "relay: slot %s cannot be read (invalidated?); the next attempt recreates it "
+                 "and resyncs if so",
+                 t->slot);
     return st;
 }
 
-/* Starts a replication session. A slot another walsender holds, or one
- * another relay is creating and checking, answers TXM_BUSY without opening
- * the replication connection. The shared lock lasts until streaming began,
- * so a slot is never taken between its creation and its check. */
-static txm_status start_stream(tail_pg *t, txm_error *err)
+/* On a normal session: the slot's shared lock (a relay creating or
+ * resyncing it holds it exclusively), then its state. A slot missing,
+ * invalidated or marked is claimed for recovery, which may begin a resync
+ * (t->resync_conn). On TXM_OK *c holds a lock that keeps the slot from
+ * being recovered until streaming began. */
+static txm_status check_slot(tail_pg *t, PGconn **c, slot_info *info, txm_error *err)
 {
-    PGconn *c = NULL;
-    slot_info info = {0};
     bool free_to_start = false;
-    txm_status st = pg_connect(t, false, &c, err);
+    txm_status st = pg_connect(t, false, c, err);
     if (st == TXM_OK)
-        st = lock_slot(t, c, false, &free_to_start, err);
+        st = lock_slot(t, *c, false, &free_to_start, err);
     if (st == TXM_OK && !free_to_start)
         st = slot_busy(t, err);
     if (st == TXM_OK)
-        st = query_slot(t, c, &info, err);
-    if (st == TXM_OK && !info.exists)
-        st = txm_errf(err, TXM_DB, "relay: replication slot %s does not exist", t->slot);
-    if (st == TXM_OK && info.active)
+        st = query_slot(t, *c, info, err);
+    if (st == TXM_OK && !healthy(info)) {
+        st = unlock_shared(t, *c, err);
+        if (st == TXM_OK)
+            st = claim(t, c, info, err);
+    }
+    if (st == TXM_OK && t->resync_conn == NULL && info->active)
         st = slot_busy(t, err);
-    if (st != TXM_OK) {
+    return st;
+}
+
+/* Starts a replication session, or a resync that comes first. A slot
+ * another walsender holds, or one another relay is recovering, answers
+ * TXM_BUSY without opening the replication connection. The lock lasts
+ * until streaming began, so a slot is never taken during its recovery. */
+static txm_status start_stream(tail_pg *t, txm_error *err)
+{
+    /* A resync served keeps its lock until the stream it leads to began. */
+    PGconn *c = t->resync_conn;
+    t->resync_conn = NULL;
+    slot_info info = {0};
+    txm_status st = c == NULL ? check_slot(t, &c, &info, err) : TXM_OK;
+    if (st != TXM_OK || t->resync_conn != NULL) {
         PQfinish(c);
         return st;
     }
@@ -567,24 +725,30 @@ static const char *compact_payload(tail_pg *t, const char *text)
     return t->payload;
 }
 
-/* Turns an Insert into the outbox into a batch entry, found by column name.
- * A row that is not a valid message becomes an entry with its reason. */
-static txm_status add_row(tail_pg *t, const relay_pgoutput_msg *m, relay_batch *out, txm_error *err)
+/* Turns an outbox row's text columns into a batch entry. A row that is
+ * not a valid message becomes an entry with its reason. */
+static txm_status add_fields(tail_pg *t, const char *const col[OUTBOX_COLS], relay_batch *out,
+                             txm_error *err)
 {
-    const char *id = relay_pgoutput_text(m, "message_id");
     txm_msg *msg = NULL;
     txm_error why = {0};
-    txm_status row_st = relay_row_to_msg(
-        id, relay_pgoutput_text(m, "source"), relay_pgoutput_text(m, "aggregate_id"),
-        relay_pgoutput_text(m, "correlation_id"), relay_pgoutput_text(m, "topic"),
-        compact_payload(t, relay_pgoutput_text(m, "payload")), relay_pgoutput_text(m, "created_at"),
-        &msg, &why);
+    txm_status row_st = relay_row_to_msg(col[0], col[1], col[2], col[3], col[4],
+                                         compact_payload(t, col[5]), col[6], &msg, &why);
     if (row_st == TXM_NOMEM)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
-    txm_status st = relay_batch_add(out, &msg, id, row_st == TXM_OK ? NULL : why.text);
+    txm_status st = relay_batch_add(out, &msg, col[0], row_st == TXM_OK ? NULL : why.text);
     if (st != TXM_OK)
         return txm_errf(err, st, "relay: out of memory");
     return TXM_OK;
+}
+
+/* Turns an Insert into the outbox into a batch entry, found by column name. */
+static txm_status add_row(tail_pg *t, const relay_pgoutput_msg *m, relay_batch *out, txm_error *err)
+{
+    const char *col[OUTBOX_COLS];
+    for (size_t i = 0; i < OUTBOX_COLS; i++)
+        col[i] = relay_pgoutput_text(m, OUTBOX_COL_NAMES[i]);
+    return add_fields(t, col, out, err);
 }
 
 /* Turns a messages-mode record into a batch entry with no row to mark. A
@@ -791,6 +955,81 @@ static txm_status fill(tail_pg *t, size_t max, long long deadline, relay_batch *
     }
 }
 
+/* A page of the resync: the outbox rows not dispatched after the last one
+ * served, in seq order (the partial index txmsg_outbox_not_dispatched),
+ * with their text as pgoutput would send it (the session is ISO and UTC). */
+static const char SQL_RESYNC_PAGE[] =
+    "SELECT message_id, source, aggregate_id, correlation_id, topic, payload, created_at, seq"
+    " FROM " OUTBOX_TABLE " WHERE NOT is_dispatched AND seq > $1 ORDER BY seq LIMIT $2";
+
+/* Remembers a position handed out, dropping the oldest when full (its
+ * confirmation is then not reported: the slot only lags a little). */
+static void served_push(tail_pg *t, uint64_t position)
+{
+    if (t->served_count == SERVED_MAX) {
+        t->served_head = (t->served_head + 1) % SERVED_MAX;
+        t->served_count--;
+    }
+    t->served[(t->served_head + t->served_count++) % SERVED_MAX] = position;
+}
+
+/* Whether position was handed out by this session; forgets it and the
+ * older ones. Confirmations come in the order the positions went out; one
+ * of an earlier session changes nothing. */
+static bool served_take(tail_pg *t, uint64_t position)
+{
+    for (size_t i = 0; i < t->served_count; i++) {
+        if (t->served[(t->served_head + i) % SERVED_MAX] != position)
+            continue;
+        t->served_head = (t->served_head + i + 1) % SERVED_MAX;
+        t->served_count -= i + 1;
+        return true;
+    }
+    return false;
+}
+
+/* Serves the next page of the resync as a batch. Only the last page (fewer
+ * rows than max) carries a position, the new slot's start: its
+ * confirmation means every page was published and marked (pg_confirm
+ * clears the mark then). Rows committed since the slot's creation come
+ * again from the stream: at least once. */
+static txm_status resync_fill(tail_pg *t, size_t max, relay_batch *out, txm_error *err)
+{
+    char after[24], limit[24], state[6];
+    snprintf(after, sizeof after, "%lld", t->resync_after);
+    snprintf(limit, sizeof limit, "%zu", max);
+    const char *const params[] = {after, limit};
+    PGresult *res = PQexecParams(t->resync_conn, SQL_RESYNC_PAGE, 2, NULL, params, NULL, NULL, 0);
+    txm_status st = check_result(t->resync_conn, res, PGRES_TUPLES_OK, state, err);
+    int n = st == TXM_OK ? PQntuples(res) : 0;
+    for (int i = 0; st == TXM_OK && i < n; i++) {
+        const char *col[OUTBOX_COLS];
+        for (int k = 0; k < OUTBOX_COLS; k++)
+            col[k] = PQgetisnull(res, i, k) ? NULL : PQgetvalue(res, i, k);
+        st = add_fields(t, col, out, err);
+        t->resync_after = strtoll(PQgetvalue(res, i, OUTBOX_COLS), NULL, 10);
+    }
+    PQclear(res);
+    if (st != TXM_OK)
+        return st;
+    t->resync_rows += n;
+    if ((size_t)n < max) {
+        out->confirm_position = t->resync_end;
+        served_push(t, t->resync_end);
+        t->resync_served = true;
+        t->resync_clear = true;
+        txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+                 "relay: resync of slot %s read %lld outbox rows from the table; streaming next",
+                 t->slot, t->resync_rows);
+    }
+    return TXM_OK;
+}
+
+static bool resyncing(const tail_pg *t)
+{
+    return t->resync_conn != NULL && !t->resync_served;
+}
+
 static txm_status pg_next(relay_tailer *base, size_t max, int wait_ms, relay_batch *out,
                           txm_error *err)
 {
@@ -800,14 +1039,43 @@ static txm_status pg_next(relay_tailer *base, size_t max, int wait_ms, relay_bat
     long long deadline = relay_mono_ms() + (wait_ms > 0 ? wait_ms : 0);
     /* Reconnecting is part of reading: while PostgreSQL is away each call
      * tries once and returns TXM_DB, and the caller backs off. */
-    txm_status st = t->streaming ? TXM_OK : start_stream(t, err);
-    if (st == TXM_OK)
+    txm_status st = t->streaming || resyncing(t) ? TXM_OK : start_stream(t, err);
+    if (st == TXM_OK && resyncing(t))
+        st = resync_fill(t, max, out, err);
+    else if (st == TXM_OK) {
         st = fill(t, max, deadline, out, err);
+        if (st == TXM_OK && out->confirm_position != 0)
+            served_push(t, out->confirm_position);
+    }
     if (st != TXM_OK && st != TXM_BUSY) {
         relay_batch_clear(out);
         disconnect(t);
     }
     return st;
+}
+
+/* Deletes the resync mark once the resync's last batch is confirmed. A
+ * failure leaves it for the next confirmation (or the next start, which
+ * resyncs again: at least once). */
+static void clear_mark(tail_pg *t)
+{
+    PGconn *c = NULL;
+    PGresult *res = NULL;
+    txm_error why = {0};
+    txm_status st = pg_connect(t, false, &c, &why);
+    if (st == TXM_OK)
+        st = run_slot(t, c, SQL_MARK_DEL, NULL, PGRES_COMMAND_OK, &res, &why);
+    PQclear(res);
+    PQfinish(c);
+    if (st != TXM_OK) {
+        txm_logf(t->log, t->log_ctx, TXM_LOG_WARN,
+                 "relay: cannot clear the resync mark of slot %s yet: %s", t->slot, why.text);
+        return;
+    }
+    t->resync_clear = false;
+    txm_logf(t->log, t->log_ctx, TXM_LOG_INFO,
+             "relay: resync of slot %s complete: %lld rows republished and confirmed", t->slot,
+             t->resync_rows);
 }
 
 /* Records position and reports it at once. A failed send only ends the
@@ -817,6 +1085,12 @@ static txm_status pg_confirm(relay_tailer *base, uint64_t position, txm_error *e
     tail_pg *t = (tail_pg *)base;
     if (t == NULL)
         return txm_errf(err, TXM_INVALID, "tail_pg confirm: NULL tailer");
+    /* A position of an earlier session may belong to another server (the
+     * old primary): reported to this slot, it could skip unread WAL. */
+    if (!served_take(t, position))
+        return TXM_OK;
+    if (t->resync_clear && position >= t->resync_end)
+        clear_mark(t);
     if (position <= t->confirmed_lsn)
         return TXM_OK;
     t->confirmed_lsn = position;
@@ -883,6 +1157,7 @@ static txm_status tailer_new(const relay_tail_config *cfg, tail_pg **out, txm_er
     snprintf(t->slot, sizeof t->slot, "%s", slot);
     snprintf(t->publication, sizeof t->publication, "%s", pub);
     t->no_mark_dispatched = cfg->no_mark_dispatched;
+    t->resyncs = cfg->slot_resyncs;
     t->log = cfg->log;
     t->log_ctx = cfg->log_ctx;
     relay_pgoutput_init(&t->dec);

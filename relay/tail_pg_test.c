@@ -35,6 +35,7 @@ typedef struct fixture {
     bool messages;         /* the database is in messages mode */
     int log_errors;        /* log calls at level 3 */
     char last_error[1024]; /* text of the last of them */
+    char last_warn[1024];  /* text of the last warning */
 } fixture;
 
 /* What a test read: ids in arrival order, and each batch's size and position. */
@@ -54,6 +55,8 @@ static void record_log(void *ctx, int level, const char *text)
         fx->log_errors++;
         snprintf(fx->last_error, sizeof fx->last_error, "%s", text);
     }
+    if (level == 2)
+        snprintf(fx->last_warn, sizeof fx->last_warn, "%s", text);
     if (getenv("TXM_TEST_VERBOSE") != NULL)
         fprintf(stderr, "log %d: %s\n", level, text);
 }
@@ -546,45 +549,122 @@ static void tail_pg_rejects_bad_names(void **state)
 }
 
 /* Rows committed before the tailer's slot exists would never be decoded
- * from it: while any is not dispatched, opening refuses (and says why),
- * drops the slot it made, and tries again on the next open. */
-static void tail_pg_refuses_a_new_slot_over_undispatched_rows(void **state)
+ * from it: opening creates the slot and the tailer first serves every row
+ * not dispatched from the table, the last page carrying the slot's start
+ * as position, then streams. A resync whose last batch was not confirmed
+ * is done again by the next tailer (its mark stays); once confirmed, the
+ * mark is gone and a new tailer streams at once. */
+static void tail_pg_resyncs_a_new_slot_from_undispatched_rows(void **state)
 {
     fixture *fx = get(state);
-    txm_msg *old[2] = {0};
-    commit_messages(fx, 2, "order--created", false, old);
-    for (int no_mark = 0; no_mark < 2; no_mark++) {
-        relay_tail_config cfg = fx->cfg;
-        cfg.no_mark_dispatched = no_mark == 1;
-        relay_tailer *t = NULL;
-        txm_error err = {0};
-        fx->log_errors = 0;
-        assert_int_equal(relay_tail_open_pg(&cfg, &t, &err), TXM_STATE);
-        assert_null(t);
-        assert_false(txm_testdb_pg_slot_exists(fx->db, fx->slot));
-        assert_int_equal(fx->log_errors, 1);
-        assert_non_null(strstr(fx->last_error, fx->slot));
-        assert_non_null(strstr(fx->last_error, "2 outbox rows not dispatched"));
-        assert_non_null(strstr(fx->last_error, "txmsg outbox dispatch"));
-        assert_non_null(strstr(fx->last_error, "checks again at each retry")); /* whole */
-        assert_true((strstr(fx->last_error, "--no-mark-dispatched") != NULL) == (no_mark == 1));
+    txm_msg *old[3] = {0};
+    txm_msg *sent[2] = {0};
+    commit_messages(fx, 3, "order--created", false, old);
+    const char *ids[] = {txm_msg_id(old[0])};
+    assert_int_equal(txm_outbox_mark_dispatched(fx->db, ids, 1, NULL, NULL), TXM_OK);
+    for (int round = 0; round < 2; round++) {
+        relay_tailer *t = open_tailer(fx);
+        assert_true(txm_testdb_pg_slot_exists(fx->db, fx->slot));
+        reading r = {0};
+        read_entries(t, 2, 1, round == 1, false, &r); /* pages of one row */
+        assert_string_equal(r.ids[0], txm_msg_id(old[1]));
+        assert_string_equal(r.ids[1], txm_msg_id(old[2]));
+        /* Only the last page (here an empty one) carries the position. */
+        relay_batch b;
+        relay_batch_init(&b);
+        assert_int_equal(t->ops->next(t, 1, WAIT_MS, &b, NULL), TXM_OK);
+        assert_int_equal(b.count, 0);
+        assert_int_equal(r.positions[0], 0);
+        assert_true(b.confirm_position != 0);
+        if (round == 1)
+            assert_int_equal(t->ops->confirm(t, b.confirm_position, NULL), TXM_OK);
+        relay_batch_clear(&b);
+        free(b.entries);
+        /* Then the stream. */
+        commit_messages(fx, 1, "order--created", false, sent + round);
+        reading after = {0};
+        read_entries(t, (size_t)round + 1, 100, false, false, &after);
+        assert_string_equal(after.ids[after.count - 1], txm_msg_id(sent[round]));
+        /* Published and marked, as the relay does, but not confirmed. */
+        const char *sent_id[] = {txm_msg_id(sent[round])};
+        assert_int_equal(txm_outbox_mark_dispatched(fx->db, sent_id, 1, NULL, NULL), TXM_OK);
+        t->ops->close(t);
+        free(r.ids);
+        free(after.ids);
     }
-    /* What txmsg outbox dispatch does once it published them. */
-    const char *ids[] = {txm_msg_id(old[0]), txm_msg_id(old[1])};
-    size_t marked = 0;
-    assert_int_equal(txm_outbox_mark_dispatched(fx->db, ids, 2, &marked, NULL), TXM_OK);
-    assert_int_equal(marked, 2);
+    assert_int_equal(fx->log_errors, 0);
+    assert_true(strstr(fx->last_warn, "republishing the 2 outbox rows") != NULL);
+    /* Confirmed: the next tailer streams at once from the slot's start (the
+     * commits after it were never confirmed). */
     relay_tailer *t = open_tailer(fx);
-    assert_true(txm_testdb_pg_slot_exists(fx->db, fx->slot));
+    reading r = {0};
+    read_entries(t, 2, 100, false, false, &r);
+    assert_int_equal(r.count, 2);
+    assert_string_equal(r.ids[0], txm_msg_id(sent[0]));
+    assert_string_equal(r.ids[1], txm_msg_id(sent[1]));
+    t->ops->close(t);
+    free(r.ids);
+    free_msgs(old, 3);
+    free_msgs(sent, 2);
+}
+
+/* A tailer reports to its slot only positions it handed out itself: one
+ * from an earlier session (after a failover, another server's LSN) would
+ * move the slot past WAL this session has not had confirmed. */
+static void tail_pg_ignores_a_position_it_did_not_hand_out(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
     txm_msg *sent[1] = {0};
     commit_messages(fx, 1, "order--created", false, sent);
     reading r = {0};
     read_entries(t, 1, 100, false, false, &r);
-    assert_int_equal(r.count, 1);
+    /* A position past it that this session never handed out. */
+    assert_int_equal(
+        txm_db_exec(fx->db, "CREATE TABLE elsewhere (x int)", NULL, 0, NULL, NULL, NULL), TXM_OK);
+    txm_rows *rows = NULL;
+    assert_int_equal(
+        txm_db_exec(fx->db, "SELECT pg_current_wal_lsn()::text", NULL, 0, &rows, NULL, NULL),
+        TXM_OK);
+    unsigned hi = 0, lo = 0;
+    assert_int_equal(sscanf(txm_rows_text(rows, 0, 0), "%X/%X", &hi, &lo), 2);
+    txm_rows_free(rows);
+    uint64_t foreign = (uint64_t)hi << 32 | lo;
+    assert_true(foreign > r.positions[r.batches - 1]);
+    assert_int_equal(t->ops->confirm(t, foreign, NULL), TXM_OK);
+    t->ops->close(t);
+    t = open_tailer(fx);
+    reading again = {0};
+    read_entries(t, 1, 100, false, false, &again);
+    assert_string_equal(again.ids[0], txm_msg_id(sent[0]));
+    t->ops->close(t);
+    free(r.ids);
+    free(again.ids);
+    free_msgs(sent, 1);
+}
+
+/* Messages mode keeps no rows: a slot dropped with records in its WAL
+ * cannot be resynced from a table, and the tailer says so. */
+static void tail_pg_messages_mode_says_a_dropped_slot_took_its_records(void **state)
+{
+    fixture *fx = get(state);
+    relay_tailer *t = open_tailer(fx);
+    t->ops->close(t);
+    commit_messages(fx, 2, "order--created", false, NULL);
+    drop_slot(fx->slot);
+    fx->last_warn[0] = '\0';
+    t = open_tailer(fx);
+    assert_non_null(strstr(fx->last_warn, "messages mode"));
+    assert_non_null(strstr(fx->last_warn, "are lost for good"));
+    assert_non_null(strstr(fx->last_warn, fx->slot));
+    /* What comes after is streamed. */
+    txm_msg *sent[1] = {0};
+    commit_messages(fx, 1, "order--created", false, sent);
+    reading r = {0};
+    read_entries(t, 1, 100, false, false, &r);
     assert_string_equal(r.ids[0], txm_msg_id(sent[0]));
     t->ops->close(t);
     free(r.ids);
-    free_msgs(old, 2);
     free_msgs(sent, 1);
 }
 
@@ -778,9 +858,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_pg_open_fails_when_the_server_is_unreachable, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_rejects_bad_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(tail_pg_refuses_a_new_slot_over_undispatched_rows, setup,
+        cmocka_unit_test_setup_teardown(tail_pg_resyncs_a_new_slot_from_undispatched_rows, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_recovers_after_postgresql_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_ignores_a_position_it_did_not_hand_out, setup,
+                                        teardown),
         /* Messages mode. */
         cmocka_unit_test_setup_teardown(tail_pg_reads_messages_in_commit_order_with_their_fields,
                                         setup_messages, teardown),
@@ -795,6 +877,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(tail_pg_mixes_rows_and_records_in_commit_order, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(tail_pg_bad_record_becomes_an_entry_with_a_reason,
+                                        setup_messages, teardown),
+        cmocka_unit_test_setup_teardown(tail_pg_messages_mode_says_a_dropped_slot_took_its_records,
                                         setup_messages, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

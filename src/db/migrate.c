@@ -171,8 +171,8 @@ static const char SQL_SLOT_STATE[] =
  * migration that creates the outbox, so the slot's start precedes every
  * outbox row: rows written before a slot exists would never be decoded.
  * Once the outbox exists, a missing slot is not created here: a new slot
- * would silently skip the rows committed before it, so the relay checks for
- * them when it creates its slot itself, and this only warns. Failure
+ * would silently skip the rows committed before it, so the relay creates it
+ * itself and republishes them from the table, and this only warns. Failure
  * (wal_level is not logical, no free slot) is logged, not fatal: the library
  * works without a relay, and the relay reports the problem itself. */
 static void ensure_relay_slot(txm_db *db)
@@ -191,8 +191,7 @@ static void ensure_relay_slot(txm_db *db)
         txm_logf(db->opts.log, db->opts.log_ctx, TXM_LOG_WARN,
                  "db: replication slot %s is missing but the outbox exists; not creating it "
                  "here, since a new slot never sees rows written before it. txmsg-relay "
-                 "creates it and refuses to stream while older rows are not dispatched "
-                 "(publish them with txmsg outbox dispatch)",
+                 "creates it and first republishes the outbox rows not dispatched",
                  slot);
         return;
     }

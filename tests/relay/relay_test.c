@@ -398,10 +398,9 @@ static void relay_keeps_its_slot_across_broker_failure_and_postgresql_restart(vo
 }
 
 /* The slot is lost (dropped) while rows wait that are not dispatched: the
- * relay may create its own slot again, but the new slot would never send
- * those rows, so it refuses and says why, publishing nothing, until the
- * operator dispatched them; then it proceeds with the rows after them. */
-static void relay_refuses_a_new_slot_over_undispatched_rows(void **state)
+ * relay creates its slot again, republishes those rows from the outbox
+ * table (a resync, logged and counted), then streams what comes after. */
+static void relay_resyncs_a_dropped_slot_from_the_outbox_table(void **state)
 {
     txm_relay_fixture *fx = txm_relay_get(state);
     static names nm;
@@ -416,36 +415,16 @@ static void relay_refuses_a_new_slot_over_undispatched_rows(void **state)
         TXM_OK);
 
     pid_t relay = txm_relay_start(fx, NULL);
-    char why[160];
-    snprintf(why, sizeof why, "refusing replication slot %s: it was missing, and %d outbox rows",
-             fx->slot, OLD);
-    assert_true(txm_relay_log_wait(fx, why, 20000));
-    assert_true(txm_relay_log_wait(fx, "txmsg outbox dispatch", 0));
-    assert_null(next_msg(fx, nm.queue_a, 1500));
-    assert_false(txm_relay_log_wait(fx, "streaming from slot", 0));
-
-    /* The operator's way out: publish and mark them with the CLI. The rows
-     * must be older than --older-than. */
-    static char db_env[1024], broker_env[1024];
-    snprintf(db_env, sizeof db_env, "TXMSG_DATABASE_URL=%s", fx->db_url);
-    snprintf(broker_env, sizeof broker_env, "TXMSG_BROKER_URL=%s", fx->broker_url);
-    char *env[] = {db_env, broker_env, NULL};
-    char *argv[] = {TXM_CLI_BIN, "outbox", "dispatch", "--older-than", "1ms", NULL};
-    pid_t cli = txm_proc_start(TXM_CLI_BIN, argv, env, fx->log_path);
-    assert_true(cli > 0);
-    int status = 0;
-    assert_int_equal(waitpid(cli, &status, 0), cli);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     expect_seen(fx, &nm, OLD);
-
-    /* The relay's next attempt finds nothing left, keeps the slot, and
-     * publishes what comes after. Rows committed before that attempt would
-     * predate the new slot too, so the test waits for it. */
-    assert_true(txm_relay_log_wait(fx, "streaming from slot", 20000));
+    char why[160];
+    snprintf(why, sizeof why, "replication slot %s is missing", fx->slot);
+    assert_true(txm_relay_log_wait(fx, why, 5000));
+    assert_true(txm_relay_log_wait(fx, "republishing the 3 outbox rows not dispatched", 0));
     assert_true(txm_relay_log_wait(fx, "created replication slot", 0));
     commit_and_expect(fx, &nm, OLD, 5);
+    assert_true(txm_relay_log_wait(fx, "resync of slot", 5000));
     assert_true(txm_testdb_pg_slot_exists(fx->db, fx->slot));
-    status = txm_relay_kill(fx, relay, SIGTERM);
+    int status = txm_relay_kill(fx, relay, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     assert_int_equal(foreign_slots(fx), 0);
 }
@@ -458,7 +437,7 @@ int main(void)
         TXM_RELAY_TESTS(relay_skips_a_bad_row_and_counts_it),
         TXM_RELAY_TESTS_PG(relay_survives_postgresql_restart),
         TXM_RELAY_TESTS_PG(relay_standby_takes_over_when_active_is_killed),
-        TXM_RELAY_TESTS_PG(relay_refuses_a_new_slot_over_undispatched_rows),
+        TXM_RELAY_TESTS_PG(relay_resyncs_a_dropped_slot_from_the_outbox_table),
         TXM_RELAY_TESTS_PGMSG(relay_publishes_commits_in_order_and_never_rollbacks),
         TXM_RELAY_TESTS_PGMSG(relay_survives_postgresql_restart),
         TXM_RELAY_TESTS_PGMSG(relay_standby_takes_over_when_active_is_killed),
@@ -467,7 +446,7 @@ int main(void)
          relay_keeps_its_slot_across_broker_failure_and_postgresql_restart, txm_relay_setup,
          txm_relay_teardown, (void *)&txm_combo_pg_nats},
     };
-    if (getenv("TXM_TEST_FILTER") != NULL) /* e.g. "relay_refuses*" */
+    if (getenv("TXM_TEST_FILTER") != NULL) /* e.g. "relay_resyncs*" */
         cmocka_set_test_filter(getenv("TXM_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
