@@ -3,7 +3,10 @@
  * as a user does, with the events they publish watched on the transport.
  * Runs on the embedded default (SQLite files, embedded broker) and on
  * PostgreSQL with a private NATS JetStream server; the second stack is
- * skipped when TXMSG_TEST_PG_URL or TXMSG_TEST_NATS_URL is not set. */
+ * skipped when TXMSG_TEST_PG_URL or TXMSG_TEST_NATS_URL is not set. The
+ * saga scenarios and the concurrent burst run again on each stack with two
+ * instances of each service, sharing database and queues, requests spread
+ * over both, and two relays per database (one active, one standing by). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -25,6 +28,7 @@
 #include "testdb.h"
 #include "testhttp.h"
 #include "testproc.h"
+#include "testsvc.h"
 #include "txmsg/txmsg.h"
 
 enum {
@@ -39,21 +43,13 @@ enum {
 
 #define UUID_BUF (TXM_UUID_LEN + 1)
 
-/* ---- the stack: databases, broker, four processes, event watchers ---- */
+/* ---- the stack: databases, broker, processes, event watchers ---- */
 
-enum { P_CUSTOMERS, P_ORDERS, P_CUSTOMERS_RELAY, P_ORDERS_RELAY, P_COUNT };
-static const char *const proc_names[P_COUNT] = {"customers", "orders", "customers-relay",
+/* Each instance has one process of each role, at procs[role + P_ROLES * k]. */
+enum { P_CUSTOMERS, P_ORDERS, P_CUSTOMERS_RELAY, P_ORDERS_RELAY, P_ROLES };
+enum { MAX_INSTANCES = 2, P_MAX = P_ROLES * MAX_INSTANCES };
+static const char *const role_names[P_ROLES] = {"customers", "orders", "customers-relay",
                                                 "orders-relay"};
-
-typedef struct proc {
-    pid_t pid;            /* 0 when not running */
-    char log[640];        /* stdout and stderr, appended across restarts */
-    char env_db[1100];    /* TXMSG_DATABASE_URL=... */
-    char env_broker[600]; /* TXMSG_BROKER_URL=... */
-    char env_port[32];    /* PORT=... (services) */
-    char env_bind[64];    /* TXMSG_BIND_ADDRESS=... (services) */
-    char *env[5];
-} proc;
 
 enum { W_CUSTOMER_CREATED, W_VALIDATION_FAILED, W_ORDER_CREATED, W_ORDER_CANCELLED, W_COUNT };
 static const char *const watched_topics[W_COUNT] = {
@@ -67,8 +63,9 @@ typedef struct watcher {
 } watcher;
 
 typedef struct stack {
-    const char *name; /* "embedded" or "postgresql+nats" */
+    const char *name; /* "embedded", "postgresql+nats, 2 instances", ... */
     bool pg_nats;
+    int instances;         /* of each service and relay: 1, or 2 sharing databases and queues */
     bool ready;            /* false: a server is missing and the scenarios skip */
     char setup_error[768]; /* why the stack did not start; "" when it did */
     char *dir;             /* logs, SQLite files, embedded broker, NATS store */
@@ -79,8 +76,8 @@ typedef struct stack {
     txm_transport *t;
     txm_db *customers_db; /* the services' databases, for counts */
     txm_db *orders_db;
-    int customers_port, orders_port;
-    proc procs[P_COUNT];
+    txm_testsvc procs[P_MAX]; /* P_ROLES * instances of them */
+    unsigned turn;            /* spreads requests over the instances */
     watcher w[W_COUNT];
     int begun, finished; /* scenarios started and passed: a difference keeps the logs */
 } stack;
@@ -94,98 +91,62 @@ static bool setup_fail(stack *st, const char *fmt, ...)
     return false;
 }
 
-static void describe_wait_status(int status, char *out, size_t cap)
+static int n_procs(const stack *st)
 {
-    if (WIFEXITED(status))
-        snprintf(out, cap, "exit %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(out, cap, "killed by signal %d", WTERMSIG(status));
-    else
-        snprintf(out, cap, "wait status %#x", (unsigned)status);
+    return P_ROLES * st->instances;
 }
 
 static bool start_proc(stack *st, int which)
 {
-    proc *p = &st->procs[which];
-    bool service = which == P_CUSTOMERS || which == P_ORDERS;
-    bool customers = which == P_CUSTOMERS || which == P_CUSTOMERS_RELAY;
-    const char *bin = service ? (customers ? TXM_CUSTOMERS_BIN : TXM_ORDERS_BIN) : TXM_RELAY_BIN;
-    snprintf(p->log, sizeof p->log, "%s/%s.log", st->dir, proc_names[which]);
-    snprintf(p->env_db, sizeof p->env_db, "TXMSG_DATABASE_URL=%s",
-             customers ? st->customers_url : st->orders_url);
-    snprintf(p->env_broker, sizeof p->env_broker, "TXMSG_BROKER_URL=%s", st->broker_url);
-    size_t n = 0;
-    p->env[n++] = p->env_db;
-    p->env[n++] = p->env_broker;
-    if (service) {
-        int port = customers ? st->customers_port : st->orders_port;
-        snprintf(p->env_port, sizeof p->env_port, "PORT=%d", port);
-        snprintf(p->env_bind, sizeof p->env_bind, "TXMSG_BIND_ADDRESS=127.0.0.1");
-        p->env[n++] = p->env_port;
-        p->env[n++] = p->env_bind;
-    }
-    p->env[n] = NULL;
-    char *argv[] = {(char *)bin, NULL};
-    p->pid = txm_proc_start(bin, argv, p->env, p->log);
-    if (p->pid <= 0) {
-        p->pid = 0;
-        return setup_fail(st, "cannot start %s", bin);
-    }
+    if (!txm_testsvc_start(&st->procs[which]))
+        return setup_fail(st, "cannot start %s", st->procs[which].bin);
     return true;
 }
 
 /* SIGTERM, then waits up to STOP_MS; a process still running then is
  * killed. Returns its wait status, or -1 if it had to be killed. */
-static int stop_proc(proc *p)
+static int stop_proc(txm_testsvc *p)
 {
-    if (p->pid <= 0)
-        return -1;
-    kill(p->pid, SIGTERM);
-    long long end = txm_test_now_ms() + STOP_MS;
-    int status = 0;
-    while (waitpid(p->pid, &status, WNOHANG) == 0) {
-        if (txm_test_now_ms() >= end) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &status, 0);
-            p->pid = 0;
-            return -1;
-        }
-        txm_test_sleep_ms(20);
-    }
-    p->pid = 0;
-    return status;
+    return txm_testsvc_stop(p, STOP_MS);
 }
 
-/* GET path answers 200 {"status": "ok"} while the process keeps running. */
-static bool wait_healthy(stack *st, int which, int port, const char *path)
+/* The port of the next instance of a service, in turn. */
+static int instance_port(stack *st, int role)
 {
-    proc *p = &st->procs[which];
+    return st->procs[role + P_ROLES * (int)(st->turn++ % (unsigned)st->instances)].port;
+}
+
+static int customers_port(stack *st)
+{
+    return instance_port(st, P_CUSTOMERS);
+}
+
+static int orders_port(stack *st)
+{
+    return instance_port(st, P_ORDERS);
+}
+
+/* The service answers GET /<service>/health with 200 {"status": "ok"}
+ * while its process keeps running. */
+static bool wait_healthy(stack *st, int which)
+{
+    txm_testsvc *p = &st->procs[which];
     long long end = txm_test_now_ms() + START_MS;
     while (txm_test_now_ms() < end) {
         int status = 0;
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
+        if (txm_testsvc_ended(p, &status)) {
             char how[64];
-            describe_wait_status(status, how, sizeof how);
-            p->pid = 0;
-            return setup_fail(st, "%s ended (%s) before answering GET %s; see %s",
-                              proc_names[which], how, path, p->log);
+            txm_testsvc_describe(status, how, sizeof how);
+            return setup_fail(st, "%s ended (%s) before answering GET %s; see %s", p->name, how,
+                              p->health, p->log);
         }
-        txm_testhttp_response r;
-        bool ok =
-            txm_testhttp_request("GET", "127.0.0.1", port, path, NULL, NULL, 0, 2000, &r) == 0 &&
-            r.status == 200;
-        json_t *j = ok ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
-        const char *s = json_string_value(json_object_get(j, "status"));
-        ok = s != NULL && strcmp(s, "ok") == 0;
-        json_decref(j);
-        txm_testhttp_response_fini(&r);
-        if (ok)
+        if (txm_testsvc_healthy(p, 2000))
             return true;
         txm_test_sleep_ms(POLL_MS);
     }
     return setup_fail(st,
                       "%s did not answer GET %s with 200 {\"status\":\"ok\"} within %d ms; see %s",
-                      proc_names[which], path, START_MS, p->log);
+                      p->name, p->health, START_MS, p->log);
 }
 
 static bool make_urls(stack *st)
@@ -249,25 +210,50 @@ static bool start_stack(stack *st)
     fprintf(stderr, "e2e %s: logs in %s\n", st->name, st->dir);
     if (!make_urls(st) || !open_handles(st))
         return false;
-    st->customers_port = txm_test_free_port();
-    do
-        st->orders_port = txm_test_free_port();
-    while (st->orders_port == st->customers_port);
-    for (int i = 0; i < P_COUNT; i++)
+    int ports[2 * MAX_INSTANCES] = {0};
+    for (int i = 0; i < 2 * st->instances; i++) {
+        bool taken = true;
+        while (taken) {
+            ports[i] = txm_test_free_port();
+            taken = false;
+            for (int k = 0; k < i; k++)
+                taken = taken || ports[k] == ports[i];
+        }
+    }
+    for (int i = 0; i < n_procs(st); i++) {
+        int role = i % P_ROLES, k = i / P_ROLES;
+        bool customers = role == P_CUSTOMERS || role == P_CUSTOMERS_RELAY;
+        bool service = role == P_CUSTOMERS || role == P_ORDERS;
+        const char *bin =
+            service ? (customers ? TXM_CUSTOMERS_BIN : TXM_ORDERS_BIN) : TXM_RELAY_BIN;
+        char name[32];
+        snprintf(name, sizeof name, k == 0 ? "%s" : "%s-%d", role_names[role], k + 1);
+        txm_testsvc_init(&st->procs[i], name, bin, customers ? st->customers_url : st->orders_url,
+                         st->broker_url, service ? (customers ? "customers" : "orders") : NULL,
+                         service ? ports[2 * k + (customers ? 0 : 1)] : 0, st->dir);
+    }
+    /* Every process at once: the second relay of each database stands by. */
+    for (int i = 0; i < n_procs(st); i++)
         if (!start_proc(st, i))
             return false;
-    return wait_healthy(st, P_CUSTOMERS, st->customers_port, "/customers/health") &&
-           wait_healthy(st, P_ORDERS, st->orders_port, "/orders/health");
+    for (int i = 0; i < n_procs(st); i++)
+        if (st->procs[i].port != 0 && !wait_healthy(st, i))
+            return false;
+    return true;
 }
 
-static int setup_stack(void **state, bool pg_nats)
+static int setup_stack(void **state, bool pg_nats, int instances)
 {
     stack *st = calloc(1, sizeof *st);
     if (st == NULL)
         return -1;
     *state = st;
     st->pg_nats = pg_nats;
-    st->name = pg_nats ? "postgresql+nats" : "embedded";
+    st->instances = instances;
+    if (instances == 1)
+        st->name = pg_nats ? "postgresql+nats" : "embedded";
+    else
+        st->name = pg_nats ? "postgresql+nats, 2 instances" : "embedded, 2 instances";
     if (pg_nats && (!txm_testdb_available(TXM_TEST_PG) || !txm_testbroker_available(TXM_TEST_NATS)))
         return 0;
     st->ready = true;
@@ -277,18 +263,28 @@ static int setup_stack(void **state, bool pg_nats)
 
 static int setup_embedded(void **state)
 {
-    return setup_stack(state, false);
+    return setup_stack(state, false, 1);
 }
 
 static int setup_pg_nats(void **state)
 {
-    return setup_stack(state, true);
+    return setup_stack(state, true, 1);
+}
+
+static int setup_embedded_twice(void **state)
+{
+    return setup_stack(state, false, 2);
+}
+
+static int setup_pg_nats_twice(void **state)
+{
+    return setup_stack(state, true, 2);
 }
 
 /* Prints the end of each process's log. */
 static void print_logs(const stack *st)
 {
-    for (int i = 0; i < P_COUNT; i++) {
+    for (int i = 0; i < n_procs(st); i++) {
         FILE *f = fopen(st->procs[i].log, "r");
         if (f == NULL)
             continue;
@@ -330,12 +326,8 @@ static void wait_slots_inactive(stack *st)
 static int teardown_stack(void **state)
 {
     stack *st = *state;
-    for (int i = 0; i < P_COUNT; i++) {
-        if (st->procs[i].pid > 0) {
-            kill(st->procs[i].pid, SIGKILL);
-            waitpid(st->procs[i].pid, NULL, 0);
-        }
-    }
+    for (int i = 0; i < n_procs(st); i++)
+        txm_testsvc_kill(&st->procs[i], SIGKILL);
     bool failed = st->begun != st->finished || st->setup_error[0] != '\0';
     if (failed && st->dir != NULL)
         print_logs(st);
@@ -516,7 +508,7 @@ static void create_customer(stack *st, const char *name, json_int_t limit, char 
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     reply r;
-    call_json(st, st->customers_port, "POST", "/customers", text, &r);
+    call_json(st, customers_port(st), "POST", "/customers", text, &r);
     free(text);
     expect_status(&r, 200);
     const char *got = get_str(r.json, "id", r.what);
@@ -538,7 +530,7 @@ static void create_order(stack *st, const char *customer_id, json_int_t total, c
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     reply r;
-    call_json(st, st->orders_port, "POST", "/orders", text, &r);
+    call_json(st, orders_port(st), "POST", "/orders", text, &r);
     free(text);
     expect_status(&r, 200);
     const char *got = get_str(r.json, "id", r.what);
@@ -573,12 +565,12 @@ static json_t *get_resource(stack *st, int port, const char *kind, const char *i
 
 static json_t *get_customer(stack *st, const char *id)
 {
-    return get_resource(st, st->customers_port, "customer", id);
+    return get_resource(st, customers_port(st), "customer", id);
 }
 
 static json_t *get_order(stack *st, const char *id)
 {
-    return get_resource(st, st->orders_port, "order", id);
+    return get_resource(st, orders_port(st), "order", id);
 }
 
 static json_int_t available_credit(stack *st, const char *customer_id)
@@ -650,7 +642,7 @@ static void cancel_order(stack *st, const char *id, reply *r)
 {
     char path[96];
     snprintf(path, sizeof path, "/order/%s/cancel", id);
-    call_json(st, st->orders_port, "POST", path, NULL, r);
+    call_json(st, orders_port(st), "POST", path, NULL, r);
 }
 
 static void expect_cancelled_answer(const reply *r, const char *id)
@@ -661,31 +653,46 @@ static void expect_cancelled_answer(const reply *r, const char *id)
         fail_msg("%s: no _links: %s", r->what, r->body);
 }
 
-/* ---- the orders relay, stopped to hold orders in PENDING ---- */
+/* ---- the orders relays, stopped to hold orders in PENDING ---- */
 
-static void expect_clean_stop(stack *st, int which)
+/* Waits for a process sent SIGTERM to exit 0. */
+static void expect_clean_exit(txm_testsvc *p)
 {
-    proc *p = &st->procs[which];
-    if (p->pid <= 0)
-        fail_msg("%s is not running; see %s", proc_names[which], p->log);
-    int status = stop_proc(p);
+    int status = txm_testsvc_wait(p, STOP_MS);
     char how[64] = "still running, killed";
     if (status != -1)
-        describe_wait_status(status, how, sizeof how);
+        txm_testsvc_describe(status, how, sizeof how);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("%s: %s %d ms after SIGTERM, want exit 0; see %s", proc_names[which], how, STOP_MS,
-                 p->log);
+        fail_msg("%s: %s after SIGTERM (waited up to %d ms), want exit 0; see %s", p->name, how,
+                 STOP_MS, p->log);
+}
+
+/* Stops every instance of the roles first..last, all asked at once. */
+static void expect_clean_stop_all(stack *st, int first, int last)
+{
+    for (int i = 0; i < n_procs(st); i++) {
+        txm_testsvc *p = &st->procs[i];
+        if (i % P_ROLES < first || i % P_ROLES > last)
+            continue;
+        if (p->pid <= 0)
+            fail_msg("%s is not running; see %s", p->name, p->log);
+        kill(p->pid, SIGTERM);
+    }
+    for (int i = 0; i < n_procs(st); i++)
+        if (i % P_ROLES >= first && i % P_ROLES <= last)
+            expect_clean_exit(&st->procs[i]);
 }
 
 static void stop_orders_relay(stack *st)
 {
-    expect_clean_stop(st, P_ORDERS_RELAY);
+    expect_clean_stop_all(st, P_ORDERS_RELAY, P_ORDERS_RELAY);
 }
 
 static void restart_orders_relay(stack *st)
 {
-    if (!start_proc(st, P_ORDERS_RELAY))
-        fail_msg("%s", st->setup_error);
+    for (int k = 0; k < st->instances; k++)
+        if (!start_proc(st, P_ORDERS_RELAY + P_ROLES * k))
+            fail_msg("%s", st->setup_error);
 }
 
 /* ---- events ---- */
@@ -814,13 +821,13 @@ static int64_t outbox_rows(txm_db *db, const char *topic, const char *aggregate_
         db, "SELECT count(*) FROM txmsg_outbox WHERE topic = $1 AND aggregate_id = $2", p, 2);
 }
 
-/* Receives from the watcher until the queue is empty. */
-static void drain_watcher(stack *st, int which)
+/* Receives from the watcher until the queue stays empty for quiet_ms. */
+static void drain_watcher(stack *st, int which, int quiet_ms)
 {
     size_t before;
     do {
         before = st->w[which].n;
-        watcher_pull(st, which, 300);
+        watcher_pull(st, which, quiet_ms);
     } while (st->w[which].n != before);
 }
 
@@ -857,7 +864,7 @@ static void unknown_customer_is_404(void **state)
     assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
     snprintf(path, sizeof path, "/customer/%s", id);
     reply r;
-    call_json(st, st->customers_port, "GET", path, NULL, &r);
+    call_json(st, customers_port(st), "GET", path, NULL, &r);
     expect_error(&r, 404, "CUSTOMER_NOT_FOUND_ERROR");
     if (!json_is_object(json_object_get(r.json, "_links")))
         fail_msg("%s: 404 without _links: %s", r.what, r.body);
@@ -953,7 +960,7 @@ static void unknown_order_is_404(void **state)
     assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
     snprintf(path, sizeof path, "/order/%s", id);
     reply r;
-    call_json(st, st->orders_port, "GET", path, NULL, &r);
+    call_json(st, orders_port(st), "GET", path, NULL, &r);
     expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
     reply_free(&r);
     cancel_order(st, id, &r);
@@ -1051,7 +1058,7 @@ static void cancelling_twice_answers_200_and_publishes_once(void **state)
     assert_int_equal(txm_uuid_v7(nobody, NULL), TXM_OK);
     create_order(st, nobody, 1, marker, NULL);
     wait_event(st, W_ORDER_CREATED, marker);
-    drain_watcher(st, W_ORDER_CANCELLED);
+    drain_watcher(st, W_ORDER_CANCELLED, 300);
     assert_int_equal(events_about(&st->w[W_ORDER_CANCELLED], order, NULL), 1);
     wait_available(st, customer, 24999);
     scenario_end(st);
@@ -1135,7 +1142,7 @@ static void fifty_concurrent_orders_never_overspend(void **state)
     char customer[UUID_BUF];
     create_customer(st, "Burst", 20000, customer, NULL);
 
-    credit_sampler s = {.port = st->customers_port};
+    credit_sampler s = {.port = customers_port(st)};
     snprintf(s.path, sizeof s.path, "/customer/%s", customer);
     atomic_init(&s.stop, false);
     pthread_t sampler;
@@ -1146,7 +1153,7 @@ static void fifty_concurrent_orders_never_overspend(void **state)
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, BURST_ORDERS);
     for (int i = 0; i < BURST_ORDERS; i++) {
-        jobs[i] = (burst_job){.port = st->orders_port, .customer_id = customer, .go = &go};
+        jobs[i] = (burst_job){.port = orders_port(st), .customer_id = customer, .go = &go};
         assert_int_equal(pthread_create(&threads[i], NULL, post_order_job, &jobs[i]), 0);
     }
     for (int i = 0; i < BURST_ORDERS; i++)
@@ -1281,14 +1288,14 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     };
     reply r;
     for (size_t i = 0; i < sizeof bad_customers / sizeof bad_customers[0]; i++) {
-        call_json(st, st->customers_port, "POST", "/customers", bad_customers[i], &r);
+        call_json(st, customers_port(st), "POST", "/customers", bad_customers[i], &r);
         if (r.status != 400)
             fail_msg("POST /customers %s: status %d, want 400; body %s", bad_customers[i], r.status,
                      r.body);
         expect_validation_error(&r);
         reply_free(&r);
     }
-    call_json(st, st->customers_port, "POST", "/customers", long_name_body, &r);
+    call_json(st, customers_port(st), "POST", "/customers", long_name_body, &r);
     expect_validation_error(&r);
     reply_free(&r);
 
@@ -1316,7 +1323,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
                      customer, hole + 2);
         else
             snprintf(orders_body[i], sizeof orders_body[i], "%s", fmt);
-        call_json(st, st->orders_port, "POST", "/orders", orders_body[i], &r);
+        call_json(st, orders_port(st), "POST", "/orders", orders_body[i], &r);
         if (r.status != 400)
             fail_msg("POST /orders %s: status %d, want 400; body %s", orders_body[i], r.status,
                      r.body);
@@ -1336,7 +1343,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
         {true, "POST", "/order/not-a-uuid/cancel"},
     };
     for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
-        call_json(st, bad_paths[i].orders ? st->orders_port : st->customers_port,
+        call_json(st, bad_paths[i].orders ? orders_port(st) : customers_port(st),
                   bad_paths[i].method, bad_paths[i].path, NULL, &r);
         expect_validation_error(&r);
         reply_free(&r);
@@ -1345,10 +1352,10 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     /* Bodies over the limit. */
     size_t big_len = 2u << 20;
     char *big = big_customer_body(big_len);
-    call(st, st->customers_port, "POST", "/customers", big, big_len, &r);
+    call(st, customers_port(st), "POST", "/customers", big, big_len, &r);
     expect_status(&r, 413);
     reply_free(&r);
-    call(st, st->orders_port, "POST", "/orders", big, big_len, &r);
+    call(st, orders_port(st), "POST", "/orders", big, big_len, &r);
     expect_status(&r, 413);
     reply_free(&r);
     free(big);
@@ -1404,14 +1411,14 @@ static void services_started_before_their_broker_take_orders(void **state)
         scenario_end(st);
         skip();
     }
-    for (int i = 0; i < P_COUNT; i++)
+    for (int i = 0; i < n_procs(st); i++)
         stop_proc(&st->procs[i]);
     txm_testnats_stop(st->nats);
     st->nats = 0;
-    for (int i = 0; i < P_COUNT; i++)
+    for (int i = 0; i < n_procs(st); i++)
         assert_true(start_proc(st, i));
-    wait_health(st, st->customers_port, "/customers/health", 200, "degraded");
-    wait_health(st, st->orders_port, "/orders/health", 200, "degraded");
+    wait_health(st, customers_port(st), "/customers/health", 200, "degraded");
+    wait_health(st, orders_port(st), "/orders/health", 200, "degraded");
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Early Bird", 5000, customer, NULL);
     create_order(st, customer, 1500, order, NULL);
@@ -1425,7 +1432,7 @@ static void services_started_before_their_broker_take_orders(void **state)
     assert_true(st->nats > 0);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     wait_available(st, customer, 3500);
-    wait_health(st, st->orders_port, "/orders/health", 200, "ok");
+    wait_health(st, orders_port(st), "/orders/health", 200, "ok");
     scenario_end(st);
 }
 
@@ -1447,16 +1454,16 @@ static void requests_during_a_database_outage_get_503_and_write_nothing(void **s
     json_decref(b);
     reply r;
     long long t0 = txm_test_now_ms();
-    call_json(st, st->orders_port, "POST", "/orders", text, &r);
+    call_json(st, orders_port(st), "POST", "/orders", text, &r);
     long long took_ms = txm_test_now_ms() - t0;
     free(text);
     expect_error(&r, 503, "SERVICE_UNAVAILABLE");
     reply_free(&r);
     if (took_ms > 10000)
         fail_msg("POST /orders took %lld ms to answer 503", took_ms);
-    wait_health(st, st->orders_port, "/orders/health", 503, "unavailable");
+    wait_health(st, orders_port(st), "/orders/health", 503, "unavailable");
     assert_true(txm_testdb_pg_start());
-    wait_health(st, st->orders_port, "/orders/health", 200, "ok");
+    wait_health(st, orders_port(st), "/orders/health", 200, "ok");
     create_order(st, customer, 1000, order, NULL);
     assert_int_equal(count_rows(st->orders_db, "SELECT count(*) FROM orders", NULL, 0),
                      orders_before + 1);
@@ -1464,14 +1471,61 @@ static void requests_during_a_database_outage_get_503_and_write_nothing(void **s
     scenario_end(st);
 }
 
+/* Sum of the txmsg_consumer_processed_total samples on a service's
+ * GET /metrics: the messages this instance handled. */
+static long processed_by(const txm_testsvc *p)
+{
+    txm_testhttp_response r;
+    if (txm_testhttp_request("GET", "127.0.0.1", p->port, "/metrics", NULL, NULL, 0, HTTP_MS, &r) !=
+            0 ||
+        r.status != 200) {
+        txm_testhttp_response_fini(&r);
+        fail_msg("GET /metrics of %s failed (logs in %s)", p->name, p->log);
+    }
+    long sum = 0;
+    static const char name[] = "txmsg_consumer_processed_total{";
+    for (const char *at = strstr(r.body, name); at != NULL; at = strstr(at + 1, name)) {
+        const char *value = strstr(at, "} ");
+        if (value != NULL && (at == r.body || at[-1] == '\n'))
+            sum += strtol(value + 2, NULL, 10);
+    }
+    txm_testhttp_response_fini(&r);
+    return sum;
+}
+
+/* Two instances: both took messages from the shared queues, and the second
+ * relay of each database only stood by: no event reached the watchers
+ * twice (a clean stop publishes nothing again). The last scenario ended a
+ * while ago, so a second copy would be waiting already. */
+static void every_instance_consumed_and_no_event_came_twice(void **state)
+{
+    stack *st = scenario_begin(state);
+    for (int i = 0; i < n_procs(st); i++) {
+        const txm_testsvc *p = &st->procs[i];
+        if (p->port == 0)
+            continue;
+        long n = processed_by(p);
+        fprintf(stderr, "%s on %s: %ld messages processed\n", p->name, st->name, n);
+        if (n == 0)
+            fail_msg("%s processed no message: its queues are not shared", p->name);
+    }
+    for (int w = 0; w < W_COUNT; w++) {
+        drain_watcher(st, w, 50);
+        for (size_t i = 0; i < st->w[w].n; i++)
+            for (size_t k = 0; k < i; k++)
+                if (strcmp(txm_msg_id(st->w[w].msgs[i]), txm_msg_id(st->w[w].msgs[k])) == 0)
+                    fail_msg("%s event %s came twice", watched_topics[w],
+                             txm_msg_id(st->w[w].msgs[i]));
+    }
+    scenario_end(st);
+}
+
 static void services_and_relays_exit_0_on_sigterm(void **state)
 {
     stack *st = scenario_begin(state);
     /* Services first, so the relays see their last commits. */
-    expect_clean_stop(st, P_CUSTOMERS);
-    expect_clean_stop(st, P_ORDERS);
-    expect_clean_stop(st, P_CUSTOMERS_RELAY);
-    expect_clean_stop(st, P_ORDERS_RELAY);
+    expect_clean_stop_all(st, P_CUSTOMERS, P_ORDERS);
+    expect_clean_stop_all(st, P_CUSTOMERS_RELAY, P_ORDERS_RELAY);
     scenario_end(st);
 }
 
@@ -1497,5 +1551,21 @@ int main(void)
                                              setup_embedded, teardown_stack);
     failed += cmocka_run_group_tests_name("e2e postgresql+nats", scenarios, setup_pg_nats,
                                           teardown_stack);
+    /* Two instances of each service and relay: the sagas and the burst. */
+    const struct CMUnitTest twice[] = {
+        cmocka_unit_test(order_within_credit_is_approved_and_over_it_rejected),
+        cmocka_unit_test(order_for_unknown_customer_is_rejected_by_validation_failed),
+        cmocka_unit_test(new_order_is_pending_at_once_and_published),
+        cmocka_unit_test(cancelling_approved_order_releases_credit_and_publishes),
+        cmocka_unit_test(cancelling_pending_order_is_400_and_keeps_it_pending),
+        cmocka_unit_test(cancelling_twice_answers_200_and_publishes_once),
+        cmocka_unit_test(fifty_concurrent_orders_never_overspend),
+        cmocka_unit_test(every_instance_consumed_and_no_event_came_twice),
+        cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
+    };
+    failed += cmocka_run_group_tests_name("e2e embedded, 2 instances", twice, setup_embedded_twice,
+                                          teardown_stack);
+    failed += cmocka_run_group_tests_name("e2e postgresql+nats, 2 instances", twice,
+                                          setup_pg_nats_twice, teardown_stack);
     return failed;
 }
