@@ -24,361 +24,13 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "e2e.h"
 #include "testbroker.h"
 #include "testdb.h"
 #include "testhttp.h"
 #include "testproc.h"
 #include "testsvc.h"
 #include "txmsg/txmsg.h"
-
-enum {
-    START_MS = 60000,  /* a service answering its health check */
-    ASYNC_MS = 30000,  /* an asynchronous outcome: relay, broker, consumer */
-    BURST_MS = 120000, /* every order of the concurrent burst decided */
-    HTTP_MS = 30000,   /* one HTTP exchange */
-    STOP_MS = 20000,   /* a process exiting after SIGTERM */
-    POLL_MS = 50,      /* between two looks at an asynchronous outcome */
-    BURST_ORDERS = 50,
-};
-
-#define UUID_BUF (TXM_UUID_LEN + 1)
-
-/* ---- the stack: databases, broker, processes, event watchers ---- */
-
-/* Each instance has one process of each role, at procs[role + P_ROLES * k]. */
-enum { P_CUSTOMERS, P_ORDERS, P_CUSTOMERS_RELAY, P_ORDERS_RELAY, P_ROLES };
-enum { MAX_INSTANCES = 2, P_MAX = P_ROLES * MAX_INSTANCES };
-static const char *const role_names[P_ROLES] = {"customers", "orders", "customers-relay",
-                                                "orders-relay"};
-
-enum { W_CUSTOMER_CREATED, W_VALIDATION_FAILED, W_ORDER_CREATED, W_ORDER_CANCELLED, W_COUNT };
-static const char *const watched_topics[W_COUNT] = {
-    "customer--created", "customer--validation-failed", "order--created", "order--cancelled"};
-
-/* A queue of our own subscribed to one of the services' topics. */
-typedef struct watcher {
-    char queue[160];
-    txm_msg **msgs; /* every event received so far, in arrival order */
-    size_t n, cap;
-} watcher;
-
-typedef struct stack {
-    const char *name; /* "embedded", "postgresql+nats, 2 instances", ... */
-    bool pg_nats;
-    int instances;         /* of each service and relay: 1, or 2 sharing databases and queues */
-    bool ready;            /* false: a server is missing and the scenarios skip */
-    char setup_error[768]; /* why the stack did not start; "" when it did */
-    char *dir;             /* logs, SQLite files, embedded broker, NATS store */
-    char *customers_url;   /* database URLs, owned */
-    char *orders_url;
-    char broker_url[256];
-    pid_t nats; /* the private nats-server, 0 if none */
-    txm_transport *t;
-    txm_db *customers_db; /* the services' databases, for counts */
-    txm_db *orders_db;
-    txm_testsvc procs[P_MAX]; /* P_ROLES * instances of them */
-    unsigned turn;            /* spreads requests over the instances */
-    watcher w[W_COUNT];
-    int begun, finished; /* scenarios started and passed: a difference keeps the logs */
-} stack;
-
-static bool setup_fail(stack *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->setup_error, sizeof st->setup_error, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-static int n_procs(const stack *st)
-{
-    return P_ROLES * st->instances;
-}
-
-static bool start_proc(stack *st, int which)
-{
-    if (!txm_testsvc_start(&st->procs[which]))
-        return setup_fail(st, "cannot start %s", st->procs[which].bin);
-    return true;
-}
-
-/* SIGTERM, then waits up to STOP_MS; a process still running then is
- * killed. Returns its wait status, or -1 if it had to be killed. */
-static int stop_proc(txm_testsvc *p)
-{
-    return txm_testsvc_stop(p, STOP_MS);
-}
-
-/* The port of the next instance of a service, in turn. */
-static int instance_port(stack *st, int role)
-{
-    return st->procs[role + P_ROLES * (int)(st->turn++ % (unsigned)st->instances)].port;
-}
-
-static int customers_port(stack *st)
-{
-    return instance_port(st, P_CUSTOMERS);
-}
-
-static int orders_port(stack *st)
-{
-    return instance_port(st, P_ORDERS);
-}
-
-/* The service answers GET /<service>/health with 200 {"status": "ok"}
- * while its process keeps running. */
-static bool wait_healthy(stack *st, int which)
-{
-    txm_testsvc *p = &st->procs[which];
-    long long end = txm_test_now_ms() + START_MS;
-    while (txm_test_now_ms() < end) {
-        int status = 0;
-        if (txm_testsvc_ended(p, &status)) {
-            char how[64];
-            txm_testsvc_describe(status, how, sizeof how);
-            return setup_fail(st, "%s ended (%s) before answering GET %s; see %s", p->name, how,
-                              p->health, p->log);
-        }
-        if (txm_testsvc_healthy(p, 2000))
-            return true;
-        txm_test_sleep_ms(POLL_MS);
-    }
-    return setup_fail(st,
-                      "%s did not answer GET %s with 200 {\"status\":\"ok\"} within %d ms; see %s",
-                      p->name, p->health, START_MS, p->log);
-}
-
-static bool make_urls(stack *st)
-{
-    if (st->pg_nats) {
-        st->customers_url = txm_testdb_create(TXM_TEST_PG);
-        st->orders_url = txm_testdb_create(TXM_TEST_PG);
-        if (st->customers_url == NULL || st->orders_url == NULL)
-            return setup_fail(st, "cannot create the PostgreSQL databases");
-        /* The services' durable consumers have fixed names: a private server
-         * keeps them apart from other suites and earlier runs. */
-        char store[600];
-        snprintf(store, sizeof store, "%s/nats", st->dir);
-        int port = txm_test_free_port();
-        st->nats = txm_testnats_start(store, port);
-        if (st->nats <= 0) {
-            st->nats = 0;
-            return setup_fail(st, "nats-server did not start on port %d", port);
-        }
-        snprintf(st->broker_url, sizeof st->broker_url, "nats://127.0.0.1:%d", port);
-        return true;
-    }
-    size_t n = strlen(st->dir) + 32;
-    st->customers_url = malloc(n);
-    st->orders_url = malloc(n);
-    snprintf(st->customers_url, n, "sqlite:%s/customers.db", st->dir);
-    snprintf(st->orders_url, n, "sqlite:%s/orders.db", st->dir);
-    snprintf(st->broker_url, sizeof st->broker_url, "embedded:%s/broker.db", st->dir);
-    return true;
-}
-
-/* The transport with our watcher queues, declared before any service runs
- * so that they see every event, and the two databases for counting rows. */
-static bool open_handles(stack *st)
-{
-    txm_error err = {0};
-    if (txm_transport_open(st->broker_url, NULL, &st->t, &err) != TXM_OK)
-        return setup_fail(st, "transport %s: %s", st->broker_url, err.text);
-    for (int i = 0; i < W_COUNT; i++) {
-        char prefix[96];
-        snprintf(prefix, sizeof prefix, "e2e-watch-%s", watched_topics[i]);
-        txm_test_unique(prefix, st->w[i].queue, sizeof st->w[i].queue);
-        if (txm_transport_declare_subscription(st->t, watched_topics[i], st->w[i].queue, NULL,
-                                               &err) != TXM_OK)
-            return setup_fail(st, "watch %s: %s", watched_topics[i], err.text);
-    }
-    txm_db_options o;
-    txm_db_options_init(&o);
-    o.pool_size = 2;
-    if (txm_db_open(st->customers_url, &o, &st->customers_db, &err) != TXM_OK ||
-        txm_db_open(st->orders_url, &o, &st->orders_db, &err) != TXM_OK)
-        return setup_fail(st, "database: %s", err.text);
-    return true;
-}
-
-static bool start_stack(stack *st)
-{
-    st->dir = txm_test_mkdtemp();
-    if (st->dir == NULL)
-        return setup_fail(st, "cannot create a temporary folder");
-    fprintf(stderr, "e2e %s: logs in %s\n", st->name, st->dir);
-    if (!make_urls(st) || !open_handles(st))
-        return false;
-    int ports[2 * MAX_INSTANCES] = {0};
-    for (int i = 0; i < 2 * st->instances; i++) {
-        bool taken = true;
-        while (taken) {
-            ports[i] = txm_test_free_port();
-            taken = false;
-            for (int k = 0; k < i; k++)
-                taken = taken || ports[k] == ports[i];
-        }
-    }
-    for (int i = 0; i < n_procs(st); i++) {
-        int role = i % P_ROLES, k = i / P_ROLES;
-        bool customers = role == P_CUSTOMERS || role == P_CUSTOMERS_RELAY;
-        bool service = role == P_CUSTOMERS || role == P_ORDERS;
-        const char *bin =
-            service ? (customers ? TXM_CUSTOMERS_BIN : TXM_ORDERS_BIN) : TXM_RELAY_BIN;
-        char name[32];
-        snprintf(name, sizeof name, k == 0 ? "%s" : "%s-%d", role_names[role], k + 1);
-        txm_testsvc_init(&st->procs[i], name, bin, customers ? st->customers_url : st->orders_url,
-                         st->broker_url, service ? (customers ? "customers" : "orders") : NULL,
-                         service ? ports[2 * k + (customers ? 0 : 1)] : 0, st->dir);
-    }
-    /* Every process at once: the second relay of each database stands by. */
-    for (int i = 0; i < n_procs(st); i++)
-        if (!start_proc(st, i))
-            return false;
-    for (int i = 0; i < n_procs(st); i++)
-        if (st->procs[i].port != 0 && !wait_healthy(st, i))
-            return false;
-    return true;
-}
-
-static int setup_stack(void **state, bool pg_nats, int instances)
-{
-    stack *st = calloc(1, sizeof *st);
-    if (st == NULL)
-        return -1;
-    *state = st;
-    st->pg_nats = pg_nats;
-    st->instances = instances;
-    if (instances == 1)
-        st->name = pg_nats ? "postgresql+nats" : "embedded";
-    else
-        st->name = pg_nats ? "postgresql+nats, 2 instances" : "embedded, 2 instances";
-    if (pg_nats && (!txm_testdb_available(TXM_TEST_PG) || !txm_testbroker_available(TXM_TEST_NATS)))
-        return 0;
-    st->ready = true;
-    start_stack(st); /* a failure is reported by every scenario */
-    return 0;
-}
-
-static int setup_embedded(void **state)
-{
-    return setup_stack(state, false, 1);
-}
-
-static int setup_pg_nats(void **state)
-{
-    return setup_stack(state, true, 1);
-}
-
-static int setup_embedded_twice(void **state)
-{
-    return setup_stack(state, false, 2);
-}
-
-static int setup_pg_nats_twice(void **state)
-{
-    return setup_stack(state, true, 2);
-}
-
-/* Prints the end of each process's log. */
-static void print_logs(const stack *st)
-{
-    for (int i = 0; i < n_procs(st); i++) {
-        FILE *f = fopen(st->procs[i].log, "r");
-        if (f == NULL)
-            continue;
-        char buf[4096];
-        fseek(f, 0, SEEK_END);
-        long size = ftell(f);
-        fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        fprintf(stderr, "---- end of %s ----\n%s\n", st->procs[i].log, buf);
-    }
-}
-
-/* The relays' walsenders end a moment after the relays: their slots must be
- * inactive before the databases (and slots) can be dropped. */
-static void wait_slots_inactive(stack *st)
-{
-    if (st->orders_db == NULL || st->customers_url == NULL || st->orders_url == NULL)
-        return;
-    txm_value p[2] = {TXM_TEXT(txm_testdb_pg_name(st->customers_url)),
-                      TXM_TEXT(txm_testdb_pg_name(st->orders_url))};
-    long long end = txm_test_now_ms() + 10000;
-    while (txm_test_now_ms() < end) {
-        txm_rows *rows = NULL;
-        if (txm_db_exec(st->orders_db,
-                        "SELECT count(*) FROM pg_replication_slots"
-                        " WHERE active AND database IN ($1, $2)",
-                        p, 2, &rows, NULL, NULL) != TXM_OK)
-            return;
-        int64_t active = txm_rows_int(rows, 0, 0);
-        txm_rows_free(rows);
-        if (active == 0)
-            return;
-        txm_test_sleep_ms(POLL_MS);
-    }
-}
-
-static int teardown_stack(void **state)
-{
-    stack *st = *state;
-    for (int i = 0; i < n_procs(st); i++)
-        txm_testsvc_kill(&st->procs[i], SIGKILL);
-    bool failed = st->begun != st->finished || st->setup_error[0] != '\0';
-    if (failed && st->dir != NULL)
-        print_logs(st);
-    if (st->pg_nats)
-        wait_slots_inactive(st);
-    txm_db_close(st->customers_db);
-    txm_db_close(st->orders_db);
-    txm_transport_close(st->t);
-    for (int i = 0; i < W_COUNT; i++) {
-        for (size_t k = 0; k < st->w[i].n; k++)
-            txm_msg_free(st->w[i].msgs[k]);
-        free(st->w[i].msgs);
-    }
-    if (st->nats > 0)
-        txm_testnats_stop(st->nats);
-    if (st->pg_nats) {
-        txm_testdb_drop(TXM_TEST_PG, st->customers_url);
-        txm_testdb_drop(TXM_TEST_PG, st->orders_url);
-    } else {
-        free(st->customers_url);
-        free(st->orders_url);
-    }
-    if (st->dir != NULL) {
-        if (failed || getenv("TXM_TEST_KEEP") != NULL)
-            fprintf(stderr, "e2e %s: logs kept in %s\n", st->name, st->dir);
-        else
-            txm_test_rmdir(st->dir);
-        free(st->dir);
-    }
-    free(st);
-    return 0;
-}
-
-/* The stack for a scenario; skips when its servers are missing. */
-static stack *scenario_begin(void **state)
-{
-    stack *st = *state;
-    if (!st->ready) {
-        fprintf(stderr, "skipped: %s needs TXMSG_TEST_PG_URL and TXMSG_TEST_NATS_URL\n", st->name);
-        skip();
-    }
-    st->begun++;
-    if (st->setup_error[0] != '\0')
-        fail_msg("%s stack did not start: %s", st->name, st->setup_error);
-    return st;
-}
-
-static void scenario_end(stack *st)
-{
-    st->finished++;
-}
 
 /* ---- HTTP ---- */
 
@@ -508,7 +160,7 @@ static void create_customer(stack *st, const char *name, json_int_t limit, char 
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     reply r;
-    call_json(st, customers_port(st), "POST", "/customers", text, &r);
+    call_json(st, e2e_customers_port(st), "POST", "/customers", text, &r);
     free(text);
     expect_status(&r, 200);
     const char *got = get_str(r.json, "id", r.what);
@@ -530,7 +182,7 @@ static void create_order(stack *st, const char *customer_id, json_int_t total, c
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     reply r;
-    call_json(st, orders_port(st), "POST", "/orders", text, &r);
+    call_json(st, e2e_orders_port(st), "POST", "/orders", text, &r);
     free(text);
     expect_status(&r, 200);
     const char *got = get_str(r.json, "id", r.what);
@@ -565,12 +217,12 @@ static json_t *get_resource(stack *st, int port, const char *kind, const char *i
 
 static json_t *get_customer(stack *st, const char *id)
 {
-    return get_resource(st, customers_port(st), "customer", id);
+    return get_resource(st, e2e_customers_port(st), "customer", id);
 }
 
 static json_t *get_order(stack *st, const char *id)
 {
-    return get_resource(st, orders_port(st), "order", id);
+    return get_resource(st, e2e_orders_port(st), "order", id);
 }
 
 static json_int_t available_credit(stack *st, const char *customer_id)
@@ -642,7 +294,7 @@ static void cancel_order(stack *st, const char *id, reply *r)
 {
     char path[96];
     snprintf(path, sizeof path, "/order/%s/cancel", id);
-    call_json(st, orders_port(st), "POST", path, NULL, r);
+    call_json(st, e2e_orders_port(st), "POST", path, NULL, r);
 }
 
 static void expect_cancelled_answer(const reply *r, const char *id)
@@ -651,48 +303,6 @@ static void expect_cancelled_answer(const reply *r, const char *id)
     assert_string_equal(get_str(r->json, "id", r->what), id);
     if (!json_is_object(json_object_get(r->json, "_links")))
         fail_msg("%s: no _links: %s", r->what, r->body);
-}
-
-/* ---- the orders relays, stopped to hold orders in PENDING ---- */
-
-/* Waits for a process sent SIGTERM to exit 0. */
-static void expect_clean_exit(txm_testsvc *p)
-{
-    int status = txm_testsvc_wait(p, STOP_MS);
-    char how[64] = "still running, killed";
-    if (status != -1)
-        txm_testsvc_describe(status, how, sizeof how);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("%s: %s after SIGTERM (waited up to %d ms), want exit 0; see %s", p->name, how,
-                 STOP_MS, p->log);
-}
-
-/* Stops every instance of the roles first..last, all asked at once. */
-static void expect_clean_stop_all(stack *st, int first, int last)
-{
-    for (int i = 0; i < n_procs(st); i++) {
-        txm_testsvc *p = &st->procs[i];
-        if (i % P_ROLES < first || i % P_ROLES > last)
-            continue;
-        if (p->pid <= 0)
-            fail_msg("%s is not running; see %s", p->name, p->log);
-        kill(p->pid, SIGTERM);
-    }
-    for (int i = 0; i < n_procs(st); i++)
-        if (i % P_ROLES >= first && i % P_ROLES <= last)
-            expect_clean_exit(&st->procs[i]);
-}
-
-static void stop_orders_relay(stack *st)
-{
-    expect_clean_stop_all(st, P_ORDERS_RELAY, P_ORDERS_RELAY);
-}
-
-static void restart_orders_relay(stack *st)
-{
-    for (int k = 0; k < st->instances; k++)
-        if (!start_proc(st, P_ORDERS_RELAY + P_ROLES * k))
-            fail_msg("%s", st->setup_error);
 }
 
 /* ---- events ---- */
@@ -712,9 +322,9 @@ static void watcher_pull(stack *st, int which, int wait_ms)
         const char *body = txm_delivery_body(list[i], &len);
         txm_msg *m = NULL;
         if (txm_msg_decode(body, len, &m, &err) != TXM_OK)
-            fail_msg("%s: an event that does not decode (%s): %.*s", watched_topics[which],
+            fail_msg("%s: an event that does not decode (%s): %.*s", e2e_watched_topics[which],
                      err.text, (int)(len > 300 ? 300 : len), body);
-        assert_string_equal(txm_msg_topic(m), watched_topics[which]);
+        assert_string_equal(txm_msg_topic(m), e2e_watched_topics[which]);
         if (w->n == w->cap) {
             w->cap = w->cap == 0 ? 64 : w->cap * 2;
             w->msgs = realloc(w->msgs, w->cap * sizeof *w->msgs);
@@ -776,8 +386,8 @@ static const txm_msg *wait_event(stack *st, int which, const char *id)
     const txm_msg *m = NULL;
     while (events_about(&st->w[which], id, &m) == 0) {
         if (txm_test_now_ms() >= end)
-            fail_msg("no %s event about %s within %d ms (logs in %s)", watched_topics[which], id,
-                     ASYNC_MS, st->dir);
+            fail_msg("no %s event about %s within %d ms (logs in %s)", e2e_watched_topics[which],
+                     id, ASYNC_MS, st->dir);
         watcher_pull(st, which, 200);
     }
     return m;
@@ -835,7 +445,7 @@ static void drain_watcher(stack *st, int which, int quiet_ms)
 
 static void customer_is_created_readable_and_published(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char id[UUID_BUF], cid[UUID_BUF];
     create_customer(st, "Jane Doe", 24999, id, cid);
 
@@ -854,27 +464,27 @@ static void customer_is_created_readable_and_published(void **state)
     assert_int_equal(get_int(data, "credit_limit", "customer--created"), 24999);
     assert_string_equal(get_str(data, "name", "customer--created"), "Jane Doe");
     json_decref(data);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void unknown_customer_is_404(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char id[UUID_BUF], path[64];
     assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
     snprintf(path, sizeof path, "/customer/%s", id);
     reply r;
-    call_json(st, customers_port(st), "GET", path, NULL, &r);
+    call_json(st, e2e_customers_port(st), "GET", path, NULL, &r);
     expect_error(&r, 404, "CUSTOMER_NOT_FOUND_ERROR");
     if (!json_is_object(json_object_get(r.json, "_links")))
         fail_msg("%s: 404 without _links: %s", r.what, r.body);
     reply_free(&r);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void order_within_credit_is_approved_and_over_it_rejected(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Reserve", 24999, customer, NULL);
     json_t *c = get_customer(st, customer);
@@ -902,12 +512,12 @@ static void order_within_credit_is_approved_and_over_it_rejected(void **state)
     create_order(st, customer, 10000, order, NULL);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     assert_int_equal(available_credit(st, customer), 0);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void order_for_unknown_customer_is_rejected_by_validation_failed(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF], cid[UUID_BUF];
     assert_int_equal(txm_uuid_v7(customer, NULL), TXM_OK);
     create_order(st, customer, 100, order, cid);
@@ -919,17 +529,17 @@ static void order_for_unknown_customer_is_rejected_by_validation_failed(void **s
     assert_string_equal(get_str(data, "error", "customer--validation-failed"),
                         "CUSTOMER_NOT_FOUND_ERROR");
     json_decref(data);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void new_order_is_pending_at_once_and_published(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF], cid[UUID_BUF];
     create_customer(st, "Pending", 24999, customer, NULL);
     /* With the orders relay stopped nothing can move the order on, so the
      * state the POST left is what GET shows. */
-    stop_orders_relay(st);
+    e2e_stop_orders_relays(st);
     create_order(st, customer, 14999, order, cid);
     json_t *o = get_order(st, order);
     expect_state(o, "PENDING");
@@ -941,7 +551,7 @@ static void new_order_is_pending_at_once_and_published(void **state)
         fail_msg("GET /order: updated_at is not null for an unchanged order");
     json_decref(o);
     assert_int_equal(outbox_rows(st->orders_db, "order--created", order), 1);
-    restart_orders_relay(st);
+    e2e_restart_orders_relays(st);
 
     json_t *data = event_data(wait_event(st, W_ORDER_CREATED, order), "orders", cid);
     assert_string_equal(get_str(data, "order_id", "order--created"), order);
@@ -950,28 +560,28 @@ static void new_order_is_pending_at_once_and_published(void **state)
     assert_string_equal(get_str(data, "state", "order--created"), "PENDING");
     json_decref(data);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void unknown_order_is_404(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char id[UUID_BUF], path[80];
     assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
     snprintf(path, sizeof path, "/order/%s", id);
     reply r;
-    call_json(st, orders_port(st), "GET", path, NULL, &r);
+    call_json(st, e2e_orders_port(st), "GET", path, NULL, &r);
     expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
     reply_free(&r);
     cancel_order(st, id, &r);
     expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
     reply_free(&r);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void cancelling_approved_order_releases_credit_and_publishes(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Cancel", 24999, customer, NULL);
     create_order(st, customer, 14999, order, NULL);
@@ -997,15 +607,15 @@ static void cancelling_approved_order_releases_credit_and_publishes(void **state
     json_decref(data);
     reply_free(&r);
     wait_available(st, customer, 24999);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void cancelling_pending_order_is_400_and_keeps_it_pending(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Early", 24999, customer, NULL);
-    stop_orders_relay(st);
+    e2e_stop_orders_relays(st);
     create_order(st, customer, 1000, order, NULL);
     json_t *o = get_order(st, order);
     json_int_t version = version_of(o);
@@ -1022,15 +632,15 @@ static void cancelling_pending_order_is_400_and_keeps_it_pending(void **state)
     assert_int_equal(outbox_rows(st->orders_db, "order--cancelled", order), 0);
 
     /* Still a live order: once the relay runs, it is approved as usual. */
-    restart_orders_relay(st);
+    e2e_restart_orders_relays(st);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     wait_available(st, customer, 23999);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void cancelling_twice_answers_200_and_publishes_once(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Twice", 24999, customer, NULL);
     create_order(st, customer, 5000, order, NULL);
@@ -1061,7 +671,7 @@ static void cancelling_twice_answers_200_and_publishes_once(void **state)
     drain_watcher(st, W_ORDER_CANCELLED, 300);
     assert_int_equal(events_about(&st->w[W_ORDER_CANCELLED], order, NULL), 1);
     wait_available(st, customer, 24999);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* ---- concurrency: one burst of orders against one credit limit ---- */
@@ -1138,11 +748,11 @@ static void *sample_credit(void *arg)
 
 static void fifty_concurrent_orders_never_overspend(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF];
     create_customer(st, "Burst", 20000, customer, NULL);
 
-    credit_sampler s = {.port = customers_port(st)};
+    credit_sampler s = {.port = e2e_customers_port(st)};
     snprintf(s.path, sizeof s.path, "/customer/%s", customer);
     atomic_init(&s.stop, false);
     pthread_t sampler;
@@ -1153,7 +763,7 @@ static void fifty_concurrent_orders_never_overspend(void **state)
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, BURST_ORDERS);
     for (int i = 0; i < BURST_ORDERS; i++) {
-        jobs[i] = (burst_job){.port = orders_port(st), .customer_id = customer, .go = &go};
+        jobs[i] = (burst_job){.port = e2e_orders_port(st), .customer_id = customer, .go = &go};
         assert_int_equal(pthread_create(&threads[i], NULL, post_order_job, &jobs[i]), 0);
     }
     for (int i = 0; i < BURST_ORDERS; i++)
@@ -1209,7 +819,7 @@ static void fifty_concurrent_orders_never_overspend(void **state)
     assert_int_equal(get_int(c, "available_credit", "GET /customer"), 0);
     assert_int_equal(get_int(c, "credit_limit", "GET /customer"), 20000);
     json_decref(c);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* ---- bad input ---- */
@@ -1258,7 +868,7 @@ static char *big_customer_body(size_t len)
 
 static void bad_input_gets_4xx_and_changes_nothing(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF];
     create_customer(st, "Valid", 1000, customer, NULL);
     table_counts before = settled_counts(st);
@@ -1288,14 +898,14 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     };
     reply r;
     for (size_t i = 0; i < sizeof bad_customers / sizeof bad_customers[0]; i++) {
-        call_json(st, customers_port(st), "POST", "/customers", bad_customers[i], &r);
+        call_json(st, e2e_customers_port(st), "POST", "/customers", bad_customers[i], &r);
         if (r.status != 400)
             fail_msg("POST /customers %s: status %d, want 400; body %s", bad_customers[i], r.status,
                      r.body);
         expect_validation_error(&r);
         reply_free(&r);
     }
-    call_json(st, customers_port(st), "POST", "/customers", long_name_body, &r);
+    call_json(st, e2e_customers_port(st), "POST", "/customers", long_name_body, &r);
     expect_validation_error(&r);
     reply_free(&r);
 
@@ -1323,7 +933,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
                      customer, hole + 2);
         else
             snprintf(orders_body[i], sizeof orders_body[i], "%s", fmt);
-        call_json(st, orders_port(st), "POST", "/orders", orders_body[i], &r);
+        call_json(st, e2e_orders_port(st), "POST", "/orders", orders_body[i], &r);
         if (r.status != 400)
             fail_msg("POST /orders %s: status %d, want 400; body %s", orders_body[i], r.status,
                      r.body);
@@ -1343,7 +953,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
         {true, "POST", "/order/not-a-uuid/cancel"},
     };
     for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
-        call_json(st, bad_paths[i].orders ? orders_port(st) : customers_port(st),
+        call_json(st, bad_paths[i].orders ? e2e_orders_port(st) : e2e_customers_port(st),
                   bad_paths[i].method, bad_paths[i].path, NULL, &r);
         expect_validation_error(&r);
         reply_free(&r);
@@ -1352,10 +962,10 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     /* Bodies over the limit. */
     size_t big_len = 2u << 20;
     char *big = big_customer_body(big_len);
-    call(st, customers_port(st), "POST", "/customers", big, big_len, &r);
+    call(st, e2e_customers_port(st), "POST", "/customers", big, big_len, &r);
     expect_status(&r, 413);
     reply_free(&r);
-    call(st, orders_port(st), "POST", "/orders", big, big_len, &r);
+    call(st, e2e_orders_port(st), "POST", "/orders", big, big_len, &r);
     expect_status(&r, 413);
     reply_free(&r);
     free(big);
@@ -1367,7 +977,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     assert_int_equal(after.orders_outbox, before.orders_outbox);
     /* The services still work. */
     assert_int_equal(available_credit(st, customer), 1000);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* Polls GET path until it answers http_status with "status": want. */
@@ -1406,19 +1016,19 @@ static int broker_port(const stack *st)
  * broker starts the order is published, reserved and approved. */
 static void services_started_before_their_broker_take_orders(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     if (!st->pg_nats) { /* the embedded broker is a file: it is never away */
-        scenario_end(st);
+        e2e_scenario_end(st);
         skip();
     }
-    for (int i = 0; i < n_procs(st); i++)
-        stop_proc(&st->procs[i]);
+    for (int i = 0; i < e2e_n_procs(st); i++)
+        e2e_stop_proc(&st->procs[i]);
     txm_testnats_stop(st->nats);
     st->nats = 0;
-    for (int i = 0; i < n_procs(st); i++)
-        assert_true(start_proc(st, i));
-    wait_health(st, customers_port(st), "/customers/health", 200, "degraded");
-    wait_health(st, orders_port(st), "/orders/health", 200, "degraded");
+    for (int i = 0; i < e2e_n_procs(st); i++)
+        assert_true(e2e_start_proc(st, i));
+    wait_health(st, e2e_customers_port(st), "/customers/health", 200, "degraded");
+    wait_health(st, e2e_orders_port(st), "/orders/health", 200, "degraded");
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Early Bird", 5000, customer, NULL);
     create_order(st, customer, 1500, order, NULL);
@@ -1432,17 +1042,17 @@ static void services_started_before_their_broker_take_orders(void **state)
     assert_true(st->nats > 0);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     wait_available(st, customer, 3500);
-    wait_health(st, orders_port(st), "/orders/health", 200, "ok");
-    scenario_end(st);
+    wait_health(st, e2e_orders_port(st), "/orders/health", 200, "ok");
+    e2e_scenario_end(st);
 }
 
 /* While PostgreSQL is down, a request gets 503 with a JSON error at once and
  * writes nothing; once it is back the same services take orders again. */
 static void requests_during_a_database_outage_get_503_and_write_nothing(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     if (!st->pg_nats) {
-        scenario_end(st);
+        e2e_scenario_end(st);
         skip();
     }
     char customer[UUID_BUF], order[UUID_BUF];
@@ -1454,21 +1064,21 @@ static void requests_during_a_database_outage_get_503_and_write_nothing(void **s
     json_decref(b);
     reply r;
     long long t0 = txm_test_now_ms();
-    call_json(st, orders_port(st), "POST", "/orders", text, &r);
+    call_json(st, e2e_orders_port(st), "POST", "/orders", text, &r);
     long long took_ms = txm_test_now_ms() - t0;
     free(text);
     expect_error(&r, 503, "SERVICE_UNAVAILABLE");
     reply_free(&r);
     if (took_ms > 10000)
         fail_msg("POST /orders took %lld ms to answer 503", took_ms);
-    wait_health(st, orders_port(st), "/orders/health", 503, "unavailable");
+    wait_health(st, e2e_orders_port(st), "/orders/health", 503, "unavailable");
     assert_true(txm_testdb_pg_start());
-    wait_health(st, orders_port(st), "/orders/health", 200, "ok");
+    wait_health(st, e2e_orders_port(st), "/orders/health", 200, "ok");
     create_order(st, customer, 1000, order, NULL);
     assert_int_equal(count_rows(st->orders_db, "SELECT count(*) FROM orders", NULL, 0),
                      orders_before + 1);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* Sum of the txmsg_consumer_processed_total samples on a service's
@@ -1499,8 +1109,8 @@ static long processed_by(const txm_testsvc *p)
  * while ago, so a second copy would be waiting already. */
 static void every_instance_consumed_and_no_event_came_twice(void **state)
 {
-    stack *st = scenario_begin(state);
-    for (int i = 0; i < n_procs(st); i++) {
+    stack *st = e2e_scenario_begin(state);
+    for (int i = 0; i < e2e_n_procs(st); i++) {
         const txm_testsvc *p = &st->procs[i];
         if (p->port == 0)
             continue;
@@ -1514,19 +1124,19 @@ static void every_instance_consumed_and_no_event_came_twice(void **state)
         for (size_t i = 0; i < st->w[w].n; i++)
             for (size_t k = 0; k < i; k++)
                 if (strcmp(txm_msg_id(st->w[w].msgs[i]), txm_msg_id(st->w[w].msgs[k])) == 0)
-                    fail_msg("%s event %s came twice", watched_topics[w],
+                    fail_msg("%s event %s came twice", e2e_watched_topics[w],
                              txm_msg_id(st->w[w].msgs[i]));
     }
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void services_and_relays_exit_0_on_sigterm(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     /* Services first, so the relays see their last commits. */
-    expect_clean_stop_all(st, P_CUSTOMERS, P_ORDERS);
-    expect_clean_stop_all(st, P_CUSTOMERS_RELAY, P_ORDERS_RELAY);
-    scenario_end(st);
+    e2e_expect_clean_stop_all(st, P_CUSTOMERS, P_ORDERS);
+    e2e_expect_clean_stop_all(st, P_CUSTOMERS_RELAY, P_ORDERS_RELAY);
+    e2e_scenario_end(st);
 }
 
 int main(void)
@@ -1548,9 +1158,9 @@ int main(void)
         cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
     };
     int failed = cmocka_run_group_tests_name("e2e embedded (SQLite, embedded broker)", scenarios,
-                                             setup_embedded, teardown_stack);
-    failed += cmocka_run_group_tests_name("e2e postgresql+nats", scenarios, setup_pg_nats,
-                                          teardown_stack);
+                                             e2e_setup_embedded, e2e_teardown);
+    failed += cmocka_run_group_tests_name("e2e postgresql+nats", scenarios, e2e_setup_pg_nats,
+                                          e2e_teardown);
     /* Two instances of each service and relay: the sagas and the burst. */
     const struct CMUnitTest twice[] = {
         cmocka_unit_test(order_within_credit_is_approved_and_over_it_rejected),
@@ -1563,9 +1173,9 @@ int main(void)
         cmocka_unit_test(every_instance_consumed_and_no_event_came_twice),
         cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
     };
-    failed += cmocka_run_group_tests_name("e2e embedded, 2 instances", twice, setup_embedded_twice,
-                                          teardown_stack);
+    failed += cmocka_run_group_tests_name("e2e embedded, 2 instances", twice,
+                                          e2e_setup_embedded_twice, e2e_teardown);
     failed += cmocka_run_group_tests_name("e2e postgresql+nats, 2 instances", twice,
-                                          setup_pg_nats_twice, teardown_stack);
+                                          e2e_setup_pg_nats_twice, e2e_teardown);
     return failed;
 }
