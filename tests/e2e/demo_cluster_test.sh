@@ -18,10 +18,15 @@ if [ ! -x /usr/lib/postgresql/15/bin/initdb ] || ! command -v nats-server >/dev/
     exit 77
 fi
 
+# Ports below the kernel's ephemeral range, which the servers' own
+# outgoing connections (NATS routes, replication) draw from.
 port_is_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+span=$(((low - 10100) / 100))
+[ "$span" -gt 0 ] || span=1
 base=""
 for _ in $(seq 1 50); do
-    b=$((20000 + RANDOM % 400 * 100))
+    b=$((10000 + RANDOM % span * 100))
     ok=1
     for off in 1 2 11 12 32 33 42 43 44 52 53 54; do port_is_free $((b + off)) || ok=0; done
     if [ "$ok" = 1 ]; then base=$b; break; fi
