@@ -1,10 +1,10 @@
-# Wraps the two commands the README names. Everything else lives in CMake
+# Wraps the commands the README names. Everything else lives in CMake
 # and scripts/.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= 2
 
-.PHONY: all deps build build-asan test demo clean
+.PHONY: all deps build build-asan test demo demo-cluster clean
 
 all: build
 
@@ -28,6 +28,11 @@ test: build build-asan
 
 demo: build
 	@scripts/demo $(BUILD)
+
+# The same example on PostgreSQL primary + standby and a 3-node NATS cluster,
+# two instances of each service and two relays per database.
+demo-cluster: build
+	@scripts/demo-cluster $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -4,11 +4,21 @@
  * behind the cursor. Idle, it sleeps on the WAL watch and wakes on the next
  * commit. The saved cursor is also the dispatch mark: rows up to every
  * relay's cursor count as dispatched, so nothing marks published rows one by
- * one. Thread safety: one thread uses a tailer. */
+ * one.
+ *
+ * Relays sharing a cursor are one active and standbys: the active one holds
+ * an exclusive flock on a file beside the database, named for the cursor,
+ * which the kernel releases when its process ends however it ends. A
+ * standby tries the lock on each read and takes over from the saved cursor.
+ * Thread safety: one thread uses a tailer. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "tail.h"
 
@@ -18,6 +28,12 @@ typedef struct sqlite_tailer {
     char *cursor_name;
     int64_t read_seq;      /* last sequence handed out by next() */
     int64_t confirmed_seq; /* last sequence stored in the cursor row */
+    char *lock_path;       /* the cursor's lock file; NULL for an in-memory database */
+    int lock_fd;           /* open lock file, -1 when none */
+    bool active;           /* this tailer holds the lock */
+    bool standby;          /* the last try found it held by another relay */
+    txm_log_fn log;        /* may be NULL */
+    void *log_ctx;
 } sqlite_tailer;
 
 static const char SQL_CURSOR[] = "SELECT position FROM txmsg_relay_cursor WHERE name = $1";
@@ -104,10 +120,89 @@ static txm_status read_rows(sqlite_tailer *t, size_t max, relay_batch *out, txm_
     return st;
 }
 
+/* Lock file of cursor on the database at url ("sqlite:PATH"):
+ * "PATH-relay-CURSOR.lock", with bytes of the cursor name other than
+ * [A-Za-z0-9._-] written %XX so that distinct cursors get distinct files.
+ * NULL for an in-memory database (no other process can share it) or when
+ * out of memory (*nomem set). */
+static char *lock_path_for(const char *url, const char *cursor, bool *nomem)
+{
+    const char *path = url + strlen("sqlite:");
+    *nomem = false;
+    if (strcmp(path, ":memory:") == 0)
+        return NULL;
+    size_t cap = strlen(path) + strlen("-relay-") + 3 * strlen(cursor) + strlen(".lock") + 1;
+    char *out = malloc(cap);
+    if (out == NULL) {
+        *nomem = true;
+        return NULL;
+    }
+    size_t n = (size_t)snprintf(out, cap, "%s-relay-", path);
+    for (const unsigned char *c = (const unsigned char *)cursor; *c != '\0'; c++) {
+        bool plain = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                     (*c >= '0' && *c <= '9') || *c == '.' || *c == '_' || *c == '-';
+        n += (size_t)snprintf(out + n, cap - n, plain ? "%c" : "%%%02X", *c);
+    }
+    snprintf(out + n, cap - n, ".lock");
+    return out;
+}
+
+/* TXM_IO for a failed syscall on the lock file, keeping errno. */
+static txm_status lock_fail(const sqlite_tailer *t, const char *what, txm_error *err)
+{
+    int e = errno;
+    txm_status st = txm_errf(err, TXM_IO, "relay: %s %s: %s", what, t->lock_path, strerror(e));
+    if (err != NULL)
+        err->sys_errno = e;
+    return st;
+}
+
+static txm_status load_cursor(sqlite_tailer *t, txm_error *err)
+{
+    txm_value p = TXM_TEXT(t->cursor_name);
+    txm_rows *rows = NULL;
+    txm_status st = txm_db_exec(t->db, SQL_CURSOR, &p, 1, &rows, NULL, err);
+    if (st == TXM_OK)
+        t->confirmed_seq = t->read_seq = txm_rows_int(rows, 0, 0);
+    txm_rows_free(rows);
+    return st;
+}
+
+/* Becomes the cursor's active relay if no other holds its lock: TXM_BUSY
+ * while one does. Taking over reads the cursor again, as the relay before
+ * left it. The lock file is never removed: a relay waiting on a removed
+ * file would hold a lock nobody else sees. */
+static txm_status take_lock(sqlite_tailer *t, txm_error *err)
+{
+    if (t->active)
+        return TXM_OK;
+    if (t->lock_fd >= 0 && flock(t->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK)
+            return lock_fail(t, "locking", err);
+        t->standby = true; /* the reader logs that it stands by */
+        return txm_errf(err, TXM_BUSY, "relay: cursor %s is in use by another relay (%s)",
+                        t->cursor_name, t->lock_path);
+    }
+    txm_status st = load_cursor(t, err);
+    if (st != TXM_OK) {
+        if (t->lock_fd >= 0)
+            flock(t->lock_fd, LOCK_UN);
+        return st;
+    }
+    t->active = true;
+    txm_logf(t->log, t->log_ctx, TXM_LOG_INFO, "relay: %s cursor %s at %" PRId64,
+             t->standby ? "took over" : "reading from", t->cursor_name, t->confirmed_seq);
+    t->standby = false;
+    return TXM_OK;
+}
+
 static txm_status sqlite_next(relay_tailer *base, size_t max, int wait_ms, relay_batch *out,
                               txm_error *err)
 {
     sqlite_tailer *t = (sqlite_tailer *)base;
+    txm_status locked = take_lock(t, err);
+    if (locked != TXM_OK)
+        return locked;
     long long end = relay_mono_ms() + wait_ms;
     for (;;) {
         txm_status st = read_rows(t, max, out, err);
@@ -127,7 +222,10 @@ static txm_status sqlite_next(relay_tailer *base, size_t max, int wait_ms, relay
 static txm_status sqlite_confirm(relay_tailer *base, uint64_t position, txm_error *err)
 {
     sqlite_tailer *t = (sqlite_tailer *)base;
-    if (position == 0 || (int64_t)position <= t->confirmed_seq)
+    /* A relay that lost the lock (its tailer was reopened after a failure)
+     * may still hold positions its marker finished: the active relay owns
+     * the cursor now. */
+    if (!t->active || position == 0 || (int64_t)position <= t->confirmed_seq)
         return TXM_OK;
     char now[TXM_TIME_LEN + 1];
     txm_time_format(txm_now_us(), now);
@@ -150,6 +248,9 @@ static void sqlite_close(relay_tailer *base)
     if (t == NULL)
         return;
     txm_db_close(t->db);
+    if (t->lock_fd >= 0)
+        close(t->lock_fd); /* releases the lock */
+    free(t->lock_path);
     free(t->cursor_name);
     free(t);
 }
@@ -168,23 +269,28 @@ txm_status relay_tail_open_sqlite(const relay_tail_config *cfg, relay_tailer **o
     if (t == NULL)
         return txm_errf(err, TXM_NOMEM, "relay: out of memory");
     t->base.ops = &sqlite_ops;
+    t->lock_fd = -1;
+    t->log = cfg->log;
+    t->log_ctx = cfg->log_ctx;
     t->cursor_name = strdup(cfg->cursor_name != NULL ? cfg->cursor_name : "default");
+    bool nomem = t->cursor_name == NULL;
+    if (!nomem)
+        t->lock_path = lock_path_for(cfg->database_url, t->cursor_name, &nomem);
     txm_db_options o;
     txm_db_options_init(&o);
     o.pool_size = 1;
     o.sqlite_cache_kb = RELAY_SQLITE_CACHE_KB;
     o.log = cfg->log;
     o.log_ctx = cfg->log_ctx;
-    txm_status st = t->cursor_name == NULL ? txm_errf(err, TXM_NOMEM, "relay: out of memory")
-                                           : txm_db_open(cfg->database_url, &o, &t->db, err);
+    txm_status st = nomem ? txm_errf(err, TXM_NOMEM, "relay: out of memory")
+                          : txm_db_open(cfg->database_url, &o, &t->db, err);
+    if (st == TXM_OK && t->lock_path != NULL &&
+        (t->lock_fd = open(t->lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0)
+        st = lock_fail(t, "opening lock file", err);
     if (st == TXM_OK)
         st = txm_db_wait_for_commit(t->db, 0, err); /* starts watching before the first read */
-    txm_value p = TXM_TEXT(t->cursor_name);
-    txm_rows *rows = NULL;
     if (st == TXM_OK)
-        st = txm_db_exec(t->db, SQL_CURSOR, &p, 1, &rows, NULL, err);
-    t->confirmed_seq = t->read_seq = txm_rows_int(rows, 0, 0);
-    txm_rows_free(rows);
+        st = load_cursor(t, err); /* what position_text shows while standing by */
     if (st != TXM_OK) {
         sqlite_close(&t->base);
         return st;

@@ -216,8 +216,14 @@ txm_status ex_exec(txm_db *db, txm_uow *uow, const char *sql, const txm_value *p
 txm_status ex_exec_all(txm_db *db, const char *const *statements, txm_error *err)
 {
     txm_status st = TXM_OK;
-    for (size_t i = 0; st == TXM_OK && statements[i] != NULL; i++)
+    for (size_t i = 0; st == TXM_OK && statements[i] != NULL; i++) {
         st = txm_db_exec(db, statements[i], NULL, 0, NULL, NULL, err);
+        /* Two instances starting at once on PostgreSQL: the CREATE ... IF
+         * NOT EXISTS that loses the race waits for the other's commit, then
+         * fails on the catalog's unique index. Again, it finds the object. */
+        if (st == TXM_CONSTRAINT)
+            st = txm_db_exec(db, statements[i], NULL, 0, NULL, NULL, err);
+    }
     return st;
 }
 

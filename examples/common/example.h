@@ -93,7 +93,8 @@ txm_status ex_exec(txm_db *db, txm_uow *uow, const char *sql, const txm_value *p
                    size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
 
 /* Runs statements (NULL-terminated) one by one on db; stops at the first
- * failure. For idempotent schema creation. */
+ * failure. For idempotent schema creation, which several instances of a
+ * service may run at once. */
 txm_status ex_exec_all(txm_db *db, const char *const *statements, txm_error *err);
 
 /* A unit of work body: TXM_OK commits, any other status rolls back. */

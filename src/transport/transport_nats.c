@@ -1,19 +1,21 @@
-/* NATS JetStream transport ("nats://host:port"): topics are subjects
+/* NATS JetStream transport ("nats://host:port", or a list of a cluster's
+ * servers "nats://h1:p1,h2:p2,h3:p3?replicas=3"): topics are subjects
  * txmsg.<topic> of one stream, queues are durable pull consumers filtered on
  * their topic, and dead letters are kept in a second stream. This file holds
- * the connection, streams, queues, publish, receive, ack and nack; dead
- * letters are in transport_nats_dlq.c, large-payload chunks (the stream
+ * the connection, queues, publish, receive, ack and nack; the URL is read in
+ * transport_nats_url.c, the streams declared in transport_nats_stream.c,
+ * dead letters are in transport_nats_dlq.c, large-payload chunks (the stream
  * TXMSG_BLOBS) in transport_nats_blob.c, and what they share in
  * transport_nats_int.h.
  *
- * Layout on the server:
+ * Layout on the server (each stream with the URL's replicas, default 1):
  * - stream TXMSG, subjects "txmsg.>", file storage, limits retention (a
  *   message is kept 14 days, as SQS's longest retention), de-duplication
  *   window 2 min on Nats-Msg-Id (= the message id). Each queue's consumer
  *   starts at the messages published after it was created, which gives
  *   SNS/SQS semantics: a message published to a topic nobody subscribes to
  *   reaches no queue. Interest retention, used first, lost messages across
- *   server restarts (see ensure_stream). Redelivery, leases and durability
+ *   server restarts (see transport_nats_stream.c). Redelivery, leases and durability
  *   are those of the consumers.
  * - per queue a durable pull consumer on TXMSG. Its name is the queue name
  *   with '.' mapped to '_' (JetStream forbids '.' in consumer names), so
@@ -110,6 +112,9 @@ static txm_status map_status(natsStatus s, jsErrCode jerr)
     if (s == NATS_NO_SERVER || s == NATS_CONNECTION_CLOSED || s == NATS_CONNECTION_DISCONNECTED ||
         s == NATS_NOT_YET_CONNECTED || s == NATS_STALE_CONNECTION || s == NATS_NO_RESPONDERS)
         return TXM_UNAVAILABLE;
+    /* A cluster electing its JetStream leader answers this for a moment. */
+    if (jerr == JSClusterNotAvailErr)
+        return TXM_UNAVAILABLE;
     if (s == NATS_MAX_PAYLOAD)
         return TXM_TOO_BIG;
     return TXM_BROKER;
@@ -176,15 +181,13 @@ txm_status txm__nats_check_connected(txm__broker *b, txm_error *err)
     return txm_errf(err, TXM_UNAVAILABLE, "nats: not connected to the server (reconnecting)");
 }
 
-static txm_status ensure_streams(txm__broker *b, txm_error *err);
-
 /* Connected, and the streams exist: a transport opened before its server
  * was up declares them on first use. */
 static txm_status check_ready(txm__broker *b, txm_error *err)
 {
     txm_status st = txm__nats_check_connected(b, err);
     if (st == TXM_OK && !atomic_load(&b->streams_ready))
-        st = ensure_streams(b, err);
+        st = txm__nats_ensure_streams(b, err);
     return st;
 }
 
@@ -224,12 +227,17 @@ static void on_closed(natsConnection *nc, void *closure)
 
 static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
-static txm_status nats_connect(txm__broker *b, const char *url, int timeout_ms, bool background,
-                               txm_error *err)
+/* Connects to any server of the URL's list; libnats fails over to the
+ * others (and to those the cluster announces) when it loses it. */
+static txm_status nats_connect(txm__broker *b, const char *url, const txm__nats_url *u,
+                               int timeout_ms, bool background, txm_error *err)
 {
+    const char *servers[URL_SERVERS_MAX];
+    for (int i = 0; i < u->count; i++)
+        servers[i] = u->servers[i];
     natsStatus s = natsOptions_Create(&b->nopts);
     if (s == NATS_OK)
-        s = natsOptions_SetURL(b->nopts, url);
+        s = natsOptions_SetServers(b->nopts, servers, u->count);
     if (s == NATS_OK)
         s = natsOptions_SetName(b->nopts, "txmsg");
     if (s == NATS_OK)
@@ -277,75 +285,30 @@ static txm_status nats_connect(txm__broker *b, const char *url, int timeout_ms, 
     return TXM_OK;
 }
 
-/* The three streams: messages (kept 14 days; each queue reads from when it
- * was created),
- * dead letters, and the payload store (the newest version of each chunk
- * subject, kept as long as a message may wait in a queue or its dead-letter
- * queue). */
-typedef enum { STREAM_MESSAGES, STREAM_DEAD_LETTERS, STREAM_PAYLOADS } stream_kind;
-
-/* Creates the stream unless it exists. Safe when several processes race:
- * the same configuration again succeeds, and "name already in use" (the
- * stream exists with another configuration) is taken as existing. */
-static txm_status ensure_stream(txm__broker *b, const char *name, const char *subjects,
-                                stream_kind kind, txm_error *err)
-{
-    const char *subj[1] = {subjects};
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    cfg.Name = name;
-    cfg.Subjects = subj;
-    cfg.SubjectsLen = 1;
-    cfg.Storage = js_FileStorage;
-    /* Limits, not interest retention, for messages too: nats-server 2.9.10
-     * restarted (after SIGKILL, and after a clean SIGTERM as well) purged
-     * interest-stream messages that a queue had not received yet (the chaos
-     * test: an empty stream, consumers with nothing pending, orders never
-     * answered). Messages now stay MESSAGE_MAX_AGE_S, like SQS's longest
-     * retention, whatever the queues did with them. */
-    cfg.Retention = js_LimitsPolicy;
-    cfg.AllowDirect = kind != STREAM_MESSAGES;
-    if (kind == STREAM_MESSAGES)
-        cfg.MaxAge = MESSAGE_MAX_AGE_S * 1000 * NS_PER_MS;
-    if (kind == STREAM_PAYLOADS) {
-        cfg.MaxMsgsPerSubject = 1;
-        cfg.MaxAge = BLOB_MAX_AGE_S * 1000 * NS_PER_MS;
-    } else {
-        cfg.Duplicates = (int64_t)DUPLICATE_WINDOW_S * 1000 * NS_PER_MS;
-    }
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(NULL, b->js, &cfg, &b->api, &jerr);
-    if (s == NATS_OK || jerr == JSStreamNameExistErr)
-        return TXM_OK;
-    return txm__nats_nfail(err, s, jerr, "create stream", name);
-}
-
-static txm_status ensure_streams(txm__broker *b, txm_error *err)
-{
-    txm_status st = ensure_stream(b, STREAM, STREAM_SUBJECTS, STREAM_MESSAGES, err);
-    if (st == TXM_OK)
-        st = ensure_stream(b, DLQ_STREAM, DLQ_STREAM_SUBJECTS, STREAM_DEAD_LETTERS, err);
-    if (st == TXM_OK)
-        st = ensure_stream(b, BLOB_STREAM, BLOB_STREAM_SUBJECTS, STREAM_PAYLOADS, err);
-    if (st == TXM_OK)
-        atomic_store(&b->streams_ready, true);
-    return st;
-}
-
 static void nats_close(txm__broker *b);
 
-/* Connects and makes sure both streams exist, so a publish before any
- * declaration is stored. TXM_BROKER/TXM_TIMEOUT when the server cannot be
- * reached or has no JetStream. */
+/* Connects and makes sure the streams exist, so a publish before any
+ * declaration is stored. TXM_INVALID for a malformed URL, before any
+ * connection; TXM_BROKER/TXM_TIMEOUT when the server cannot be
+ * reached or has no JetStream; TXM_CONFLICT for a stream made otherwise. */
 static txm_status nats_open(const char *url, const txm_transport_options *o, txm__broker **out,
                             txm_error *err)
 {
     *out = NULL;
-    txm__broker *b = txm__calloc(1, sizeof *b);
-    if (b == NULL)
+    txm__nats_url *u = txm__malloc(sizeof *u); /* 4 KiB: not on the stack */
+    if (u == NULL)
         return txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    txm_status st = txm__nats_url_parse(url, u, err);
+    txm__broker *b = st == TXM_OK ? txm__calloc(1, sizeof *b) : NULL;
+    if (st == TXM_OK && b == NULL)
+        st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    if (st != TXM_OK) {
+        free(u);
+        return st;
+    }
     b->log = o->log;
     b->log_ctx = o->log_ctx;
+    b->replicas = u->replicas;
     b->publish_timeout_ms = o->publish_timeout_ms > 0 ? o->publish_timeout_ms : 10000;
     b->deliver_exhausted = o->deliver_exhausted;
     jsOptions_Init(&b->api);
@@ -359,9 +322,10 @@ static txm_status nats_open(const char *url, const txm_transport_options *o, txm
     pthread_cond_init(&b->closed_cond, NULL);
     atomic_init(&b->streams_ready, false);
     atomic_init(&b->connections, 1);
-    txm_status st = nats_connect(b, url, (int)b->api.Wait, o->background_connect, err);
+    st = nats_connect(b, url, u, (int)b->api.Wait, o->background_connect, err);
+    free(u);
     if (st == TXM_OK && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
-        st = ensure_streams(b, err);
+        st = txm__nats_ensure_streams(b, err);
     if (st != TXM_OK) {
         nats_close(b);
         return st;

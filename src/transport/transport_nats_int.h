@@ -1,7 +1,10 @@
-/* Internals of the NATS JetStream transport shared by its three files:
- * transport_nats.c (connection, queues, publish, receive), transport_nats_dlq.c
- * (dead letters) and transport_nats_blob.c (claim-check payload chunks). The
- * layout on the server and the thread-safety rules are in transport_nats.c. */
+/* Internals of the NATS JetStream transport shared by its files:
+ * transport_nats.c (connection, queues, publish, receive),
+ * transport_nats_url.c (the server list and options of the URL),
+ * transport_nats_stream.c (declaring and checking the streams),
+ * transport_nats_dlq.c (dead letters) and transport_nats_blob.c (claim-check
+ * payload chunks). The layout on the server and the thread-safety rules are
+ * in transport_nats.c. */
 #ifndef TXM_TRANSPORT_TRANSPORT_NATS_INT_H
 #define TXM_TRANSPORT_TRANSPORT_NATS_INT_H
 
@@ -58,6 +61,17 @@
 #define WAKE_PENDING_MAX 64 /* publishes buffered to wake a receive; more are dropped */
 #define CLOSE_WAIT_MS 10000 /* for the closed callback at close */
 #define NS_PER_MS 1000000LL
+#define URL_MAX 4096       /* bytes of a broker URL */
+#define URL_SERVERS_MAX 16 /* servers in its list */
+#define URL_SERVER_MAX 256 /* bytes of one server, with "nats://" */
+#define REPLICAS_MAX 5     /* JetStream's largest replica count */
+
+/* What a broker URL says (see transport_nats_url.c). */
+typedef struct txm__nats_url {
+    char servers[URL_SERVERS_MAX][URL_SERVER_MAX]; /* "nats://[user@]host[:port]" */
+    int count;                                     /* servers in the list, >= 1 */
+    int replicas; /* ?replicas=N: 1..REPLICAS_MAX; 0 when not given */
+} txm__nats_url;
 
 /* What the transport knows about a queue, copied out of the cache. */
 typedef struct qinfo {
@@ -118,6 +132,7 @@ struct txm__broker {
     atomic_bool streams_ready;        /* ensure_streams succeeded on this connection */
     atomic_uint_fast64_t connections; /* 1 once connected, +1 per reconnection */
     bool deliver_exhausted;           /* return over-limit messages flagged, not dead-lettered */
+    int replicas; /* of the streams, from the URL; 0: not given (new ones get 1) */
 };
 
 /* ---- Shared helpers (transport_nats.c) ---- */
@@ -166,6 +181,21 @@ txm_status txm__nats_ack_request(txm__broker *b, natsMsg *m, const char *body, c
  * status of building m) already failed. Takes m on every path. */
 txm_status txm__nats_publish_sync(txm__broker *b, natsStatus s, natsMsg *m, const char *what,
                                   const char *name, txm_error *err);
+
+/* ---- URL (transport_nats_url.c) ---- */
+
+/* Parses a broker URL (see transport_nats_url.c) into out. TXM_INVALID,
+ * naming the part at fault, when it is malformed or too long. */
+txm_status txm__nats_url_parse(const char *url, txm__nats_url *out, txm_error *err);
+
+/* ---- Streams (transport_nats_stream.c) ---- */
+
+/* Creates the streams TXMSG, TXMSG_DLQ and TXMSG_BLOBS, or checks the
+ * existing ones, then marks b->streams_ready. An existing stream whose
+ * settings txmsg relies on differ (subjects, file storage, limits
+ * retention, direct get for dead letters, the replicas the URL asks for) is
+ * TXM_CONFLICT, naming the stream, the setting and how to fix it. */
+txm_status txm__nats_ensure_streams(txm__broker *b, txm_error *err);
 
 /* ---- Dead letters (transport_nats_dlq.c) ---- */
 

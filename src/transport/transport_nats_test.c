@@ -1100,6 +1100,182 @@ static void nats_messages_survive_restart_and_handle_reconnects(void **state)
     free(dir);
 }
 
+/* Malformed URLs are refused with TXM_INVALID and a text naming the fault,
+ * at once and without trying to connect. */
+static void nats_malformed_urls_are_refused_before_connecting(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *url;
+        const char *says;
+    } bad[] = {
+        {"nats://", "server 1 of the list is empty"},
+        {"nats://127.0.0.1:4222,,127.0.0.1:4223", "server 2 of the list is empty"},
+        {"nats://127.0.0.1:4222,", "server 2 of the list is empty"},
+        {"nats://127.0.0.1:42x2", "port must be a number"},
+        {"nats://127.0.0.1:70000", "port must be 1..65535"},
+        {"nats://:4222", "no host"},
+        {"nats://[::1:4222", "IPv6"},
+        {"nats://127.0.0.1:4222/x", "'/'"},
+        {"nats://127.0.0.1:4222,tls://127.0.0.1:4223", "'/'"},
+        {"nats://127.0.0.1 :4222", "space"},
+        {"nats://127.0.0.1:4222?replicas=0", "replicas=0: want 1..5"},
+        {"nats://127.0.0.1:4222?replicas=6", "want 1..5"},
+        {"nats://127.0.0.1:4222?replicas=three", "want 1..5"},
+        {"nats://127.0.0.1:4222?replicas=", "want 1..5"},
+        {"nats://127.0.0.1:4222?replicas=3&", "empty option"},
+        {"nats://127.0.0.1:4222?replica=3", "unknown option 'replica'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        txm_transport *t = NULL;
+        txm_error err = {0};
+        assert_int_equal(txm_transport_open(bad[i].url, NULL, &t, &err), TXM_INVALID);
+        assert_null(t);
+        if (strstr(err.text, bad[i].says) == NULL)
+            fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].url, err.text, bad[i].says);
+    }
+    char many[1024] = "nats://";
+    for (int i = 0; i < 17; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s127.0.0.1:%d",
+                 i > 0 ? "," : "", 4222 + i);
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    assert_int_equal(txm_transport_open(many, NULL, &t, &err), TXM_INVALID);
+    assert_non_null(strstr(err.text, "more than 16 servers"));
+    char *huge = malloc(5000);
+    memset(huge, 'a', 4999);
+    memcpy(huge, "nats://", 7);
+    huge[4999] = '\0';
+    assert_int_equal(txm_transport_open(huge, NULL, &t, &err), TXM_INVALID);
+    assert_non_null(strstr(err.text, "longer than 4096"));
+    free(huge);
+}
+
+/* A list of servers connects to one that is up, whichever it tries first;
+ * each entry may carry its own nats://, and replicas=1 works alone. */
+static void nats_server_list_connects_to_a_listed_server_that_is_up(void **state)
+{
+    (void)state;
+    const char *live = nats_url_or_skip() + strlen("nats://");
+    char url[256];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d,%s,nats://127.0.0.1:%d?replicas=1",
+             txm_test_free_port(), live, txm_test_free_port());
+    for (int i = 0; i < 3; i++) { /* libnats shuffles the list */
+        txm_transport *t = open_logged(url, 10000, NULL);
+        publish_one(t, "list-topic", "list-1", "{}");
+        txm_transport_close(t);
+    }
+}
+
+/* A single server cannot keep replicas: replicas=3 says so. */
+static void nats_replicas_on_a_single_server_are_refused(void **state)
+{
+    (void)state;
+    char url[256];
+    snprintf(url, sizeof url, "%s?replicas=3", nats_url_or_skip());
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_INVALID);
+    assert_null(t);
+    assert_non_null(strstr(err.text, "stream TXMSG: replicas=3 needs a JetStream cluster"));
+}
+
+/* A stream made by someone else with settings txmsg cannot work with is
+ * reported, naming the stream, the setting and the fix; once it is gone,
+ * open creates it right. Uses a server of its own. */
+static void nats_stream_made_otherwise_is_reported(void **state)
+{
+    (void)state;
+    nats_url_or_skip();
+    char *dir = txm_test_mkdtemp();
+    int port = txm_test_free_port();
+    pid_t pid = txm_testnats_start(dir, port);
+    assert_true(pid > 0);
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    const char *subj[1] = {"txmsg.>"};
+    jsStreamConfig c;
+    jsStreamConfig_Init(&c);
+    c.Name = "TXMSG";
+    c.Subjects = subj;
+    c.SubjectsLen = 1;
+    c.Storage = js_FileStorage;
+    c.Retention = js_InterestPolicy;
+    assert_int_equal(js_AddStream(NULL, js, &c, NULL, NULL), NATS_OK);
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_CONFLICT);
+    assert_null(t);
+    assert_non_null(strstr(err.text, "stream TXMSG has interest retention, txmsg needs limits"));
+    assert_non_null(strstr(err.text, "nats stream rm TXMSG"));
+    assert_int_equal(js_DeleteStream(js, "TXMSG", NULL, NULL), NATS_OK);
+    t = open_logged(url, 10000, NULL);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, js, "TXMSG", NULL, NULL), NATS_OK);
+    assert_int_equal(si->Config->Retention, js_LimitsPolicy);
+    assert_int_equal(si->Config->Replicas, 1);
+    jsStreamInfo_Destroy(si);
+    txm_transport_close(t);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    txm_testnats_stop(pid);
+    txm_test_rmdir(dir);
+    free(dir);
+}
+
+static const char *cluster_url_or_skip(void)
+{
+    const char *url = getenv("TXMSG_TEST_NATS_CLUSTER_URL");
+    if (url == NULL || url[0] == '\0') {
+        fprintf(stderr, "skipped: needs TXMSG_TEST_NATS_CLUSTER_URL\n");
+        skip();
+    }
+    return url;
+}
+
+/* On the cluster of scripts/with-servers: replicas=3 gives every stream 3
+ * replicas; a URL asking for another count is told how the streams differ
+ * and how to fix that; one that asks for nothing uses them as they are. */
+static void nats_cluster_streams_get_the_replicas_asked_for(void **state)
+{
+    (void)state;
+    const char *list = cluster_url_or_skip();
+    char url[512];
+    snprintf(url, sizeof url, "%s?replicas=3", list);
+    txm_transport *t = open_logged(url, 10000, NULL);
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    assert_int_equal(natsConnection_ConnectTo(&nc, list), NATS_OK);
+    assert_int_equal(natsConnection_JetStream(&js, nc, NULL), NATS_OK);
+    const char *streams[] = {"TXMSG", "TXMSG_DLQ", "TXMSG_BLOBS"};
+    for (int i = 0; i < 3; i++) {
+        jsStreamInfo *si = NULL;
+        assert_int_equal(js_GetStreamInfo(&si, js, streams[i], NULL, NULL), NATS_OK);
+        assert_int_equal(si->Config->Replicas, 3);
+        assert_non_null(si->Cluster);
+        assert_int_equal(si->Cluster->ReplicasLen, 2); /* the followers */
+        jsStreamInfo_Destroy(si);
+    }
+    txm_transport_close(t);
+    snprintf(url, sizeof url, "%s?replicas=1", list);
+    txm_error err = {0};
+    t = NULL;
+    assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_CONFLICT);
+    assert_null(t);
+    assert_non_null(strstr(err.text, "stream TXMSG has 3 replica(s), the URL asks for replicas=1"));
+    assert_non_null(strstr(err.text, "nats stream edit TXMSG --replicas 1"));
+    int levels[4] = {0};
+    t = open_logged(list, 10000, levels);
+    assert_int_equal(levels[TXM_LOG_WARN], 0); /* 3 replicas: nothing to warn of */
+    txm_transport_close(t);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+}
+
 /* The cases publish fixed message ids, and NATS drops a re-published id for
  * two minutes: each run gets a server of its own, so a second run soon
  * after (the sanitizer build) starts clean. Skipped without nats-server
@@ -1154,6 +1330,11 @@ int main(void)
         cmocka_unit_test(nats_background_open_connects_when_server_appears),
         cmocka_unit_test(nats_messages_survive_restart_and_handle_reconnects),
         cmocka_unit_test(nats_unacked_deliveries_come_back_after_a_server_crash),
+        cmocka_unit_test(nats_malformed_urls_are_refused_before_connecting),
+        cmocka_unit_test(nats_server_list_connects_to_a_listed_server_that_is_up),
+        cmocka_unit_test(nats_replicas_on_a_single_server_are_refused),
+        cmocka_unit_test(nats_stream_made_otherwise_is_reported),
+        cmocka_unit_test(nats_cluster_streams_get_the_replicas_asked_for),
     };
     return cmocka_run_group_tests(tests, start_private_server, stop_private_server);
 }

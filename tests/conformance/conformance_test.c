@@ -1,5 +1,7 @@
 /* Transport conformance: the SNS/SQS contract and the idempotent consumer,
- * run unchanged against the embedded broker and NATS JetStream. */
+ * run unchanged against the embedded broker and NATS JetStream; with the
+ * argument "cluster", against scripts/with-servers' 3-node NATS cluster
+ * with replicas=3 instead (CTest conformance_cluster_test). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -41,6 +43,8 @@ static int setup(void **state)
     fx->dir = txm_test_mkdtemp();
     if (fx->kind == TXM_TEST_NATS)
         snprintf(fx->broker_url, sizeof fx->broker_url, "%s", getenv("TXMSG_TEST_NATS_URL"));
+    else if (fx->kind == TXM_TEST_NATS_CLUSTER)
+        txm_testcluster_url(fx->broker_url, sizeof fx->broker_url);
     else
         snprintf(fx->broker_url, sizeof fx->broker_url, "embedded:%s/broker.db", fx->dir);
     snprintf(fx->db_url, sizeof fx->db_url, "sqlite:%s/service.db", fx->dir);
@@ -568,9 +572,10 @@ static void conformance_same_message_five_times_changes_state_once(void **state)
     int64_t depth = 0;
     assert_int_equal(txm_transport_queue_depth(fx->t, fx->queue, &depth, NULL), TXM_OK);
     /* NATS drops re-publishes of one Nats-Msg-Id inside its window. */
-    assert_int_equal(depth, fx->kind == TXM_TEST_NATS ? 1 : 5);
+    bool nats = fx->kind != TXM_TEST_EMBEDDED;
+    assert_int_equal(depth, nats ? 1 : 5);
     int deliveries = (int)depth;
-    if (fx->kind == TXM_TEST_NATS) {
+    if (nats) {
         /* Past the broker's window a duplicate still arrives: same
          * envelope under other broker ids. The inbox must catch them. */
         char *body = NULL;
@@ -688,7 +693,8 @@ static void conformance_five_mib_payload_reaches_handler_intact(void **state)
 }
 
 /* Stops the broker and starts it again (NATS: a private server on a store
- * folder; embedded: closing and reopening the file). */
+ * folder; embedded: closing and reopening the file). The cluster's nodes
+ * are restarted by tests/cluster instead. */
 static void conformance_acknowledged_messages_survive_broker_restart(void **state)
 {
     fixture *fx = get(state);
@@ -781,8 +787,39 @@ static void conformance_sigkilled_consumer_loses_nothing(void **state)
 #f "/nats", f, setup, teardown, (void *)&txm_transport_nats_kind                           \
     }
 
-int main(void)
+#define CLUSTER(f)                                                                                 \
+    {                                                                                              \
+#f "/nats-cluster", f, setup, teardown, (void *)&txm_transport_nats_cluster_kind           \
+    }
+
+/* The cluster runs the cases that a replicated stream could change: ack
+ * and lease bookkeeping, dead letters (direct get may be answered by any
+ * replica), order, de-duplication, large payloads, a crashed consumer. */
+static int run_cluster(void)
 {
+    const struct CMUnitTest tests[] = {
+        CLUSTER(conformance_fanout_each_queue_receives_once),
+        CLUSTER(conformance_unacked_message_is_redelivered_after_visibility_timeout),
+        CLUSTER(conformance_failing_handler_sees_three_deliveries_then_dlq_then_redrive),
+        CLUSTER(conformance_undecodable_message_goes_to_dlq_at_once),
+        CLUSTER(conformance_extended_lease_hides_message_without_a_receive),
+        CLUSTER(conformance_publish_start_and_wait_keep_order),
+        CLUSTER(conformance_ack_batch_removes_every_delivery),
+        CLUSTER(conformance_ack_batch_reports_a_settled_delivery_and_acks_the_others),
+        CLUSTER(conformance_outage_uses_no_receive_and_dead_letters_nothing),
+        CLUSTER(conformance_exhausted_message_acked_if_processed_else_tried_a_last_time),
+        CLUSTER(conformance_same_message_five_times_changes_state_once),
+        CLUSTER(conformance_thousand_messages_handled_in_publish_order),
+        CLUSTER(conformance_five_mib_payload_reaches_handler_intact),
+        CLUSTER(conformance_sigkilled_consumer_loses_nothing),
+    };
+    return cmocka_run_group_tests_name("conformance/nats-cluster", tests, NULL, NULL);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "cluster") == 0)
+        return run_cluster();
     const struct CMUnitTest tests[] = {
         BOTH(conformance_fanout_each_queue_receives_once),
         BOTH(conformance_unacked_message_is_redelivered_after_visibility_timeout),

@@ -3,7 +3,10 @@
  * as a user does, with the events they publish watched on the transport.
  * Runs on the embedded default (SQLite files, embedded broker) and on
  * PostgreSQL with a private NATS JetStream server; the second stack is
- * skipped when TXMSG_TEST_PG_URL or TXMSG_TEST_NATS_URL is not set. */
+ * skipped when TXMSG_TEST_PG_URL or TXMSG_TEST_NATS_URL is not set. The
+ * saga scenarios and the concurrent burst run again on each stack with two
+ * instances of each service, sharing database and queues, requests spread
+ * over both, and two relays per database (one active, one standing by). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -21,372 +24,13 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "e2e.h"
 #include "testbroker.h"
 #include "testdb.h"
 #include "testhttp.h"
 #include "testproc.h"
+#include "testsvc.h"
 #include "txmsg/txmsg.h"
-
-enum {
-    START_MS = 60000,  /* a service answering its health check */
-    ASYNC_MS = 30000,  /* an asynchronous outcome: relay, broker, consumer */
-    BURST_MS = 120000, /* every order of the concurrent burst decided */
-    HTTP_MS = 30000,   /* one HTTP exchange */
-    STOP_MS = 20000,   /* a process exiting after SIGTERM */
-    POLL_MS = 50,      /* between two looks at an asynchronous outcome */
-    BURST_ORDERS = 50,
-};
-
-#define UUID_BUF (TXM_UUID_LEN + 1)
-
-/* ---- the stack: databases, broker, four processes, event watchers ---- */
-
-enum { P_CUSTOMERS, P_ORDERS, P_CUSTOMERS_RELAY, P_ORDERS_RELAY, P_COUNT };
-static const char *const proc_names[P_COUNT] = {"customers", "orders", "customers-relay",
-                                                "orders-relay"};
-
-typedef struct proc {
-    pid_t pid;            /* 0 when not running */
-    char log[640];        /* stdout and stderr, appended across restarts */
-    char env_db[1100];    /* TXMSG_DATABASE_URL=... */
-    char env_broker[600]; /* TXMSG_BROKER_URL=... */
-    char env_port[32];    /* PORT=... (services) */
-    char env_bind[64];    /* TXMSG_BIND_ADDRESS=... (services) */
-    char *env[5];
-} proc;
-
-enum { W_CUSTOMER_CREATED, W_VALIDATION_FAILED, W_ORDER_CREATED, W_ORDER_CANCELLED, W_COUNT };
-static const char *const watched_topics[W_COUNT] = {
-    "customer--created", "customer--validation-failed", "order--created", "order--cancelled"};
-
-/* A queue of our own subscribed to one of the services' topics. */
-typedef struct watcher {
-    char queue[160];
-    txm_msg **msgs; /* every event received so far, in arrival order */
-    size_t n, cap;
-} watcher;
-
-typedef struct stack {
-    const char *name; /* "embedded" or "postgresql+nats" */
-    bool pg_nats;
-    bool ready;            /* false: a server is missing and the scenarios skip */
-    char setup_error[768]; /* why the stack did not start; "" when it did */
-    char *dir;             /* logs, SQLite files, embedded broker, NATS store */
-    char *customers_url;   /* database URLs, owned */
-    char *orders_url;
-    char broker_url[256];
-    pid_t nats; /* the private nats-server, 0 if none */
-    txm_transport *t;
-    txm_db *customers_db; /* the services' databases, for counts */
-    txm_db *orders_db;
-    int customers_port, orders_port;
-    proc procs[P_COUNT];
-    watcher w[W_COUNT];
-    int begun, finished; /* scenarios started and passed: a difference keeps the logs */
-} stack;
-
-static bool setup_fail(stack *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->setup_error, sizeof st->setup_error, fmt, ap);
-    va_end(ap);
-    return false;
-}
-
-static void describe_wait_status(int status, char *out, size_t cap)
-{
-    if (WIFEXITED(status))
-        snprintf(out, cap, "exit %d", WEXITSTATUS(status));
-    else if (WIFSIGNALED(status))
-        snprintf(out, cap, "killed by signal %d", WTERMSIG(status));
-    else
-        snprintf(out, cap, "wait status %#x", (unsigned)status);
-}
-
-static bool start_proc(stack *st, int which)
-{
-    proc *p = &st->procs[which];
-    bool service = which == P_CUSTOMERS || which == P_ORDERS;
-    bool customers = which == P_CUSTOMERS || which == P_CUSTOMERS_RELAY;
-    const char *bin = service ? (customers ? TXM_CUSTOMERS_BIN : TXM_ORDERS_BIN) : TXM_RELAY_BIN;
-    snprintf(p->log, sizeof p->log, "%s/%s.log", st->dir, proc_names[which]);
-    snprintf(p->env_db, sizeof p->env_db, "TXMSG_DATABASE_URL=%s",
-             customers ? st->customers_url : st->orders_url);
-    snprintf(p->env_broker, sizeof p->env_broker, "TXMSG_BROKER_URL=%s", st->broker_url);
-    size_t n = 0;
-    p->env[n++] = p->env_db;
-    p->env[n++] = p->env_broker;
-    if (service) {
-        int port = customers ? st->customers_port : st->orders_port;
-        snprintf(p->env_port, sizeof p->env_port, "PORT=%d", port);
-        snprintf(p->env_bind, sizeof p->env_bind, "TXMSG_BIND_ADDRESS=127.0.0.1");
-        p->env[n++] = p->env_port;
-        p->env[n++] = p->env_bind;
-    }
-    p->env[n] = NULL;
-    char *argv[] = {(char *)bin, NULL};
-    p->pid = txm_proc_start(bin, argv, p->env, p->log);
-    if (p->pid <= 0) {
-        p->pid = 0;
-        return setup_fail(st, "cannot start %s", bin);
-    }
-    return true;
-}
-
-/* SIGTERM, then waits up to STOP_MS; a process still running then is
- * killed. Returns its wait status, or -1 if it had to be killed. */
-static int stop_proc(proc *p)
-{
-    if (p->pid <= 0)
-        return -1;
-    kill(p->pid, SIGTERM);
-    long long end = txm_test_now_ms() + STOP_MS;
-    int status = 0;
-    while (waitpid(p->pid, &status, WNOHANG) == 0) {
-        if (txm_test_now_ms() >= end) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, &status, 0);
-            p->pid = 0;
-            return -1;
-        }
-        txm_test_sleep_ms(20);
-    }
-    p->pid = 0;
-    return status;
-}
-
-/* GET path answers 200 {"status": "ok"} while the process keeps running. */
-static bool wait_healthy(stack *st, int which, int port, const char *path)
-{
-    proc *p = &st->procs[which];
-    long long end = txm_test_now_ms() + START_MS;
-    while (txm_test_now_ms() < end) {
-        int status = 0;
-        if (waitpid(p->pid, &status, WNOHANG) == p->pid) {
-            char how[64];
-            describe_wait_status(status, how, sizeof how);
-            p->pid = 0;
-            return setup_fail(st, "%s ended (%s) before answering GET %s; see %s",
-                              proc_names[which], how, path, p->log);
-        }
-        txm_testhttp_response r;
-        bool ok =
-            txm_testhttp_request("GET", "127.0.0.1", port, path, NULL, NULL, 0, 2000, &r) == 0 &&
-            r.status == 200;
-        json_t *j = ok ? json_loadb(r.body, r.body_len, 0, NULL) : NULL;
-        const char *s = json_string_value(json_object_get(j, "status"));
-        ok = s != NULL && strcmp(s, "ok") == 0;
-        json_decref(j);
-        txm_testhttp_response_fini(&r);
-        if (ok)
-            return true;
-        txm_test_sleep_ms(POLL_MS);
-    }
-    return setup_fail(st,
-                      "%s did not answer GET %s with 200 {\"status\":\"ok\"} within %d ms; see %s",
-                      proc_names[which], path, START_MS, p->log);
-}
-
-static bool make_urls(stack *st)
-{
-    if (st->pg_nats) {
-        st->customers_url = txm_testdb_create(TXM_TEST_PG);
-        st->orders_url = txm_testdb_create(TXM_TEST_PG);
-        if (st->customers_url == NULL || st->orders_url == NULL)
-            return setup_fail(st, "cannot create the PostgreSQL databases");
-        /* The services' durable consumers have fixed names: a private server
-         * keeps them apart from other suites and earlier runs. */
-        char store[600];
-        snprintf(store, sizeof store, "%s/nats", st->dir);
-        int port = txm_test_free_port();
-        st->nats = txm_testnats_start(store, port);
-        if (st->nats <= 0) {
-            st->nats = 0;
-            return setup_fail(st, "nats-server did not start on port %d", port);
-        }
-        snprintf(st->broker_url, sizeof st->broker_url, "nats://127.0.0.1:%d", port);
-        return true;
-    }
-    size_t n = strlen(st->dir) + 32;
-    st->customers_url = malloc(n);
-    st->orders_url = malloc(n);
-    snprintf(st->customers_url, n, "sqlite:%s/customers.db", st->dir);
-    snprintf(st->orders_url, n, "sqlite:%s/orders.db", st->dir);
-    snprintf(st->broker_url, sizeof st->broker_url, "embedded:%s/broker.db", st->dir);
-    return true;
-}
-
-/* The transport with our watcher queues, declared before any service runs
- * so that they see every event, and the two databases for counting rows. */
-static bool open_handles(stack *st)
-{
-    txm_error err = {0};
-    if (txm_transport_open(st->broker_url, NULL, &st->t, &err) != TXM_OK)
-        return setup_fail(st, "transport %s: %s", st->broker_url, err.text);
-    for (int i = 0; i < W_COUNT; i++) {
-        char prefix[96];
-        snprintf(prefix, sizeof prefix, "e2e-watch-%s", watched_topics[i]);
-        txm_test_unique(prefix, st->w[i].queue, sizeof st->w[i].queue);
-        if (txm_transport_declare_subscription(st->t, watched_topics[i], st->w[i].queue, NULL,
-                                               &err) != TXM_OK)
-            return setup_fail(st, "watch %s: %s", watched_topics[i], err.text);
-    }
-    txm_db_options o;
-    txm_db_options_init(&o);
-    o.pool_size = 2;
-    if (txm_db_open(st->customers_url, &o, &st->customers_db, &err) != TXM_OK ||
-        txm_db_open(st->orders_url, &o, &st->orders_db, &err) != TXM_OK)
-        return setup_fail(st, "database: %s", err.text);
-    return true;
-}
-
-static bool start_stack(stack *st)
-{
-    st->dir = txm_test_mkdtemp();
-    if (st->dir == NULL)
-        return setup_fail(st, "cannot create a temporary folder");
-    fprintf(stderr, "e2e %s: logs in %s\n", st->name, st->dir);
-    if (!make_urls(st) || !open_handles(st))
-        return false;
-    st->customers_port = txm_test_free_port();
-    do
-        st->orders_port = txm_test_free_port();
-    while (st->orders_port == st->customers_port);
-    for (int i = 0; i < P_COUNT; i++)
-        if (!start_proc(st, i))
-            return false;
-    return wait_healthy(st, P_CUSTOMERS, st->customers_port, "/customers/health") &&
-           wait_healthy(st, P_ORDERS, st->orders_port, "/orders/health");
-}
-
-static int setup_stack(void **state, bool pg_nats)
-{
-    stack *st = calloc(1, sizeof *st);
-    if (st == NULL)
-        return -1;
-    *state = st;
-    st->pg_nats = pg_nats;
-    st->name = pg_nats ? "postgresql+nats" : "embedded";
-    if (pg_nats && (!txm_testdb_available(TXM_TEST_PG) || !txm_testbroker_available(TXM_TEST_NATS)))
-        return 0;
-    st->ready = true;
-    start_stack(st); /* a failure is reported by every scenario */
-    return 0;
-}
-
-static int setup_embedded(void **state)
-{
-    return setup_stack(state, false);
-}
-
-static int setup_pg_nats(void **state)
-{
-    return setup_stack(state, true);
-}
-
-/* Prints the end of each process's log. */
-static void print_logs(const stack *st)
-{
-    for (int i = 0; i < P_COUNT; i++) {
-        FILE *f = fopen(st->procs[i].log, "r");
-        if (f == NULL)
-            continue;
-        char buf[4096];
-        fseek(f, 0, SEEK_END);
-        long size = ftell(f);
-        fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        buf[n] = '\0';
-        fclose(f);
-        fprintf(stderr, "---- end of %s ----\n%s\n", st->procs[i].log, buf);
-    }
-}
-
-/* The relays' walsenders end a moment after the relays: their slots must be
- * inactive before the databases (and slots) can be dropped. */
-static void wait_slots_inactive(stack *st)
-{
-    if (st->orders_db == NULL || st->customers_url == NULL || st->orders_url == NULL)
-        return;
-    txm_value p[2] = {TXM_TEXT(txm_testdb_pg_name(st->customers_url)),
-                      TXM_TEXT(txm_testdb_pg_name(st->orders_url))};
-    long long end = txm_test_now_ms() + 10000;
-    while (txm_test_now_ms() < end) {
-        txm_rows *rows = NULL;
-        if (txm_db_exec(st->orders_db,
-                        "SELECT count(*) FROM pg_replication_slots"
-                        " WHERE active AND database IN ($1, $2)",
-                        p, 2, &rows, NULL, NULL) != TXM_OK)
-            return;
-        int64_t active = txm_rows_int(rows, 0, 0);
-        txm_rows_free(rows);
-        if (active == 0)
-            return;
-        txm_test_sleep_ms(POLL_MS);
-    }
-}
-
-static int teardown_stack(void **state)
-{
-    stack *st = *state;
-    for (int i = 0; i < P_COUNT; i++) {
-        if (st->procs[i].pid > 0) {
-            kill(st->procs[i].pid, SIGKILL);
-            waitpid(st->procs[i].pid, NULL, 0);
-        }
-    }
-    bool failed = st->begun != st->finished || st->setup_error[0] != '\0';
-    if (failed && st->dir != NULL)
-        print_logs(st);
-    if (st->pg_nats)
-        wait_slots_inactive(st);
-    txm_db_close(st->customers_db);
-    txm_db_close(st->orders_db);
-    txm_transport_close(st->t);
-    for (int i = 0; i < W_COUNT; i++) {
-        for (size_t k = 0; k < st->w[i].n; k++)
-            txm_msg_free(st->w[i].msgs[k]);
-        free(st->w[i].msgs);
-    }
-    if (st->nats > 0)
-        txm_testnats_stop(st->nats);
-    if (st->pg_nats) {
-        txm_testdb_drop(TXM_TEST_PG, st->customers_url);
-        txm_testdb_drop(TXM_TEST_PG, st->orders_url);
-    } else {
-        free(st->customers_url);
-        free(st->orders_url);
-    }
-    if (st->dir != NULL) {
-        if (failed || getenv("TXM_TEST_KEEP") != NULL)
-            fprintf(stderr, "e2e %s: logs kept in %s\n", st->name, st->dir);
-        else
-            txm_test_rmdir(st->dir);
-        free(st->dir);
-    }
-    free(st);
-    return 0;
-}
-
-/* The stack for a scenario; skips when its servers are missing. */
-static stack *scenario_begin(void **state)
-{
-    stack *st = *state;
-    if (!st->ready) {
-        fprintf(stderr, "skipped: %s needs TXMSG_TEST_PG_URL and TXMSG_TEST_NATS_URL\n", st->name);
-        skip();
-    }
-    st->begun++;
-    if (st->setup_error[0] != '\0')
-        fail_msg("%s stack did not start: %s", st->name, st->setup_error);
-    return st;
-}
-
-static void scenario_end(stack *st)
-{
-    st->finished++;
-}
 
 /* ---- HTTP ---- */
 
@@ -516,7 +160,7 @@ static void create_customer(stack *st, const char *name, json_int_t limit, char 
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     reply r;
-    call_json(st, st->customers_port, "POST", "/customers", text, &r);
+    call_json(st, e2e_customers_port(st), "POST", "/customers", text, &r);
     free(text);
     expect_status(&r, 200);
     const char *got = get_str(r.json, "id", r.what);
@@ -538,7 +182,7 @@ static void create_order(stack *st, const char *customer_id, json_int_t total, c
     char *text = json_dumps(b, JSON_COMPACT);
     json_decref(b);
     reply r;
-    call_json(st, st->orders_port, "POST", "/orders", text, &r);
+    call_json(st, e2e_orders_port(st), "POST", "/orders", text, &r);
     free(text);
     expect_status(&r, 200);
     const char *got = get_str(r.json, "id", r.what);
@@ -573,12 +217,12 @@ static json_t *get_resource(stack *st, int port, const char *kind, const char *i
 
 static json_t *get_customer(stack *st, const char *id)
 {
-    return get_resource(st, st->customers_port, "customer", id);
+    return get_resource(st, e2e_customers_port(st), "customer", id);
 }
 
 static json_t *get_order(stack *st, const char *id)
 {
-    return get_resource(st, st->orders_port, "order", id);
+    return get_resource(st, e2e_orders_port(st), "order", id);
 }
 
 static json_int_t available_credit(stack *st, const char *customer_id)
@@ -650,7 +294,7 @@ static void cancel_order(stack *st, const char *id, reply *r)
 {
     char path[96];
     snprintf(path, sizeof path, "/order/%s/cancel", id);
-    call_json(st, st->orders_port, "POST", path, NULL, r);
+    call_json(st, e2e_orders_port(st), "POST", path, NULL, r);
 }
 
 static void expect_cancelled_answer(const reply *r, const char *id)
@@ -659,33 +303,6 @@ static void expect_cancelled_answer(const reply *r, const char *id)
     assert_string_equal(get_str(r->json, "id", r->what), id);
     if (!json_is_object(json_object_get(r->json, "_links")))
         fail_msg("%s: no _links: %s", r->what, r->body);
-}
-
-/* ---- the orders relay, stopped to hold orders in PENDING ---- */
-
-static void expect_clean_stop(stack *st, int which)
-{
-    proc *p = &st->procs[which];
-    if (p->pid <= 0)
-        fail_msg("%s is not running; see %s", proc_names[which], p->log);
-    int status = stop_proc(p);
-    char how[64] = "still running, killed";
-    if (status != -1)
-        describe_wait_status(status, how, sizeof how);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail_msg("%s: %s %d ms after SIGTERM, want exit 0; see %s", proc_names[which], how, STOP_MS,
-                 p->log);
-}
-
-static void stop_orders_relay(stack *st)
-{
-    expect_clean_stop(st, P_ORDERS_RELAY);
-}
-
-static void restart_orders_relay(stack *st)
-{
-    if (!start_proc(st, P_ORDERS_RELAY))
-        fail_msg("%s", st->setup_error);
 }
 
 /* ---- events ---- */
@@ -705,9 +322,9 @@ static void watcher_pull(stack *st, int which, int wait_ms)
         const char *body = txm_delivery_body(list[i], &len);
         txm_msg *m = NULL;
         if (txm_msg_decode(body, len, &m, &err) != TXM_OK)
-            fail_msg("%s: an event that does not decode (%s): %.*s", watched_topics[which],
+            fail_msg("%s: an event that does not decode (%s): %.*s", e2e_watched_topics[which],
                      err.text, (int)(len > 300 ? 300 : len), body);
-        assert_string_equal(txm_msg_topic(m), watched_topics[which]);
+        assert_string_equal(txm_msg_topic(m), e2e_watched_topics[which]);
         if (w->n == w->cap) {
             w->cap = w->cap == 0 ? 64 : w->cap * 2;
             w->msgs = realloc(w->msgs, w->cap * sizeof *w->msgs);
@@ -769,8 +386,8 @@ static const txm_msg *wait_event(stack *st, int which, const char *id)
     const txm_msg *m = NULL;
     while (events_about(&st->w[which], id, &m) == 0) {
         if (txm_test_now_ms() >= end)
-            fail_msg("no %s event about %s within %d ms (logs in %s)", watched_topics[which], id,
-                     ASYNC_MS, st->dir);
+            fail_msg("no %s event about %s within %d ms (logs in %s)", e2e_watched_topics[which],
+                     id, ASYNC_MS, st->dir);
         watcher_pull(st, which, 200);
     }
     return m;
@@ -814,13 +431,13 @@ static int64_t outbox_rows(txm_db *db, const char *topic, const char *aggregate_
         db, "SELECT count(*) FROM txmsg_outbox WHERE topic = $1 AND aggregate_id = $2", p, 2);
 }
 
-/* Receives from the watcher until the queue is empty. */
-static void drain_watcher(stack *st, int which)
+/* Receives from the watcher until the queue stays empty for quiet_ms. */
+static void drain_watcher(stack *st, int which, int quiet_ms)
 {
     size_t before;
     do {
         before = st->w[which].n;
-        watcher_pull(st, which, 300);
+        watcher_pull(st, which, quiet_ms);
     } while (st->w[which].n != before);
 }
 
@@ -828,7 +445,7 @@ static void drain_watcher(stack *st, int which)
 
 static void customer_is_created_readable_and_published(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char id[UUID_BUF], cid[UUID_BUF];
     create_customer(st, "Jane Doe", 24999, id, cid);
 
@@ -847,27 +464,27 @@ static void customer_is_created_readable_and_published(void **state)
     assert_int_equal(get_int(data, "credit_limit", "customer--created"), 24999);
     assert_string_equal(get_str(data, "name", "customer--created"), "Jane Doe");
     json_decref(data);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void unknown_customer_is_404(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char id[UUID_BUF], path[64];
     assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
     snprintf(path, sizeof path, "/customer/%s", id);
     reply r;
-    call_json(st, st->customers_port, "GET", path, NULL, &r);
+    call_json(st, e2e_customers_port(st), "GET", path, NULL, &r);
     expect_error(&r, 404, "CUSTOMER_NOT_FOUND_ERROR");
     if (!json_is_object(json_object_get(r.json, "_links")))
         fail_msg("%s: 404 without _links: %s", r.what, r.body);
     reply_free(&r);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void order_within_credit_is_approved_and_over_it_rejected(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Reserve", 24999, customer, NULL);
     json_t *c = get_customer(st, customer);
@@ -895,12 +512,12 @@ static void order_within_credit_is_approved_and_over_it_rejected(void **state)
     create_order(st, customer, 10000, order, NULL);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     assert_int_equal(available_credit(st, customer), 0);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void order_for_unknown_customer_is_rejected_by_validation_failed(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF], cid[UUID_BUF];
     assert_int_equal(txm_uuid_v7(customer, NULL), TXM_OK);
     create_order(st, customer, 100, order, cid);
@@ -912,17 +529,17 @@ static void order_for_unknown_customer_is_rejected_by_validation_failed(void **s
     assert_string_equal(get_str(data, "error", "customer--validation-failed"),
                         "CUSTOMER_NOT_FOUND_ERROR");
     json_decref(data);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void new_order_is_pending_at_once_and_published(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF], cid[UUID_BUF];
     create_customer(st, "Pending", 24999, customer, NULL);
     /* With the orders relay stopped nothing can move the order on, so the
      * state the POST left is what GET shows. */
-    stop_orders_relay(st);
+    e2e_stop_orders_relays(st);
     create_order(st, customer, 14999, order, cid);
     json_t *o = get_order(st, order);
     expect_state(o, "PENDING");
@@ -934,7 +551,7 @@ static void new_order_is_pending_at_once_and_published(void **state)
         fail_msg("GET /order: updated_at is not null for an unchanged order");
     json_decref(o);
     assert_int_equal(outbox_rows(st->orders_db, "order--created", order), 1);
-    restart_orders_relay(st);
+    e2e_restart_orders_relays(st);
 
     json_t *data = event_data(wait_event(st, W_ORDER_CREATED, order), "orders", cid);
     assert_string_equal(get_str(data, "order_id", "order--created"), order);
@@ -943,28 +560,28 @@ static void new_order_is_pending_at_once_and_published(void **state)
     assert_string_equal(get_str(data, "state", "order--created"), "PENDING");
     json_decref(data);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void unknown_order_is_404(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char id[UUID_BUF], path[80];
     assert_int_equal(txm_uuid_v7(id, NULL), TXM_OK);
     snprintf(path, sizeof path, "/order/%s", id);
     reply r;
-    call_json(st, st->orders_port, "GET", path, NULL, &r);
+    call_json(st, e2e_orders_port(st), "GET", path, NULL, &r);
     expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
     reply_free(&r);
     cancel_order(st, id, &r);
     expect_error(&r, 404, "ORDER_NOT_FOUND_ERROR");
     reply_free(&r);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void cancelling_approved_order_releases_credit_and_publishes(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Cancel", 24999, customer, NULL);
     create_order(st, customer, 14999, order, NULL);
@@ -990,15 +607,15 @@ static void cancelling_approved_order_releases_credit_and_publishes(void **state
     json_decref(data);
     reply_free(&r);
     wait_available(st, customer, 24999);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void cancelling_pending_order_is_400_and_keeps_it_pending(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Early", 24999, customer, NULL);
-    stop_orders_relay(st);
+    e2e_stop_orders_relays(st);
     create_order(st, customer, 1000, order, NULL);
     json_t *o = get_order(st, order);
     json_int_t version = version_of(o);
@@ -1015,15 +632,15 @@ static void cancelling_pending_order_is_400_and_keeps_it_pending(void **state)
     assert_int_equal(outbox_rows(st->orders_db, "order--cancelled", order), 0);
 
     /* Still a live order: once the relay runs, it is approved as usual. */
-    restart_orders_relay(st);
+    e2e_restart_orders_relays(st);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     wait_available(st, customer, 23999);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 static void cancelling_twice_answers_200_and_publishes_once(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Twice", 24999, customer, NULL);
     create_order(st, customer, 5000, order, NULL);
@@ -1051,10 +668,10 @@ static void cancelling_twice_answers_200_and_publishes_once(void **state)
     assert_int_equal(txm_uuid_v7(nobody, NULL), TXM_OK);
     create_order(st, nobody, 1, marker, NULL);
     wait_event(st, W_ORDER_CREATED, marker);
-    drain_watcher(st, W_ORDER_CANCELLED);
+    drain_watcher(st, W_ORDER_CANCELLED, 300);
     assert_int_equal(events_about(&st->w[W_ORDER_CANCELLED], order, NULL), 1);
     wait_available(st, customer, 24999);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* ---- concurrency: one burst of orders against one credit limit ---- */
@@ -1131,11 +748,11 @@ static void *sample_credit(void *arg)
 
 static void fifty_concurrent_orders_never_overspend(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF];
     create_customer(st, "Burst", 20000, customer, NULL);
 
-    credit_sampler s = {.port = st->customers_port};
+    credit_sampler s = {.port = e2e_customers_port(st)};
     snprintf(s.path, sizeof s.path, "/customer/%s", customer);
     atomic_init(&s.stop, false);
     pthread_t sampler;
@@ -1146,7 +763,7 @@ static void fifty_concurrent_orders_never_overspend(void **state)
     pthread_barrier_t go;
     pthread_barrier_init(&go, NULL, BURST_ORDERS);
     for (int i = 0; i < BURST_ORDERS; i++) {
-        jobs[i] = (burst_job){.port = st->orders_port, .customer_id = customer, .go = &go};
+        jobs[i] = (burst_job){.port = e2e_orders_port(st), .customer_id = customer, .go = &go};
         assert_int_equal(pthread_create(&threads[i], NULL, post_order_job, &jobs[i]), 0);
     }
     for (int i = 0; i < BURST_ORDERS; i++)
@@ -1202,7 +819,7 @@ static void fifty_concurrent_orders_never_overspend(void **state)
     assert_int_equal(get_int(c, "available_credit", "GET /customer"), 0);
     assert_int_equal(get_int(c, "credit_limit", "GET /customer"), 20000);
     json_decref(c);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* ---- bad input ---- */
@@ -1251,7 +868,7 @@ static char *big_customer_body(size_t len)
 
 static void bad_input_gets_4xx_and_changes_nothing(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     char customer[UUID_BUF];
     create_customer(st, "Valid", 1000, customer, NULL);
     table_counts before = settled_counts(st);
@@ -1281,14 +898,14 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     };
     reply r;
     for (size_t i = 0; i < sizeof bad_customers / sizeof bad_customers[0]; i++) {
-        call_json(st, st->customers_port, "POST", "/customers", bad_customers[i], &r);
+        call_json(st, e2e_customers_port(st), "POST", "/customers", bad_customers[i], &r);
         if (r.status != 400)
             fail_msg("POST /customers %s: status %d, want 400; body %s", bad_customers[i], r.status,
                      r.body);
         expect_validation_error(&r);
         reply_free(&r);
     }
-    call_json(st, st->customers_port, "POST", "/customers", long_name_body, &r);
+    call_json(st, e2e_customers_port(st), "POST", "/customers", long_name_body, &r);
     expect_validation_error(&r);
     reply_free(&r);
 
@@ -1316,7 +933,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
                      customer, hole + 2);
         else
             snprintf(orders_body[i], sizeof orders_body[i], "%s", fmt);
-        call_json(st, st->orders_port, "POST", "/orders", orders_body[i], &r);
+        call_json(st, e2e_orders_port(st), "POST", "/orders", orders_body[i], &r);
         if (r.status != 400)
             fail_msg("POST /orders %s: status %d, want 400; body %s", orders_body[i], r.status,
                      r.body);
@@ -1336,7 +953,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
         {true, "POST", "/order/not-a-uuid/cancel"},
     };
     for (size_t i = 0; i < sizeof bad_paths / sizeof bad_paths[0]; i++) {
-        call_json(st, bad_paths[i].orders ? st->orders_port : st->customers_port,
+        call_json(st, bad_paths[i].orders ? e2e_orders_port(st) : e2e_customers_port(st),
                   bad_paths[i].method, bad_paths[i].path, NULL, &r);
         expect_validation_error(&r);
         reply_free(&r);
@@ -1345,10 +962,10 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     /* Bodies over the limit. */
     size_t big_len = 2u << 20;
     char *big = big_customer_body(big_len);
-    call(st, st->customers_port, "POST", "/customers", big, big_len, &r);
+    call(st, e2e_customers_port(st), "POST", "/customers", big, big_len, &r);
     expect_status(&r, 413);
     reply_free(&r);
-    call(st, st->orders_port, "POST", "/orders", big, big_len, &r);
+    call(st, e2e_orders_port(st), "POST", "/orders", big, big_len, &r);
     expect_status(&r, 413);
     reply_free(&r);
     free(big);
@@ -1360,7 +977,7 @@ static void bad_input_gets_4xx_and_changes_nothing(void **state)
     assert_int_equal(after.orders_outbox, before.orders_outbox);
     /* The services still work. */
     assert_int_equal(available_credit(st, customer), 1000);
-    scenario_end(st);
+    e2e_scenario_end(st);
 }
 
 /* Polls GET path until it answers http_status with "status": want. */
@@ -1399,19 +1016,19 @@ static int broker_port(const stack *st)
  * broker starts the order is published, reserved and approved. */
 static void services_started_before_their_broker_take_orders(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     if (!st->pg_nats) { /* the embedded broker is a file: it is never away */
-        scenario_end(st);
+        e2e_scenario_end(st);
         skip();
     }
-    for (int i = 0; i < P_COUNT; i++)
-        stop_proc(&st->procs[i]);
+    for (int i = 0; i < e2e_n_procs(st); i++)
+        e2e_stop_proc(&st->procs[i]);
     txm_testnats_stop(st->nats);
     st->nats = 0;
-    for (int i = 0; i < P_COUNT; i++)
-        assert_true(start_proc(st, i));
-    wait_health(st, st->customers_port, "/customers/health", 200, "degraded");
-    wait_health(st, st->orders_port, "/orders/health", 200, "degraded");
+    for (int i = 0; i < e2e_n_procs(st); i++)
+        assert_true(e2e_start_proc(st, i));
+    wait_health(st, e2e_customers_port(st), "/customers/health", 200, "degraded");
+    wait_health(st, e2e_orders_port(st), "/orders/health", 200, "degraded");
     char customer[UUID_BUF], order[UUID_BUF];
     create_customer(st, "Early Bird", 5000, customer, NULL);
     create_order(st, customer, 1500, order, NULL);
@@ -1425,17 +1042,17 @@ static void services_started_before_their_broker_take_orders(void **state)
     assert_true(st->nats > 0);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
     wait_available(st, customer, 3500);
-    wait_health(st, st->orders_port, "/orders/health", 200, "ok");
-    scenario_end(st);
+    wait_health(st, e2e_orders_port(st), "/orders/health", 200, "ok");
+    e2e_scenario_end(st);
 }
 
 /* While PostgreSQL is down, a request gets 503 with a JSON error at once and
  * writes nothing; once it is back the same services take orders again. */
 static void requests_during_a_database_outage_get_503_and_write_nothing(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     if (!st->pg_nats) {
-        scenario_end(st);
+        e2e_scenario_end(st);
         skip();
     }
     char customer[UUID_BUF], order[UUID_BUF];
@@ -1447,32 +1064,79 @@ static void requests_during_a_database_outage_get_503_and_write_nothing(void **s
     json_decref(b);
     reply r;
     long long t0 = txm_test_now_ms();
-    call_json(st, st->orders_port, "POST", "/orders", text, &r);
+    call_json(st, e2e_orders_port(st), "POST", "/orders", text, &r);
     long long took_ms = txm_test_now_ms() - t0;
     free(text);
     expect_error(&r, 503, "SERVICE_UNAVAILABLE");
     reply_free(&r);
     if (took_ms > 10000)
         fail_msg("POST /orders took %lld ms to answer 503", took_ms);
-    wait_health(st, st->orders_port, "/orders/health", 503, "unavailable");
+    wait_health(st, e2e_orders_port(st), "/orders/health", 503, "unavailable");
     assert_true(txm_testdb_pg_start());
-    wait_health(st, st->orders_port, "/orders/health", 200, "ok");
+    wait_health(st, e2e_orders_port(st), "/orders/health", 200, "ok");
     create_order(st, customer, 1000, order, NULL);
     assert_int_equal(count_rows(st->orders_db, "SELECT count(*) FROM orders", NULL, 0),
                      orders_before + 1);
     json_decref(expect_order_decided_as(st, order, "APPROVED"));
-    scenario_end(st);
+    e2e_scenario_end(st);
+}
+
+/* Sum of the txmsg_consumer_processed_total samples on a service's
+ * GET /metrics: the messages this instance handled. */
+static long processed_by(const txm_testsvc *p)
+{
+    txm_testhttp_response r;
+    if (txm_testhttp_request("GET", "127.0.0.1", p->port, "/metrics", NULL, NULL, 0, HTTP_MS, &r) !=
+            0 ||
+        r.status != 200) {
+        txm_testhttp_response_fini(&r);
+        fail_msg("GET /metrics of %s failed (logs in %s)", p->name, p->log);
+    }
+    long sum = 0;
+    static const char name[] = "txmsg_consumer_processed_total{";
+    for (const char *at = strstr(r.body, name); at != NULL; at = strstr(at + 1, name)) {
+        const char *value = strstr(at, "} ");
+        if (value != NULL && (at == r.body || at[-1] == '\n'))
+            sum += strtol(value + 2, NULL, 10);
+    }
+    txm_testhttp_response_fini(&r);
+    return sum;
+}
+
+/* Two instances: both took messages from the shared queues, and the second
+ * relay of each database only stood by: no event reached the watchers
+ * twice (a clean stop publishes nothing again). The last scenario ended a
+ * while ago, so a second copy would be waiting already. */
+static void every_instance_consumed_and_no_event_came_twice(void **state)
+{
+    stack *st = e2e_scenario_begin(state);
+    for (int i = 0; i < e2e_n_procs(st); i++) {
+        const txm_testsvc *p = &st->procs[i];
+        if (p->port == 0)
+            continue;
+        long n = processed_by(p);
+        fprintf(stderr, "%s on %s: %ld messages processed\n", p->name, st->name, n);
+        if (n == 0)
+            fail_msg("%s processed no message: its queues are not shared", p->name);
+    }
+    for (int w = 0; w < W_COUNT; w++) {
+        drain_watcher(st, w, 50);
+        for (size_t i = 0; i < st->w[w].n; i++)
+            for (size_t k = 0; k < i; k++)
+                if (strcmp(txm_msg_id(st->w[w].msgs[i]), txm_msg_id(st->w[w].msgs[k])) == 0)
+                    fail_msg("%s event %s came twice", e2e_watched_topics[w],
+                             txm_msg_id(st->w[w].msgs[i]));
+    }
+    e2e_scenario_end(st);
 }
 
 static void services_and_relays_exit_0_on_sigterm(void **state)
 {
-    stack *st = scenario_begin(state);
+    stack *st = e2e_scenario_begin(state);
     /* Services first, so the relays see their last commits. */
-    expect_clean_stop(st, P_CUSTOMERS);
-    expect_clean_stop(st, P_ORDERS);
-    expect_clean_stop(st, P_CUSTOMERS_RELAY);
-    expect_clean_stop(st, P_ORDERS_RELAY);
-    scenario_end(st);
+    e2e_expect_clean_stop_all(st, P_CUSTOMERS, P_ORDERS);
+    e2e_expect_clean_stop_all(st, P_CUSTOMERS_RELAY, P_ORDERS_RELAY);
+    e2e_scenario_end(st);
 }
 
 int main(void)
@@ -1494,8 +1158,24 @@ int main(void)
         cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
     };
     int failed = cmocka_run_group_tests_name("e2e embedded (SQLite, embedded broker)", scenarios,
-                                             setup_embedded, teardown_stack);
-    failed += cmocka_run_group_tests_name("e2e postgresql+nats", scenarios, setup_pg_nats,
-                                          teardown_stack);
+                                             e2e_setup_embedded, e2e_teardown);
+    failed += cmocka_run_group_tests_name("e2e postgresql+nats", scenarios, e2e_setup_pg_nats,
+                                          e2e_teardown);
+    /* Two instances of each service and relay: the sagas and the burst. */
+    const struct CMUnitTest twice[] = {
+        cmocka_unit_test(order_within_credit_is_approved_and_over_it_rejected),
+        cmocka_unit_test(order_for_unknown_customer_is_rejected_by_validation_failed),
+        cmocka_unit_test(new_order_is_pending_at_once_and_published),
+        cmocka_unit_test(cancelling_approved_order_releases_credit_and_publishes),
+        cmocka_unit_test(cancelling_pending_order_is_400_and_keeps_it_pending),
+        cmocka_unit_test(cancelling_twice_answers_200_and_publishes_once),
+        cmocka_unit_test(fifty_concurrent_orders_never_overspend),
+        cmocka_unit_test(every_instance_consumed_and_no_event_came_twice),
+        cmocka_unit_test(services_and_relays_exit_0_on_sigterm),
+    };
+    failed += cmocka_run_group_tests_name("e2e embedded, 2 instances", twice,
+                                          e2e_setup_embedded_twice, e2e_teardown);
+    failed += cmocka_run_group_tests_name("e2e postgresql+nats, 2 instances", twice,
+                                          e2e_setup_pg_nats_twice, e2e_teardown);
     return failed;
 }

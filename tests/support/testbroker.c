@@ -1,4 +1,5 @@
-/* Brokers for tests: names, temporary folders and a private nats-server. */
+/* Brokers for tests: names, temporary folders, a private nats-server and
+ * the nodes of scripts/with-servers' cluster. */
 #include "testbroker.h"
 
 #include <arpa/inet.h>
@@ -17,6 +18,7 @@
 
 const txm_test_transport txm_transport_embedded_kind = TXM_TEST_EMBEDDED;
 const txm_test_transport txm_transport_nats_kind = TXM_TEST_NATS;
+const txm_test_transport txm_transport_nats_cluster_kind = TXM_TEST_NATS_CLUSTER;
 
 static atomic_int name_counter;
 
@@ -24,13 +26,23 @@ bool txm_testbroker_available(txm_test_transport k)
 {
     if (k == TXM_TEST_EMBEDDED)
         return true;
-    const char *u = getenv("TXMSG_TEST_NATS_URL");
+    const char *u =
+        getenv(k == TXM_TEST_NATS_CLUSTER ? "TXMSG_TEST_NATS_CLUSTER_URL" : "TXMSG_TEST_NATS_URL");
     return u != NULL && u[0] != '\0';
 }
 
 const char *txm_testbroker_name(txm_test_transport k)
 {
-    return k == TXM_TEST_NATS ? "nats" : "embedded";
+    return k == TXM_TEST_NATS_CLUSTER ? "nats-cluster" : k == TXM_TEST_NATS ? "nats" : "embedded";
+}
+
+bool txm_testcluster_url(char *out, size_t len)
+{
+    const char *u = getenv("TXMSG_TEST_NATS_CLUSTER_URL");
+    if (u == NULL || u[0] == '\0')
+        return false;
+    int n = snprintf(out, len, "%s?replicas=3", u);
+    return n > 0 && (size_t)n < len;
 }
 
 void txm_test_unique(const char *prefix, char *out, size_t len)
@@ -141,6 +153,137 @@ void txm_testnats_stop(pid_t pid)
     kill(pid, SIGTERM);
     int status;
     waitpid(pid, &status, 0);
+}
+
+/* ---- the cluster's nodes ---- */
+
+enum { ARGS_MAX = 32, ARG_LEN = 512 };
+
+/* Writes DIR/node<n>.<suffix> into out; false without the cluster. */
+static bool node_path(int node, const char *suffix, char *out, size_t len)
+{
+    const char *dir = getenv("TXMSG_TEST_NATS_CLUSTER_DIR");
+    if (dir == NULL || dir[0] == '\0' || node < 1 || node > TXM_TESTCLUSTER_NODES)
+        return false;
+    int n = snprintf(out, len, "%s/node%d.%s", dir, node, suffix);
+    return n > 0 && (size_t)n < len;
+}
+
+static pid_t node_pid(int node)
+{
+    char path[1024];
+    if (!node_path(node, "pid", path, sizeof path))
+        return -1;
+    FILE *f = fopen(path, "r");
+    long pid = -1;
+    if (f != NULL && fscanf(f, "%ld", &pid) != 1)
+        pid = -1;
+    if (f != NULL)
+        fclose(f);
+    return pid > 0 ? (pid_t)pid : -1;
+}
+
+/* Gone: reaped here, no such process, or a zombie its parent (with-servers'
+ * shell, for a node it started) has not reaped yet. */
+static bool is_gone(pid_t pid)
+{
+    int status;
+    if (waitpid(pid, &status, WNOHANG) == pid || kill(pid, 0) != 0)
+        return true;
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f != NULL ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f != NULL)
+        fclose(f);
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return close_paren == NULL || (close_paren[1] == ' ' && close_paren[2] == 'Z');
+}
+
+bool txm_testcluster_stop(int node, int sig)
+{
+    pid_t pid = node_pid(node);
+    if (pid <= 0 || is_gone(pid) || kill(pid, sig) != 0)
+        return false;
+    for (int i = 0; i < 1000; i++) {
+        if (is_gone(pid))
+            return true;
+        txm_test_sleep_ms(10);
+    }
+    return false;
+}
+
+/* Reads node n's command line, one argument a line, into argv (NULL
+ * terminated, in buf). Returns the count, or -1. */
+static int node_args(int node, char buf[ARGS_MAX][ARG_LEN], char *argv[ARGS_MAX + 2])
+{
+    char path[1024];
+    if (!node_path(node, "args", path, sizeof path))
+        return -1;
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    int n = 0;
+    argv[0] = "nats-server";
+    while (n < ARGS_MAX && fgets(buf[n], ARG_LEN, f) != NULL) {
+        buf[n][strcspn(buf[n], "\n")] = '\0';
+        argv[1 + n] = buf[n];
+        n++;
+    }
+    fclose(f);
+    argv[1 + n] = NULL;
+    return n;
+}
+
+/* The client port: the argument after -p. */
+static int args_port(char *const argv[])
+{
+    for (int i = 1; argv[i] != NULL && argv[i + 1] != NULL; i++)
+        if (strcmp(argv[i], "-p") == 0)
+            return (int)strtol(argv[i + 1], NULL, 10);
+    return -1;
+}
+
+pid_t txm_testcluster_start(int node)
+{
+    char buf[ARGS_MAX][ARG_LEN]; /* 16 KiB */
+    char *argv[ARGS_MAX + 2];
+    char log_path[1024], pid_path[1024];
+    if (node_args(node, buf, argv) <= 0 || !node_path(node, "log", log_path, sizeof log_path) ||
+        !node_path(node, "pid", pid_path, sizeof pid_path))
+        return -1;
+    int port = args_port(argv);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        FILE *f = freopen(log_path, "a", stdout);
+        (void)f;
+        f = freopen(log_path, "a", stderr);
+        (void)f;
+        execvp("nats-server", argv);
+        _exit(127);
+    }
+    FILE *f = fopen(pid_path, "w");
+    if (f != NULL) {
+        fprintf(f, "%d\n", (int)pid);
+        fclose(f);
+    }
+    for (int i = 0; i < 500; i++) {
+        if (port_accepts(port))
+            return pid;
+        txm_test_sleep_ms(10);
+    }
+    return -1; /* left to with-servers' cleanup, which has its pid */
+}
+
+int txm_testcluster_node_of(const char *server_name)
+{
+    if (server_name == NULL || strncmp(server_name, "node", 4) != 0)
+        return 0;
+    int n = (int)strtol(server_name + 4, NULL, 10);
+    return n >= 1 && n <= TXM_TESTCLUSTER_NODES ? n : 0;
 }
 
 long long txm_test_now_ms(void)

@@ -66,11 +66,10 @@ int txm_testsvc_kill(txm_testsvc *s, int sig)
     return status;
 }
 
-int txm_testsvc_stop(txm_testsvc *s, int timeout_ms)
+int txm_testsvc_wait(txm_testsvc *s, int timeout_ms)
 {
     if (s->pid <= 0)
         return -1;
-    kill(s->pid, SIGTERM);
     long long end = txm_test_now_ms() + timeout_ms;
     int status = 0;
     while (waitpid(s->pid, &status, WNOHANG) == 0) {
@@ -83,6 +82,14 @@ int txm_testsvc_stop(txm_testsvc *s, int timeout_ms)
     }
     s->pid = 0;
     return status;
+}
+
+int txm_testsvc_stop(txm_testsvc *s, int timeout_ms)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, SIGTERM);
+    return txm_testsvc_wait(s, timeout_ms);
 }
 
 bool txm_testsvc_healthy(const txm_testsvc *s, int timeout_ms)

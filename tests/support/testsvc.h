@@ -41,6 +41,11 @@ bool txm_testsvc_ended(txm_testsvc *s, int *status);
  * process was not running. */
 int txm_testsvc_kill(txm_testsvc *s, int sig);
 
+/* Waits for the end, SIGKILL after timeout_ms (for a process sent SIGTERM
+ * already: a second one may come after it restored the default action).
+ * Returns the wait status, -1 when it was not running or had to be killed. */
+int txm_testsvc_wait(txm_testsvc *s, int timeout_ms);
+
 /* SIGTERM, then SIGKILL after timeout_ms. Returns the wait status, -1 when
  * it was not running or had to be killed. */
 int txm_testsvc_stop(txm_testsvc *s, int timeout_ms);
