@@ -84,19 +84,33 @@ void txm_test_rmdir(const char *dir)
     rmdir(dir);
 }
 
-int txm_test_free_port(void)
+/* Ports below the kernel's range for outgoing connections (32768 and up
+ * here): a port the kernel handed out for bind(0) may be taken by an
+ * outgoing connection before the server that was given it binds it. */
+enum { FREE_PORT_LOW = 10000, FREE_PORT_HIGH = 32000 };
+
+static bool port_bindable(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
+    bool ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
     if (fd >= 0)
         close(fd);
-    return port;
+    return ok;
+}
+
+int txm_test_free_port(void)
+{
+    static unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    for (int i = 0; i < 500; i++) {
+        int port = FREE_PORT_LOW + (int)(rand_r(&seed) % (FREE_PORT_HIGH - FREE_PORT_LOW));
+        if (port_bindable(port))
+            return port;
+    }
+    return -1;
 }
 
 static bool port_accepts(int port)
