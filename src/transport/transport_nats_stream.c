@@ -77,8 +77,9 @@ static txm_status compare(const txm__broker *b, const jsStreamInfo *si, const js
                         n, n);
     if (have->Retention != js_LimitsPolicy)
         return txm_errf(err, TXM_CONFLICT,
-                        "nats: stream %s has %s retention, txmsg needs limits (see the README): "
-                        "delete the stream (`nats stream rm %s`) for txmsg to create it",
+                        "nats: stream %s has %s retention, txmsg needs limits (nats-server 2.9 "
+                        "dropped unread messages of such streams at restarts): delete the stream "
+                        "(`nats stream rm %s`) for txmsg to create it",
                         n, have->Retention == js_InterestPolicy ? "interest" : "work-queue", n);
     int replicas = have->Replicas > 0 ? have->Replicas : 1;
     bool clustered = si->Cluster != NULL && si->Cluster->Name != NULL;
