@@ -1,12 +1,14 @@
 /* Issue 13: txmsg on the 3-node NATS cluster of scripts/with-servers with
- * replicas=3, while the node leading the stream TXMSG is SIGKILLed and, once
- * the others have elected a new leader, started again on its store. A
+ * replicas=3, while the node leading the stream TXMSG (and, moved there
+ * first, the queue's consumer) is SIGKILLed and, once the others have
+ * elected a new leader, started again on its store. A
  * publisher thread publishes steadily through the transport (retrying a
  * failed batch with the same ids, as the relay does) and a consumer applies
  * each message to an SQLite ledger through its inbox. Publishing and
  * consuming must go on under the new leader, and in the end every message
  * published is applied exactly once, nothing is leased or pending, and
- * nothing was dead-lettered. Skipped without TXMSG_TEST_NATS_CLUSTER_URL. */
+ * nothing was dead-lettered. Skipped without TXMSG_TEST_NATS_CLUSTER_URL;
+ * TXM_TEST_VERBOSE=1 prints the counts every 500 ms. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
