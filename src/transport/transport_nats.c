@@ -971,7 +971,8 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
  * leader for the queue's consumer, a request is dropped without an answer
  * (no 503 either), and waiting the whole API timeout for it held receives
  * up for up to 5 s after the election (the cluster test). An answer that
- * begins later than that is cut off like any other. */
+ * begins later than that is cut off like any other, and said so: its
+ * deliveries come back after their lease, one receive count higher. */
 static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg **got, size_t *n,
                            txm_error *err)
 {
@@ -993,6 +994,10 @@ static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg *
                                              got, n, &complete, err);
     /* A delivery arriving after this (only when the answer was cut off) is
      * lost to this receive and delivered again when its lease ends. */
+    if (st == TXM_OK && !complete && *n == 0)
+        txm_logf(b->log, b->log_ctx, TXM_LOG_INFO,
+                 "nats: pull from %s: no answer in %lld ms (a new leader being elected?)", q->queue,
+                 (long long)first_ms);
     if (complete)
         natsSubscription_Destroy(sub);
     else
