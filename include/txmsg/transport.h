@@ -1,7 +1,9 @@
 /* Transport: topics fanned out to queues, with the semantics of SNS topics
  * and SQS queues (visibility timeout, receive count, dead-letter queue).
  * "embedded:PATH" is a broker in one SQLite file shared by the processes of
- * one host; "nats://host:port" is NATS JetStream. */
+ * one host; "nats://host:port" is NATS JetStream, and
+ * "nats://h1:p1,h2:p2,h3:p3?replicas=3" a JetStream cluster: any listed
+ * server, failing over to the others, with streams of 3 replicas. */
 #ifndef TXMSG_TRANSPORT_H
 #define TXMSG_TRANSPORT_H
 
@@ -53,9 +55,11 @@ typedef struct txm_subscription_options {
 TXM_API void txm_subscription_options_init(txm_subscription_options *o);
 
 /* Connects to the broker named by url. opts may be NULL; it is copied.
- * Returns TXM_INVALID for an unknown scheme, TXM_UNAVAILABLE when the broker
- * cannot be reached (unless opts->background_connect), TXM_BROKER/TXM_IO for
- * other failures. Owns: *out is the caller's (txm_transport_close).
+ * Returns TXM_INVALID for an unknown scheme or a malformed URL,
+ * TXM_UNAVAILABLE when the broker cannot be reached (unless
+ * opts->background_connect), TXM_CONFLICT when a NATS stream exists with
+ * settings txmsg cannot use (the text says which and how to fix it),
+ * TXM_BROKER/TXM_IO for other failures. Owns: *out is the caller's (txm_transport_close).
  * Thread: all calls may be made from any thread concurrently. */
 TXM_API txm_status txm_transport_open(const char *url, const txm_transport_options *opts,
                                       txm_transport **out, txm_error *err);

@@ -915,22 +915,25 @@ static void sub_retire(txm__broker *b, natsSubscription *sub)
 /* Reads the answer to one pull request: deliveries (reply subject
  * $JS.ACK...) into got, until max of them or the request's closing status
  * (404 no messages, 408 done; 409 and others are errors unless something
- * was delivered), or deadline_ms (nats_Now). *complete tells whether the
- * whole answer came (max deliveries or the closing status): only then will
+ * was delivered), or the deadline: first_ms (nats_Now) for the answer to
+ * begin, deadline_ms for all of it. *complete tells whether the whole
+ * answer came (max deliveries or the closing status): only then will
  * nothing more arrive on sub. */
-static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max,
+static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max, int64_t first_ms,
                             int64_t deadline_ms, natsMsg **got, size_t *n, bool *complete,
                             txm_error *err)
 {
     *complete = false;
+    bool begun = false;
     while (*n < max) {
-        int64_t left = deadline_ms - nats_Now();
+        int64_t left = (begun ? deadline_ms : first_ms) - nats_Now();
         natsMsg *m = NULL;
         natsStatus s = left > 0 ? natsSubscription_NextMsg(&m, sub, left) : NATS_TIMEOUT;
         if (s == NATS_TIMEOUT)
             return TXM_OK;
         if (s != NATS_OK)
             return txm__nats_nfail(err, s, 0, "pull from", queue);
+        begun = true;
         const char *reply = natsMsg_GetReply(m);
         if (reply != NULL && strncmp(reply, ACK_PREFIX, strlen(ACK_PREFIX)) == 0) {
             got[(*n)++] = m;
@@ -941,7 +944,11 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
         txm_status st = TXM_OK;
         if (end && *n == 0 && strcmp(code, "404") != 0 && strcmp(code, "408") != 0) {
             const char *desc = txm__nats_hdr(m, HDR_DESCRIPTION);
-            st = txm_errf(err, strstr(desc, "Deleted") != NULL ? TXM_NOT_FOUND : TXM_BROKER,
+            /* 503: no server took the request (no JetStream, or none yet). */
+            st = txm_errf(err,
+                          strstr(desc, "Deleted") != NULL ? TXM_NOT_FOUND
+                          : strcmp(code, "503") == 0      ? TXM_UNAVAILABLE
+                                                          : TXM_BROKER,
                           "nats: pull from %s: %s %s", queue, code, desc);
         }
         natsMsg_Destroy(m);
@@ -959,10 +966,18 @@ static txm_status read_pull(natsSubscription *sub, const char *queue, size_t max
  * used: nats-server 2.9 loses a redelivery that becomes due while an expired
  * request is still queued (it counts the delivery, sends nothing, and the
  * message comes back only after another lease, one receive count higher),
- * and mixing them with no-wait requests delayed deliveries by seconds. */
+ * and mixing them with no-wait requests delayed deliveries by seconds.
+ * The answer must begin within PULL_ANSWER_MS: while a cluster elects a new
+ * leader for the queue's consumer, a request is dropped without an answer
+ * (no 503 either), and waiting the whole API timeout for it held receives
+ * up for up to 5 s after the election (the cluster test). An answer that
+ * begins later than that is cut off like any other, and said so: its
+ * deliveries come back after their lease, one receive count higher. */
 static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg **got, size_t *n,
                            txm_error *err)
 {
+    int64_t now = nats_Now();
+    int64_t first_ms = b->api.Wait < PULL_ANSWER_MS ? b->api.Wait : PULL_ANSWER_MS;
     char subject[SUBJECT_MAX], body[64];
     snprintf(subject, sizeof subject, "%s%s.%s", PULL_PREFIX, STREAM, q->durable);
     snprintf(body, sizeof body, "{\"batch\":%zu,\"no_wait\":true}", max);
@@ -975,10 +990,14 @@ static txm_status pull_now(txm__broker *b, const qinfo *q, size_t max, natsMsg *
     if (s == NATS_OK)
         s = natsConnection_PublishRequestString(b->nc, subject, inbox, body);
     txm_status st = s != NATS_OK ? txm__nats_nfail(err, s, 0, "pull request to", q->durable)
-                                 : read_pull(sub, q->queue, max, nats_Now() + b->api.Wait, got, n,
-                                             &complete, err);
+                                 : read_pull(sub, q->queue, max, now + first_ms, now + b->api.Wait,
+                                             got, n, &complete, err);
     /* A delivery arriving after this (only when the answer was cut off) is
      * lost to this receive and delivered again when its lease ends. */
+    if (st == TXM_OK && !complete && *n == 0)
+        txm_logf(b->log, b->log_ctx, TXM_LOG_INFO,
+                 "nats: pull from %s: no answer in %lld ms (a new leader being elected?)", q->queue,
+                 (long long)first_ms);
     if (complete)
         natsSubscription_Destroy(sub);
     else

@@ -56,6 +56,7 @@
 #define FLUSH_NOW_MAX 32       /* batches up to this many are flushed at once */
 #define RECONNECT_WAIT_MS 250
 #define POLL_MS 100         /* a waiting receive looks for redeliveries this often */
+#define PULL_ANSWER_MS 2000 /* for the answer to a no-wait pull request to begin */
 #define RESCUE_MAX 10000    /* sequences a rescue hands back at most */
 #define WAKE_DELAY_MS 1     /* from a publish seen to pulling it */
 #define WAKE_PENDING_MAX 64 /* publishes buffered to wake a receive; more are dropped */

@@ -49,11 +49,20 @@ static bool has_subject(const jsStreamConfig *c, const char *subject)
     return false;
 }
 
-/* TXM_CONFLICT when the existing stream (have) lacks what txmsg relies on.
- * Storage and retention cannot be changed on a stream: it has to go. */
-static txm_status compare(const txm__broker *b, const jsStreamConfig *have,
-                          const jsStreamConfig *want, txm_error *err)
+static txm_status needs_cluster(const char *name, int replicas, txm_error *err)
 {
+    return txm_errf(err, TXM_INVALID,
+                    "nats: stream %s: replicas=%d needs a JetStream cluster, and this server runs "
+                    "alone: use replicas=1 or list a cluster's servers",
+                    name, replicas);
+}
+
+/* TXM_CONFLICT when the existing stream (si) lacks what txmsg relies on.
+ * Storage and retention cannot be changed on a stream: it has to go. */
+static txm_status compare(const txm__broker *b, const jsStreamInfo *si, const jsStreamConfig *want,
+                          txm_error *err)
+{
+    const jsStreamConfig *have = si->Config;
     const char *n = want->Name;
     if (!has_subject(have, want->Subjects[0]))
         return txm_errf(err, TXM_CONFLICT,
@@ -68,10 +77,14 @@ static txm_status compare(const txm__broker *b, const jsStreamConfig *have,
                         n, n);
     if (have->Retention != js_LimitsPolicy)
         return txm_errf(err, TXM_CONFLICT,
-                        "nats: stream %s has %s retention, txmsg needs limits (see the README): "
-                        "delete the stream (`nats stream rm %s`) for txmsg to create it",
+                        "nats: stream %s has %s retention, txmsg needs limits (nats-server 2.9 "
+                        "dropped unread messages of such streams at restarts): delete the stream "
+                        "(`nats stream rm %s`) for txmsg to create it",
                         n, have->Retention == js_InterestPolicy ? "interest" : "work-queue", n);
     int replicas = have->Replicas > 0 ? have->Replicas : 1;
+    bool clustered = si->Cluster != NULL && si->Cluster->Name != NULL;
+    if (b->replicas > 1 && !clustered) /* a lone server takes an edit, and ignores it */
+        return needs_cluster(n, b->replicas, err);
     if (b->replicas > 0 && replicas != b->replicas)
         return txm_errf(err, TXM_CONFLICT,
                         "nats: stream %s has %d replica(s), the URL asks for replicas=%d: run "
@@ -106,10 +119,7 @@ static txm_status create_failed(const txm__broker *b, const char *name, natsStat
 {
     int r = b->replicas > 0 ? b->replicas : 1;
     if (jerr == JSStreamReplicasNotSupportedErr)
-        return txm_errf(err, TXM_INVALID,
-                        "nats: create stream %s: replicas=%d needs a JetStream cluster, and this "
-                        "server runs alone: use replicas=1 or list a cluster's servers",
-                        name, r);
+        return needs_cluster(name, r, err);
     if (jerr == JSInsufficientResourcesErr || jerr == JSClusterNoPeersErr)
         return txm_errf(err, TXM_INVALID,
                         "nats: create stream %s: replicas=%d needs as many JetStream servers up "
@@ -118,9 +128,11 @@ static txm_status create_failed(const txm__broker *b, const char *name, natsStat
     return txm__nats_nfail(err, s, jerr, "create stream", name);
 }
 
-/* Creates the stream unless it exists. Safe when several processes race:
- * the same configuration again succeeds, and "name already in use" (the
- * stream exists with another configuration) has it read and checked. */
+/* Reads the stream, or creates it when it does not exist. Reading first
+ * spares the cluster's metadata leader a create request per open (it
+ * answered one slowly enough to time out while busy). Safe when several
+ * processes race: a create of the same configuration again succeeds, and
+ * "name already in use" has the stream read again. */
 static txm_status ensure_stream(txm__broker *b, const char *name, const char *subjects,
                                 stream_kind kind, txm_error *err)
 {
@@ -129,17 +141,21 @@ static txm_status ensure_stream(txm__broker *b, const char *name, const char *su
     stream_config(b, name, subj, kind, &cfg);
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_AddStream(&si, b->js, &cfg, &b->api, &jerr);
-    if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+    natsStatus s = js_GetStreamInfo(&si, b->js, name, &b->api, &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) {
         jerr = 0;
-        s = js_GetStreamInfo(&si, b->js, name, &b->api, &jerr);
-        if (s != NATS_OK)
-            return txm__nats_nfail(err, s, jerr, "stream info of", name);
-    } else if (s != NATS_OK) {
-        return create_failed(b, name, s, jerr, err);
+        s = js_AddStream(&si, b->js, &cfg, &b->api, &jerr);
+        if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+            jerr = 0;
+            s = js_GetStreamInfo(&si, b->js, name, &b->api, &jerr);
+        } else if (s != NATS_OK) {
+            return create_failed(b, name, s, jerr, err);
+        }
     }
+    if (s != NATS_OK)
+        return txm__nats_nfail(err, s, jerr, "stream info of", name);
     txm_status st = si->Config != NULL
-                        ? compare(b, si->Config, &cfg, err)
+                        ? compare(b, si, &cfg, err)
                         : txm_errf(err, TXM_BROKER, "nats: stream %s has no configuration", name);
     if (st == TXM_OK && kind == STREAM_MESSAGES)
         warn_single_replica(b, si);

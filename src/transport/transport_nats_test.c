@@ -1125,6 +1125,8 @@ static void nats_malformed_urls_are_refused_before_connecting(void **state)
         {"nats://127.0.0.1:4222?replicas=", "want 1..5"},
         {"nats://127.0.0.1:4222?replicas=3&", "empty option"},
         {"nats://127.0.0.1:4222?replica=3", "unknown option 'replica'"},
+        {"nats://me:secret@127.0.0.1:42x2", "server 1 (127.0.0.1:42x2): the port"},
+        {"nats://127.0.0.1:4222,me:secret@127.0.0.1 :4222", "server 2 (127.0.0.1 :4222)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         txm_transport *t = NULL;
@@ -1133,6 +1135,7 @@ static void nats_malformed_urls_are_refused_before_connecting(void **state)
         assert_null(t);
         if (strstr(err.text, bad[i].says) == NULL)
             fail_msg("%s: \"%s\" does not say \"%s\"", bad[i].url, err.text, bad[i].says);
+        assert_null(strstr(err.text, "secret")); /* a password is never shown */
     }
     char many[1024] = "nats://";
     for (int i = 0; i < 17; i++)
@@ -1167,7 +1170,8 @@ static void nats_server_list_connects_to_a_listed_server_that_is_up(void **state
     }
 }
 
-/* A single server cannot keep replicas: replicas=3 says so. */
+/* A single server cannot keep replicas: replicas=3 says so (here the
+ * streams exist; nats_stream_made_otherwise_is_reported creates them). */
 static void nats_replicas_on_a_single_server_are_refused(void **state)
 {
     (void)state;
@@ -1191,8 +1195,13 @@ static void nats_stream_made_otherwise_is_reported(void **state)
     int port = txm_test_free_port();
     pid_t pid = txm_testnats_start(dir, port);
     assert_true(pid > 0);
-    char url[64];
+    char url[64], url3[80];
     snprintf(url, sizeof url, "nats://127.0.0.1:%d", port);
+    snprintf(url3, sizeof url3, "%s?replicas=3", url);
+    txm_transport *t = NULL;
+    txm_error err = {0};
+    assert_int_equal(txm_transport_open(url3, NULL, &t, &err), TXM_INVALID);
+    assert_non_null(strstr(err.text, "stream TXMSG: replicas=3 needs a JetStream cluster"));
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     assert_int_equal(natsConnection_ConnectTo(&nc, url), NATS_OK);
@@ -1206,8 +1215,6 @@ static void nats_stream_made_otherwise_is_reported(void **state)
     c.Storage = js_FileStorage;
     c.Retention = js_InterestPolicy;
     assert_int_equal(js_AddStream(NULL, js, &c, NULL, NULL), NATS_OK);
-    txm_transport *t = NULL;
-    txm_error err = {0};
     assert_int_equal(txm_transport_open(url, NULL, &t, &err), TXM_CONFLICT);
     assert_null(t);
     assert_non_null(strstr(err.text, "stream TXMSG has interest retention, txmsg needs limits"));

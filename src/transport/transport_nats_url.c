@@ -7,7 +7,9 @@
  * libnats 3.4 reads one URL in natsOptions_SetURL (a comma list there
  * becomes one bad host name, and every connect fails with "No server
  * available for connection"), so the list is split here and handed over
- * with natsOptions_SetServers. */
+ * with natsOptions_SetServers. Nothing is percent-decoded: a password with
+ * ',', '/', '?', '#' or '@' cannot be given here. Errors name a server by
+ * its host and port only, never its password. */
 #include <stdio.h>
 #include <string.h>
 
@@ -69,20 +71,22 @@ static txm_status add_server(const char *s, size_t len, txm__nats_url *out, txm_
     if (len + strlen(SCHEME) >= URL_SERVER_MAX)
         return txm_errf(err, TXM_INVALID, "nats: URL: server %d is longer than %d bytes",
                         out->count + 1, URL_SERVER_MAX - 1);
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] <= ' ' || s[i] == '/' || s[i] == '#' || s[i] == 0x7f)
-            return txm_errf(err, TXM_INVALID,
-                            "nats: URL: server %.*s has a space, '/' or '#' (want "
-                            "nats://host:port,host:port,...)",
-                            (int)len, s);
     const char *at = NULL;
     for (const char *p = s; p < s + len; p++)
         if (*p == '@')
             at = p;
     const char *hp = at != NULL ? at + 1 : s;
-    const char *problem = hostport_problem(hp, len - (size_t)(hp - s));
+    int hplen = (int)(len - (size_t)(hp - s));
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)s[i] <= ' ' || s[i] == '/' || s[i] == '#' || s[i] == 0x7f)
+            return txm_errf(err, TXM_INVALID,
+                            "nats: URL: server %d (%.*s) has a space, '/' or '#' (want "
+                            "nats://host:port,host:port,...)",
+                            out->count + 1, hplen, hp);
+    const char *problem = hostport_problem(hp, (size_t)hplen);
     if (problem != NULL)
-        return txm_errf(err, TXM_INVALID, "nats: URL: server %.*s: %s", (int)len, s, problem);
+        return txm_errf(err, TXM_INVALID, "nats: URL: server %d (%.*s): %s", out->count + 1, hplen,
+                        hp, problem);
     snprintf(out->servers[out->count++], URL_SERVER_MAX, "%s%.*s", SCHEME, (int)len, s);
     return TXM_OK;
 }

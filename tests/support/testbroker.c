@@ -215,6 +215,12 @@ static bool is_gone(pid_t pid)
     return close_paren == NULL || (close_paren[1] == ' ' && close_paren[2] == 'Z');
 }
 
+bool txm_testcluster_is_running(int node)
+{
+    pid_t pid = node_pid(node);
+    return pid > 0 && !is_gone(pid);
+}
+
 bool txm_testcluster_stop(int node, int sig)
 {
     pid_t pid = node_pid(node);

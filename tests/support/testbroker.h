@@ -50,6 +50,8 @@ void txm_testnats_stop(pid_t pid);
  * TXMSG_TEST_NATS_CLUSTER_DIR (see scripts/with-servers). */
 #define TXM_TESTCLUSTER_NODES 3
 
+/* True when node n's recorded pid is a live process. */
+bool txm_testcluster_is_running(int node);
 /* Sends sig (SIGKILL, SIGTERM) to node n and waits up to 10 s until it is
  * gone. False when it was not running or did not end. */
 bool txm_testcluster_stop(int node, int sig);
