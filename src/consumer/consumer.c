@@ -173,8 +173,9 @@ txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char
     txm_status st = check_add(c, queue, handler, &o, err);
     if (st == TXM_OK)
         st = txm_transport_declare_subscription(c->transport, topic, queue, &o.subscription, err);
-    /* A broker that is away now is declared by the receiver once it is back. */
-    bool later = st == TXM_UNAVAILABLE;
+    /* A broker that is away now, or a cluster electing its leaders (a
+     * timeout), is declared by the receiver once it answers. */
+    bool later = st == TXM_UNAVAILABLE || st == TXM_TIMEOUT;
     if (st != TXM_OK && !later)
         return st;
     if (later)
@@ -288,7 +289,7 @@ static bool declare_later(txm__subscription *s, txm_error *err)
         atomic_store(&s->declared, true);
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_INFO,
                  "consumer %s: subscribed to %s", s->queue, s->topic);
-    } else if (st != TXM_UNAVAILABLE) {
+    } else if (st != TXM_UNAVAILABLE && st != TXM_TIMEOUT) {
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_ERROR,
                  "consumer %s: cannot subscribe to %s: %s", s->queue, s->topic, err->text);
     }

@@ -326,6 +326,15 @@ static txm_status nats_open(const char *url, const txm_transport_options *o, txm
     free(u);
     if (st == TXM_OK && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         st = txm__nats_ensure_streams(b, err);
+    /* A cluster still electing its leaders times out or answers "not
+     * available": in the background, as for a server not up yet, the
+     * streams are declared on first use (check_ready). */
+    if ((st == TXM_TIMEOUT || st == TXM_UNAVAILABLE) && o->background_connect) {
+        txm_logf(b->log, b->log_ctx, TXM_LOG_WARN,
+                 "nats: streams not declared yet, trying again on first use: %s",
+                 err != NULL ? err->text : "");
+        st = TXM_OK;
+    }
     if (st != TXM_OK) {
         nats_close(b);
         return st;

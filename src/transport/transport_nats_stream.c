@@ -120,8 +120,10 @@ static txm_status create_failed(const txm__broker *b, const char *name, natsStat
     int r = b->replicas > 0 ? b->replicas : 1;
     if (jerr == JSStreamReplicasNotSupportedErr)
         return needs_cluster(name, r, err);
+    /* No peers: too few servers up now (an outage that ends when they are
+     * back, so TXM_UNAVAILABLE), or in the cluster at all (the text says). */
     if (jerr == JSInsufficientResourcesErr || jerr == JSClusterNoPeersErr)
-        return txm_errf(err, TXM_INVALID,
+        return txm_errf(err, jerr == JSClusterNoPeersErr ? TXM_UNAVAILABLE : TXM_INVALID,
                         "nats: create stream %s: replicas=%d needs as many JetStream servers up "
                         "in the cluster (%s)",
                         name, r, nats_GetLastError(NULL));
