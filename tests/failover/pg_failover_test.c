@@ -271,26 +271,9 @@ static void expect_all(run *r, char (*ids)[ID_LEN], size_t n)
         fail_msg("%zu of %zu messages never arrived (log: %s)", missing, n, r->log_path);
 }
 
-/* Lines of the relay log containing text. */
-static int log_count(const run *r, const char *text)
-{
-    FILE *f = fopen(r->log_path, "r");
-    if (f == NULL)
-        return 0;
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        n += strstr(line, text) != NULL;
-    fclose(f);
-    return n;
-}
-
 static bool log_wait(const run *r, const char *text, int timeout_ms)
 {
-    long long end = txm_test_now_ms() + timeout_ms;
-    while (log_count(r, text) == 0 && txm_test_now_ms() < end)
-        txm_test_sleep_ms(20);
-    return log_count(r, text) > 0;
+    return txm_test_file_wait(r->log_path, text, timeout_ms);
 }
 
 /* One value of the database (NULL when no row); the caller frees it. */

@@ -318,3 +318,27 @@ void txm_test_sleep_ms(int ms)
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
+
+int txm_test_file_count(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char line[4096];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL)
+        n += strstr(line, text) != NULL;
+    fclose(f);
+    return n;
+}
+
+bool txm_test_file_wait(const char *path, const char *text, int timeout_ms)
+{
+    long long end = txm_test_now_ms() + timeout_ms;
+    bool found = txm_test_file_count(path, text) > 0;
+    while (!found && txm_test_now_ms() < end) {
+        txm_test_sleep_ms(20);
+        found = txm_test_file_count(path, text) > 0;
+    }
+    return found;
+}

@@ -62,6 +62,11 @@ pid_t txm_testcluster_start(int node);
 /* The node a server name belongs to ("node2": 2), 0 when none. */
 int txm_testcluster_node_of(const char *server_name);
 
+/* Lines of the file at path that contain text; 0 when it cannot be read. */
+int txm_test_file_count(const char *path, const char *text);
+/* Polls until a line of the file at path contains text, up to timeout_ms. */
+bool txm_test_file_wait(const char *path, const char *text, int timeout_ms);
+
 /* Milliseconds of a monotonic clock. */
 long long txm_test_now_ms(void);
 void txm_test_sleep_ms(int ms);

@@ -168,26 +168,12 @@ bool txm_relay_nats_start(txm_relay_fixture *fx)
 
 int txm_relay_log_count(txm_relay_fixture *fx, const char *text)
 {
-    FILE *f = fopen(fx->log_path, "r");
-    if (f == NULL)
-        return 0;
-    char line[4096];
-    int n = 0;
-    while (fgets(line, sizeof line, f) != NULL)
-        n += strstr(line, text) != NULL;
-    fclose(f);
-    return n;
+    return txm_test_file_count(fx->log_path, text);
 }
 
 bool txm_relay_log_wait(txm_relay_fixture *fx, const char *text, int timeout_ms)
 {
-    long long end = txm_test_now_ms() + timeout_ms;
-    bool found = txm_relay_log_count(fx, text) > 0;
-    while (!found && txm_test_now_ms() < end) {
-        txm_test_sleep_ms(100);
-        found = txm_relay_log_count(fx, text) > 0;
-    }
-    return found;
+    return txm_test_file_wait(fx->log_path, text, timeout_ms);
 }
 
 void txm_relay_insert_bad_row(txm_relay_fixture *fx, const char *topic, const char *payload,
