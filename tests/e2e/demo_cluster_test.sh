@@ -28,7 +28,7 @@ base=""
 for _ in $(seq 1 50); do
     b=$((10000 + RANDOM % span * 100))
     ok=1
-    for off in 1 2 11 12 32 33 42 43 44 52 53 54; do port_is_free $((b + off)) || ok=0; done
+    for off in 1 2 11 12 32 33 42 43 44 52 53 54 62 63 64; do port_is_free $((b + off)) || ok=0; done
     if [ "$ok" = 1 ]; then base=$b; break; fi
 done
 [ -n "$base" ] || { echo "FAIL: no free range of ports"; exit 1; }
