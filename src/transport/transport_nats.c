@@ -229,9 +229,11 @@ static void on_pub_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, 
 
 /* Connects to any server of the URL's list; libnats fails over to the
  * others (and to those the cluster announces) when it loses it. */
-static txm_status nats_connect(txm__broker *b, const char *url, const txm__nats_url *u,
-                               int timeout_ms, bool background, txm_error *err)
+static txm_status nats_connect(txm__broker *b, const txm__nats_url *u, int timeout_ms,
+                               bool background, txm_error *err)
 {
+    char url[512]; /* what errors show: no credentials; txm_error truncates anyway */
+    txm__nats_url_show(u, url, sizeof url);
     const char *servers[URL_SERVERS_MAX];
     for (int i = 0; i < u->count; i++)
         servers[i] = u->servers[i];
@@ -322,7 +324,7 @@ static txm_status nats_open(const char *url, const txm_transport_options *o, txm
     pthread_cond_init(&b->closed_cond, NULL);
     atomic_init(&b->streams_ready, false);
     atomic_init(&b->connections, 1);
-    st = nats_connect(b, url, u, (int)b->api.Wait, o->background_connect, err);
+    st = nats_connect(b, u, (int)b->api.Wait, o->background_connect, err);
     free(u);
     if (st == TXM_OK && natsConnection_Status(b->nc) == NATS_CONN_STATUS_CONNECTED)
         st = txm__nats_ensure_streams(b, err);

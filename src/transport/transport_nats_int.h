@@ -189,6 +189,10 @@ txm_status txm__nats_publish_sync(txm__broker *b, natsStatus s, natsMsg *m, cons
  * naming the part at fault, when it is malformed or too long. */
 txm_status txm__nats_url_parse(const char *url, txm__nats_url *out, txm_error *err);
 
+/* Writes the list's servers as "host:port,host:port" into out (truncated
+ * to len), without scheme or credentials: what messages may show. */
+void txm__nats_url_show(const txm__nats_url *u, char *out, size_t len);
+
 /* ---- Streams (transport_nats_stream.c) ---- */
 
 /* Creates the streams TXMSG, TXMSG_DLQ and TXMSG_BLOBS, or checks the

@@ -1152,6 +1152,18 @@ static void nats_malformed_urls_are_refused_before_connecting(void **state)
     assert_int_equal(txm_transport_open(huge, NULL, &t, &err), TXM_INVALID);
     assert_non_null(strstr(err.text, "longer than 4096"));
     free(huge);
+    /* Nothing listens on either port: the failure names the servers, not the
+     * credentials of either. */
+    int port = txm_test_free_port();
+    char down[256];
+    snprintf(down, sizeof down, "nats://me:secret@127.0.0.1:%d,nats://you:hidden@127.0.0.1:1",
+             port);
+    assert_int_not_equal(txm_transport_open(down, NULL, &t, &err), TXM_OK);
+    char want[96];
+    snprintf(want, sizeof want, "cannot connect to 127.0.0.1:%d,127.0.0.1:1", port);
+    if (strstr(err.text, want) == NULL || strstr(err.text, "secret") != NULL ||
+        strstr(err.text, "hidden") != NULL || strstr(err.text, "me:") != NULL)
+        fail_msg("unreachable servers: \"%s\", want \"%s\" and no credentials", err.text, want);
 }
 
 /* A list of servers connects to one that is up, whichever it tries first;

@@ -139,3 +139,21 @@ txm_status txm__nats_url_parse(const char *url, txm__nats_url *out, txm_error *e
     }
     return st;
 }
+
+void txm__nats_url_show(const txm__nats_url *u, char *out, size_t len)
+{
+    size_t used = 0;
+    if (len == 0)
+        return;
+    out[0] = '\0';
+    for (int i = 0; i < u->count && used < len; i++) {
+        const char *host = u->servers[i] + strlen(SCHEME);
+        const char *at = strrchr(host, '@');
+        if (at != NULL)
+            host = at + 1;
+        int n = snprintf(out + used, len - used, "%s%s", i > 0 ? "," : "", host);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+}
