@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "txmsg/version.h"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -26,11 +27,15 @@ static const char USAGE[] =
     "  dlq list|show|redrive|purge   dead-letter queue tools\n"
     "  monitor           check thresholds; exit 1 naming each one crossed\n\n"
     "Run 'txmsg COMMAND --help' for a command's options. Exit codes: 0 ok,\n"
-    "1 failure (or a crossed threshold), 2 usage error.\n\n"
+    "1 failure (or a crossed threshold), 2 usage error. 'txmsg --version'\n"
+    "prints the version.\n\n"
     "Options (also accepted after the command):\n";
+
+enum { OPT_VERSION = 2000 }; /* above the CLI_OPT_* values */
 
 static const struct option global_options[] = {
     CLI_COMMON_OPTIONS,
+    {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
 };
 
@@ -43,6 +48,10 @@ static int parse_global(cli_ctx *ctx, int argc, char **argv)
     int c;
     /* "+": stop at the command; its own options follow it. */
     while ((c = getopt_long(argc, argv, "+" CLI_SHORT_OPTIONS, global_options, NULL)) != -1) {
+        if (c == OPT_VERSION) {
+            printf("txmsg %s\n", txm_version());
+            return CLI_HELP;
+        }
         int rc = cli_common_option(ctx, c, argv);
         if (rc != CLI_OK)
             return rc;

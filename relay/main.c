@@ -37,6 +37,7 @@ static void usage(FILE *out)
             "  --publication NAME     PostgreSQL publication (default " TXM_PUBLICATION_NAME ")\n"
             "  --metrics-port PORT    serve /metrics and /health on 127.0.0.1:PORT\n"
             "  --metrics-address ADDR address for --metrics-port (default 127.0.0.1)\n"
+            "  --version              print the version and exit\n"
             "  -h, --help             this text\n");
 }
 
@@ -70,6 +71,7 @@ static int parse_args(int argc, char **argv, args *a)
         {"metrics-port", required_argument, NULL, 'm'},
         {"metrics-address", required_argument, NULL, 'a'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     int c, n;
@@ -98,6 +100,9 @@ static int parse_args(int argc, char **argv, args *a)
             break;
         case 'h':
             usage(stdout);
+            return 1;
+        case 'V':
+            printf("txmsg-relay %s\n", txm_version());
             return 1;
         case 'n':
             if (parse_int(optarg, 1, 10000, &n) != 0) {

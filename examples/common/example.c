@@ -250,3 +250,29 @@ txm_status ex_run_unit(txm_db *db, ex_unit_fn fn, void *ctx, txm_error *err)
     }
     return st;
 }
+
+int ex_command_line(int argc, char **argv, const char *service, const char *about, int port)
+{
+    if (argc < 2)
+        return -1;
+    char name[64];
+    snprintf(name, sizeof name, "%s-service", service);
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("%s %s\n", name, txm_version());
+        return 0;
+    }
+    bool help = argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    FILE *out = help ? stdout : stderr;
+    if (!help)
+        fprintf(stderr, "%s: unexpected argument \"%s\"\n", name, argv[1]);
+    fprintf(out,
+            "usage: %s [--help | --version]\n%s\n\n"
+            "Configured by the environment:\n"
+            "  TXMSG_DATABASE_URL  database (default sqlite:./%s.db)\n"
+            "  TXMSG_BROKER_URL    broker (default embedded:./txmsg-broker.db)\n"
+            "  PORT                HTTP port (default %d)\n"
+            "  TXMSG_BIND_ADDRESS  HTTP address (default 127.0.0.1)\n"
+            "SIGTERM or SIGINT stops it after the requests and messages in progress.\n",
+            name, about, service, port);
+    return help ? 0 : 2;
+}

@@ -105,4 +105,10 @@ typedef txm_status (*ex_unit_fn)(void *ctx, txm_uow *uow, txm_error *err);
  * the consumer runtime does for message handlers. Returns the last status. */
 txm_status ex_run_unit(txm_db *db, ex_unit_fn fn, void *ctx, txm_error *err);
 
+/* The command line of the program "<service>-service", which takes its
+ * configuration from the environment: --help prints usage (about, then the
+ * variables) and --version the version. Returns -1 to run, else the exit
+ * status (0 after --help or --version, 2 for anything else). */
+int ex_command_line(int argc, char **argv, const char *service, const char *about, int port);
+
 #endif

@@ -7,8 +7,14 @@
 
 #include "customers.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int rc = ex_command_line(argc, argv, CUSTOMERS_SOURCE,
+                             "The Customers service of the txmsg example: customers and their "
+                             "credit,\nreserved and released as orders are created and cancelled.",
+                             CUSTOMERS_PORT);
+    if (rc >= 0)
+        return rc;
     /* A client that goes away must not end the process. */
     signal(SIGPIPE, SIG_IGN);
     txm_app_options o;

@@ -7,8 +7,14 @@
 
 #include "orders.h"
 
-int main(void)
+int main(int argc, char **argv)
 {
+    int rc = ex_command_line(argc, argv, ORDERS_SOURCE,
+                             "The Orders service of the txmsg example: orders, approved or "
+                             "rejected\nby the Customers service through messages.",
+                             ORDERS_PORT);
+    if (rc >= 0)
+        return rc;
     /* A client that goes away must not end the process. */
     signal(SIGPIPE, SIG_IGN);
     txm_app_options o;

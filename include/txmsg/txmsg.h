@@ -3,6 +3,7 @@
 #define TXMSG_H
 
 #include "txmsg/api.h"
+#include "txmsg/version.h"
 #include "txmsg/status.h"
 #include "txmsg/error.h"
 #include "txmsg/log.h"
