@@ -1,6 +1,7 @@
 /* SQLite driver: WAL mode, a counting busy handler with SQLite's own timeout
  * steps, prepared statements cached per connection, $N parameters bound by
  * number. */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -18,9 +19,13 @@ struct txm__conn {
     atomic_uint_least64_t *busy_waits; /* the handle's count of busy handler calls */
 };
 
-txm_status txm__sqlite_status(int rc, txm_status other)
+txm_status txm__sqlite_status(int rc, int sys_errno, txm_status other)
 {
     switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return TXM_NO_SPACE;
+    case SQLITE_IOERR:
+        return sys_errno == ENOSPC || sys_errno == EFBIG ? TXM_NO_SPACE : other;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return TXM_BUSY;
@@ -33,14 +38,15 @@ txm_status txm__sqlite_status(int rc, txm_status other)
     }
 }
 
-static txm_status sqlite_status(int rc)
-{
-    return (rc & 0xff) == SQLITE_CONSTRAINT ? TXM_CONSTRAINT : txm__sqlite_status(rc, TXM_DB);
-}
-
 static txm_status fail(txm__conn *c, int rc, const char *what, txm_error *err)
 {
-    return txm_errf(err, sqlite_status(rc), "sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+    int sys = sqlite3_system_errno(c->db);
+    txm_status st =
+        (rc & 0xff) == SQLITE_CONSTRAINT ? TXM_CONSTRAINT : txm__sqlite_status(rc, sys, TXM_DB);
+    txm_errf(err, st, "sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+    if (err != NULL && st == TXM_NO_SPACE)
+        err->sys_errno = sys;
+    return st;
 }
 
 static txm_status run_simple(txm__conn *c, const char *sql, txm_error *err)

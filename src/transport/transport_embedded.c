@@ -221,7 +221,12 @@ static txm_status fail(sqlite3 *db, int rc, const char *what, txm_error *err)
         return txm_errf(err, TXM_BUSY,
                         "embedded broker: %s: database locked past the busy timeout (%s)", what,
                         msg);
-    return txm_errf(err, txm__sqlite_status(rc, TXM_BROKER), "embedded broker: %s: %s", what, msg);
+    int sys = db != NULL ? sqlite3_system_errno(db) : 0;
+    txm_status st = txm__sqlite_status(rc, sys, TXM_BROKER);
+    txm_errf(err, st, "embedded broker: %s: %s", what, msg);
+    if (err != NULL && st == TXM_NO_SPACE)
+        err->sys_errno = sys;
+    return st;
 }
 
 static void log_text(const txm__broker *b, int level, const char *text)
