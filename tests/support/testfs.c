@@ -5,10 +5,13 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
+
+#include "testbroker.h"
 
 #define BALLAST_CHUNK (64 * 1024) /* bytes per write of the ballast */
 
@@ -36,6 +39,23 @@ bool txm_testfs_mount(const char *dir, long size_kb, char *why, size_t cap)
         return false;
     }
     return true;
+}
+
+bool txm_testfs_usable(char *why, size_t cap)
+{
+    if (!txm_testfs_private(why, cap))
+        return false;
+    char *dir = txm_test_mkdtemp();
+    if (dir == NULL) {
+        snprintf(why, cap, "no temporary folder");
+        return false;
+    }
+    bool ok = txm_testfs_mount(dir, 64, why, cap);
+    if (ok)
+        txm_testfs_umount(dir);
+    txm_test_rmdir(dir);
+    free(dir);
+    return ok;
 }
 
 void txm_testfs_umount(const char *dir)

@@ -14,6 +14,11 @@
  * container without CAP_SYS_ADMIN). */
 bool txm_testfs_private(char *why, size_t cap);
 
+/* txm_testfs_private, then one small tmpfs mounted and unmounted: a mount
+ * namespace is not enough where a security profile refuses the mount
+ * itself. False, with why, when a test cannot have its own filesystem. */
+bool txm_testfs_usable(char *why, size_t cap);
+
 /* Mounts a tmpfs of size_kb KiB on dir (an existing folder). False, with
  * why, when it cannot. */
 bool txm_testfs_mount(const char *dir, long size_kb, char *why, size_t cap);
