@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -36,7 +37,7 @@ enum {
     /* Held this long with the databases' disk full, a failing message
      * would have had its max_receive_count (3) attempts (backoff 1 + 2 s). */
     HOLD_MS = 5000,
-    ORDERS = 4,        /* committed while the broker's disk is full */
+    BACKLOG = 5,       /* orders: 1 in the broker as its disk fills, 4 committed after */
     LIMIT = 1000000,   /* the customer's credit limit, cents */
     FIRST_TOTAL = 100, /* the warm-up order */
     TOTAL = 1000,      /* each order of the backlog */
@@ -45,7 +46,8 @@ enum {
 enum { P_CUSTOMERS, P_ORDERS, P_CUSTOMERS_RELAY, P_ORDERS_RELAY, P_COUNT };
 
 #define UUID_BUF (TXM_UUID_LEN + 1)
-#define DLQ "customer--order-created--dlq"
+#define QUEUE "customer--order-created"
+#define DLQ QUEUE "--dlq"
 
 typedef struct fixture {
     char *dir;       /* logs and the two mount points */
@@ -146,8 +148,11 @@ static int teardown(void **state)
     fixture *fx = *state;
     if (fx == NULL)
         return 0;
-    for (int i = 0; i < P_COUNT; i++)
+    for (int i = 0; i < P_COUNT; i++) {
+        if (fx->p[i].pid > 0)
+            kill(fx->p[i].pid, SIGCONT); /* a failure may leave it frozen */
         txm_testsvc_stop(&fx->p[i], STOP_MS);
+    }
     txm_transport_close(fx->t);
     txm_db_close(fx->customers_db);
     txm_db_close(fx->orders_db);
@@ -392,18 +397,59 @@ static void restart_on_full_disks(fixture *fx)
         fail_msg("customers did not start on a full disk; see %s", fx->p[P_CUSTOMERS].log);
 }
 
+/* Creates an order while the customers service is frozen (SIGSTOP, left
+ * so), and waits until its event waits in the customers' queue. */
+static void queue_order(fixture *fx, const char *customer, char id[UUID_BUF])
+{
+    assert_int_equal(kill(fx->p[P_CUSTOMERS].pid, SIGSTOP), 0);
+    create_order(fx, customer, TOTAL, id);
+    long long end = txm_test_now_ms() + ASYNC_MS;
+    int64_t depth = 0;
+    txm_error err = {0};
+    while (depth == 0) {
+        if (txm_transport_queue_depth(fx->t, QUEUE, &depth, &err) != TXM_OK)
+            fail_msg("depth of %s: %s", QUEUE, err.text);
+        if (depth == 0 && txm_test_now_ms() >= end)
+            fail_msg("order %s: its event never reached %s (logs in %s)", id, QUEUE, fx->dir);
+        txm_test_sleep_ms(POLL_MS);
+    }
+}
+
+/* True once the customers' consumer ran a unit for the backlog: held for
+ * an outage ("paused") or failed as a message ("failed (attempt"). */
+static bool backlog_handled(const char *log)
+{
+    long long end = txm_test_now_ms() + ASYNC_MS;
+    while (txm_test_file_count(log, "paused, a dependency") == 0 &&
+           txm_test_file_count(log, "failed (attempt") == 0) {
+        if (txm_test_now_ms() >= end)
+            return false;
+        txm_test_sleep_ms(POLL_MS);
+    }
+    return true;
+}
+
 static void full_disk_fails_cleanly_and_recovers(void **state)
 {
     fixture *fx = *state;
-    char customer[UUID_BUF], first[UUID_BUF], backlog[ORDERS][UUID_BUF];
+    char customer[UUID_BUF], first[UUID_BUF], backlog[BACKLOG][UUID_BUF];
     create_customer(fx, customer);
     create_order(fx, customer, FIRST_TOTAL, first);
     wait_approved(fx, first);
 
-    /* The broker's disk full: requests still commit (the outbox is on the
-     * other disk); the relay cannot publish, and retries. */
+    /* The broker's disk full, with a message waiting in it: the customers'
+     * consumer cannot lease it, and retries; requests still commit (the
+     * outbox is on the other disk); the relay cannot publish, and retries. */
+    queue_order(fx, customer, backlog[0]);
     fill(fx, fx->broker_fs);
-    for (int i = 0; i < ORDERS; i++)
+    kill(fx->p[P_CUSTOMERS].pid, SIGCONT);
+    const char *customers_log = fx->p[P_CUSTOMERS].log;
+    if (!txm_test_file_wait(customers_log, "receive failed, retrying: embedded broker", ASYNC_MS) ||
+        txm_test_file_count(customers_log, "receive failed, retrying: embedded broker: step: "
+                                           "database or disk is full") == 0)
+        fail_msg("the customers' consumer did not retry a receive on the full broker disk; see %s",
+                 customers_log);
+    for (int i = 1; i < BACKLOG; i++)
         create_order(fx, customer, TOTAL, backlog[i]);
     const char *relay_log = fx->p[P_ORDERS_RELAY].log;
     if (!txm_test_file_wait(relay_log, "will retry", ASYNC_MS))
@@ -421,8 +467,7 @@ static void full_disk_fails_cleanly_and_recovers(void **state)
      * published, the customers' consumer receives it but cannot commit,
      * and holds it rather than dead-letter it. */
     txm_testfs_empty(fx->broker_fs);
-    const char *customers_log = fx->p[P_CUSTOMERS].log;
-    if (!txm_test_file_wait(customers_log, "consumer customer--order-created", ASYNC_MS))
+    if (!backlog_handled(customers_log))
         fail_msg("the customers' consumer got nothing of the backlog; see %s", customers_log);
     txm_test_sleep_ms(HOLD_MS);
     expect_running(fx);
@@ -431,7 +476,7 @@ static void full_disk_fails_cleanly_and_recovers(void **state)
         txm_test_file_count(customers_log, "disk is full") == 0)
         fail_msg("the customers' consumer did not pause for the full disk; see %s", customers_log);
     char st[32];
-    for (int i = 0; i < ORDERS; i++) {
+    for (int i = 0; i < BACKLOG; i++) {
         order_state(fx, backlog[i], st, sizeof st);
         assert_string_equal(st, "PENDING");
     }
@@ -439,11 +484,11 @@ static void full_disk_fails_cleanly_and_recovers(void **state)
     /* Space back everywhere: the backlog completes, each order reserved
      * once, and a new saga goes through. */
     txm_testfs_empty(fx->db_fs);
-    for (int i = 0; i < ORDERS; i++)
+    for (int i = 0; i < BACKLOG; i++)
         wait_approved(fx, backlog[i]);
-    assert_int_equal(available_credit(fx, customer), LIMIT - FIRST_TOTAL - ORDERS * TOTAL);
+    assert_int_equal(available_credit(fx, customer), LIMIT - FIRST_TOTAL - BACKLOG * TOTAL);
     assert_int_equal(count(fx->customers_db, "SELECT COUNT(*) FROM credit_reservations"),
-                     1 + ORDERS);
+                     1 + BACKLOG);
     char customer2[UUID_BUF], order2[UUID_BUF];
     create_customer(fx, customer2);
     create_order(fx, customer2, TOTAL, order2);

@@ -155,36 +155,45 @@ static void embedded_broker_past_file_size_limit_is_no_space(void **state)
     assert_int_equal(txm_transport_declare_subscription(t, "item--added", "items", &o, &err),
                      TXM_OK);
     assert_int_equal(publish_one(t, "m1", &err), TXM_OK);
+    assert_int_equal(publish_one(t, "m2", &err), TXM_OK);
     txm_delivery **got = NULL;
     size_t n = 0;
-    assert_int_equal(txm_transport_receive(t, "items", 10, 0, &got, &n, &err), TXM_OK);
+    assert_int_equal(txm_transport_receive(t, "items", 1, 0, &got, &n, &err), TXM_OK);
     assert_int_equal(n, 1);
 
-    /* Publishing and acking write to the broker file: both fail, and say
-     * why; the message stays leased, the one refused is not there. */
+    /* Leasing, publishing and acking write to the broker file: each fails
+     * and says why; nothing changes. */
     limit_to_wal(fx, path);
-    txm_status pub = publish_one(t, "m2", &err);
+    txm_delivery **none = NULL;
+    size_t n_none = 0;
+    txm_status claim = txm_transport_receive(t, "items", 10, 0, &none, &n_none, &err);
+    txm_status pub = publish_one(t, "m3", &err);
     int pub_errno = err.sys_errno;
     txm_status ack = txm_transport_ack(t, got[0], &err);
     lift_limit(fx);
+    assert_string_equal(txm_status_name(claim), "NO_SPACE");
+    assert_int_equal(n_none, 0);
     assert_string_equal(txm_status_name(pub), "NO_SPACE");
     assert_int_equal(pub_errno, EFBIG);
     assert_string_equal(txm_status_name(ack), "NO_SPACE");
     int64_t depth = 0;
     assert_int_equal(txm_transport_queue_depth(t, "items", &depth, &err), TXM_OK);
-    assert_int_equal(depth, 1);
+    assert_int_equal(depth, 2);
 
     /* The limit lifted: the message whose ack failed comes back once its
-     * lease runs out, and publishing works again. */
+     * lease runs out, the one whose lease failed was not counted as
+     * received, and publishing works again. */
     txm_delivery_list_free(got, n);
     txm_test_sleep_ms(LEASE_MS + 100);
-    assert_int_equal(publish_one(t, "m2", &err), TXM_OK);
+    assert_int_equal(publish_one(t, "m3", &err), TXM_OK);
     assert_int_equal(txm_transport_receive(t, "items", 10, 0, &got, &n, &err), TXM_OK);
-    assert_int_equal(n, 2);
+    assert_int_equal(n, 3);
     assert_string_equal(txm_delivery_message_id(got[0]), "m1");
     assert_int_equal(txm_delivery_receive_count(got[0]), 2);
     assert_string_equal(txm_delivery_message_id(got[1]), "m2");
-    txm_status results[2];
+    assert_int_equal(txm_delivery_receive_count(got[1]), 1);
+    assert_string_equal(txm_delivery_message_id(got[2]), "m3");
+    txm_status results[3];
     assert_int_equal(txm_transport_ack_batch(t, got, n, results, &err), TXM_OK);
     txm_delivery_list_free(got, n);
     assert_int_equal(txm_transport_queue_depth(t, "items", &depth, &err), TXM_OK);
