@@ -1,13 +1,15 @@
 /* A full disk under the example on SQLite and the embedded broker: the
  * services' databases on one small tmpfs and the broker file on another,
  * each filled to the last block with a ballast file and emptied again.
- * While the broker's disk is full, requests still commit to the outbox and
- * the relay retries; while the databases' disk is full, writes answer 503
- * JSON and leave nothing behind; while only the databases' disk is full,
- * the consumer holds what it received instead of dead-lettering it. Once
- * space returns, the backlog goes through exactly once and a new saga
- * completes. Mounting needs root (CAP_SYS_ADMIN): without it the program
- * exits 77, which CTest reports as skipped. */
+ * While the broker's disk is full, requests still commit to the outbox,
+ * and the relay's publishes and the consumer's leases fail and are retried;
+ * while the databases' disk is full, writes answer 503 STORAGE_FULL and
+ * leave nothing behind, reads and /health answer, and a service and a relay
+ * restart; while only the databases' disk is full, the consumer holds what
+ * it received instead of dead-lettering it. Once space returns, the backlog
+ * goes through exactly once and a new saga completes. Mounting needs root
+ * (CAP_SYS_ADMIN): without it the program exits 77, which CTest reports as
+ * skipped. */
 #include <jansson.h>
 #include <setjmp.h>
 #include <stdarg.h>
