@@ -57,7 +57,8 @@ static bool mark_ids(relay_marker *m, const char **ids, size_t n)
     if (st != TXM_OK) {
         atomic_fetch_add(&m->stats->errors_db, 1);
         txm_logf(m->log, m->log_ctx, TXM_LOG_WARN,
-                 "relay: marking %zu messages dispatched failed, will retry: %s", n, err.text);
+                 "relay: marking %zu messages dispatched failed, will retry: %s: %s", n,
+                 txm_status_name(st), err.text);
         return false;
     }
     if (total < n)

@@ -172,7 +172,8 @@ static txm_status read_batch(relay_loop *l, relay_batch *b, uint64_t gen, txm_er
     txm_error why = {0}; /* the inner failure; err gets it with context */
     txm_status st = connect_reader(l, &why);
     if (st == TXM_OK && (st = relay_confirm_done(l, false, &why)) != TXM_OK)
-        return txm_errf(err, st, "relay: confirming position failed: %s", why.text);
+        return txm_errf(err, st, "relay: confirming position failed: %s: %s", txm_status_name(st),
+                        why.text);
     if (st == TXM_OK && !wait_for_room(l, gen))
         return TXM_OK;
     /* While a position waits for its marking, look back soon to confirm it. */

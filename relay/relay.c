@@ -204,8 +204,8 @@ static txm_status finish_batch(relay_loop *l, flight *f, const char **ids, txm_e
     }
     if (st != TXM_OK) {
         atomic_fetch_add(&l->stats->errors_broker, 1);
-        return txm_errf(err, st, "relay: publish of %zu messages failed, will retry: %s",
-                        f->b->count, why.text);
+        return txm_errf(err, st, "relay: publish of %zu messages failed, will retry: %s: %s",
+                        f->b->count, txm_status_name(st), why.text);
     }
     if (f->n > 0) {
         atomic_fetch_add(&l->stats->published, f->n);

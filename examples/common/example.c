@@ -113,9 +113,15 @@ void ex_reply_system_error(txm_http_request *req, const txm_logger *log, const c
 {
     txm_log_write(log, TXM_LOG_ERROR, txm_http_request_correlation_id(req), "%s failed: %s: %s",
                   what, txm_status_name(err->status), err->text);
-    /* The database being away, or too busy to answer in time, is temporary:
-     * 503 tells the client to try again, and nothing was committed. */
-    if (err->status == TXM_UNAVAILABLE || err->status == TXM_BUSY || err->status == TXM_TIMEOUT)
+    /* The database being away, too busy to answer in time, or on a full
+     * disk, is temporary: 503 tells the client to try again, and nothing
+     * was committed. A full disk is named: it lasts until someone frees
+     * space, so retrying at once will not help. */
+    if (err->status == TXM_NO_SPACE)
+        txm_http_reply_error(req, 503, "STORAGE_FULL",
+                             "the database's disk is full; retry once space is freed", NULL);
+    else if (err->status == TXM_UNAVAILABLE || err->status == TXM_BUSY ||
+             err->status == TXM_TIMEOUT)
         txm_http_reply_error(req, 503, "SERVICE_UNAVAILABLE", "the database is unavailable; retry",
                              NULL);
     else

@@ -47,7 +47,8 @@ void ex_reply_json(txm_http_request *req, int status, json_t *body);
 
 /* Logs what failed with err's text and the request's correlation id, and
  * answers 503 {"error":"SERVICE_UNAVAILABLE"} when the database is away or
- * too busy (TXM_UNAVAILABLE, TXM_BUSY, TXM_TIMEOUT), else 500
+ * too busy (TXM_UNAVAILABLE, TXM_BUSY, TXM_TIMEOUT), 503
+ * {"error":"STORAGE_FULL"} when its disk is full (TXM_NO_SPACE), else 500
  * {"error":"SYSTEM_ERROR"}. Borrows everything. */
 void ex_reply_system_error(txm_http_request *req, const txm_logger *log, const char *what,
                            const txm_error *err);

@@ -26,7 +26,8 @@ typedef struct txm_consumer txm_consumer;
  * work is undone alone if it fails. Return TXM_OK to keep the work;
  * TXM_CONFLICT (an optimistic-lock conflict, see txm_uow_exec_versioned)
  * re-runs this message at once, up to 8 times; TXM_UNAVAILABLE (a
- * dependency is away) holds the whole batch and tries it again later,
+ * dependency is away) or TXM_NO_SPACE (its disk is full) holds the whole
+ * batch and tries it again later,
  * without counting a receive; any other status undoes this message's work
  * and retries it after a growing pause, holding back the later messages of
  * its key, until it succeeds or max_receive_count attempts failed: then it

@@ -11,7 +11,12 @@ extern "C" {
 /* Append only: never renumber or remove an entry. txm_strerror() covers each.
  * TXM_UNAVAILABLE means the database or broker cannot be reached right now
  * (refused, lost, starting up, shutting down): an outage, not a failure of
- * the input, so retrying the same call later is the right answer. */
+ * the input, so retrying the same call later is the right answer.
+ * TXM_NO_SPACE means the disk under the database or the broker is full
+ * (SQLite's SQLITE_FULL, or a write that failed with ENOSPC or EFBIG):
+ * nothing of the call was kept, and the same call succeeds again once space
+ * is freed. It is an outage too, but one an operator has to end, so it has
+ * a status of its own. */
 #define TXM_STATUS_MAP(X)                                                                          \
     X(OK, "ok")                                                                                    \
     X(INVALID, "invalid argument or input")                                                        \
@@ -31,7 +36,8 @@ extern "C" {
     X(STATE, "operation not allowed in this state")                                                \
     X(BROKER, "broker error")                                                                      \
     X(CLOSED, "closed")                                                                            \
-    X(UNAVAILABLE, "database or broker unavailable; retry later")
+    X(UNAVAILABLE, "database or broker unavailable; retry later")                                  \
+    X(NO_SPACE, "storage full; retry once space is freed")
 
 typedef enum {
 #define TXM_STATUS_ENUM(name, text) TXM_##name,

@@ -7,6 +7,7 @@
  *
  * Outages are not failures of the message: a unit of work that fails with
  * TXM_UNAVAILABLE (the database or another dependency cannot be reached)
+ * or TXM_NO_SPACE (its disk is full)
  * keeps its deliveries, extends their leases, and tries again with a
  * growing pause, so the lanes fill up, receiving stops until the database
  * is back, and no receive is used up. A broker that is away pauses
@@ -173,9 +174,10 @@ txm_status txm_consumer_subscribe(txm_consumer *c, const char *topic, const char
     txm_status st = check_add(c, queue, handler, &o, err);
     if (st == TXM_OK)
         st = txm_transport_declare_subscription(c->transport, topic, queue, &o.subscription, err);
-    /* A broker that is away now, or a cluster electing its leaders (a
-     * timeout), is declared by the receiver once it answers. */
-    bool later = st == TXM_UNAVAILABLE || st == TXM_TIMEOUT;
+    /* A broker that is away now, a cluster electing its leaders (a
+     * timeout), or an embedded broker on a full disk, is declared by the
+     * receiver once it answers. */
+    bool later = st == TXM_UNAVAILABLE || st == TXM_TIMEOUT || st == TXM_NO_SPACE;
     if (st != TXM_OK && !later)
         return st;
     if (later)
@@ -289,7 +291,7 @@ static bool declare_later(txm__subscription *s, txm_error *err)
         atomic_store(&s->declared, true);
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_INFO,
                  "consumer %s: subscribed to %s", s->queue, s->topic);
-    } else if (st != TXM_UNAVAILABLE && st != TXM_TIMEOUT) {
+    } else if (st != TXM_UNAVAILABLE && st != TXM_TIMEOUT && st != TXM_NO_SPACE) {
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_ERROR,
                  "consumer %s: cannot subscribe to %s: %s", s->queue, s->topic, err->text);
     }
@@ -361,7 +363,7 @@ void txm__extend(txm__subscription *s, txm__item *it)
     it->leased_at = txm_now_us();
     txm_error err;
     txm_status st = txm_transport_extend(s->owner->transport, it->d, &err);
-    if (st != TXM_OK && st != TXM_UNAVAILABLE)
+    if (st != TXM_OK && st != TXM_UNAVAILABLE && st != TXM_NO_SPACE)
         txm_logf(s->owner->opts.log, s->owner->opts.log_ctx, TXM_LOG_WARN,
                  "consumer %s: cannot keep the lease of %s: %s", s->queue, txm_msg_id(it->msg),
                  err.text);
@@ -455,7 +457,7 @@ static void *receiver_main(void *arg)
             /* Broker away: back off instead of spinning, log once. */
             if (failed++ == 0)
                 txm_logf(c->opts.log, c->opts.log_ctx,
-                         st == TXM_UNAVAILABLE ? TXM_LOG_WARN : TXM_LOG_ERROR,
+                         st == TXM_UNAVAILABLE || st == TXM_NO_SPACE ? TXM_LOG_WARN : TXM_LOG_ERROR,
                          "consumer %s: receive failed, retrying: %s", s->queue, err.text);
             txm__pause_ms(c, txm__outage_pause_ms(s, failed));
             continue;

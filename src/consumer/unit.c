@@ -31,11 +31,13 @@
  * ever failing here is not run again: it may be what kills its consumer. */
 #define LAST_CHANCE_FACTOR 3
 
-/* Statuses that say nothing about the message: the database is away or
- * its lock did not come in time. The batch is held and tried again. */
+/* Statuses that say nothing about the message: the database is away, its
+ * lock did not come in time, or its disk is full. The batch is held and
+ * tried again; a full disk must not use up the message's receives and
+ * dead-letter it, as a failing handler would. */
 static bool transient(txm_status st)
 {
-    return st == TXM_UNAVAILABLE || st == TXM_BUSY;
+    return st == TXM_UNAVAILABLE || st == TXM_BUSY || st == TXM_NO_SPACE;
 }
 
 static void reset(txm__item **b, size_t n)

@@ -66,10 +66,14 @@ txm_rows *txm__rows_new(size_t columns);
 txm_status txm__rows_add(txm_rows *rows, const char *const *vals, const size_t *lens);
 
 /* Maps a SQLite result code (extended codes allowed) to a status: TXM_BUSY for
- * a lock held past the busy timeout, TXM_NOMEM, TXM_TOO_BIG, and other for the
- * rest. The one mapping for every SQLite user in the library (the SQLite
- * driver and the embedded broker); callers that give constraint violations a
- * status of their own test SQLITE_CONSTRAINT first. */
-txm_status txm__sqlite_status(int rc, txm_status other);
+ * a lock held past the busy timeout, TXM_NOMEM, TXM_TOO_BIG, TXM_NO_SPACE for
+ * a full disk, and other for the rest. sys_errno is sqlite3_system_errno() of
+ * the connection (0 if unknown): SQLite reports ENOSPC on a write as
+ * SQLITE_FULL, but a write past RLIMIT_FSIZE (EFBIG), and ENOSPC where it
+ * grows the WAL index or preallocates, as one of its SQLITE_IOERR codes.
+ * The one mapping for every SQLite user in the library (the SQLite driver and
+ * the embedded broker); callers that give constraint violations a status of
+ * their own test SQLITE_CONSTRAINT first. */
+txm_status txm__sqlite_status(int rc, int sys_errno, txm_status other);
 
 #endif

@@ -82,6 +82,8 @@ static txm_status status_for(const char *state)
         return TXM_CONFLICT;
     if (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0) /* lock, statement timeout */
         return TXM_BUSY;
+    if (strcmp(state, "53100") == 0) /* disk_full: a table or index could not grow */
+        return TXM_NO_SPACE;
     return TXM_DB;
 }
 
@@ -377,7 +379,7 @@ static txm_status collect(txm__conn *c, PGresult *res, txm_rows **rows, int64_t 
 
 /* Runs one statement with params bound as text ($1..$n, n <= 64). rows (may
  * be NULL) gets the result, empty for commands; changes (may be NULL) the rows
- * written. TXM_CONSTRAINT, TXM_CONFLICT, TXM_BUSY or TXM_DB by SQLSTATE;
+ * written. TXM_CONSTRAINT, TXM_CONFLICT, TXM_BUSY, TXM_NO_SPACE or TXM_DB by SQLSTATE;
  * TXM_INVALID for bad arguments. */
 static txm_status pg_exec(txm__conn *c, const char *sql, const txm_value *params, size_t n,
                           txm_rows **rows, int64_t *changes, txm_error *err)

@@ -1,6 +1,7 @@
 /* SQLite driver: WAL mode, a counting busy handler with SQLite's own timeout
  * steps, prepared statements cached per connection, $N parameters bound by
  * number. */
+#include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -18,9 +19,13 @@ struct txm__conn {
     atomic_uint_least64_t *busy_waits; /* the handle's count of busy handler calls */
 };
 
-txm_status txm__sqlite_status(int rc, txm_status other)
+txm_status txm__sqlite_status(int rc, int sys_errno, txm_status other)
 {
     switch (rc & 0xff) {
+    case SQLITE_FULL:
+        return TXM_NO_SPACE;
+    case SQLITE_IOERR:
+        return sys_errno == ENOSPC || sys_errno == EFBIG ? TXM_NO_SPACE : other;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         return TXM_BUSY;
@@ -33,18 +38,26 @@ txm_status txm__sqlite_status(int rc, txm_status other)
     }
 }
 
-static txm_status sqlite_status(int rc)
-{
-    return (rc & 0xff) == SQLITE_CONSTRAINT ? TXM_CONSTRAINT : txm__sqlite_status(rc, TXM_DB);
-}
-
+/* Called right after the SQLite call that failed with rc, which the caller
+ * made with errno cleared: SQLite 3.40 leaves sqlite3_system_errno() at 0
+ * for a failed write to the WAL (EFBIG past RLIMIT_FSIZE), but errno still
+ * holds it, as nothing SQLite does after the write fails sets it again. */
 static txm_status fail(txm__conn *c, int rc, const char *what, txm_error *err)
 {
-    return txm_errf(err, sqlite_status(rc), "sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+    int sys = errno;
+    if (sqlite3_system_errno(c->db) != 0)
+        sys = sqlite3_system_errno(c->db);
+    txm_status st =
+        (rc & 0xff) == SQLITE_CONSTRAINT ? TXM_CONSTRAINT : txm__sqlite_status(rc, sys, TXM_DB);
+    txm_errf(err, st, "sqlite: %s: %s", what, sqlite3_errmsg(c->db));
+    if (err != NULL && st == TXM_NO_SPACE)
+        err->sys_errno = sys;
+    return st;
 }
 
 static txm_status run_simple(txm__conn *c, const char *sql, txm_error *err)
 {
+    errno = 0; /* see fail */
     int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? TXM_OK : fail(c, rc, sql, err);
 }
@@ -117,6 +130,7 @@ static txm_status sqlite_connect(const char *url, const txm_db_options *o,
     c->busy_waits = busy_waits;
     /* NOMUTEX: the pool hands a connection to one thread at a time. */
     txm__sqlite_process_init();
+    errno = 0; /* see fail */
     int rc = sqlite3_open_v2(
         path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c, rc, path, err);
@@ -156,6 +170,7 @@ static txm_status prepare(txm__conn *c, const char *sql, sqlite3_stmt **out, txm
     if (key == NULL)
         return txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
     sqlite3_stmt *stmt = NULL;
+    errno = 0; /* see fail */
     int rc = sqlite3_prepare_v3(c->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
     if (rc != SQLITE_OK) {
         free(key);
@@ -226,6 +241,7 @@ static txm_status sqlite_exec(txm__conn *c, const char *sql, const txm_value *pa
         (result = txm__rows_new((size_t)sqlite3_column_count(stmt))) == NULL)
         st = txm_errf(err, TXM_NOMEM, "sqlite: out of memory");
     while (st == TXM_OK) {
+        errno = 0; /* see fail */
         int rc = sqlite3_step(stmt);
         if (rc == SQLITE_DONE)
             break;

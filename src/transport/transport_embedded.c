@@ -27,6 +27,7 @@
  * NORMAL does not fsync the WAL on every commit; FULL would, at a large cost
  * per publish.
  */
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -214,14 +215,24 @@ static arg a_blob(const void *p, size_t len)
 
 #define NARGS(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Called right after the SQLite call that failed with rc, made with errno
+ * cleared: errno then still holds a failed write's ENOSPC or EFBIG, which
+ * SQLite 3.40's sqlite3_system_errno() does not report for the WAL. */
 static txm_status fail(sqlite3 *db, int rc, const char *what, txm_error *err)
 {
+    int sys = errno;
+    if (db != NULL && sqlite3_system_errno(db) != 0)
+        sys = sqlite3_system_errno(db);
     const char *msg = db != NULL ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
     if ((rc & 0xff) == SQLITE_BUSY)
         return txm_errf(err, TXM_BUSY,
                         "embedded broker: %s: database locked past the busy timeout (%s)", what,
                         msg);
-    return txm_errf(err, txm__sqlite_status(rc, TXM_BROKER), "embedded broker: %s: %s", what, msg);
+    txm_status st = txm__sqlite_status(rc, sys, TXM_BROKER);
+    txm_errf(err, st, "embedded broker: %s: %s", what, msg);
+    if (err != NULL && st == TXM_NO_SPACE)
+        err->sys_errno = sys;
+    return st;
 }
 
 static void log_text(const txm__broker *b, int level, const char *text)
@@ -237,6 +248,7 @@ static txm_status prep(conn *c, sql_id q, const arg *args, size_t n, sqlite3_stm
 {
     *out = NULL;
     if (c->stmt[q] == NULL) {
+        errno = 0; /* see fail */
         int rc =
             sqlite3_prepare_v3(c->db, SQL[q], -1, SQLITE_PREPARE_PERSISTENT, &c->stmt[q], NULL);
         if (rc != SQLITE_OK)
@@ -267,6 +279,7 @@ static txm_status prep(conn *c, sql_id q, const arg *args, size_t n, sqlite3_stm
  * error the statement is reset, so it holds no read lock afterwards. */
 static txm_status step(conn *c, sqlite3_stmt *s, bool *row, txm_error *err)
 {
+    errno = 0; /* see fail */
     int rc = sqlite3_step(s);
     *row = rc == SQLITE_ROW;
     if (rc == SQLITE_ROW)
@@ -323,6 +336,7 @@ static void conn_close(conn *c)
 static txm_status pragma(sqlite3 *db, const char *sql, const char *want, txm_error *err)
 {
     sqlite3_stmt *s = NULL;
+    errno = 0; /* see fail */
     int rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL);
     while (rc == SQLITE_OK || rc == SQLITE_ROW) {
         if ((rc = sqlite3_step(s)) != SQLITE_ROW)
@@ -348,6 +362,7 @@ static txm_status conn_open(const txm__broker *b, conn **out, txm_error *err)
         return txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
     c->busy_timeout_ms = b->busy_timeout_ms;
     txm__sqlite_process_init();
+    errno = 0; /* see fail */
     int rc = sqlite3_open_v2(
         b->path, &c->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     txm_status st = rc == SQLITE_OK ? TXM_OK : fail(c->db, rc, b->path, err);
@@ -448,6 +463,7 @@ static txm_status with_conn_retry(txm__broker *b, txn_mode mode, txn_fn fn, void
 static txm_status schema_txn(conn *c, void *ctx, txm_error *err)
 {
     txm__broker *b = ctx;
+    errno = 0; /* see fail */
     int rc = sqlite3_exec(c->db, SCHEMA, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return fail(c->db, rc, "create schema", err);
