@@ -150,6 +150,7 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN); /* past RLIMIT_FSIZE a write fails, to be retried */
     /* exec keeps the signal mask: a parent that blocked SIGTERM (a service
      * built on txm_app does) would otherwise start a relay that never stops. */
     sigset_t stop_signals;

@@ -15,8 +15,10 @@ int main(int argc, char **argv)
                              ORDERS_PORT);
     if (rc >= 0)
         return rc;
-    /* A client that goes away must not end the process. */
+    /* A client that goes away must not end the process, nor a file that
+     * reaches RLIMIT_FSIZE: that write fails (EFBIG, TXM_NO_SPACE). */
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     txm_app_options o;
     txm_app_options_init(&o, ORDERS_SOURCE, ORDERS_PORT);
     txm_app *app = NULL;
