@@ -4,7 +4,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= 2
 
-.PHONY: all deps build build-asan test demo demo-cluster clean
+.PHONY: all deps build build-asan test demo demo-cluster install clean
 
 all: build
 
@@ -33,6 +33,12 @@ demo: build
 # two instances of each service and two relays per database.
 demo-cluster: build
 	@scripts/demo-cluster $(BUILD)
+
+# Installs the headers, libraries, pkg-config file, CMake package, programs
+# and example services under PREFIX (cmake/install.cmake lists where).
+PREFIX ?= /usr/local
+install: build
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)

@@ -1,0 +1,42 @@
+# What `cmake --install` (and `make install PREFIX=...`) puts where:
+#   include/txmsg/*.h               the public headers
+#   lib/libtxmsg.so.MAJOR.MINOR.PATCH, its SONAME link libtxmsg.so.MAJOR and
+#   the development link libtxmsg.so; lib/libtxmsg.a
+#   lib/pkgconfig/txmsg.pc          pkg-config
+#   lib/cmake/txmsg/                find_package(txmsg) -> txmsg::txmsg
+#   bin/txmsg, bin/txmsg-relay      the operations tool and the relay
+#   libexec/txmsg/                  the example services
+# (lib is lib/<multiarch> under /usr on Debian, as GNUInstallDirs says.)
+include(GNUInstallDirs)
+include(CMakePackageConfigHelpers)
+
+install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/txmsg ${TXM_GENERATED_INCLUDE}/txmsg
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev FILES_MATCHING PATTERN "*.h")
+install(TARGETS txmsg LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT runtime
+        NAMELINK_COMPONENT dev)
+install(TARGETS txmsg_static ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
+install(TARGETS txmsg-cli txmsg-relay RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+        COMPONENT runtime)
+install(TARGETS customers-service orders-service
+        RUNTIME DESTINATION ${CMAKE_INSTALL_LIBEXECDIR}/txmsg COMPONENT runtime)
+
+# txmsg.pc names the prefix it is installed under, known only at install
+# time (`cmake --install --prefix` may change it): the rest is filled in now
+# and the prefix when installing.
+set(TXM_PC_PREFIX "@TXM_PC_PREFIX@")
+configure_file(${CMAKE_CURRENT_LIST_DIR}/txmsg.pc.in ${CMAKE_BINARY_DIR}/txmsg.pc.in @ONLY)
+install(CODE "set(TXM_PC_PREFIX \"\${CMAKE_INSTALL_PREFIX}\")
+  configure_file(\"${CMAKE_BINARY_DIR}/txmsg.pc.in\" \"${CMAKE_BINARY_DIR}/txmsg.pc\" @ONLY)"
+        COMPONENT dev)
+install(FILES ${CMAKE_BINARY_DIR}/txmsg.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig
+        COMPONENT dev)
+
+# The CMake package finds its files relative to where it is installed.
+configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/txmsgConfig.cmake.in
+  ${CMAKE_BINARY_DIR}/txmsgConfig.cmake
+  INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/txmsg
+  PATH_VARS CMAKE_INSTALL_LIBDIR CMAKE_INSTALL_INCLUDEDIR)
+write_basic_package_version_file(${CMAKE_BINARY_DIR}/txmsgConfigVersion.cmake
+  VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
+install(FILES ${CMAKE_BINARY_DIR}/txmsgConfig.cmake ${CMAKE_BINARY_DIR}/txmsgConfigVersion.cmake
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/txmsg COMPONENT dev)
