@@ -62,6 +62,7 @@
 #define THREAD_STACK_MIN_LEN (64u << 10) /* smaller stacks fail in libc and libraries */
 #define DRAIN_SLICE_MS 200               /* how often a drain looks at the server stopping */
 #define DRAIN_IDLE_MS_MAX 30000          /* a drain gives up after this silence at most */
+#define MHD_LOG_REPEAT_MS 1000 /* an MHD line repeated within this is counted, not written */
 
 struct route {
     char method[METHOD_MAX + 1];
@@ -83,9 +84,12 @@ struct txm_http_server {
     bool started;               /* start was called once */
     atomic_uint_least16_t port; /* bound port, 0 before start */
     atomic_bool stopping;       /* stop began: answers close their connection */
-    pthread_mutex_t lock;       /* guards inflight */
+    pthread_mutex_t lock;       /* guards inflight and the mhd_log_* fields */
     pthread_cond_t idle;        /* signalled when inflight drops to 0 */
     int inflight;               /* requests seen and not yet completed */
+    char mhd_log_last[128];     /* start of MHD's last log line written */
+    long long mhd_log_at_ms;    /* CLOCK_MONOTONIC when it was written */
+    unsigned mhd_log_repeats;   /* same lines left out since */
 };
 
 /* A decoded query value kept until the request ends. */
@@ -854,15 +858,47 @@ static size_t no_unescape(void *cls, struct MHD_Connection *conn, char *s)
 }
 
 /* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors go to the logger. */
+/* True when text repeats MHD's last line written less than
+ * MHD_LOG_REPEAT_MS ago: it is then counted. Otherwise it becomes the last
+ * line, and *repeats says how many were left out before it. MHD writes one
+ * line per connection refused at connection_limit, so a flood of
+ * connections would otherwise be a flood of log lines. */
+static bool mhd_log_repeated(txm_http_server *srv, const char *text, unsigned *repeats)
+{
+    struct timespec now = {0};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    pthread_mutex_lock(&srv->lock);
+    bool same = strncmp(text, srv->mhd_log_last, sizeof srv->mhd_log_last - 1) == 0;
+    bool repeated = same && now_ms - srv->mhd_log_at_ms < MHD_LOG_REPEAT_MS;
+    if (repeated) {
+        srv->mhd_log_repeats++;
+    } else {
+        *repeats = srv->mhd_log_repeats;
+        srv->mhd_log_repeats = 0;
+        srv->mhd_log_at_ms = now_ms;
+        snprintf(srv->mhd_log_last, sizeof srv->mhd_log_last, "%s", text);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return repeated;
+}
+
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    const txm_http_server *srv = cls;
+    txm_http_server *srv = cls;
     char text[512];
     vsnprintf(text, sizeof text, fmt, ap);
     size_t len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
-    txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL, "libmicrohttpd: %s", text);
+    unsigned repeats = 0;
+    if (mhd_log_repeated(srv, text, &repeats))
+        return;
+    if (repeats > 0)
+        txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL,
+                      "libmicrohttpd: %s (the line before came %u more times)", text, repeats);
+    else
+        txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL, "libmicrohttpd: %s", text);
 }
 
 /* Each connection holds a descriptor, and a soft RLIMIT_NOFILE of 1024 (a
