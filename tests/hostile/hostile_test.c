@@ -180,10 +180,10 @@ static bool wait_threads(pid_t pid, int at_least, int timeout_ms)
 }
 
 /* Starts customers with the HTTP settings given as NAME=value pairs (NULL
- * terminated). Its soft limit of open files starts at SERVICE_SOFT_FDS, so
- * the tests that hold a thousand connections also show that the service
- * raises it. */
-static void start_service(fixture *fx, const char *const *settings)
+ * terminated), without waiting for it. Its soft limit of open files starts
+ * at SERVICE_SOFT_FDS, so the tests that hold a thousand connections also
+ * show that the service raises it. */
+static void spawn_service(fixture *fx, const char *const *settings)
 {
     txm_testsvc_init(&fx->svc, "customers", TXM_CUSTOMERS_BIN, fx->db_url, fx->broker_url,
                      "customers", txm_test_free_port(), fx->dir);
@@ -202,6 +202,12 @@ static void start_service(fixture *fx, const char *const *settings)
         unsetenv(name);
     }
     assert_true(started);
+}
+
+/* The same, and waits until it answers its health check. */
+static void start_service(fixture *fx, const char *const *settings)
+{
+    spawn_service(fx, settings);
     long long end = txm_test_now_ms() + 20000;
     while (!txm_testsvc_healthy(&fx->svc, 2000) && txm_test_now_ms() < end)
         txm_test_sleep_ms(50);
@@ -242,6 +248,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
+    bool failed = false;
     for (int fd = 0; fd < (int)(sizeof dialed / sizeof dialed[0]); fd++)
         if (dialed[fd])
             hang_up(fd);
@@ -249,13 +256,17 @@ static int teardown(void **state)
         int st = txm_testsvc_stop(&fx->svc, 15000);
         char how[64];
         txm_testsvc_describe(st, how, sizeof how);
-        if (st != 0)
+        /* A clean exit also says the sanitizers found nothing. */
+        if (st != 0) {
             print_message("customers ended with %s; see %s\n", how, fx->svc.log);
+            failed = true;
+        }
     }
-    txm_test_rmdir(fx->dir);
+    if (!failed)
+        txm_test_rmdir(fx->dir); /* else kept for its log */
     free(fx->dir);
     free(fx);
-    return 0;
+    return failed ? -1 : 0;
 }
 
 /* ---- a thousand idle connections and a slow body ---- */
@@ -609,6 +620,18 @@ static void deeply_nested_body_is_refused_not_a_crash(void **state)
     health_ok(fx);
 }
 
+/* A bad limit in the environment stops the start and is named. */
+static void bad_http_setting_fails_the_start(void **state)
+{
+    fixture *fx = *state;
+    spawn_service(fx, (const char *const[]){"TXMSG_HTTP_IDLE_TIMEOUT_S=0", NULL});
+    int st = txm_testsvc_wait(&fx->svc, 20000);
+    char how[64];
+    txm_testsvc_describe(st, how, sizeof how);
+    assert_string_equal(how, "exit 1");
+    assert_int_equal(txm_test_file_count(fx->svc.log, "TXMSG_HTTP_IDLE_TIMEOUT_S"), 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -623,6 +646,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(body_sent_whole_anyway_still_gets_its_413, setup, teardown),
         cmocka_unit_test_setup_teardown(chunked_body_over_the_limit_gets_413, setup, teardown),
         cmocka_unit_test_setup_teardown(deeply_nested_body_is_refused_not_a_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(bad_http_setting_fails_the_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
