@@ -25,11 +25,13 @@
  * both before the body is read, so "Expect: 100-continue" never gets its
  * "100 Continue"; what the client sends anyway is read and dropped (up to
  * max_discard_len) before the close, so it receives the answer instead of a
- * reset (see drain).
+ * reset (see drain); likewise after the errors MHD answers itself, such as
+ * its 431 for headers too large for its memory (see on_request_line).
  *
  * Thread safety: routes and options are written before start and only read
  * afterwards. Each request belongs to its connection's thread. The count of
- * requests in progress (for the graceful stop) is guarded by srv->lock. The
+ * requests in progress (for the graceful stop) and the state of repeated
+ * MHD log lines are guarded by srv->lock. The
  * logger and metrics registry are thread-safe themselves. */
 #include "txmsg/service.h"
 
@@ -506,8 +508,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     txm_http_server *srv = cls;
     txm_http_request *req = *con_cls;
-    if (req == NULL)
+    if (req == NULL) {
+        /* A request MHD answered itself, without on_request (see
+         * on_request_line): it stops reading at its error, so drain what
+         * the client still sends, as after our own early answers. */
+        if (toe == MHD_REQUEST_TERMINATED_WITH_ERROR)
+            drain(srv, conn);
         return;
+    }
     *con_cls = NULL;
     bool must_drain = req->drain && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     request_free(req);
@@ -857,6 +865,19 @@ static size_t no_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return strlen(s);
 }
 
+/* MHD_OPTION_URI_LOG_CALLBACK, for its side effect: MHD then reports to
+ * on_completed the end of every request whose request line it read, also
+ * of those it answers itself without calling on_request (431 when the
+ * headers overflow its memory, 400 for a malformed header line). No
+ * context is returned, so on_request still sees its first call as before. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)uri;
+    (void)conn;
+    return NULL;
+}
+
 /* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors go to the logger. */
 /* True when text repeats MHD's last line written less than
  * MHD_LOG_REPEAT_MS ago: it is then counted. Otherwise it becomes the last
@@ -965,8 +986,9 @@ txm_status txm_http_server_start(txm_http_server *srv, txm_error *err)
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)srv->opts.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)srv->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_len(srv),
-        MHD_OPTION_THREAD_STACK_SIZE, srv->opts.thread_stack_len, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, srv, MHD_OPTION_END);
+        MHD_OPTION_THREAD_STACK_SIZE, srv->opts.thread_stack_len, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         int e = errno;
         txm_errf(err, TXM_IO, "http_server_start: cannot serve on %s port %u%s%s",

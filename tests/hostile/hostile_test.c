@@ -418,9 +418,10 @@ static void idle_connections_are_closed_after_the_timeout(void **state)
             if (p[k].revents == 0)
                 continue;
             int i = idx[k];
-            /* The server closed it: EOF (or a reset) and never an answer. */
+            /* The server closed it, in order (a FIN, not a reset), and
+             * sent nothing before. */
             char c;
-            assert_true(recv(fd[i], &c, 1, MSG_DONTWAIT) <= 0);
+            assert_int_equal(recv(fd[i], &c, 1, MSG_DONTWAIT), 0);
             long long after = now - opened[i];
             earliest = after < earliest ? after : earliest;
             latest = after > latest ? after : latest;
@@ -505,7 +506,7 @@ static void connections_over_the_limit_do_not_harm_the_others(void **state)
  * body declared after them), then reads the answer. */
 static void big_headers(const fixture *fx, size_t pad_len, size_t body_len, answer *a)
 {
-    size_t cap = pad_len + body_len + 4096;
+    size_t cap = pad_len + (pad_len / 1000 + 1) * 32 + body_len + 4096; /* 32: "X-Pad-N: \r\n" */
     char *req = malloc(cap);
     size_t n = (size_t)snprintf(req, cap, "POST /customers HTTP/1.1\r\nHost: x\r\n");
     for (int i = 0; pad_len > 0; i++) {
@@ -525,8 +526,8 @@ static void big_headers(const fixture *fx, size_t pad_len, size_t body_len, answ
     assert_true(fd >= 0);
     int e = send_all(fd, req, n);
     read_answer(fd, a, 10000);
-    if (e != 0 && a->status == 0)
-        a->err = e;
+    if (e != 0)
+        a->err = e; /* the answer may have come, but the client lost the rest of its send */
     hang_up(fd);
     free(req);
 }
@@ -541,6 +542,11 @@ static void headers_over_the_limit_get_431(void **state)
     /* With a body behind them, the answer still arrives whole. */
     big_headers(fx, 20 << 10, 1 << 20, &a);
     assert_error_answer(&a, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
+    /* Far over it, libmicrohttpd answers 431 itself (its own HTML body):
+     * a client that sends them all still can, and reads that answer. */
+    big_headers(fx, 16 << 20, 0, &a);
+    if (a.status != 431 || a.err != 0)
+        fail_msg("16 MiB of headers: %d (errno %d): %.200s", a.status, a.err, a.text);
     /* Under the limit (16 KiB), the request goes through. */
     big_headers(fx, 12 << 10, 2, &a);
     assert_error_answer(&a, 400, "VALIDATION_ERROR");
