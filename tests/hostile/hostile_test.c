@@ -156,19 +156,28 @@ static void assert_error_answer(const answer *a, int status, const char *code)
 
 /* ---- the service ---- */
 
-/* Threads of process pid (each idle connection holds one), or -1. */
-static int thread_count(pid_t pid)
+/* The number after field (e.g. "Threads:") in /proc/<pid>/status, or -1. */
+static long status_field(pid_t pid, const char *field)
 {
     char path[64], line[256];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
     FILE *f = fopen(path, "r");
-    int n = -1;
+    long n = -1;
+    size_t len = strlen(field);
     while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "Threads: %d", &n) == 1)
+        if (strncmp(line, field, len) == 0) {
+            n = strtol(line + len, NULL, 10);
             break;
+        }
     if (f != NULL)
         fclose(f);
     return n;
+}
+
+/* Threads of process pid (each idle connection holds one), or -1. */
+static int thread_count(pid_t pid)
+{
+    return (int)status_field(pid, "Threads:");
 }
 
 /* Threads of pid without connections: the fewest seen over 300 ms, as the
@@ -362,12 +371,15 @@ static void idle_and_slow_clients_do_not_stall_others(void **state)
         ms[i] = (t1.tv_sec - t0.tv_sec) * 1000000LL + (t1.tv_nsec - t0.tv_nsec) / 1000;
     }
     t_all = txm_test_now_ms() - t_all;
+    long rss_kib = status_field(fx->svc.pid, "VmRSS:"),
+         virt_kib = status_field(fx->svc.pid, "VmSize:");
     qsort(ms, HEALTH_COUNT, sizeof ms[0], cmp_ll);
     long long p50 = ms[HEALTH_COUNT / 2], p99 = ms[HEALTH_COUNT * 99 / 100];
     print_message("hostile: /health with %d idle connections and a slow body: p50 %.2f ms, "
-                  "p99 %.2f ms, max %.2f ms (%d requests in %lld ms)\n",
-                  IDLE_COUNT, p50 / 1e3, p99 / 1e3, ms[HEALTH_COUNT - 1] / 1e3, HEALTH_COUNT,
-                  t_all);
+                  "p99 %.2f ms, max %.2f ms (%d requests in %lld ms); service RSS %ld MiB, "
+                  "virtual %ld MiB, %d threads\n",
+                  IDLE_COUNT, p50 / 1e3, p99 / 1e3, ms[HEALTH_COUNT - 1] / 1e3, HEALTH_COUNT, t_all,
+                  rss_kib / 1024, virt_kib / 1024, thread_count(fx->svc.pid));
     /* The idle connections are all still there: none was dropped to make room. */
     int still = 0;
     for (int i = 0; i < IDLE_COUNT; i++)
