@@ -878,7 +878,6 @@ static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *
     return NULL;
 }
 
-/* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors go to the logger. */
 /* True when text repeats MHD's last line written less than
  * MHD_LOG_REPEAT_MS ago: it is then counted. Otherwise it becomes the last
  * line, and *repeats says how many were left out before it. MHD writes one
@@ -904,6 +903,8 @@ static bool mhd_log_repeated(txm_http_server *srv, const char *text, unsigned *r
     return repeated;
 }
 
+/* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors go to the logger, repeats
+ * summarised. */
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     txm_http_server *srv = cls;
