@@ -356,7 +356,10 @@ static void idle_and_slow_clients_do_not_stall_others(void **state)
     if (!wait_threads(fx->svc.pid, base + IDLE_COUNT, 30000))
         fail_msg("the service holds %d threads, not %d", thread_count(fx->svc.pid),
                  base + IDLE_COUNT);
-    slow_client slow = {.port = fx->svc.port};
+    /* Static: a failed assertion below leaves while the thread runs on. */
+    static slow_client slow;
+    memset(&slow, 0, sizeof slow);
+    slow.port = fx->svc.port;
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, slow_body, &slow), 0);
     txm_test_sleep_ms(200);
