@@ -8,7 +8,10 @@
  *   TXMSG_DATABASE_URL  default "sqlite:./<service>.db"
  *   TXMSG_BROKER_URL    default "embedded:./txmsg-broker.db"
  *   PORT                default the service's port
- *   TXMSG_BIND_ADDRESS  default "127.0.0.1" */
+ *   TXMSG_BIND_ADDRESS  default "127.0.0.1"
+ *   TXMSG_HTTP_CONNECTION_LIMIT  default 2048: concurrent HTTP connections
+ *   TXMSG_HTTP_IDLE_TIMEOUT_S    default 30: a silent connection is closed
+ *   TXMSG_HTTP_MAX_HEADER_LEN    default 16384: larger header fields get 431 */
 #ifndef TXMSG_APP_H
 #define TXMSG_APP_H
 

@@ -224,8 +224,10 @@ typedef struct txm_http_options {
     const char *bind_address;  /* IPv4 or IPv6 literal; default "127.0.0.1"; copied */
     uint16_t port;             /* TCP port; 0 = an ephemeral port (txm_http_server_port) */
     size_t max_body_len;       /* request body limit in bytes, else 413; default 64 KiB */
-    unsigned connection_limit; /* concurrent connections (one thread each); default 256 */
-    unsigned idle_timeout_s;   /* idle keep-alive connections are closed; default 30 */
+    unsigned connection_limit; /* concurrent connections (one thread each); more are
+                                  accepted and closed at once; default 2048 */
+    unsigned idle_timeout_s;   /* a connection silent this long (idle keep-alive, or a
+                                  client stalled mid-request) is closed; default 30 */
     int shutdown_timeout_ms;   /* stop waits this long for in-flight requests; default 10000 */
     const char *health_path;   /* e.g. "/orders/health": GET answers 200 {"status":"ok"};
                                   NULL = none; copied */
@@ -234,6 +236,12 @@ typedef struct txm_http_options {
     txm_metrics *metrics;      /* txm_http_requests_total{route,status} and
                                   txm_http_request_duration_seconds{route}; optional;
                                   borrowed */
+    size_t max_header_len;     /* request line and headers, bytes, else 431; default
+                                  16 KiB (far larger ones get libmicrohttpd's own 431) */
+    size_t max_discard_len;    /* body bytes read and dropped after a 413 or 431, so the
+                                  client that sends them anyway reads its answer instead
+                                  of a reset; more closes the connection; default 64 MiB */
+    size_t thread_stack_len;   /* stack of each connection thread, bytes; default 1 MiB */
 } txm_http_options;
 
 /* Fills o with the defaults. */

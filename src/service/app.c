@@ -41,6 +41,9 @@ struct txm_app {
     char *bind_address;                      /* owned */
     int port;                                /* 0..65535 */
     size_t max_body_len;                     /* bytes */
+    unsigned connection_limit;               /* HTTP connections at once */
+    unsigned idle_timeout_s;                 /* silent HTTP connections are closed */
+    size_t max_header_len;                   /* bytes of HTTP header fields */
     txm_logger logger;
     txm_metrics *metrics;
     txm_db *db;
@@ -113,6 +116,42 @@ static txm_status resolve_port(const txm_app_options *o, int *port, txm_error *e
     return TXM_OK;
 }
 
+/* Reads the environment variable env as a whole number in 1..max, or
+ * leaves *value (the default) when it is unset or empty. */
+static txm_status env_count(const char *env, unsigned long long max, unsigned long long *value,
+                            txm_error *err)
+{
+    const char *v = getenv(env);
+    if (v == NULL || v[0] == '\0')
+        return TXM_OK;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || n < 1 || n > max)
+        return txm_errf(err, TXM_INVALID, "app: %s=\"%.32s\" is not a number 1..%llu", env, v, max);
+    *value = n;
+    return TXM_OK;
+}
+
+/* The HTTP server's limits against many or hostile clients, from the
+ * environment; the defaults are those of txm_http_options_init. */
+static txm_status configure_http(txm_app *app, txm_error *err)
+{
+    txm_http_options d;
+    txm_http_options_init(&d);
+    unsigned long long limit = d.connection_limit, idle = d.idle_timeout_s,
+                       header = d.max_header_len;
+    txm_status st = env_count("TXMSG_HTTP_CONNECTION_LIMIT", 1000000, &limit, err);
+    if (st == TXM_OK)
+        st = env_count("TXMSG_HTTP_IDLE_TIMEOUT_S", 86400, &idle, err);
+    if (st == TXM_OK)
+        st = env_count("TXMSG_HTTP_MAX_HEADER_LEN", 1u << 20, &header, err);
+    app->connection_limit = (unsigned)limit;
+    app->idle_timeout_s = (unsigned)idle;
+    app->max_header_len = (size_t)header;
+    return st;
+}
+
 /* Fills the configuration part of app from o and the environment. */
 static txm_status configure(txm_app *app, const txm_app_options *o, txm_error *err)
 {
@@ -128,6 +167,8 @@ static txm_status configure(txm_app *app, const txm_app_options *o, txm_error *e
     app->logger.stream = o->log_stream;
     app->max_body_len = o->max_body_len;
     txm_status st = resolve_port(o, &app->port, err);
+    if (st == TXM_OK)
+        st = configure_http(app, err);
     if (st != TXM_OK)
         return st;
     char default_db[TXM_APP_NAME_MAX + 16];
@@ -337,6 +378,9 @@ static txm_status open_parts(txm_app *app, txm_error *err)
     ho.bind_address = app->bind_address;
     ho.port = (uint16_t)app->port;
     ho.max_body_len = app->max_body_len;
+    ho.connection_limit = app->connection_limit;
+    ho.idle_timeout_s = app->idle_timeout_s;
+    ho.max_header_len = app->max_header_len;
     ho.logger = &app->logger;
     ho.metrics = app->metrics;
     txm_status st = txm_db_open(app->database_url, &dbo, &app->db, err);

@@ -5,11 +5,33 @@
  * Threading model: MHD_USE_THREAD_PER_CONNECTION with an internal listening
  * thread. Handlers of services do blocking database work, and one thread per
  * connection lets them block without stalling other connections;
- * connection_limit bounds the number of threads.
+ * connection_limit bounds the number of threads. The other models of MHD
+ * 0.9.75 (one polling thread, or a pool of them) run handlers on the polling
+ * threads, so one slow database call would stall every connection of its
+ * thread, unless each request were suspended and handed to workers of our
+ * own. Thread per connection keeps handlers plain blocking code and costs,
+ * for each idle connection, a descriptor, a sleeping thread and the pages of
+ * its stack it touched (a few KiB): 1,000 idle clients are cheap. The stack
+ * is set (thread_stack_len, 1 MiB) rather than inherited (RLIMIT_STACK,
+ * often 8 MiB) so that thousands of threads do not reserve gigabytes, yet
+ * it still holds jansson's 2,048 levels of nesting and SQLite's parser.
+ * Connections are polled with poll(), so descriptors past FD_SETSIZE are
+ * fine, and the soft RLIMIT_NOFILE is raised at start when it is below
+ * connection_limit (see raise_fd_limit).
+ *
+ * Hostile clients: a connection silent for idle_timeout_s is closed, also
+ * in the middle of a request (slow headers or body). Headers over
+ * max_header_len get 431 and a declared body over max_body_len gets 413,
+ * both before the body is read, so "Expect: 100-continue" never gets its
+ * "100 Continue"; what the client sends anyway is read and dropped (up to
+ * max_discard_len) before the close, so it receives the answer instead of a
+ * reset (see drain); likewise after the errors MHD answers itself, such as
+ * its 431 for headers too large for its memory (see on_request_line).
  *
  * Thread safety: routes and options are written before start and only read
  * afterwards. Each request belongs to its connection's thread. The count of
- * requests in progress (for the graceful stop) is guarded by srv->lock. The
+ * requests in progress (for the graceful stop) and the state of repeated
+ * MHD log lines are guarded by srv->lock. The
  * logger and metrics registry are thread-safe themselves. */
 #include "txmsg/service.h"
 
@@ -17,12 +39,14 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,6 +60,11 @@
 #define SYSTEM_ERROR_BODY "{\"error\":\"SYSTEM_ERROR\"}"
 #define UNMATCHED_ROUTE "unmatched" /* route label of requests no route took */
 #define METHOD_MAX 15
+#define FD_HEADROOM 64 /* descriptors besides connections: database, broker, logs */
+#define THREAD_STACK_MIN_LEN (64u << 10) /* smaller stacks fail in libc and libraries */
+#define DRAIN_SLICE_MS 200               /* how often a drain looks at the server stopping */
+#define DRAIN_IDLE_MS_MAX 30000          /* a drain gives up after this silence at most */
+#define MHD_LOG_REPEAT_MS 1000 /* an MHD line repeated within this is counted, not written */
 
 struct route {
     char method[METHOD_MAX + 1];
@@ -57,9 +86,12 @@ struct txm_http_server {
     bool started;               /* start was called once */
     atomic_uint_least16_t port; /* bound port, 0 before start */
     atomic_bool stopping;       /* stop began: answers close their connection */
-    pthread_mutex_t lock;       /* guards inflight */
+    pthread_mutex_t lock;       /* guards inflight and the mhd_log_* fields */
     pthread_cond_t idle;        /* signalled when inflight drops to 0 */
     int inflight;               /* requests seen and not yet completed */
+    char mhd_log_last[128];     /* start of MHD's last log line written */
+    long long mhd_log_at_ms;    /* CLOCK_MONOTONIC when it was written */
+    unsigned mhd_log_repeats;   /* same lines left out since */
 };
 
 /* A decoded query value kept until the request ends. */
@@ -89,6 +121,9 @@ struct txm_http_request {
     const char *content_type;         /* static text */
     char allow[8 * (METHOD_MAX + 2)]; /* Allow header of a 405, or "" */
     struct qval *qvals;               /* owned list */
+    bool head_too_big;                /* the header fields passed max_header_len */
+    bool drain;                       /* answered before the body: drop it before closing */
+    size_t dropped;                   /* body bytes read and dropped after too_big */
 };
 
 void txm_http_options_init(txm_http_options *o)
@@ -99,13 +134,16 @@ void txm_http_options_init(txm_http_options *o)
     o->bind_address = "127.0.0.1";
     o->port = 0;
     o->max_body_len = 64 * 1024;
-    o->connection_limit = 256;
+    o->connection_limit = 2048;
     o->idle_timeout_s = 30;
     o->shutdown_timeout_ms = 10000;
     o->health_path = NULL;
     o->metrics_endpoint = true;
     o->logger = NULL;
     o->metrics = NULL;
+    o->max_header_len = 16 * 1024;
+    o->max_discard_len = 64u << 20;
+    o->thread_stack_len = 1u << 20;
 }
 
 /* ---- server construction ---- */
@@ -137,6 +175,11 @@ static txm_status check_options(const txm_http_options *o, txm_error *err)
         return txm_errf(err, TXM_INVALID, "http: max_body_len must be > 0");
     if (o->connection_limit == 0)
         return txm_errf(err, TXM_INVALID, "http: connection_limit must be > 0");
+    if (o->max_header_len == 0)
+        return txm_errf(err, TXM_INVALID, "http: max_header_len must be > 0");
+    if (o->thread_stack_len < THREAD_STACK_MIN_LEN)
+        return txm_errf(err, TXM_INVALID, "http: thread_stack_len must be >= %u",
+                        THREAD_STACK_MIN_LEN);
     if (o->shutdown_timeout_ms < 0)
         return txm_errf(err, TXM_INVALID, "http: shutdown_timeout_ms must be >= 0");
     if (o->health_path != NULL) {
@@ -414,22 +457,97 @@ static void request_free(txm_http_request *req)
     free(req);
 }
 
+/* Reads and drops what the client still sends after an answer given before
+ * its body (413, 431), up to max_discard_len bytes, until it closes or stays
+ * silent for the idle timeout. A socket closed with unread data makes the
+ * kernel send a reset instead of a FIN, and a client still sending its body
+ * then fails in send() or loses the answer waiting in its receive buffer.
+ * The write side is shut first, so the client sees the answer end while it
+ * sends. Thread: the connection's, from on_completed, which MHD calls once
+ * the answer is sent and before it closes the socket. */
+static void drain(txm_http_server *srv, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (ci == NULL)
+        return;
+    int fd = ci->connect_fd;
+    shutdown(fd, SHUT_WR);
+    int idle_max_ms = (int)srv->opts.idle_timeout_s * 1000;
+    if (idle_max_ms <= 0 || idle_max_ms > DRAIN_IDLE_MS_MAX)
+        idle_max_ms = DRAIN_IDLE_MS_MAX;
+    size_t left = srv->opts.max_discard_len;
+    int idle_ms = 0;
+    char buf[16384];
+    while (left > 0 && idle_ms < idle_max_ms && !atomic_load(&srv->stopping)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int n = poll(&p, 1, DRAIN_SLICE_MS);
+        if (n == 0)
+            idle_ms += DRAIN_SLICE_MS;
+        if (n <= 0) {
+            if (n < 0 && errno != EINTR)
+                return;
+            continue;
+        }
+        /* MHD's sockets are non-blocking; poll said there is something. */
+        ssize_t got = recv(fd, buf, left < sizeof buf ? left : sizeof buf, 0);
+        if (got == 0)
+            return; /* the client closed after sending: both sides are done */
+        if (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return;
+        if (got > 0) {
+            left -= (size_t)got;
+            idle_ms = 0;
+        }
+    }
+}
+
 /* MHD_OPTION_NOTIFY_COMPLETED: the request is over (answered or aborted). */
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
-    (void)toe;
     txm_http_server *srv = cls;
     txm_http_request *req = *con_cls;
-    if (req == NULL)
+    if (req == NULL) {
+        /* A request MHD answered itself, without on_request (see
+         * on_request_line): it stops reading at its error, so drain what
+         * the client still sends, as after our own early answers. */
+        if (toe == MHD_REQUEST_TERMINATED_WITH_ERROR)
+            drain(srv, conn);
         return;
+    }
     *con_cls = NULL;
+    bool must_drain = req->drain && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK;
     request_free(req);
     pthread_mutex_lock(&srv->lock);
     if (--srv->inflight == 0)
         pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);
+    /* After the count: the request is answered, a graceful stop need not
+     * wait for the drain (which ends when the server stops). */
+    if (must_drain)
+        drain(srv, conn);
+}
+
+/* MHD_KeyValueIterator: adds the bytes of one header line "key: value\r\n". */
+static enum MHD_Result add_header_len(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    (void)kind;
+    size_t *len = cls;
+    *len += strlen(key) + 4 + (value != NULL ? strlen(value) : 0);
+    return MHD_YES;
+}
+
+/* True when the header fields pass max_header_len. MHD holds them within
+ * its per-connection memory (sized in txm_http_server_start to hold several
+ * times the limit), so this sees them all unless they are far over it, when
+ * MHD answers 431 itself, without calling on_request. */
+static bool headers_too_big(const txm_http_request *req)
+{
+    size_t len = 0;
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, add_header_len, &len);
+    return len > req->srv->opts.max_header_len;
 }
 
 /* True when the declared Content-Length already passes the limit, so the
@@ -447,17 +565,25 @@ static bool declared_too_big(const txm_http_request *req)
     return errno != 0 || end == cl || n > req->srv->opts.max_body_len;
 }
 
-static void append_body(txm_http_request *req, const char *data, size_t len)
+/* Keeps a piece of the body, or drops it once the body is refused. Returns
+ * false when the dropped bytes pass max_discard_len: the connection is then
+ * closed rather than read on for a client that never stops (a chunked body
+ * declares no length, so it gets here). */
+static bool append_body(txm_http_request *req, const char *data, size_t len)
 {
     size_t max = req->srv->opts.max_body_len;
-    if (req->too_big || req->body_failed)
-        return; /* keep reading and dropping, so the answer can be sent cleanly */
+    if (req->too_big || req->body_failed) {
+        /* Keep reading and dropping, so the answer can be sent cleanly. */
+        req->dropped += len;
+        return req->dropped <= req->srv->opts.max_discard_len;
+    }
     if (len > max - req->body_len) {
         req->too_big = true;
+        req->dropped = req->body_len + len;
         free(req->body);
         req->body = NULL;
         req->body_len = 0;
-        return;
+        return req->dropped <= req->srv->opts.max_discard_len;
     }
     if (req->body_len + len + 1 > req->body_cap) {
         /* Double the buffer rather than grow by each chunk, up to the limit. */
@@ -469,7 +595,7 @@ static void append_body(txm_http_request *req, const char *data, size_t len)
         char *p = txm__realloc(req->body, cap);
         if (p == NULL) {
             req->body_failed = true;
-            return;
+            return true;
         }
         req->body = p;
         req->body_cap = cap;
@@ -477,6 +603,7 @@ static void append_body(txm_http_request *req, const char *data, size_t len)
     memcpy(req->body + req->body_len, data, len);
     req->body_len += len;
     req->body[req->body_len] = '\0';
+    return true;
 }
 
 /* ---- dispatch ---- */
@@ -674,7 +801,12 @@ static enum MHD_Result send_reply(txm_http_request *req)
 /* The body is complete (or refused): produce and send the answer. */
 static enum MHD_Result finish(txm_http_request *req)
 {
-    if (req->too_big) {
+    if (req->head_too_big) {
+        char detail[96];
+        snprintf(detail, sizeof detail, "request header fields exceed %zu bytes",
+                 req->srv->opts.max_header_len);
+        txm_http_reply_error(req, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE", detail, NULL);
+    } else if (req->too_big) {
         char detail[96];
         snprintf(detail, sizeof detail, "request body exceeds %zu bytes",
                  req->srv->opts.max_body_len);
@@ -699,16 +831,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (req == NULL)
             return MHD_NO;
         *con_cls = req;
+        /* Answered before the body: MHD sends no "100 Continue", reads no
+         * body and closes after the answer; on_completed drains. */
+        if (headers_too_big(req)) {
+            req->head_too_big = true;
+            req->drain = true;
+            return finish(req);
+        }
         if (declared_too_big(req)) {
             req->too_big = true;
-            return finish(req); /* answered before the body: MHD then closes */
+            req->drain = true;
+            return finish(req);
         }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        append_body(req, upload_data, *upload_data_size);
+        bool go_on = append_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
-        return MHD_YES;
+        return go_on ? MHD_YES : MHD_NO;
     }
     return finish(req);
 }
@@ -725,16 +865,105 @@ static size_t no_unescape(void *cls, struct MHD_Connection *conn, char *s)
     return strlen(s);
 }
 
-/* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors go to the logger. */
+/* MHD_OPTION_URI_LOG_CALLBACK, for its side effect: MHD then reports to
+ * on_completed the end of every request whose request line it read, also
+ * of those it answers itself without calling on_request (431 when the
+ * headers overflow its memory, 400 for a malformed header line). No
+ * context is returned, so on_request still sees its first call as before. */
+static void *on_request_line(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)uri;
+    (void)conn;
+    return NULL;
+}
+
+/* True when text repeats MHD's last line written less than
+ * MHD_LOG_REPEAT_MS ago: it is then counted. Otherwise it becomes the last
+ * line, and *repeats says how many were left out before it. MHD writes one
+ * line per connection refused at connection_limit, so a flood of
+ * connections would otherwise be a flood of log lines. */
+static bool mhd_log_repeated(txm_http_server *srv, const char *text, unsigned *repeats)
+{
+    struct timespec now = {0};
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    pthread_mutex_lock(&srv->lock);
+    bool same = strncmp(text, srv->mhd_log_last, sizeof srv->mhd_log_last - 1) == 0;
+    bool repeated = same && now_ms - srv->mhd_log_at_ms < MHD_LOG_REPEAT_MS;
+    if (repeated) {
+        srv->mhd_log_repeats++;
+    } else {
+        *repeats = srv->mhd_log_repeats;
+        srv->mhd_log_repeats = 0;
+        srv->mhd_log_at_ms = now_ms;
+        snprintf(srv->mhd_log_last, sizeof srv->mhd_log_last, "%s", text);
+    }
+    pthread_mutex_unlock(&srv->lock);
+    return repeated;
+}
+
+/* MHD_OPTION_EXTERNAL_LOGGER: MHD's own errors go to the logger, repeats
+ * summarised. */
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    const txm_http_server *srv = cls;
+    txm_http_server *srv = cls;
     char text[512];
     vsnprintf(text, sizeof text, fmt, ap);
     size_t len = strlen(text);
     while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r'))
         text[--len] = '\0';
-    txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL, "libmicrohttpd: %s", text);
+    unsigned repeats = 0;
+    if (mhd_log_repeated(srv, text, &repeats))
+        return;
+    if (repeats > 0)
+        txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL,
+                      "libmicrohttpd: %s (the line before came %u more times)", text, repeats);
+    else
+        txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL, "libmicrohttpd: %s", text);
+}
+
+/* Each connection holds a descriptor, and a soft RLIMIT_NOFILE of 1024 (a
+ * common default) would make accept fail with EMFILE long before
+ * connection_limit: raise the soft limit to the hard one then. It is a
+ * process-wide setting, but only ever raised, and this process polls with
+ * poll() (MHD here, libpq, nats.c), never select(), so descriptors past
+ * FD_SETSIZE are safe. When the hard limit is too low as well, MHD refuses
+ * the connections past it (the warning says so). */
+static void raise_fd_limit(const txm_http_server *srv)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t need = (rlim_t)srv->opts.connection_limit + FD_HEADROOM;
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        txm_log_write(srv->opts.logger, TXM_LOG_INFO, NULL,
+                      "http: raised the open files limit from %llu to %llu",
+                      (unsigned long long)was, (unsigned long long)rl.rlim_cur);
+    else
+        rl.rlim_cur = was;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need)
+        txm_log_write(srv->opts.logger, TXM_LOG_WARN, NULL,
+                      "http: open files limited to %llu: fewer than the %u connections of "
+                      "connection_limit can be served",
+                      (unsigned long long)rl.rlim_cur, srv->opts.connection_limit);
+}
+
+/* MHD_OPTION_CONNECTION_MEMORY_LIMIT: MHD keeps the request line and the
+ * headers in a per-connection pool and answers 431 itself (with an HTML
+ * body, never reaching on_request) when they do not fit. A pool several
+ * times max_header_len lets on_request see headers somewhat over the limit
+ * and answer the JSON 431. Pools over 32 KiB are mapped, not allocated, so
+ * an idle connection only costs the pages its bytes touched. */
+static size_t pool_len(const txm_http_server *srv)
+{
+    size_t h = srv->opts.max_header_len;
+    size_t len = h > (SIZE_MAX - (64u << 10)) / 8 ? SIZE_MAX : h * 8 + (64u << 10);
+    return len > (16u << 20) ? (16u << 20) : len;
 }
 
 txm_status txm_http_server_start(txm_http_server *srv, txm_error *err)
@@ -749,6 +978,7 @@ txm_status txm_http_server_start(txm_http_server *srv, txm_error *err)
         flags |= MHD_USE_IPv6;
     if (srv->opts.logger != NULL)
         flags |= MHD_USE_ERROR_LOG;
+    raise_fd_limit(srv);
     errno = 0;
     /* MHD wants the logger first, so it also reports problems with the
      * options that follow. */
@@ -756,7 +986,9 @@ txm_status txm_http_server_start(txm_http_server *srv, txm_error *err)
         flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, srv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&srv->addr, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned int)srv->opts.connection_limit, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)srv->opts.idle_timeout_s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        (unsigned int)srv->opts.idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, pool_len(srv),
+        MHD_OPTION_THREAD_STACK_SIZE, srv->opts.thread_stack_len, MHD_OPTION_URI_LOG_CALLBACK,
+        on_request_line, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         int e = errno;

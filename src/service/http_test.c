@@ -654,6 +654,47 @@ static void http_options_and_routes_are_validated(void **state)
     txm_http_server_close(NULL);
 }
 
+static void http_client_limits_are_validated(void **state)
+{
+    (void)state;
+    txm_http_options o;
+    txm_http_options_init(&o);
+    assert_int_equal(o.connection_limit, 2048);
+    assert_int_equal(o.max_header_len, 16 * 1024);
+    txm_http_server *srv = NULL;
+    o.max_header_len = 0;
+    assert_int_equal(txm_http_server_open(&o, &srv, NULL), TXM_INVALID);
+    o.max_header_len = 1024;
+    o.thread_stack_len = 4096; /* too small for libc and the handlers */
+    assert_int_equal(txm_http_server_open(&o, &srv, NULL), TXM_INVALID);
+    assert_null(srv);
+}
+
+/* Headers over max_header_len get 431 with a JSON body, before any body is
+ * read; the body the client sends anyway is dropped so the answer arrives. */
+static void http_headers_over_limit_are_431(void **state)
+{
+    struct fixture *fx = *state;
+    size_t cap = 24 * 1024;
+    char *req = malloc(cap);
+    int n = snprintf(req, cap, "POST /orders HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for (int i = 0; i < 20; i++) { /* 20 KiB, over the default 16 KiB */
+        n += snprintf(req + n, cap - (size_t)n, "X-Pad-%02d: ", i);
+        memset(req + n, 'p', 1000);
+        n += 1000;
+        n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    }
+    n += snprintf(req + n, cap - (size_t)n, "Content-Length: 2\r\n\r\n{}");
+    struct response r = {0};
+    raw_request(fx->port, req, (size_t)n, &r);
+    assert_error_body(&r, 431, "REQUEST_HEADER_FIELDS_TOO_LARGE");
+    json_t *j = json_body(&r);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "16384"));
+    json_decref(j);
+    response_free(&r);
+    free(req);
+}
+
 static void http_port_in_use_is_io_error(void **state)
 {
     struct fixture *fx = *state;
@@ -717,6 +758,8 @@ int main(void)
         FX_TEST(http_stop_finishes_requests_in_flight),
         cmocka_unit_test(http_options_and_routes_are_validated),
         FX_TEST(http_port_in_use_is_io_error),
+        cmocka_unit_test(http_client_limits_are_validated),
+        FX_TEST(http_headers_over_limit_are_431),
         cmocka_unit_test(http_out_of_memory_fails_cleanly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
