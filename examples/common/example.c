@@ -278,6 +278,8 @@ int ex_command_line(int argc, char **argv, const char *service, const char *abou
             "  TXMSG_BROKER_URL    broker (default embedded:./txmsg-broker.db)\n"
             "  PORT                HTTP port (default %d)\n"
             "  TXMSG_BIND_ADDRESS  HTTP address (default 127.0.0.1)\n"
+            "  TXMSG_HTTP_CONNECTION_LIMIT, TXMSG_HTTP_IDLE_TIMEOUT_S,\n"
+            "  TXMSG_HTTP_MAX_HEADER_LEN   HTTP limits (default 2048, 30, 16384)\n"
             "SIGTERM or SIGINT stops it after the requests and messages in progress.\n",
             name, about, service, port);
     return help ? 0 : 2;
