@@ -512,6 +512,17 @@ static void http_one_log_line_per_request(void **state)
             assert_string_equal(json_string_value(json_object_get(j, "service")), "test-service");
             assert_int_equal(json_integer_value(json_object_get(j, "status")), 200);
             assert_true(json_is_number(json_object_get(j, "duration_ms")));
+            /* At most three decimals, as written in the line. */
+            const char *d = strstr(line, "\"duration_ms\":");
+            assert_non_null(d);
+            d += strlen("\"duration_ms\":");
+            size_t whole = strspn(d, "0123456789");
+            assert_true(whole > 0);
+            if (d[whole] == '.') {
+                size_t decimals = strspn(d + whole + 1, "0123456789");
+                if (decimals < 1 || decimals > 3)
+                    fail_msg("duration_ms has %zu decimals: %s", decimals, line);
+            }
         }
         json_decref(j);
     }

@@ -135,16 +135,20 @@ static json_t *build_line(const txm_logger *lg, int level, const char *correlati
     return line;
 }
 
+/* Reals with 15 significant digits, not jansson's 17: a value rounded to a
+ * few decimals (duration_ms) prints as written, not as 0.30099999999999999. */
+#define LOG_DUMP_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(15))
+
 /* Serialises line plus a newline and writes it in one fwrite. */
 static void emit(const txm_logger *lg, const json_t *line)
 {
-    size_t need = json_dumpb(line, NULL, 0, JSON_COMPACT);
+    size_t need = json_dumpb(line, NULL, 0, LOG_DUMP_FLAGS);
     if (need == 0)
         return;
     char *buf = txm__malloc(need + 1);
     if (buf == NULL)
         return;
-    size_t n = json_dumpb(line, buf, need, JSON_COMPACT);
+    size_t n = json_dumpb(line, buf, need, LOG_DUMP_FLAGS);
     if (n == need) {
         buf[n] = '\n';
         FILE *f = lg->stream != NULL ? (FILE *)lg->stream : stderr;
