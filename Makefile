@@ -26,12 +26,15 @@ test: build build-asan
 	@scripts/check-includes
 	@scripts/with-servers scripts/run-tests $(BUILD) $(BUILD_ASAN)
 
-demo: build
+# The demos build only the programs they run, quietly (scripts/demo-build).
+demo: deps
+	@JOBS=$(JOBS) scripts/demo-build $(BUILD)
 	@scripts/demo $(BUILD)
 
 # The same example on PostgreSQL primary + standby and a 3-node NATS cluster,
 # two instances of each service and two relays per database.
-demo-cluster: build
+demo-cluster: deps
+	@JOBS=$(JOBS) scripts/demo-build $(BUILD)
 	@scripts/demo-cluster $(BUILD)
 
 # Installs the headers, libraries, pkg-config file, CMake package, programs
