@@ -3,8 +3,9 @@
  * row and the message commit together or not at all. txmsg-relay carries
  * the message to the broker, and this service's own subscriber counts it
  * behind the inbox, exactly once. GET /greetings/NAME shows both counts.
- *   TXMSG_DATABASE_URL=sqlite:./quickstart.db quickstart    (port 9799)
- *   TXMSG_DATABASE_URL=sqlite:./quickstart.db txmsg-relay
+ *   ./quickstart     (port 9799; sqlite:./quickstart.db, embedded:./txmsg-broker.db)
+ *   TXMSG_DATABASE_URL=sqlite:./quickstart.db \
+ *   TXMSG_BROKER_URL=embedded:./txmsg-broker.db txmsg-relay
  *   curl -X POST localhost:9799/greetings/ada */
 #include <stdbool.h>
 #include <stdio.h>
