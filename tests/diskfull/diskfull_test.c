@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "diskfull.h"
 #include "testbroker.h"
 #include "testfs.h"
 #include "testhttp.h"
@@ -294,17 +295,6 @@ static long long available_credit(fixture *fx, const char *customer)
 
 /* ---- databases, broker, processes ---- */
 
-static long long count(txm_db *db, const char *sql)
-{
-    txm_rows *rows = NULL;
-    txm_error err = {0};
-    if (txm_db_exec(db, sql, NULL, 0, &rows, NULL, &err) != TXM_OK)
-        fail_msg("%s: %s", sql, err.text);
-    long long n = txm_rows_int(rows, 0, 0);
-    txm_rows_free(rows);
-    return n;
-}
-
 static void expect_intact(txm_db *db)
 {
     txm_rows *rows = NULL;
@@ -357,18 +347,18 @@ static const char *const COUNT_OUTBOX = "SELECT COUNT(*) FROM txmsg_outbox";
  * theirs nor of their events; reads and the health check still answer. */
 static void writes_fail_cleanly(fixture *fx, const char *customer)
 {
-    long long customers = count(fx->customers_db, COUNT_CUSTOMERS);
-    long long orders = count(fx->orders_db, COUNT_ORDERS);
-    long long c_out = count(fx->customers_db, COUNT_OUTBOX);
-    long long o_out = count(fx->orders_db, COUNT_OUTBOX);
+    long long customers = diskfull_count(fx->customers_db, COUNT_CUSTOMERS);
+    long long orders = diskfull_count(fx->orders_db, COUNT_ORDERS);
+    long long c_out = diskfull_count(fx->customers_db, COUNT_OUTBOX);
+    long long o_out = diskfull_count(fx->orders_db, COUNT_OUTBOX);
     expect_full(fx, P_CUSTOMERS, "/customers",
                 json_pack("{s:s, s:I}", "name", "No Room", "credit_limit", (json_int_t)5));
     expect_full(fx, P_ORDERS, "/orders",
                 json_pack("{s:s, s:I}", "customer_id", customer, "order_total", (json_int_t)7));
-    assert_int_equal(count(fx->customers_db, COUNT_CUSTOMERS), customers);
-    assert_int_equal(count(fx->orders_db, COUNT_ORDERS), orders);
-    assert_int_equal(count(fx->customers_db, COUNT_OUTBOX), c_out);
-    assert_int_equal(count(fx->orders_db, COUNT_OUTBOX), o_out);
+    assert_int_equal(diskfull_count(fx->customers_db, COUNT_CUSTOMERS), customers);
+    assert_int_equal(diskfull_count(fx->orders_db, COUNT_ORDERS), orders);
+    assert_int_equal(diskfull_count(fx->customers_db, COUNT_OUTBOX), c_out);
+    assert_int_equal(diskfull_count(fx->orders_db, COUNT_OUTBOX), o_out);
     expect_intact(fx->customers_db);
     expect_intact(fx->orders_db);
     /* Reads need no space: the customer is still served, and so is the
@@ -489,7 +479,7 @@ static void full_disk_fails_cleanly_and_recovers(void **state)
     for (int i = 0; i < BACKLOG; i++)
         wait_approved(fx, backlog[i]);
     assert_int_equal(available_credit(fx, customer), LIMIT - FIRST_TOTAL - BACKLOG * TOTAL);
-    assert_int_equal(count(fx->customers_db, "SELECT COUNT(*) FROM credit_reservations"),
+    assert_int_equal(diskfull_count(fx->customers_db, "SELECT COUNT(*) FROM credit_reservations"),
                      1 + BACKLOG);
     char customer2[UUID_BUF], order2[UUID_BUF];
     create_customer(fx, customer2);

@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "diskfull.h"
 #include "testbroker.h"
 #include "txmsg/txmsg.h"
 
@@ -67,38 +68,6 @@ static void lift_limit(fixture *fx)
     assert_int_equal(setrlimit(RLIMIT_FSIZE, &fx->saved), 0);
 }
 
-static long long count(txm_db *db, const char *sql)
-{
-    txm_rows *rows = NULL;
-    txm_error err = {0};
-    if (txm_db_exec(db, sql, NULL, 0, &rows, NULL, &err) != TXM_OK)
-        fail_msg("%s: %s", sql, err.text);
-    long long n = txm_rows_int(rows, 0, 0);
-    txm_rows_free(rows);
-    return n;
-}
-
-/* One item and its event in one unit of work; the status of the first
- * step that failed, the unit rolled back then. */
-static txm_status add_item(txm_db *db, const char *id, txm_error *err)
-{
-    txm_uow *uow = NULL;
-    txm_msg *msg = NULL;
-    const txm_value v[] = {{.type = TXM_VALUE_TEXT, .text = id}};
-    txm_status st = txm_uow_begin(db, &uow, err);
-    if (st == TXM_OK)
-        st = txm_uow_exec(uow, "INSERT INTO items (id) VALUES ($1)", v, 1, NULL, NULL, err);
-    if (st == TXM_OK)
-        st = txm_msg_new("item--added", id, NULL, "{\"n\":1}", &msg, err);
-    if (st == TXM_OK)
-        st = txm_outbox_publish(uow, &msg, err);
-    if (st == TXM_OK)
-        return txm_uow_commit(&uow, err);
-    txm_msg_free(msg);
-    txm_uow_rollback(&uow);
-    return st;
-}
-
 static void uow_past_file_size_limit_is_no_space_and_keeps_nothing(void **state)
 {
     fixture *fx = *state;
@@ -114,19 +83,19 @@ static void uow_past_file_size_limit_is_no_space_and_keeps_nothing(void **state)
         TXM_OK);
 
     limit_to_wal(fx, path);
-    txm_status st = add_item(db, "a", &err);
+    txm_status st = diskfull_add_item(db, "a", &err);
     lift_limit(fx);
     if (st != TXM_NO_SPACE)
         fail_msg("a unit of work past RLIMIT_FSIZE: %s (%s), want NO_SPACE", txm_status_name(st),
                  err.text);
     assert_int_equal(err.sys_errno, EFBIG);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM items"), 0);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM txmsg_outbox"), 0);
+    assert_int_equal(diskfull_count(db, "SELECT COUNT(*) FROM items"), 0);
+    assert_int_equal(diskfull_count(db, "SELECT COUNT(*) FROM txmsg_outbox"), 0);
 
     /* The limit lifted, the same unit commits, whole. */
-    assert_int_equal(add_item(db, "a", &err), TXM_OK);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM items"), 1);
-    assert_int_equal(count(db, "SELECT COUNT(*) FROM txmsg_outbox"), 1);
+    assert_int_equal(diskfull_add_item(db, "a", &err), TXM_OK);
+    assert_int_equal(diskfull_count(db, "SELECT COUNT(*) FROM items"), 1);
+    assert_int_equal(diskfull_count(db, "SELECT COUNT(*) FROM txmsg_outbox"), 1);
     txm_rows *rows = NULL;
     assert_int_equal(txm_db_exec(db, "PRAGMA integrity_check", NULL, 0, &rows, NULL, &err), TXM_OK);
     assert_string_equal(txm_rows_text(rows, 0, 0), "ok");

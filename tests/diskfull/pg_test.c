@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "diskfull.h"
 #include "testbroker.h"
 #include "testfs.h"
 #include "testpg.h"
@@ -103,38 +104,6 @@ static int setup(void **state)
     return 0;
 }
 
-static long long count(txm_db *db, const char *sql)
-{
-    txm_rows *rows = NULL;
-    txm_error err = {0};
-    if (txm_db_exec(db, sql, NULL, 0, &rows, NULL, &err) != TXM_OK)
-        fail_msg("%s: %s", sql, err.text);
-    long long n = txm_rows_int(rows, 0, 0);
-    txm_rows_free(rows);
-    return n;
-}
-
-/* One item and its event in one unit of work; the status of the first
- * step that failed, the unit rolled back then. */
-static txm_status add_item(txm_db *db, const char *id, txm_error *err)
-{
-    txm_uow *uow = NULL;
-    txm_msg *msg = NULL;
-    const txm_value v[] = {{.type = TXM_VALUE_TEXT, .text = id}};
-    txm_status st = txm_uow_begin(db, &uow, err);
-    if (st == TXM_OK)
-        st = txm_msg_new("item--added", id, NULL, "{\"n\":1}", &msg, err);
-    if (st == TXM_OK)
-        st = txm_outbox_publish(uow, &msg, err);
-    if (st == TXM_OK)
-        st = txm_uow_exec(uow, "INSERT INTO items (id) VALUES ($1)", v, 1, NULL, NULL, err);
-    if (st == TXM_OK)
-        return txm_uow_commit(&uow, err);
-    txm_msg_free(msg);
-    txm_uow_rollback(&uow);
-    return st;
-}
-
 static void table_on_full_disk_is_no_space_and_keeps_nothing(void **state)
 {
     fixture *fx = *state;
@@ -145,18 +114,18 @@ static void table_on_full_disk_is_no_space_and_keeps_nothing(void **state)
     if (!txm_testfs_fill(fx->ts))
         fail_msg("cannot fill %s to ENOSPC", fx->ts);
     txm_error err = {0};
-    txm_status st = add_item(fx->db, "a", &err);
+    txm_status st = diskfull_add_item(fx->db, "a", &err);
     if (st != TXM_NO_SPACE)
         fail_msg("a unit of work on a full tablespace: %s (%s), want NO_SPACE", txm_status_name(st),
                  err.text);
     assert_non_null(strstr(err.text, "53100"));
-    assert_int_equal(count(fx->db, "SELECT COUNT(*) FROM items"), 0);
-    assert_int_equal(count(fx->db, "SELECT COUNT(*) FROM txmsg_outbox"), 0);
+    assert_int_equal(diskfull_count(fx->db, "SELECT COUNT(*) FROM items"), 0);
+    assert_int_equal(diskfull_count(fx->db, "SELECT COUNT(*) FROM txmsg_outbox"), 0);
 
     txm_testfs_empty(fx->ts);
-    assert_int_equal(add_item(fx->db, "a", &err), TXM_OK);
-    assert_int_equal(count(fx->db, "SELECT COUNT(*) FROM items"), 1);
-    assert_int_equal(count(fx->db, "SELECT COUNT(*) FROM txmsg_outbox"), 1);
+    assert_int_equal(diskfull_add_item(fx->db, "a", &err), TXM_OK);
+    assert_int_equal(diskfull_count(fx->db, "SELECT COUNT(*) FROM items"), 1);
+    assert_int_equal(diskfull_count(fx->db, "SELECT COUNT(*) FROM txmsg_outbox"), 1);
 }
 
 int main(void)
