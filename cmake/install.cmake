@@ -40,3 +40,21 @@ write_basic_package_version_file(${CMAKE_BINARY_DIR}/txmsgConfigVersion.cmake
   VERSION ${PROJECT_VERSION} COMPATIBILITY SameMajorVersion)
 install(FILES ${CMAKE_BINARY_DIR}/txmsgConfig.cmake ${CMAKE_BINARY_DIR}/txmsgConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/txmsg COMPONENT dev)
+
+# Man pages: share/man/man1/txmsg.1, txmsg-relay.1, share/man/man7/txmsg.7.
+include(${CMAKE_CURRENT_LIST_DIR}/man.cmake)
+
+# systemd units in lib/systemd/system (systemd reads /usr/local/lib/systemd/system
+# too), their programs' paths made those of the prefix at install time, and
+# example environment files in share/doc/txmsg/examples.
+foreach(unit txmsg-relay@.service txmsg-service@.service)
+  install(CODE "file(READ \"${CMAKE_SOURCE_DIR}/packaging/systemd/${unit}\" u)
+    string(REPLACE \"/usr/bin/\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/\" u \"\${u}\")
+    string(REPLACE \"/usr/libexec/\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBEXECDIR}/\" u \"\${u}\")
+    file(WRITE \"${CMAKE_BINARY_DIR}/packaging/${unit}\" \"\${u}\")" COMPONENT runtime)
+  install(FILES ${CMAKE_BINARY_DIR}/packaging/${unit} DESTINATION lib/systemd/system
+          COMPONENT runtime)
+endforeach()
+install(FILES ${CMAKE_SOURCE_DIR}/packaging/systemd/customers.env
+              ${CMAKE_SOURCE_DIR}/packaging/systemd/orders.env
+        DESTINATION ${CMAKE_INSTALL_DOCDIR}/examples COMPONENT runtime)
