@@ -46,14 +46,18 @@ include(${CMAKE_CURRENT_LIST_DIR}/man.cmake)
 
 # systemd units in lib/systemd/system (systemd reads /usr/local/lib/systemd/system
 # too), their programs' paths made those of the prefix at install time, and
-# example environment files in share/doc/txmsg/examples.
+# example environment files in share/doc/txmsg/examples. The units are
+# written straight into the destination, not through the build folder, so
+# that installs to two prefixes at once (cpack and a test) cannot mix.
 foreach(unit txmsg-relay@.service txmsg-service@.service)
-  install(CODE "file(READ \"${CMAKE_SOURCE_DIR}/packaging/systemd/${unit}\" u)
+  install(CODE "set(dir \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/lib/systemd/system\")
+    file(READ \"${CMAKE_SOURCE_DIR}/packaging/systemd/${unit}\" u)
     string(REPLACE \"/usr/bin/\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_BINDIR}/\" u \"\${u}\")
     string(REPLACE \"/usr/libexec/\" \"\${CMAKE_INSTALL_PREFIX}/${CMAKE_INSTALL_LIBEXECDIR}/\" u \"\${u}\")
-    file(WRITE \"${CMAKE_BINARY_DIR}/packaging/${unit}\" \"\${u}\")" COMPONENT runtime)
-  install(FILES ${CMAKE_BINARY_DIR}/packaging/${unit} DESTINATION lib/systemd/system
-          COMPONENT runtime)
+    message(STATUS \"Installing: \${dir}/${unit}\")
+    file(WRITE \"\${dir}/${unit}\" \"\${u}\")
+    file(CHMOD \"\${dir}/${unit}\" PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+    list(APPEND CMAKE_INSTALL_MANIFEST_FILES \"\${dir}/${unit}\")" COMPONENT runtime)
 endforeach()
 install(FILES ${CMAKE_SOURCE_DIR}/packaging/systemd/customers.env
               ${CMAKE_SOURCE_DIR}/packaging/systemd/orders.env
