@@ -21,8 +21,9 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 # man-db hands --warnings to groff, which reports on standard error; the
-# width and locale are lintian's. Without hyphenation (-rHY=0) no option is
-# split across two lines of the text the checks below read.
+# width and locale are lintian's. The text the checks below read has a line
+# per paragraph (MANWIDTH=5000) and no hyphenation (-rHY=0), so no option is
+# split across two lines.
 render() {
     MANROFFSEQ='' MANWIDTH=80 LC_ALL=C.UTF-8 man --warnings -E UTF-8 -l "$1" 2>"$tmp/warn" \
         >/dev/null
@@ -30,7 +31,7 @@ render() {
         fail "$(basename "$1") renders with warnings:"
         cat "$tmp/warn" >&2
     fi
-    MANROFFOPT='-rHY=0' MANWIDTH=200 LC_ALL=C man -l "$1" 2>/dev/null
+    MANROFFOPT='-rHY=0' MANWIDTH=5000 LC_ALL=C man -l "$1" 2>/dev/null
 }
 
 # The long options in a text, one per line: "--" after a non-word character

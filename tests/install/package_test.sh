@@ -56,6 +56,7 @@ for f in usr/bin/txmsg usr/bin/txmsg-relay usr/libexec/txmsg/customers-service \
     [ -e "$tmp/root/$f" ] || [ -L "$tmp/root/$f" ] || fail "the package lacks /$f"
 done
 grep -q '^prefix=/usr$' "$lib/pkgconfig/txmsg.pc" 2>/dev/null || fail "txmsg.pc does not say prefix=/usr"
+# shellcheck disable=SC2016 # the unit's text: systemd expands it, not sh
 grep -qx 'ExecStart=/usr/bin/txmsg-relay $TXMSG_RELAY_OPTS' \
     "$tmp/root/usr/lib/systemd/system/txmsg-relay@.service" 2>/dev/null ||
     fail "txmsg-relay@.service does not run /usr/bin/txmsg-relay"

@@ -72,6 +72,7 @@ for env in "$prefix"/share/doc/txmsg/examples/*.env; do
     if grep -vE '^(#.*|[A-Z_]+=.*|)$' "$env" >/dev/null; then
         fail "$name has lines that are neither comments nor VAR=value"
     fi
+    # shellcheck disable=SC2013 # variable names are single words
     for var in $(sed -n 's/^\([A-Z_]*\)=.*/\1/p' "$env"); do
         [ "$var" = TXMSG_RELAY_OPTS ] && continue
         printf '%s\n' "$service_help" | grep -qw "$var" || fail "$name sets $var, which no program reads"
