@@ -4,7 +4,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 JOBS       ?= 2
 
-.PHONY: all deps build build-asan test demo demo-cluster install clean
+.PHONY: all deps build build-asan test demo demo-cluster install package clean
 
 all: build
 
@@ -42,6 +42,12 @@ demo-cluster: deps
 PREFIX ?= /usr/local
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
+
+# Builds the Debian package (cmake/package.cmake) with CPack in
+# $(BUILD)/package and prints the path of the .deb.
+package: build
+	@cd $(BUILD) && cpack --config CPackConfig.cmake -B package | \
+	    sed -n 's/^CPack: - package: \(.*\) generated\.$$/\1/p'
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN)
