@@ -388,6 +388,9 @@ static void lanes_keep_each_keys_order_through_failures(void **state)
     while (scalar(fx->db, "SELECT count(*) FROM effects") < KEYS * PER_KEY - 1 &&
            txm_test_now_ms() < end)
         txm_test_sleep_ms(50);
+    /* A batch's effects are visible once it commits, its counters a moment
+     * later: stop first, so the lanes have counted every commit. */
+    txm_consumer_stop(c);
     txm_consumer_stats s = stats_of(fx, c);
     txm_consumer_close(c);
 
