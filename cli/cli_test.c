@@ -886,6 +886,139 @@ static void failing_handler_fills_dlq_and_redrive_processes_it(void **state)
     stop_running();
 }
 
+/* ---- trace ---------------------------------------------------------------- */
+
+/* The customers side of a saga: records the order in its inbox (the
+ * consumer does) and publishes its reply with the same correlation id. */
+static txm_status reserve_credit(void *ctx, txm_uow *uow, const txm_msg *msg, txm_error *err)
+{
+    const char *reply_topic = ctx;
+    txm_msg *reply = NULL;
+    txm_status st = txm_msg_new(reply_topic, txm_msg_aggregate_id(msg), txm_msg_correlation_id(msg),
+                                "{\"reserved\":true}", &reply, err);
+    if (st == TXM_OK)
+        st = txm_msg_set_source(reply, "customers", err);
+    if (st == TXM_OK)
+        return txm_outbox_publish(uow, &reply, err);
+    txm_msg_free(reply);
+    return st;
+}
+
+/* Waits until db's trace of corr has want entries, the first one
+ * dispatched when first_dispatched. */
+static void await_trace(txm_db *db, const char *corr, size_t want, bool first_dispatched)
+{
+    long long end = txm_test_now_ms() + 30000;
+    for (;;) {
+        txm_trace_entry *t = NULL;
+        size_t n = 0;
+        assert_int_equal(txm_trace_list(db, corr, 100, &t, &n, NULL), TXM_OK);
+        bool done = n == want && (!first_dispatched || t[0].dispatched);
+        txm_free(t);
+        if (done)
+            return;
+        if (txm_test_now_ms() > end)
+            fail_msg("trace of %s: %zu entries, want %zu", corr, n, want);
+        txm_test_sleep_ms(50);
+    }
+}
+
+/* orders publishes order--created; the relay brings it to customers, whose
+ * consumer processes it and publishes its reply, which no relay carries:
+ * the timeline shows the three steps in order and says where it stopped.
+ * In messages mode the orders outbox keeps no row, and the trace says so. */
+static void trace_follows_a_flow_across_two_services(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    bool table = !fx->combo.messages;
+    char topic[96], queue[96], reply_topic[96], corr[TXM_UUID_LEN + 1];
+    txm_test_unique("order--created", topic, sizeof topic);
+    txm_test_unique("customer--order-created", queue, sizeof queue);
+    txm_test_unique("customer--credit-reserved", reply_topic, sizeof reply_topic);
+    assert_int_equal(txm_uuid_v7(corr, NULL), TXM_OK);
+    txm_consumer_options co;
+    txm_handler_options ho;
+    txm_test_consumer_options(&co, &ho);
+    assert_int_equal(txm_consumer_open(fx->consumer_db, fx->t, &co, &running_consumer, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(running_consumer, topic, queue, reserve_credit,
+                                            reply_topic, &ho, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_consumer_start(running_consumer, NULL), TXM_OK);
+    running_relay = txm_relay_start(fx, NULL);
+    txm_msg *m = NULL;
+    assert_int_equal(txm_msg_new(topic, "order-7", corr, "{\"total\":40}", &m, NULL), TXM_OK);
+    char order_id[TXM_UUID_LEN + 1];
+    memcpy(order_id, txm_msg_id(m), sizeof order_id);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    await_trace(fx->consumer_db, corr, 2, false);
+    if (table)
+        await_trace(fx->db, corr, 1, true);
+    stop_running();
+
+    char orders[800], customers[800];
+    snprintf(orders, sizeof orders, "orders=%s", fx->db_url);
+    snprintf(customers, sizeof customers, "customers=sqlite:%s/consumer.db", fx->dir);
+    expect_code(cli_run(NULL, "trace", corr, "--service", orders, "--service", customers, NULL), 0);
+    char line[400];
+    const char *p = result.out;
+    if (table) {
+        snprintf(line, sizeof line,
+                 " orders       outbox %-32s %s published, aggregate order-7, "
+                 "dispatched\n",
+                 topic, order_id);
+        expect_text(p, line);
+        p = strstr(p, line);
+    } else {
+        expect_text(result.err, "service orders is in messages mode");
+    }
+    snprintf(line, sizeof line, " customers    inbox  %-32s %s processed by %s\n", topic, order_id,
+             queue);
+    expect_text(p, line);
+    p = strstr(p, line);
+    snprintf(line, sizeof line, " customers    outbox %s", reply_topic);
+    expect_text(p, line);
+    snprintf(line, sizeof line, "last step: customers published %s", reply_topic);
+    expect_text(p, line);
+    snprintf(line, sizeof line, "waiting: %s from customers", reply_topic);
+    expect_text(p, line);
+    expect_text(p, "not dispatched yet");
+
+    expect_code(
+        cli_run(NULL, "trace", corr, "--json", "--service", orders, "--service", customers, NULL),
+        0);
+    json_t *doc = out_json();
+    json_t *entries = json_object_get(doc, "entries");
+    size_t first = table ? 1 : 0;
+    assert_int_equal(json_array_size(entries), first + 2);
+    json_t *e = json_array_get(entries, first);
+    assert_string_equal(json_string_value(json_object_get(e, "service")), "customers");
+    assert_string_equal(json_string_value(json_object_get(e, "kind")), "inbox");
+    assert_string_equal(json_string_value(json_object_get(e, "message_id")), order_id);
+    assert_string_equal(json_string_value(json_object_get(e, "subscription")), queue);
+    e = json_array_get(entries, first + 1);
+    assert_string_equal(json_string_value(json_object_get(e, "topic")), reply_topic);
+    assert_string_equal(json_string_value(json_object_get(e, "source")), "customers");
+    assert_true(json_is_false(json_object_get(e, "dispatched")));
+    json_t *waiting = json_object_get(doc, "waiting");
+    assert_int_equal(json_array_size(waiting), 1);
+    assert_string_equal(json_string_value(json_array_get(waiting, 0)),
+                        json_string_value(json_object_get(e, "message_id")));
+    json_t *svc = json_array_get(json_object_get(doc, "services"), 0);
+    assert_string_equal(json_string_value(json_object_get(svc, "outbox_mode")),
+                        table ? "table" : "messages");
+    json_decref(doc);
+
+    /* The default service is the one database, named after it. */
+    expect_code(cli_run(fx, "trace", corr, "--limit", "1", NULL), 0);
+    expect_text(result.out, table ? "1 entry in 1 service" : "0 entries in 1 service");
+    expect_code(cli_run(fx, "trace", "no-such-flow", NULL), 0);
+    expect_text(result.out, "trace no-such-flow: 0 entries in 1 service\n");
+}
+
 /* ---- outbox mode ---------------------------------------------------------- */
 
 static void outbox_mode_shows_sets_and_is_read_at_open(void **state)
@@ -980,6 +1113,18 @@ static void bad_arguments_are_usage_errors(void **state)
     expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "-1", "--queue", "q", NULL),
                        "--max-dlq-depth");
     expect_usage_error(cli_run(NULL, "-x", NULL), "unknown option -x");
+    expect_usage_error(cli_run(NULL, "trace", NULL), "missing CORRELATION_ID");
+    expect_usage_error(cli_run(NULL, "trace", "c1", NULL), "TXMSG_DATABASE_URL");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "c2", NULL), "one CORRELATION_ID");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--service", "orders", NULL),
+                       "NAME=DATABASE_URL");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--service", "a b=sqlite:x", NULL),
+                       "characters other than");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--service", "a=", NULL), "no database URL");
+    expect_usage_error(
+        cli_run(NULL, "trace", "c1", "--service", "a=sqlite:x", "--service", "a=sqlite:y", NULL),
+        "given twice");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--limit", "0", NULL), "--limit");
     cli_result *r =
         cli_run(NULL, "outbox", "status", "--database-url", "sqlite:/nonexistent-dir/x.db", NULL);
     expect_code(r, 1);
@@ -1006,7 +1151,7 @@ static void help_works_on_every_subcommand(void **state)
         {"dlq", "list", "--help"},     {"dlq", "show", "--help"},
         {"dlq", "redrive", "--help"},  {"dlq", "purge", "-h"},
         {"monitor", "--help", NULL},   {"monitor", "-h", NULL},
-        {"outbox", "mode", "--help"},
+        {"outbox", "mode", "--help"},  {"trace", "--help", NULL},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         cli_result *r = cli_run(NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
@@ -1035,6 +1180,10 @@ int main(void)
         CLI_TESTS(inbox_purge_removes_only_old_records),
         CLI_TESTS(purge_every_repeats_until_sigterm),
         CLI_TESTS(failing_handler_fills_dlq_and_redrive_processes_it),
+        CLI_TESTS(trace_follows_a_flow_across_two_services),
+        {"trace_follows_a_flow_across_two_services/postgresql-messages+nats",
+         trace_follows_a_flow_across_two_services, txm_relay_setup, cli_teardown,
+         (void *)&txm_combo_pgmsg_nats},
         {"sqlite_cursor_is_the_dispatch_mark/sqlite+embedded", sqlite_cursor_is_the_dispatch_mark,
          txm_relay_setup, cli_teardown, (void *)&txm_combo_sqlite_embedded},
         {"sqlite_cursor_is_the_dispatch_mark/sqlite+nats", sqlite_cursor_is_the_dispatch_mark,
