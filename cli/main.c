@@ -24,7 +24,7 @@ static const char USAGE[] =
     "  outbox dispatch   publish stuck messages by hand and mark them dispatched\n"
     "  outbox purge      delete dispatched messages older than a cutoff, in batches\n"
     "  inbox purge       delete processed-message records older than a cutoff\n"
-    "  dlq list|show|redrive|purge   dead-letter queue tools\n"
+    "  dlq list|show|groups|redrive|purge   dead letters, also grouped by cause\n"
     "  monitor           check thresholds; exit 1 naming each one crossed\n"
     "  trace ID          one correlation id's messages across services, in time order\n\n"
     "Run 'txmsg COMMAND --help' for a command's options. Exit codes: 0 ok,\n"
