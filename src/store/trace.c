@@ -1,6 +1,7 @@
 /* Tracing one business flow: the outbox messages and inbox entries of one
- * database with a correlation id, in time order, read in one statement
- * through the correlation id indexes (schema version 3). */
+ * database with a correlation id, in time order, read in one statement.
+ * It scans both tables: schema version 3 keeps the correlation id in the
+ * inbox but indexes it nowhere (src/db/migrate.c says why). */
 #include <stdio.h>
 #include <string.h>
 
