@@ -65,6 +65,7 @@ int cli_outbox(cli_ctx *ctx, int argc, char **argv);
 int cli_inbox(cli_ctx *ctx, int argc, char **argv);
 int cli_dlq(cli_ctx *ctx, int argc, char **argv);
 int cli_monitor(cli_ctx *ctx, int argc, char **argv);
+int cli_trace(cli_ctx *ctx, int argc, char **argv);
 
 /* One entry of a group's table of subcommands. */
 typedef struct cli_cmd {

@@ -61,6 +61,11 @@ static pid_t cli_spawn(const txm_relay_fixture *fx, const char *dir, const char 
         setenv("TXMSG_DATABASE_URL", fx->db_url, 1);
         setenv("TXMSG_BROKER_URL", fx->broker_url, 1);
     }
+    int in = open("/dev/null", O_RDONLY); /* no terminal: nothing waits for an answer */
+    if (in >= 0) {
+        dup2(in, STDIN_FILENO);
+        close(in);
+    }
     int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (out < 0 || err < 0)
@@ -139,6 +144,13 @@ static void expect_text(const char *haystack, const char *needle)
 {
     if (strstr(haystack, needle) == NULL)
         fail_msg("\"%s\" not found in:\n%s", needle, haystack);
+}
+
+static void expect_usage_error(cli_result *r, const char *mention)
+{
+    expect_code(r, 2);
+    expect_text(r->err, mention);
+    assert_string_equal(r->out, "");
 }
 
 /* Parses the last run's stdout as JSON; the caller decrefs. */
@@ -886,6 +898,222 @@ static void failing_handler_fills_dlq_and_redrive_processes_it(void **state)
     stop_running();
 }
 
+/* ---- trace ---------------------------------------------------------------- */
+
+/* The customers side of a saga: records the order in its inbox (the
+ * consumer does) and publishes its reply with the same correlation id. */
+static txm_status reserve_credit(void *ctx, txm_uow *uow, const txm_msg *msg, txm_error *err)
+{
+    const char *reply_topic = ctx;
+    txm_msg *reply = NULL;
+    txm_status st = txm_msg_new(reply_topic, txm_msg_aggregate_id(msg), txm_msg_correlation_id(msg),
+                                "{\"reserved\":true}", &reply, err);
+    if (st == TXM_OK)
+        st = txm_msg_set_source(reply, "customers", err);
+    if (st == TXM_OK)
+        return txm_outbox_publish(uow, &reply, err);
+    txm_msg_free(reply);
+    return st;
+}
+
+/* Waits until db's trace of corr has want entries, the first one
+ * dispatched when first_dispatched. */
+static void await_trace(txm_db *db, const char *corr, size_t want, bool first_dispatched)
+{
+    long long end = txm_test_now_ms() + 30000;
+    for (;;) {
+        txm_trace_entry *t = NULL;
+        size_t n = 0;
+        assert_int_equal(txm_trace_list(db, corr, 100, &t, &n, NULL), TXM_OK);
+        bool done = n == want && (!first_dispatched || t[0].dispatched);
+        txm_free(t);
+        if (done)
+            return;
+        if (txm_test_now_ms() > end)
+            fail_msg("trace of %s: %zu entries, want %zu", corr, n, want);
+        txm_test_sleep_ms(50);
+    }
+}
+
+/* orders publishes order--created; the relay brings it to customers, whose
+ * consumer processes it and publishes its reply, which no relay carries:
+ * the timeline shows the three steps in order and says where it stopped.
+ * In messages mode the orders outbox keeps no row, and the trace says so. */
+static void trace_follows_a_flow_across_two_services(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    bool table = !fx->combo.messages;
+    char topic[96], queue[96], reply_topic[96], corr[TXM_UUID_LEN + 1];
+    txm_test_unique("order--created", topic, sizeof topic);
+    txm_test_unique("customer--order-created", queue, sizeof queue);
+    txm_test_unique("customer--credit-reserved", reply_topic, sizeof reply_topic);
+    assert_int_equal(txm_uuid_v7(corr, NULL), TXM_OK);
+    txm_consumer_options co;
+    txm_handler_options ho;
+    txm_test_consumer_options(&co, &ho);
+    assert_int_equal(txm_consumer_open(fx->consumer_db, fx->t, &co, &running_consumer, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_consumer_subscribe(running_consumer, topic, queue, reserve_credit,
+                                            reply_topic, &ho, NULL),
+                     TXM_OK);
+    assert_int_equal(txm_consumer_start(running_consumer, NULL), TXM_OK);
+    running_relay = txm_relay_start(fx, NULL);
+    txm_msg *m = NULL;
+    assert_int_equal(txm_msg_new(topic, "order-7", corr, "{\"total\":40}", &m, NULL), TXM_OK);
+    char order_id[TXM_UUID_LEN + 1];
+    memcpy(order_id, txm_msg_id(m), sizeof order_id);
+    txm_uow *uow = NULL;
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    await_trace(fx->consumer_db, corr, 2, false);
+    if (table)
+        await_trace(fx->db, corr, 1, true);
+    stop_running();
+
+    char orders[800], customers[800];
+    snprintf(orders, sizeof orders, "orders=%s", fx->db_url);
+    snprintf(customers, sizeof customers, "customers=sqlite:%s/consumer.db", fx->dir);
+    expect_code(cli_run(NULL, "trace", corr, "--service", orders, "--service", customers, NULL), 0);
+    char line[400];
+    const char *p = result.out;
+    if (table) {
+        snprintf(line, sizeof line,
+                 " orders       outbox %-32s %s published, aggregate order-7, "
+                 "dispatched\n",
+                 topic, order_id);
+        expect_text(p, line);
+        p = strstr(p, line);
+    } else {
+        expect_text(result.err, "service orders is in messages mode");
+    }
+    snprintf(line, sizeof line, " customers    inbox  %-32s %s processed by %s\n", topic, order_id,
+             queue);
+    expect_text(p, line);
+    p = strstr(p, line);
+    snprintf(line, sizeof line, " customers    outbox %s", reply_topic);
+    expect_text(p, line);
+    snprintf(line, sizeof line, "last step: customers published %s", reply_topic);
+    expect_text(p, line);
+    snprintf(line, sizeof line, "waiting: %s from customers", reply_topic);
+    expect_text(p, line);
+    expect_text(p, "not dispatched yet");
+
+    expect_code(
+        cli_run(NULL, "trace", corr, "--json", "--service", orders, "--service", customers, NULL),
+        0);
+    json_t *doc = out_json();
+    json_t *entries = json_object_get(doc, "entries");
+    size_t first = table ? 1 : 0;
+    assert_int_equal(json_array_size(entries), first + 2);
+    json_t *e = json_array_get(entries, first);
+    assert_string_equal(json_string_value(json_object_get(e, "service")), "customers");
+    assert_string_equal(json_string_value(json_object_get(e, "kind")), "inbox");
+    assert_string_equal(json_string_value(json_object_get(e, "message_id")), order_id);
+    assert_string_equal(json_string_value(json_object_get(e, "subscription")), queue);
+    e = json_array_get(entries, first + 1);
+    assert_string_equal(json_string_value(json_object_get(e, "topic")), reply_topic);
+    assert_string_equal(json_string_value(json_object_get(e, "source")), "customers");
+    assert_true(json_is_false(json_object_get(e, "dispatched")));
+    json_t *waiting = json_object_get(doc, "waiting");
+    assert_int_equal(json_array_size(waiting), 1);
+    assert_string_equal(json_string_value(json_array_get(waiting, 0)),
+                        json_string_value(json_object_get(e, "message_id")));
+    json_t *svc = json_array_get(json_object_get(doc, "services"), 0);
+    assert_string_equal(json_string_value(json_object_get(svc, "outbox_mode")),
+                        table ? "table" : "messages");
+    json_decref(doc);
+
+    /* The default service is the one database, named after it. */
+    expect_code(cli_run(fx, "trace", corr, "--limit", "1", NULL), 0);
+    expect_text(result.out, table ? "1 entry in 1 service" : "0 entries in 1 service");
+    expect_code(cli_run(fx, "trace", "no-such-flow", NULL), 0);
+    expect_text(result.out, "trace no-such-flow: 0 entries in 1 service\n");
+}
+
+/* ---- dead letters by cause -------------------------------------------------- */
+
+/* Publishes one message to queue's topic per reason and dead-letters it
+ * with that reason. */
+static void dead_letter_with(txm_relay_fixture *fx, const char *topic, const char *queue,
+                             const char *const *reasons, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        char id[TXM_UUID_LEN + 1];
+        publish_one(fx, topic, id);
+    }
+    for (size_t done = 0; done < n;) {
+        txm_delivery **list = NULL;
+        size_t got = 0;
+        assert_int_equal(txm_transport_receive(fx->t, queue, n, 5000, &list, &got, NULL), TXM_OK);
+        assert_true(got > 0);
+        for (size_t k = 0; k < got; k++)
+            assert_int_equal(txm_transport_dead_letter(fx->t, list[k], reasons[done++], NULL),
+                             TXM_OK);
+        txm_delivery_list_free(list, got);
+    }
+}
+
+static void dlq_groups_redrive_and_purge_by_cause(void **state)
+{
+    txm_relay_fixture *fx = txm_relay_get(state);
+    char topic[96], queue[96];
+    txm_test_unique("cli-gt", topic, sizeof topic);
+    txm_test_unique("cli-gq", queue, sizeof queue);
+    txm_subscription_options so;
+    txm_subscription_options_init(&so);
+    assert_int_equal(txm_transport_declare_topic(fx->t, topic, NULL), TXM_OK);
+    assert_int_equal(txm_transport_declare_subscription(fx->t, topic, queue, &so, NULL), TXM_OK);
+    static const char *const reasons[] = {
+        "order 0193a7c2-5f1e-7c3a-9a51-2f0c8d4e7b10: balance 12 < 40 in \"abc\"",
+        "order 0193a7c2-5f1e-7c3a-9a51-2f0c8d4e7b11: balance 7 < 99 in \"de\"",
+        "db timeout after 30 s",
+        "order 0193a7c2-5f1e-7c3a-9a51-2f0c8d4e7b12: balance 0 < 1 in \"<script>\"",
+        "db timeout after 31 s",
+    };
+    dead_letter_with(fx, topic, queue, reasons, 5);
+
+    expect_code(cli_run(fx, "dlq", "groups", queue, NULL), 0);
+    expect_text(result.out, "GROUP        COUNT   FIRST_SEEN");
+    expect_text(result.out, " 3       ");
+    expect_text(result.out, "order <id>: balance <n> < <n> in \"<s>\"\n");
+    expect_text(result.out, "db timeout after <n> s\n");
+    expect_code(cli_run(fx, "dlq", "groups", queue, "--json", NULL), 0);
+    json_t *doc = out_json();
+    json_t *groups = json_object_get(doc, "groups");
+    assert_int_equal(json_array_size(groups), 2);
+    json_t *big = json_array_get(groups, 0), *small = json_array_get(groups, 1);
+    assert_int_equal(json_integer_value(json_object_get(big, "count")), 3);
+    assert_true(json_is_string(json_object_get(big, "first_seen")));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(small, "sample"), "last_error")),
+        "db timeout after 30 s");
+    char big_id[TXM_DLQ_GROUP_ID_LEN + 1], small_id[TXM_DLQ_GROUP_ID_LEN + 1];
+    snprintf(big_id, sizeof big_id, "%s", json_string_value(json_object_get(big, "id")));
+    snprintf(small_id, sizeof small_id, "%s", json_string_value(json_object_get(small, "id")));
+    json_decref(doc);
+
+    /* Three messages at 20 per second: the third goes 100 ms after the first. */
+    expect_code(
+        cli_run(fx, "dlq", "redrive", queue, "--group", big_id, "--rate", "20", "--json", NULL), 0);
+    doc = out_json();
+    assert_int_equal(json_integer_value(json_object_get(doc, "redriven")), 3);
+    assert_true(json_real_value(json_object_get(doc, "seconds")) >= 0.08);
+    json_decref(doc);
+    expect_code(cli_run(fx, "dlq", "redrive", queue, "--group", big_id, NULL), 1);
+    expect_text(result.err, "no dead letter of");
+
+    /* A group purge without a terminal needs --yes, and changes nothing. */
+    expect_usage_error(cli_run(fx, "dlq", "purge", queue, "--group", small_id, NULL), "--yes");
+    assert_int_equal(dlq_depth(fx, queue), 2);
+    expect_code(cli_run(fx, "dlq", "purge", queue, "--group", big_id, "--yes", NULL), 1);
+    expect_code(cli_run(fx, "dlq", "purge", queue, "--group", small_id, "--yes", NULL), 0);
+    expect_text(result.out, "deleted 2 dead letters of group");
+    assert_int_equal(dlq_depth(fx, queue), 0);
+    expect_code(cli_run(fx, "dlq", "groups", queue, "--json", NULL), 0);
+    expect_text(result.out, "\"groups\":[]");
+}
+
 /* ---- outbox mode ---------------------------------------------------------- */
 
 static void outbox_mode_shows_sets_and_is_read_at_open(void **state)
@@ -933,13 +1161,6 @@ static void outbox_mode_shows_sets_and_is_read_at_open(void **state)
 
 /* ---- arguments ------------------------------------------------------------ */
 
-static void expect_usage_error(cli_result *r, const char *mention)
-{
-    expect_code(r, 2);
-    expect_text(r->err, mention);
-    assert_string_equal(r->out, "");
-}
-
 static void bad_arguments_are_usage_errors(void **state)
 {
     (void)state;
@@ -980,6 +1201,29 @@ static void bad_arguments_are_usage_errors(void **state)
     expect_usage_error(cli_run(NULL, "monitor", "--max-dlq-depth", "-1", "--queue", "q", NULL),
                        "--max-dlq-depth");
     expect_usage_error(cli_run(NULL, "-x", NULL), "unknown option -x");
+    expect_usage_error(cli_run(NULL, "dlq", "groups", NULL), "missing QUEUE");
+    expect_usage_error(cli_run(NULL, "dlq", "redrive", "q1", "--group", "xyz", NULL),
+                       "12 hex digits");
+    expect_usage_error(cli_run(NULL, "dlq", "redrive", "q1", "--rate", "0", NULL), "--rate");
+    expect_usage_error(cli_run(NULL, "dlq", "redrive", "q1", "--rate", "5x", NULL), "--rate");
+    expect_usage_error(
+        cli_run(NULL, "dlq", "redrive", "q1", "--id", "m", "--group", "0123456789ab", NULL),
+        "--id goes alone");
+    expect_usage_error(cli_run(NULL, "dlq", "purge", "q1", "--yes", NULL), "--yes goes with");
+    expect_usage_error(cli_run(NULL, "dlq", "list", "q1", "--rate", "5", NULL),
+                       "unknown option --rate");
+    expect_usage_error(cli_run(NULL, "trace", NULL), "missing CORRELATION_ID");
+    expect_usage_error(cli_run(NULL, "trace", "c1", NULL), "TXMSG_DATABASE_URL");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "c2", NULL), "one CORRELATION_ID");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--service", "orders", NULL),
+                       "NAME=DATABASE_URL");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--service", "a b=sqlite:x", NULL),
+                       "characters other than");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--service", "a=", NULL), "no database URL");
+    expect_usage_error(
+        cli_run(NULL, "trace", "c1", "--service", "a=sqlite:x", "--service", "a=sqlite:y", NULL),
+        "given twice");
+    expect_usage_error(cli_run(NULL, "trace", "c1", "--limit", "0", NULL), "--limit");
     cli_result *r =
         cli_run(NULL, "outbox", "status", "--database-url", "sqlite:/nonexistent-dir/x.db", NULL);
     expect_code(r, 1);
@@ -1006,7 +1250,8 @@ static void help_works_on_every_subcommand(void **state)
         {"dlq", "list", "--help"},     {"dlq", "show", "--help"},
         {"dlq", "redrive", "--help"},  {"dlq", "purge", "-h"},
         {"monitor", "--help", NULL},   {"monitor", "-h", NULL},
-        {"outbox", "mode", "--help"},
+        {"outbox", "mode", "--help"},  {"trace", "--help", NULL},
+        {"dlq", "groups", "--help"},
     };
     for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++) {
         cli_result *r = cli_run(NULL, cmds[i][0], cmds[i][1], cmds[i][2], NULL);
@@ -1035,6 +1280,15 @@ int main(void)
         CLI_TESTS(inbox_purge_removes_only_old_records),
         CLI_TESTS(purge_every_repeats_until_sigterm),
         CLI_TESTS(failing_handler_fills_dlq_and_redrive_processes_it),
+        CLI_TESTS(trace_follows_a_flow_across_two_services),
+        {"dlq_groups_redrive_and_purge_by_cause/sqlite+embedded",
+         dlq_groups_redrive_and_purge_by_cause, txm_relay_setup, cli_teardown,
+         (void *)&txm_combo_sqlite_embedded},
+        {"dlq_groups_redrive_and_purge_by_cause/sqlite+nats", dlq_groups_redrive_and_purge_by_cause,
+         txm_relay_setup, cli_teardown, (void *)&txm_combo_sqlite_nats},
+        {"trace_follows_a_flow_across_two_services/postgresql-messages+nats",
+         trace_follows_a_flow_across_two_services, txm_relay_setup, cli_teardown,
+         (void *)&txm_combo_pgmsg_nats},
         {"sqlite_cursor_is_the_dispatch_mark/sqlite+embedded", sqlite_cursor_is_the_dispatch_mark,
          txm_relay_setup, cli_teardown, (void *)&txm_combo_sqlite_embedded},
         {"sqlite_cursor_is_the_dispatch_mark/sqlite+nats", sqlite_cursor_is_the_dispatch_mark,

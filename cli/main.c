@@ -1,5 +1,5 @@
 /* txmsg: the operations tool. Parses the options every command shares and
- * runs one command: outbox, inbox, dlq or monitor. */
+ * runs one command: outbox, inbox, dlq, monitor or trace. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +24,9 @@ static const char USAGE[] =
     "  outbox dispatch   publish stuck messages by hand and mark them dispatched\n"
     "  outbox purge      delete dispatched messages older than a cutoff, in batches\n"
     "  inbox purge       delete processed-message records older than a cutoff\n"
-    "  dlq list|show|redrive|purge   dead-letter queue tools\n"
-    "  monitor           check thresholds; exit 1 naming each one crossed\n\n"
+    "  dlq list|show|groups|redrive|purge   dead letters, also grouped by cause\n"
+    "  monitor           check thresholds; exit 1 naming each one crossed\n"
+    "  trace ID          one correlation id's messages across services, in time order\n\n"
     "Run 'txmsg COMMAND --help' for a command's options. Exit codes: 0 ok,\n"
     "1 failure (or a crossed threshold), 2 usage error. 'txmsg --version'\n"
     "prints the version.\n\n"
@@ -79,6 +80,8 @@ static int run(cli_ctx *ctx, int argc, char **argv)
         return cli_dlq(ctx, n, cmd);
     if (strcmp(cmd[0], "monitor") == 0)
         return cli_monitor(ctx, n, cmd);
+    if (strcmp(cmd[0], "trace") == 0)
+        return cli_trace(ctx, n, cmd);
     return cli_usage_error(ctx, "unknown command \"%s\"", cmd[0]);
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "txmsg/db.h"
+#include "txmsg/message.h"
 #include "txmsg/outbox.h"
 
 #ifdef __cplusplus
@@ -90,6 +91,47 @@ TXM_API txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_befor
  * the cutoff must lie well beyond any redelivery. */
 TXM_API txm_status txm_inbox_purge(txm_db *db, int64_t created_before_us, size_t batch,
                                    size_t *deleted, txm_error *err);
+
+/* What one entry of a trace is: a message this database published or one
+ * a subscription here processed. Append only. */
+typedef enum txm_trace_kind {
+    TXM_TRACE_OUTBOX = 0,
+    TXM_TRACE_INBOX = 1,
+} txm_trace_kind;
+
+/* One entry of a trace. Caller-visible value type. */
+typedef struct txm_trace_entry {
+    txm_trace_kind kind;
+    int64_t at_us;                        /* outbox: created_at; inbox: when processed;
+                                             microseconds since the epoch */
+    char message_id[TXM_ID_MAX + 1];      /* the message's id */
+    char topic[TXM_TOPIC_MAX + 1];        /* "" for inbox rows from before schema v3 */
+    char source[TXM_ID_MAX + 1];          /* the publishing service; "" when unknown */
+    char aggregate_id[TXM_ID_MAX + 1];    /* outbox only; "" for inbox entries */
+    char subscription[TXM_TOPIC_MAX + 1]; /* inbox only: the queue that processed it */
+    bool dispatched;                      /* outbox only: the relay has published it */
+} txm_trace_entry;
+
+/* Most entries one txm_trace_list call returns. */
+#define TXM_TRACE_LIMIT_MAX 10000
+
+/* Lists the outbox messages and inbox entries of db with correlation_id, in
+ * time order (at_us; an outbox entry before an inbox entry of the same
+ * time), at most limit (1..TXM_TRACE_LIMIT_MAX) of them, in one statement
+ * that scans both tables (the correlation id is indexed nowhere, to keep
+ * producers and consumers free of the cost; about 0.2 s a million rows on
+ * SQLite, so purge them with retention). Inbox rows recorded before schema
+ * version 3 have no correlation id and are not found; outbox rows removed by
+ * a retention purge are gone. On PostgreSQL in messages mode
+ * (txm_outbox_mode_get) published messages leave no row, so only the inbox
+ * side (and rows left from table mode) is seen.
+ * Returns TXM_INVALID for a NULL argument, an empty or too long correlation
+ * id or a bad limit, TXM_DB on database errors.
+ * Owns: *out is an array of *count entries, the caller's (txm_free); NULL
+ * and 0 when there are none or on failure. Borrows correlation_id.
+ * Thread: any thread, on a shared db. */
+TXM_API txm_status txm_trace_list(txm_db *db, const char *correlation_id, size_t limit,
+                                  txm_trace_entry **out, size_t *count, txm_error *err);
 
 #ifdef __cplusplus
 }

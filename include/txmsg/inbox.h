@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "txmsg/db.h"
+#include "txmsg/message.h"
 #include "txmsg/uow.h"
 
 #ifdef __cplusplus
@@ -33,6 +34,15 @@ TXM_API txm_status txm_inbox_save(txm_uow *uow, const char *subscription, const 
 TXM_API txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
                                         const char *const *message_ids, size_t n, bool *fresh,
                                         txm_error *err);
+
+/* As txm_inbox_save_batch for the n messages themselves, in one statement,
+ * also recording each one's correlation id, topic and source (NULL when
+ * empty), so txm_trace_list finds it. fresh[i] as there. TXM_INVALID for n
+ * outside 1..TXM_INBOX_BATCH_MAX, a NULL message or a bad id. Borrows msgs.
+ * Thread: the uow's thread. */
+TXM_API txm_status txm_inbox_save_msgs(txm_uow *uow, const char *subscription,
+                                       const txm_msg *const *msgs, size_t n, bool *fresh,
+                                       txm_error *err);
 
 /* Deletes the pair inside uow: undoes a save whose message's work was undone
  * (rolled back to a savepoint) while the rest of the unit commits. */

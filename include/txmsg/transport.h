@@ -199,6 +199,98 @@ TXM_API void txm_delivery_free(txm_delivery *d);                    /* NULL-safe
 /* Frees an array from receive/dlq_list and every delivery in it. */
 TXM_API void txm_delivery_list_free(txm_delivery **list, size_t count);
 
+/* ---- dead letters by cause ---- */
+
+/* When a delivery from txm_transport_dlq_list was dead-lettered,
+ * microseconds since the epoch (the embedded broker's move, the JetStream
+ * DLQ stream's time); 0 when unknown (other deliveries). */
+TXM_API int64_t txm_delivery_dead_lettered_at_us(const txm_delivery *d);
+
+/* Deletes queue's dead letters with message_id (a message dead-lettered
+ * twice has two). *deleted (may be NULL) receives how many; 0 when none
+ * matched. TXM_INVALID for a bad queue or an empty id. */
+TXM_API txm_status txm_transport_dlq_delete(txm_transport *t, const char *queue,
+                                            const char *message_id, size_t *deleted,
+                                            txm_error *err);
+
+#define TXM_DLQ_FINGERPRINT_MAX 255 /* bytes of a fingerprint, without the NUL */
+#define TXM_DLQ_GROUP_ID_LEN 12     /* hexadecimal characters of a group id */
+#define TXM_DLQ_ERROR_MAX 1023      /* bytes of a group's sample error kept */
+#define TXM_DLQ_SCAN_MAX 100000     /* most dead letters one call reads */
+
+/* Writes the fingerprint of a dead letter's last error into out: the text
+ * with UUIDs and hexadecimal ids (8 or more hex digits, at least one a
+ * digit) replaced by <id>, other numbers by <n>, and what is in double or
+ * single quotes by <s>, cut at TXM_DLQ_FINGERPRINT_MAX bytes. So
+ * `order 0193a7c2-...: balance 12 < 40 in "abc"` becomes
+ * `order <id>: balance <n> < <n> in "<s>"`. NULL error: "". Thread: any. */
+TXM_API void txm_dlq_fingerprint(const char *error, char out[TXM_DLQ_FINGERPRINT_MAX + 1]);
+
+/* Writes the group id of a fingerprint into out: TXM_DLQ_GROUP_ID_LEN
+ * lower-case hex digits of its 64-bit FNV-1a hash, the same in every
+ * process and version that masks alike. */
+TXM_API void txm_dlq_group_id(const char *fingerprint, char out[TXM_DLQ_GROUP_ID_LEN + 1]);
+
+/* The dead letters of one queue with one fingerprint. Value type. */
+typedef struct txm_dlq_group {
+    char id[TXM_DLQ_GROUP_ID_LEN + 1];             /* txm_dlq_group_id of fingerprint */
+    char fingerprint[TXM_DLQ_FINGERPRINT_MAX + 1]; /* the masked last error */
+    size_t count;                                  /* dead letters in the group */
+    int64_t first_seen_us;                    /* earliest dead-lettered time, microseconds since the
+                                                 epoch; 0 when the transport did not say */
+    int64_t last_seen_us;                     /* latest one; 0 likewise */
+    char sample_id[TXM_ID_MAX + 1];           /* message id of the oldest member */
+    char sample_error[TXM_DLQ_ERROR_MAX + 1]; /* its last error, unmasked (cut) */
+} txm_dlq_group;
+
+/* Reads up to scan_limit (1..TXM_DLQ_SCAN_MAX) dead letters of queue, oldest
+ * first, and groups them by fingerprint: largest group first, then by first
+ * seen. *truncated (may be NULL) is set when the queue had scan_limit or
+ * more, so later ones were not read. TXM_INVALID for bad arguments,
+ * TXM_NOT_FOUND for a queue the embedded broker does not know, what
+ * txm_transport_dlq_list returns otherwise. Owns: *out is an array of
+ * *count groups, the caller's (txm_free); NULL and 0 when the DLQ is empty
+ * or on failure. Thread: as txm_transport_dlq_list. */
+TXM_API txm_status txm_transport_dlq_groups(txm_transport *t, const char *queue, size_t scan_limit,
+                                            txm_dlq_group **out, size_t *count, bool *truncated,
+                                            txm_error *err);
+
+/* What txm_transport_dlq_redrive_group moves and how fast. Value type. */
+typedef struct txm_dlq_redrive_options {
+    const char *group_id; /* only this group (txm_dlq_group.id); NULL: any group. Borrowed */
+    const char *match;    /* only dead letters whose last error contains this text;
+                             NULL: any. Borrowed */
+    double rate_per_s;    /* most messages moved per second; 0: no limit */
+    size_t scan_limit;    /* dead letters read, 1..TXM_DLQ_SCAN_MAX; default 10000 */
+    /* Optional: asked before each message; true stops the redrive there
+     * (a Ctrl-C flag). Thread: the caller's. */
+    bool (*should_stop)(void *ctx);
+    /* Optional: after each message, with how many were moved of total. */
+    void (*progress)(void *ctx, size_t moved, size_t total);
+    void *ctx; /* passed to both; borrowed */
+} txm_dlq_redrive_options;
+
+/* Fills o with the defaults: every dead letter, no rate limit, scan 10000. */
+TXM_API void txm_dlq_redrive_options_init(txm_dlq_redrive_options *o);
+
+/* Moves the dead letters of queue that o selects back to queue, one message
+ * id at a time (txm_transport_dlq_redrive), message k no earlier than k /
+ * rate_per_s seconds after the start, so a fixed consumer is not flooded.
+ * Blocks until done or should_stop says so. *moved (may be NULL) receives
+ * how many moved, also on failure. TXM_INVALID for bad arguments (a rate
+ * below 0 or above 1000000, a bad scan limit), TXM_NOT_FOUND when no dead
+ * letter matched, transport statuses otherwise. Borrows o. */
+TXM_API txm_status txm_transport_dlq_redrive_group(txm_transport *t, const char *queue,
+                                                   const txm_dlq_redrive_options *o, size_t *moved,
+                                                   txm_error *err);
+
+/* Deletes the dead letters of queue in group group_id among the first
+ * scan_limit (1..TXM_DLQ_SCAN_MAX). *purged (may be NULL) receives how many.
+ * TXM_NOT_FOUND when the group has no member; as above otherwise. */
+TXM_API txm_status txm_transport_dlq_purge_group(txm_transport *t, const char *queue,
+                                                 const char *group_id, size_t scan_limit,
+                                                 size_t *purged, txm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

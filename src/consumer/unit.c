@@ -136,16 +136,21 @@ static txm_status try_unit(txm__subscription *s, txm__item **b, size_t first, si
                            bool isolate, bool *isolate_next, txm_error *err)
 {
     const char *ids[TXM_INBOX_BATCH_MAX];
+    const txm_msg *msgs[TXM_INBOX_BATCH_MAX];
     bool fresh[TXM_INBOX_BATCH_MAX];
     *isolate_next = false;
     reset(b + first, n);
-    for (size_t i = 0; i < n; i++)
-        ids[i] = txm_msg_id(b[first + i]->msg);
+    for (size_t i = 0; i < n; i++) {
+        msgs[i] = b[first + i]->msg;
+        ids[i] = txm_msg_id(msgs[i]);
+    }
     txm_uow *uow = NULL;
     txm_status st = txm_uow_begin(s->owner->db, &uow, err);
     if (st != TXM_OK)
         return st;
-    st = txm_inbox_save_batch(uow, s->queue, ids, n, fresh, err);
+    /* With each id its correlation id, topic and source, for tracing: still
+     * one statement for the batch. */
+    st = txm_inbox_save_msgs(uow, s->queue, msgs, n, fresh, err);
     bool any_failed = failed_before(b, first);
     for (size_t i = 0; st == TXM_OK && i < n; i++) {
         txm__item *it = b[first + i];

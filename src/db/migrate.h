@@ -5,6 +5,6 @@
 #include "txmsg/db.h"
 
 /* The newest schema version this build knows. */
-#define TXM__SCHEMA_VERSION 2
+#define TXM__SCHEMA_VERSION 3
 
 #endif

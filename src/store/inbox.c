@@ -26,6 +26,17 @@ static const char PG_INSERT_MANY[] =
     "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
     " SELECT $1, id, $2::timestamptz FROM json_array_elements_text($3::json) AS id"
     " ON CONFLICT DO NOTHING RETURNING message_id";
+/* The same with what a trace shows of each message: one JSON array of
+ * [id, correlation id, topic, source] arrays, still one statement. */
+static const char SQLITE_INSERT_MSGS[] =
+    "INSERT INTO txmsg_inbox (subscription, message_id, created_at, correlation_id, topic, source)"
+    " SELECT $1, json_extract(value, '$[0]'), $2, NULLIF(json_extract(value, '$[1]'), ''),"
+    " json_extract(value, '$[2]'), NULLIF(json_extract(value, '$[3]'), '')"
+    " FROM json_each($3) WHERE true ON CONFLICT DO NOTHING RETURNING message_id";
+static const char PG_INSERT_MSGS[] =
+    "INSERT INTO txmsg_inbox (subscription, message_id, created_at, correlation_id, topic, source)"
+    " SELECT $1, m->>0, $2::timestamptz, NULLIF(m->>1, ''), m->>2, NULLIF(m->>3, '')"
+    " FROM json_array_elements($3::json) AS m ON CONFLICT DO NOTHING RETURNING message_id";
 static const char SQL_DELETE[] =
     "DELETE FROM txmsg_inbox WHERE subscription = $1 AND message_id = $2";
 
@@ -77,6 +88,81 @@ static txm_status ids_json(const char *subscription, const char *const *ids, siz
     return st;
 }
 
+/* The JSON array of [id, correlation id, topic, source] arrays. Owns: *out
+ * (free). */
+static txm_status msgs_json(const char *subscription, const txm_msg *const *msgs, size_t n,
+                            char **out, txm_error *err)
+{
+    *out = NULL;
+    json_t *arr = json_array();
+    txm_status st = arr != NULL ? TXM_OK : txm_errf(err, TXM_NOMEM, "inbox: out of memory");
+    for (size_t i = 0; st == TXM_OK && i < n; i++) {
+        const txm_msg *m = msgs[i];
+        st = m != NULL ? check_key(subscription, txm_msg_id(m), err)
+                       : txm_errf(err, TXM_INVALID, "inbox: message %zu is NULL", i);
+        json_t *row = st == TXM_OK ? json_pack("[ssss]", txm_msg_id(m), txm_msg_correlation_id(m),
+                                               txm_msg_topic(m), txm_msg_source(m))
+                                   : NULL;
+        if (st == TXM_OK && json_array_append_new(arr, row) != 0)
+            st = txm_errf(err, TXM_INVALID, "inbox: message %zu is not UTF-8", i);
+    }
+    if (st == TXM_OK && (*out = json_dumps(arr, JSON_COMPACT)) == NULL)
+        st = txm_errf(err, TXM_NOMEM, "inbox: out of memory");
+    json_decref(arr);
+    return st;
+}
+
+/* Runs the batch insert of json (what ids_json or msgs_json made; taken
+ * and freed) and returns the ids that came back. Owns: *rows (free). */
+static txm_status insert_many(txm_uow *uow, const char *sql, const char *subscription, char *json,
+                              txm_rows **rows, txm_error *err)
+{
+    char now[TXM_TIME_LEN + 1];
+    txm_time_format(txm_now_us(), now);
+    txm_value p[3] = {TXM_TEXT(subscription), TXM_TEXT(now), TXM_TEXT(json)};
+    txm_status st = txm__uow_exec(uow, sql, p, 3, rows, NULL, TXM_OK, err);
+    free(json);
+    return st;
+}
+
+/* An id is fresh when it came back and no earlier slot had it. */
+static void mark_fresh(const txm_rows *rows, const char *const *ids, size_t n, bool *fresh)
+{
+    size_t nr = txm_rows_count(rows);
+    for (size_t i = 0; i < n; i++) {
+        fresh[i] = false;
+        for (size_t r = 0; r < nr && !fresh[i]; r++)
+            fresh[i] = strcmp(txm_rows_text(rows, r, 0), ids[i]) == 0;
+        for (size_t k = 0; k < i && fresh[i]; k++)
+            fresh[i] = strcmp(ids[k], ids[i]) != 0;
+    }
+}
+
+txm_status txm_inbox_save_msgs(txm_uow *uow, const char *subscription, const txm_msg *const *msgs,
+                               size_t n, bool *fresh, txm_error *err)
+{
+    if (uow == NULL || msgs == NULL || fresh == NULL)
+        return txm_errf(err, TXM_INVALID, "inbox_save_msgs: NULL argument");
+    if (n == 0 || n > TXM_INBOX_BATCH_MAX)
+        return txm_errf(err, TXM_INVALID, "inbox_save_msgs: %zu messages, 1..%d allowed", n,
+                        TXM_INBOX_BATCH_MAX);
+    char *json = NULL;
+    txm_rows *rows = NULL;
+    txm_status st = msgs_json(subscription, msgs, n, &json, err);
+    if (st == TXM_OK)
+        st = insert_many(uow, TXM__SQL(uow->db, SQLITE_INSERT_MSGS, PG_INSERT_MSGS), subscription,
+                         json, &rows, err);
+    else
+        free(json);
+    const char *ids[TXM_INBOX_BATCH_MAX];
+    for (size_t i = 0; st == TXM_OK && i < n; i++)
+        ids[i] = txm_msg_id(msgs[i]);
+    if (st == TXM_OK)
+        mark_fresh(rows, ids, n, fresh);
+    txm_rows_free(rows);
+    return st;
+}
+
 txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
                                 const char *const *message_ids, size_t n, bool *fresh,
                                 txm_error *err)
@@ -87,26 +173,16 @@ txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
         return txm_errf(err, TXM_INVALID, "inbox_save_batch: %zu ids, 1..%d allowed", n,
                         TXM_INBOX_BATCH_MAX);
     char *json = NULL;
-    txm_status st = ids_json(subscription, message_ids, n, &json, err);
-    char now[TXM_TIME_LEN + 1];
-    txm_time_format(txm_now_us(), now);
-    txm_value p[3] = {TXM_TEXT(subscription), TXM_TEXT(now), TXM_TEXT(json)};
     txm_rows *rows = NULL;
+    txm_status st = ids_json(subscription, message_ids, n, &json, err);
     if (st == TXM_OK)
-        st = txm__uow_exec(uow, TXM__SQL(uow->db, SQLITE_INSERT_MANY, PG_INSERT_MANY), p, 3, &rows,
-                           NULL, TXM_OK, err);
-    free(json);
+        st = insert_many(uow, TXM__SQL(uow->db, SQLITE_INSERT_MANY, PG_INSERT_MANY), subscription,
+                         json, &rows, err);
+    else
+        free(json);
     if (st != TXM_OK)
         return st;
-    /* An id is fresh when it came back and no earlier slot had it. */
-    size_t nr = txm_rows_count(rows);
-    for (size_t i = 0; i < n; i++) {
-        fresh[i] = false;
-        for (size_t r = 0; r < nr && !fresh[i]; r++)
-            fresh[i] = strcmp(txm_rows_text(rows, r, 0), message_ids[i]) == 0;
-        for (size_t k = 0; k < i && fresh[i]; k++)
-            fresh[i] = strcmp(message_ids[k], message_ids[i]) != 0;
-    }
+    mark_fresh(rows, message_ids, n, fresh);
     txm_rows_free(rows);
     return TXM_OK;
 }

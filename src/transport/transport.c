@@ -134,6 +134,11 @@ const char *txm_delivery_last_error(const txm_delivery *d)
     return d == NULL ? "" : d->last_error;
 }
 
+int64_t txm_delivery_dead_lettered_at_us(const txm_delivery *d)
+{
+    return d == NULL ? 0 : d->dead_lettered_at_us;
+}
+
 static const txm__transport_ops *ops_for(const char *url)
 {
     if (strncmp(url, "embedded:", 9) == 0)
@@ -524,4 +529,14 @@ txm_status txm_transport_dlq_purge(txm_transport *t, const char *queue, size_t *
     if (t == NULL || !txm__transport_name_ok(queue))
         return txm_errf(err, TXM_INVALID, "dlq_purge: bad argument");
     return t->ops->dlq_purge(t->broker, queue, purged, err);
+}
+
+txm_status txm_transport_dlq_delete(txm_transport *t, const char *queue, const char *message_id,
+                                    size_t *deleted, txm_error *err)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    if (t == NULL || !txm__transport_name_ok(queue) || message_id == NULL || message_id[0] == '\0')
+        return txm_errf(err, TXM_INVALID, "dlq_delete: bad argument");
+    return t->ops->dlq_delete(t->broker, queue, message_id, deleted, err);
 }

@@ -142,7 +142,8 @@ static const char *const SQL[Q_COUNT] = {
                  "FROM subscriptions s WHERE s.queue = messages.queue) "
                  "WHERE id = ?1 AND lease = ?2",
     [Q_DEPTH] = "SELECT COUNT(*) FROM messages WHERE queue = ?1",
-    [Q_DLQ_LIST] = "SELECT id, message_id, topic, body, receive_count, last_error "
+    /* A dead letter's visible_at_us is when it was dead-lettered (Q_TO_DLQ). */
+    [Q_DLQ_LIST] = "SELECT id, message_id, topic, body, receive_count, last_error, visible_at_us "
                    "FROM messages INDEXED BY messages_fifo "
                    "WHERE queue = ?1 AND origin = ?2 ORDER BY id LIMIT ?3",
     /* Redriven messages get new ids: they join the back of the queue, as
@@ -1102,7 +1103,7 @@ static txm_status dlq_list_txn(conn *c, void *ctx, txm_error *err)
     while (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && row) {
         st = row_delivery(s, lim.dlq, sqlite3_column_int(s, 4), NULL, &x->list[x->count], err);
         if (st == TXM_OK)
-            x->count++;
+            x->list[x->count++]->dead_lettered_at_us = sqlite3_column_int64(s, 6);
     }
     if (s != NULL)
         sqlite3_reset(s);
@@ -1162,7 +1163,7 @@ static txm_status purge_txn(conn *c, void *ctx, txm_error *err)
     queue_ctx *x = ctx;
     sub_limits lim;
     txm_status st = limits_get(c, x->queue, &lim, err);
-    const arg a[] = {a_text(lim.dlq), a_text(x->queue), a_text(NULL)};
+    const arg a[] = {a_text(lim.dlq), a_text(x->queue), a_text(x->message_id)};
     int64_t deleted = 0;
     if (st == TXM_OK)
         st = run(c, Q_DLQ_DELETE, a, NARGS(a), &deleted, err);
@@ -1179,6 +1180,18 @@ static txm_status embedded_dlq_purge(txm__broker *b, const char *queue, size_t *
     txm_status st = with_conn(b, TXN_WRITE, purge_txn, &x, err);
     if (purged != NULL)
         *purged = st == TXM_OK ? x.count : 0;
+    return st;
+}
+
+/* Deletes queue's dead letters with message_id. TXM_NOT_FOUND when queue
+ * was never declared; TXM_OK with *deleted 0 when none matched. */
+static txm_status embedded_dlq_delete(txm__broker *b, const char *queue, const char *message_id,
+                                      size_t *deleted, txm_error *err)
+{
+    queue_ctx x = {.queue = queue, .message_id = message_id};
+    txm_status st = with_conn(b, TXN_WRITE, purge_txn, &x, err);
+    if (deleted != NULL)
+        *deleted = st == TXM_OK ? x.count : 0;
     return st;
 }
 
@@ -1260,6 +1273,7 @@ const txm__transport_ops txm__transport_embedded = {
     .dlq_list = embedded_dlq_list,
     .dlq_redrive = embedded_dlq_redrive,
     .dlq_purge = embedded_dlq_purge,
+    .dlq_delete = embedded_dlq_delete,
     .blob_put = embedded_blob_put,
     .blob_get = embedded_blob_get,
 };

@@ -43,6 +43,10 @@ typedef struct txm__transport_ops {
     txm_status (*dlq_redrive)(txm__broker *b, const char *queue, const char *message_id,
                               size_t *moved, txm_error *err);
     txm_status (*dlq_purge)(txm__broker *b, const char *queue, size_t *purged, txm_error *err);
+    /* Deletes queue's dead letters with message_id (there may be several
+     * copies); *deleted is their count, 0 when none matched. */
+    txm_status (*dlq_delete)(txm__broker *b, const char *queue, const char *message_id,
+                             size_t *deleted, txm_error *err);
     /* Large payloads (claim check): stores body under key, replacing any
      * earlier one, and reads it back. Owns: *out is the caller's (free). */
     txm_status (*blob_put)(txm__broker *b, const char *key, const char *body, size_t len,
@@ -71,8 +75,10 @@ struct txm_delivery {
     int receive_count;
     void *handle; /* variant-owned: lease token, natsMsg, ... */
     void (*free_handle)(void *handle);
-    bool settled;   /* acked, nacked or dead-lettered */
-    bool exhausted; /* past max_receive_count (deliver_exhausted only) */
+    bool settled;                /* acked, nacked or dead-lettered */
+    bool exhausted;              /* past max_receive_count (deliver_exhausted only) */
+    int64_t dead_lettered_at_us; /* dlq_list: when it was dead-lettered, microseconds
+                                    since the epoch; 0 when unknown */
 };
 
 /* Builds a delivery, copying every string (NULL becomes ""). NULL when out of

@@ -1422,6 +1422,7 @@ const txm__transport_ops txm__transport_nats = {
     .dlq_list = txm__nats_dlq_list,
     .dlq_redrive = txm__nats_dlq_redrive,
     .dlq_purge = txm__nats_dlq_purge,
+    .dlq_delete = txm__nats_dlq_delete,
     .blob_put = txm__nats_blob_put,
     .blob_get = txm__nats_blob_get,
 };

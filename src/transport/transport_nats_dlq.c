@@ -124,10 +124,15 @@ static txm_delivery *dead_letter_delivery(natsMsg *m, const char *queue)
     size_t plen = strlen(SUBJECT_PREFIX);
     const char *topic = strncmp(subject, SUBJECT_PREFIX, plen) == 0 ? subject + plen : subject;
     const char *source = txm__nats_hdr(m, HDR_QUEUE);
-    return txm__delivery_new(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
-                             txm__nats_hdr(m, HDR_TXM_ID), topic,
-                             source[0] != '\0' ? source : queue, txm__nats_hdr(m, HDR_ERROR),
-                             txm__nats_parse_count(txm__nats_hdr(m, HDR_COUNT)), NULL, NULL);
+    txm_delivery *d = txm__delivery_new(
+        natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m), txm__nats_hdr(m, HDR_TXM_ID), topic,
+        source[0] != '\0' ? source : queue, txm__nats_hdr(m, HDR_ERROR),
+        txm__nats_parse_count(txm__nats_hdr(m, HDR_COUNT)), NULL, NULL);
+    /* The dead letter's time in the DLQ stream (nanoseconds): when it was
+     * dead-lettered. */
+    if (d != NULL)
+        d->dead_lettered_at_us = natsMsg_GetTime(m) / 1000;
+    return d;
 }
 
 txm_status txm__nats_dlq_list(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
@@ -246,6 +251,35 @@ txm_status txm__nats_dlq_redrive(txm__broker *b, const char *queue, const char *
     }
     if (moved != NULL)
         *moved = n;
+    return st == TXM_NOT_FOUND ? TXM_OK : st;
+}
+
+/* Deletes the dead letters of queue with message_id present when it starts. */
+txm_status txm__nats_dlq_delete(txm__broker *b, const char *queue, const char *message_id,
+                                size_t *deleted, txm_error *err)
+{
+    qinfo q;
+    char subject[SUBJECT_MAX];
+    uint64_t last = 0, unused = 0;
+    txm_status st = dlq_subject(b, queue, &q, subject, err);
+    if (st == TXM_OK)
+        st = dlq_last_seq(b, NULL, &last, &unused, err);
+    size_t n = 0;
+    for (uint64_t seq = 1; st == TXM_OK && seq <= last; seq++) {
+        natsMsg *m = NULL;
+        if ((st = dlq_next(b, subject, &seq, &m, err)) != TXM_OK)
+            break;
+        if (seq <= last && strcmp(txm__nats_hdr(m, HDR_TXM_ID), message_id) == 0) {
+            jsErrCode jerr = 0;
+            natsStatus s = js_DeleteMsg(b->js, DLQ_STREAM, seq, &b->api, &jerr);
+            st = s == NATS_OK ? TXM_OK
+                              : txm__nats_nfail(err, s, jerr, "delete dead letter of", queue);
+            n += st == TXM_OK;
+        }
+        natsMsg_Destroy(m);
+    }
+    if (deleted != NULL)
+        *deleted = n;
     return st == TXM_NOT_FOUND ? TXM_OK : st;
 }
 

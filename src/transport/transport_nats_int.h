@@ -225,6 +225,8 @@ txm_status txm__nats_dlq_redrive(txm__broker *b, const char *queue, const char *
 /* Purges the queue's dead letters up to the last one present at the start;
  * *purged is their count at that moment. */
 txm_status txm__nats_dlq_purge(txm__broker *b, const char *queue, size_t *purged, txm_error *err);
+txm_status txm__nats_dlq_delete(txm__broker *b, const char *queue, const char *message_id,
+                                size_t *deleted, txm_error *err);
 
 /* ---- Large payloads (transport_nats_blob.c) ---- */
 
