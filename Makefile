@@ -4,7 +4,8 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 JOBS       ?= 2
-# make fuzz: seconds per harness, and which harnesses (all when empty).
+# make fuzz: seconds per harness, and which harnesses (all when empty;
+# "name:600" gives one harness its own time).
 FUZZ_SECONDS   ?= 300
 FUZZ_HARNESSES ?=
 
