@@ -2,9 +2,14 @@
 # and scripts/.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
 JOBS       ?= 2
+# make fuzz: seconds per harness, and which harnesses (all when empty;
+# "name:600" gives one harness its own time).
+FUZZ_SECONDS   ?= 300
+FUZZ_HARNESSES ?=
 
-.PHONY: all deps build build-asan test demo demo-cluster install package clean
+.PHONY: all deps build build-asan test demo demo-cluster install package fuzz clean
 
 all: build
 
@@ -49,5 +54,14 @@ package: build
 	@cd $(BUILD) && cpack --config CPackConfig.cmake -B package | \
 	    sed -n 's/^CPack: - package: \(.*\) generated\.$$/\1/p'
 
+# Builds the libFuzzer harnesses with clang and runs each for FUZZ_SECONDS
+# on one core, one after another; see FUZZING.md. `make test` replays their
+# corpora instead and needs no clang.
+fuzz:
+	@scripts/install-deps --fuzz
+	@CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTXM_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j$(JOBS) --target fuzz-harnesses
+	@tests/fuzz/run-fuzz $(BUILD_FUZZ) $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

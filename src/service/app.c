@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "core/alloc.h"
+#include "service/service_int.h"
 #include "txmsg/outbox.h"
 
 #define APP_QUEUES_MAX 64     /* subscriptions per app */
@@ -571,6 +572,11 @@ void txm_app_stop(txm_app *app)
 }
 
 /* ---- getters ---- */
+
+txm_http_server *txm__app_http(const txm_app *app)
+{
+    return app != NULL ? app->http : NULL;
+}
 
 txm_db *txm_app_db(const txm_app *app)
 {

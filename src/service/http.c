@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -125,6 +126,7 @@ struct txm_http_request {
     bool head_too_big;                /* the header fields passed max_header_len */
     bool drain;                       /* answered before the body: drop it before closing */
     size_t dropped;                   /* body bytes read and dropped after too_big */
+    const txm__http_input *input;     /* with conn NULL: from txm__http_serve_input */
 };
 
 void txm_http_options_init(txm_http_options *o)
@@ -361,11 +363,29 @@ const char *txm_http_request_param(const txm_http_request *req, const char *name
     return req != NULL ? txm__route_param(&req->params, name) : NULL;
 }
 
+/* The first header (MHD_HEADER_KIND) or query argument (MHD_GET_ARGUMENT_KIND)
+ * called name, compared without case as MHD does, from MHD or from a request
+ * built by txm__http_serve_input. A query value is raw (not unescaped). */
+static const char *lookup(const txm_http_request *req, enum MHD_ValueKind kind, const char *name)
+{
+    if (req->conn != NULL)
+        return MHD_lookup_connection_value(req->conn, kind, name);
+    if (req->input == NULL)
+        return NULL;
+    bool header = kind == MHD_HEADER_KIND;
+    const txm__http_field *f = header ? req->input->headers : req->input->query;
+    size_t n = header ? req->input->header_count : req->input->query_count;
+    for (size_t i = 0; i < n; i++)
+        if (f[i].name != NULL && strcasecmp(f[i].name, name) == 0)
+            return f[i].value;
+    return NULL;
+}
+
 const char *txm_http_request_header(const txm_http_request *req, const char *name)
 {
     if (req == NULL || name == NULL)
         return NULL;
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return lookup(req, MHD_HEADER_KIND, name);
 }
 
 const char *txm_http_request_query(const txm_http_request *req, const char *name)
@@ -374,7 +394,7 @@ const char *txm_http_request_query(const txm_http_request *req, const char *name
         return NULL;
     /* The server turns MHD's unescaping off (see no_unescape), so keys and
      * values arrive as sent: match the raw key, decode the value here. */
-    const char *raw = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    const char *raw = lookup(req, MHD_GET_ARGUMENT_KIND, name);
     if (raw == NULL)
         return NULL;
     size_t len = strlen(raw);
@@ -423,8 +443,10 @@ static bool correlation_ok(const char *s)
     return true;
 }
 
-static txm_http_request *request_new(txm_http_server *srv, struct MHD_Connection *conn,
-                                     const char *url, const char *method)
+/* A request from MHD's conn, or from input when conn is NULL. */
+static txm_http_request *request_alloc(txm_http_server *srv, struct MHD_Connection *conn,
+                                       const txm__http_input *input, const char *url,
+                                       const char *method)
 {
     txm_http_request *req = txm__calloc(1, sizeof *req);
     if (req == NULL)
@@ -432,10 +454,11 @@ static txm_http_request *request_new(txm_http_server *srv, struct MHD_Connection
     clock_gettime(CLOCK_MONOTONIC, &req->start);
     req->srv = srv;
     req->conn = conn;
+    req->input = input;
     req->method = method;
     req->path = url;
     req->route_label = UNMATCHED_ROUTE;
-    const char *cid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Correlation-Id");
+    const char *cid = lookup(req, MHD_HEADER_KIND, "X-Correlation-Id");
     if (cid != NULL && correlation_ok(cid))
         snprintf(req->cid, sizeof req->cid, "%s", cid);
     else if (txm_uuid_v7(req->cid, NULL) != TXM_OK)
@@ -444,6 +467,12 @@ static txm_http_request *request_new(txm_http_server *srv, struct MHD_Connection
     srv->inflight++;
     pthread_mutex_unlock(&srv->lock);
     return req;
+}
+
+static txm_http_request *request_new(txm_http_server *srv, struct MHD_Connection *conn,
+                                     const char *url, const char *method)
+{
+    return request_alloc(srv, conn, NULL, url, method);
 }
 
 static void request_free(txm_http_request *req)
@@ -637,7 +666,12 @@ static enum MHD_Result add_metric_name(void *cls, enum MHD_ValueKind kind, const
 static void serve_metrics(txm_http_request *req)
 {
     struct metric_names f = {0};
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_metric_name, &f);
+    if (req->conn != NULL)
+        MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_metric_name, &f);
+    for (size_t i = 0; req->input != NULL && i < req->input->query_count; i++)
+        if (add_metric_name(&f, MHD_GET_ARGUMENT_KIND, req->input->query[i].name,
+                            req->input->query[i].value) == MHD_NO)
+            break;
     if (f.too_many) {
         txm_http_reply_error(req, 400, "INVALID_ARGUMENT", "at most 32 name filters", NULL);
         return;
@@ -772,6 +806,61 @@ static void record(const txm_http_request *req)
     txm__log_fields(srv->opts.logger, req->status >= 500 ? TXM_LOG_ERROR : TXM_LOG_INFO, req->cid,
                     "request", fields);
     json_decref(fields);
+}
+
+/* ---- requests built without MHD ---- */
+
+/* Copies the answer of req to out: what set_reply stored, or 500
+ * SYSTEM_ERROR when nothing did, as send_reply sends. */
+static txm_status take_answer(txm_http_request *req, txm__http_output *out, txm_error *err)
+{
+    if (!req->replied)
+        set_reply(req, 500, JSON_TYPE, SYSTEM_ERROR_BODY, strlen(SYSTEM_ERROR_BODY), NULL);
+    if (!req->replied) /* out of memory for the copy */
+        return txm_errf(err, TXM_NOMEM, "http_serve_input: out of memory");
+    out->status = req->status;
+    out->content_type = req->content_type;
+    out->body = req->resp;
+    out->body_len = req->resp_len;
+    snprintf(out->allow, sizeof out->allow, "%s", req->allow);
+    req->resp = NULL;
+    return TXM_OK;
+}
+
+txm_status txm__http_serve_input(txm_http_server *srv, const txm__http_input *in,
+                                 txm__http_output *out, txm_error *err)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof *out);
+    if (srv == NULL || in == NULL || out == NULL || in->method == NULL || in->path == NULL ||
+        (in->body == NULL && in->body_len > 0))
+        return txm_errf(err, TXM_INVALID, "http_serve_input: NULL argument");
+    txm_http_request *req = request_alloc(srv, NULL, in, in->path, in->method);
+    if (req == NULL)
+        return txm_errf(err, TXM_NOMEM, "http_serve_input: out of memory");
+    /* The body as on_request keeps it: NUL-terminated, within the limit. */
+    if (in->body_len > srv->opts.max_body_len) {
+        req->too_big = true;
+        txm_http_reply_error(req, 413, "PAYLOAD_TOO_LARGE", "request body exceeds the limit", NULL);
+    } else if (in->body_len > 0) {
+        req->body = txm__malloc(in->body_len + 1);
+        if (req->body != NULL) {
+            memcpy(req->body, in->body, in->body_len);
+            req->body[in->body_len] = '\0';
+            req->body_len = in->body_len;
+        }
+    }
+    if (!req->replied && (in->body_len == 0 || req->body != NULL))
+        dispatch(req);
+    txm_status st = take_answer(req, out, err);
+    if (st == TXM_OK)
+        record(req);
+    request_free(req);
+    pthread_mutex_lock(&srv->lock);
+    if (--srv->inflight == 0)
+        pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+    return st;
 }
 
 /* Sends the answer set by set_reply, or 500 SYSTEM_ERROR when there is none. */

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "txmsg/app.h"
 #include "txmsg/service.h"
 
 /* ---- route.c: pure functions, no allocation ---- */
@@ -65,5 +66,48 @@ json_t *txm__json_string_lossy(const char *s, size_t len);
  * standard ones. Borrows: fields. Thread: any. */
 void txm__log_fields(const txm_logger *lg, int level, const char *correlation_id, const char *msg,
                      const json_t *fields);
+
+/* ---- http.c: requests built without libmicrohttpd ---- */
+
+/* One header or query argument; strings NUL-terminated. */
+typedef struct txm__http_field {
+    const char *name;
+    const char *value; /* a query argument's raw text (not unescaped); NULL for "?a" */
+} txm__http_field;
+
+/* A request as MHD would hand it over, for fuzzing the request handling
+ * without sockets. */
+typedef struct txm__http_input {
+    const char *method; /* as sent, e.g. "GET" */
+    const char *path;   /* raw request path, without the query */
+    const txm__http_field *headers;
+    size_t header_count;
+    const txm__http_field *query;
+    size_t query_count;
+    const char *body; /* body_len bytes, any bytes; may be NULL when body_len is 0 */
+    size_t body_len;
+} txm__http_input;
+
+/* The answer a request got. */
+typedef struct txm__http_output {
+    int status;
+    const char *content_type; /* static text */
+    char *body;               /* owned: free(); NULL when empty */
+    size_t body_len;
+    char allow[136]; /* the Allow header of a 405, or "" */
+} txm__http_output;
+
+/* Runs in from route matching to the answer exactly as a request that came
+ * through libmicrohttpd (built-in paths, routes, handler, 500 when the
+ * handler answered nothing, log line and metrics), on the calling thread;
+ * srv need not be started. Returns TXM_OK with *out filled, TXM_INVALID,
+ * TXM_NOMEM. Borrows: in, during the call. Owns: out->body is the caller's. */
+txm_status txm__http_serve_input(txm_http_server *srv, const txm__http_input *in,
+                                 txm__http_output *out, txm_error *err);
+
+/* ---- app.c ---- */
+
+/* The app's HTTP server. Borrows: valid while app lives. */
+txm_http_server *txm__app_http(const txm_app *app);
 
 #endif

@@ -658,6 +658,25 @@ typedef struct sub_limits {
     int64_t visibility_timeout_ms;
 } sub_limits;
 
+/* The longest visibility timeout a row may give, in ms (100 years), so that
+ * now + timeout in microseconds cannot overflow. */
+#define VISIBILITY_MAX_MS (100LL * 366 * 24 * 3600 * 1000)
+
+/* An integer column clamped to lo..hi: the broker file may hold rows it did
+ * not write (any type, any value), and a count near INT_MAX must not
+ * overflow when incremented. */
+static int64_t column_clamped(sqlite3_stmt *s, int col, int64_t lo, int64_t hi)
+{
+    int64_t v = sqlite3_column_int64(s, col);
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* A receive count read from a row: 0..INT_MAX - 1, so + 1 still fits. */
+static int column_count(sqlite3_stmt *s, int col)
+{
+    return (int)column_clamped(s, col, 0, INT_MAX - 1);
+}
+
 /* Reads queue's subscription; TXM_NOT_FOUND when it was never declared. */
 static txm_status limits_get(conn *c, const char *queue, sub_limits *out, txm_error *err)
 {
@@ -671,8 +690,8 @@ static txm_status limits_get(conn *c, const char *queue, sub_limits *out, txm_er
         return st;
     const char *dlq = (const char *)sqlite3_column_text(s, 1);
     snprintf(out->dlq, sizeof out->dlq, "%s", dlq != NULL ? dlq : "");
-    out->max_receive_count = sqlite3_column_int(s, 2);
-    out->visibility_timeout_ms = sqlite3_column_int64(s, 3);
+    out->max_receive_count = column_count(s, 2);
+    out->visibility_timeout_ms = column_clamped(s, 3, 0, VISIBILITY_MAX_MS);
     sqlite3_reset(s);
     return TXM_OK;
 }
@@ -719,7 +738,7 @@ static txm_status claim_scan(conn *c, claim_ctx *x, const sub_limits *lim, int64
     txm_status st = prep(c, Q_CLAIM, a, NARGS(a), &s, err);
     while (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && row) {
         int64_t id = sqlite3_column_int64(s, 0);
-        int received = sqlite3_column_int(s, 4);
+        int received = column_count(s, 4);
         bool exhausted = received >= lim->max_receive_count;
         if (exhausted && !x->deliver_exhausted) {
             x->dead[x->n_dead++] = id;
@@ -1008,7 +1027,7 @@ static txm_status settle_txn(conn *c, void *ctx, txm_error *err)
                         "and the message was received again, or it is gone)");
     if (st != TXM_OK)
         return st;
-    bool to_dlq = x->delay_ms < 0 || sqlite3_column_int(s, 0) >= sqlite3_column_int(s, 1);
+    bool to_dlq = x->delay_ms < 0 || column_count(s, 0) >= column_count(s, 1);
     char dlq[TXM__DLQ_NAME_MAX];
     const char *name = (const char *)sqlite3_column_text(s, 2);
     snprintf(dlq, sizeof dlq, "%s", name != NULL ? name : "");
@@ -1101,7 +1120,7 @@ static txm_status dlq_list_txn(conn *c, void *ctx, txm_error *err)
     if (st == TXM_OK)
         st = prep(c, Q_DLQ_LIST, a, NARGS(a), &s, err);
     while (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && row) {
-        st = row_delivery(s, lim.dlq, sqlite3_column_int(s, 4), NULL, &x->list[x->count], err);
+        st = row_delivery(s, lim.dlq, column_count(s, 4), NULL, &x->list[x->count], err);
         if (st == TXM_OK)
             x->list[x->count++]->dead_lettered_at_us = sqlite3_column_int64(s, 6);
     }

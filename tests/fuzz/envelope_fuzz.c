@@ -1,10 +1,7 @@
 /* libFuzzer harness for txm_msg_decode: any input must decode or fail cleanly,
  * and whatever decodes must survive an encode/decode round trip unchanged.
- * Not part of the default build; see the build line below. */
-/* clang -std=c17 -D_GNU_SOURCE -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
- *     tests/fuzz/envelope_fuzz.c src/core/{alloc,error,status,uuid,time,message,envelope,base64}.c
- * \ -ljansson -o envelope_fuzz
- * ./envelope_fuzz -max_len=4096 corpus/ tests/data/envelope/<any>/  (seed: the data cases) */
+ * Built by tests/fuzz/CMakeLists.txt: a libFuzzer binary under make fuzz,
+ * envelope_fuzz_replay (corpus and tests/data/envelope cases) in make test. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
