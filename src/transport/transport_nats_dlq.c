@@ -226,10 +226,24 @@ static txm_status dlq_last_seq(txm__broker *b, const char *filter, uint64_t *las
     return TXM_OK;
 }
 
-/* Redrives the dead letters present when it starts (one that fails again
- * meanwhile is left for the next redrive). */
-txm_status txm__nats_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
-                                 size_t *moved, txm_error *err)
+/* What to do with one dead letter of queue (sequence seq in DLQ_STREAM). */
+typedef txm_status (*dlq_action)(txm__broker *b, natsMsg *m, uint64_t seq, const char *queue,
+                                 txm_error *err);
+
+static txm_status delete_one(txm__broker *b, natsMsg *m, uint64_t seq, const char *queue,
+                             txm_error *err)
+{
+    (void)m;
+    jsErrCode jerr = 0;
+    natsStatus s = js_DeleteMsg(b->js, DLQ_STREAM, seq, &b->api, &jerr);
+    return s == NATS_OK ? TXM_OK : txm__nats_nfail(err, s, jerr, "delete dead letter of", queue);
+}
+
+/* Runs act on each dead letter of queue present when it starts (one that
+ * fails again meanwhile is left for the next call) whose id is message_id,
+ * or on all when message_id is NULL; *done counts those it did. */
+static txm_status dlq_each(txm__broker *b, const char *queue, const char *message_id,
+                           dlq_action act, size_t *done, txm_error *err)
 {
     qinfo q;
     char subject[SUBJECT_MAX];
@@ -244,43 +258,28 @@ txm_status txm__nats_dlq_redrive(txm__broker *b, const char *queue, const char *
             break;
         if (seq <= last &&
             (message_id == NULL || strcmp(txm__nats_hdr(m, HDR_TXM_ID), message_id) == 0)) {
-            st = republish(b, m, seq, queue, err);
+            st = act(b, m, seq, queue, err);
             n += st == TXM_OK;
         }
         natsMsg_Destroy(m);
     }
-    if (moved != NULL)
-        *moved = n;
+    if (done != NULL)
+        *done = n;
     return st == TXM_NOT_FOUND ? TXM_OK : st;
 }
 
-/* Deletes the dead letters of queue with message_id present when it starts. */
+txm_status txm__nats_dlq_redrive(txm__broker *b, const char *queue, const char *message_id,
+                                 size_t *moved, txm_error *err)
+{
+    return dlq_each(b, queue, message_id, republish, moved, err);
+}
+
 txm_status txm__nats_dlq_delete(txm__broker *b, const char *queue, const char *message_id,
                                 size_t *deleted, txm_error *err)
 {
-    qinfo q;
-    char subject[SUBJECT_MAX];
-    uint64_t last = 0, unused = 0;
-    txm_status st = dlq_subject(b, queue, &q, subject, err);
-    if (st == TXM_OK)
-        st = dlq_last_seq(b, NULL, &last, &unused, err);
-    size_t n = 0;
-    for (uint64_t seq = 1; st == TXM_OK && seq <= last; seq++) {
-        natsMsg *m = NULL;
-        if ((st = dlq_next(b, subject, &seq, &m, err)) != TXM_OK)
-            break;
-        if (seq <= last && strcmp(txm__nats_hdr(m, HDR_TXM_ID), message_id) == 0) {
-            jsErrCode jerr = 0;
-            natsStatus s = js_DeleteMsg(b->js, DLQ_STREAM, seq, &b->api, &jerr);
-            st = s == NATS_OK ? TXM_OK
-                              : txm__nats_nfail(err, s, jerr, "delete dead letter of", queue);
-            n += st == TXM_OK;
-        }
-        natsMsg_Destroy(m);
-    }
-    if (deleted != NULL)
-        *deleted = n;
-    return st == TXM_NOT_FOUND ? TXM_OK : st;
+    if (message_id == NULL)
+        return txm_errf(err, TXM_INVALID, "nats: dlq_delete: NULL message id");
+    return dlq_each(b, queue, message_id, delete_one, deleted, err);
 }
 
 /* Purges the queue's dead letters up to the last one present at the start;
