@@ -138,6 +138,23 @@ static void mark_fresh(const txm_rows *rows, const char *const *ids, size_t n, b
     }
 }
 
+/* Inserts the batch json (made with status st; taken and freed) with sql
+ * and sets fresh[i] for each of the n ids. */
+static txm_status save_json(txm_uow *uow, const char *sql, const char *subscription, txm_status st,
+                            char *json, const char *const *ids, size_t n, bool *fresh,
+                            txm_error *err)
+{
+    txm_rows *rows = NULL;
+    if (st == TXM_OK)
+        st = insert_many(uow, sql, subscription, json, &rows, err);
+    else
+        free(json);
+    if (st == TXM_OK)
+        mark_fresh(rows, ids, n, fresh);
+    txm_rows_free(rows);
+    return st;
+}
+
 txm_status txm_inbox_save_msgs(txm_uow *uow, const char *subscription, const txm_msg *const *msgs,
                                size_t n, bool *fresh, txm_error *err)
 {
@@ -147,20 +164,12 @@ txm_status txm_inbox_save_msgs(txm_uow *uow, const char *subscription, const txm
         return txm_errf(err, TXM_INVALID, "inbox_save_msgs: %zu messages, 1..%d allowed", n,
                         TXM_INBOX_BATCH_MAX);
     char *json = NULL;
-    txm_rows *rows = NULL;
     txm_status st = msgs_json(subscription, msgs, n, &json, err);
-    if (st == TXM_OK)
-        st = insert_many(uow, TXM__SQL(uow->db, SQLITE_INSERT_MSGS, PG_INSERT_MSGS), subscription,
-                         json, &rows, err);
-    else
-        free(json);
     const char *ids[TXM_INBOX_BATCH_MAX];
     for (size_t i = 0; st == TXM_OK && i < n; i++)
         ids[i] = txm_msg_id(msgs[i]);
-    if (st == TXM_OK)
-        mark_fresh(rows, ids, n, fresh);
-    txm_rows_free(rows);
-    return st;
+    return save_json(uow, TXM__SQL(uow->db, SQLITE_INSERT_MSGS, PG_INSERT_MSGS), subscription, st,
+                     json, ids, n, fresh, err);
 }
 
 txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
@@ -173,18 +182,9 @@ txm_status txm_inbox_save_batch(txm_uow *uow, const char *subscription,
         return txm_errf(err, TXM_INVALID, "inbox_save_batch: %zu ids, 1..%d allowed", n,
                         TXM_INBOX_BATCH_MAX);
     char *json = NULL;
-    txm_rows *rows = NULL;
     txm_status st = ids_json(subscription, message_ids, n, &json, err);
-    if (st == TXM_OK)
-        st = insert_many(uow, TXM__SQL(uow->db, SQLITE_INSERT_MANY, PG_INSERT_MANY), subscription,
-                         json, &rows, err);
-    else
-        free(json);
-    if (st != TXM_OK)
-        return st;
-    mark_fresh(rows, message_ids, n, fresh);
-    txm_rows_free(rows);
-    return TXM_OK;
+    return save_json(uow, TXM__SQL(uow->db, SQLITE_INSERT_MANY, PG_INSERT_MANY), subscription, st,
+                     json, message_ids, n, fresh, err);
 }
 
 txm_status txm_inbox_remove(txm_uow *uow, const char *subscription, const char *message_id,
