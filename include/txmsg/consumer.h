@@ -83,7 +83,7 @@ typedef struct txm_consumer_stats {
     uint64_t duplicates;    /* found in the inbox; acked without calling the handler */
     uint64_t failures;      /* attempts that failed (handler, statement or commit) */
     uint64_t dead_lettered; /* sent to the dead-letter queue by the consumer: undecodable,
-                               failed max_receive_count times, or received more than 3
+                               failed max_receive_count times, or received more than 10
                                times max_receive_count and not in the inbox */
     /* Committed batches: how many messages each held (per bucket, not
      * cumulative), their count and the sum of their sizes. */
@@ -104,7 +104,7 @@ typedef struct txm_consumer_stats {
  * inbox row shows it was processed (its ack was lost), and otherwise run
  * once more as its last attempt: crashes and broker restarts send messages
  * back one receive count higher without their handler having failed. Past
- * 3 times max_receive_count receives it is dead-lettered unrun (it may be
+ * 10 times max_receive_count receives it is dead-lettered unrun (it may be
  * what kills its consumer). An outage (TXM_UNAVAILABLE from the handler's unit of work)
  * uses up no receive: the delivery is held, its lease extended, and the
  * unit retried with a growing pause. Owns: *out is the caller's. */
