@@ -67,14 +67,21 @@ typedef struct fixture {
 static bool wait_healthy(fixture *fx, txm_testsvc *s)
 {
     long long end = txm_test_now_ms() + START_MS;
+    char how[64] = "still starting";
     while (txm_test_now_ms() < end) {
         if (txm_testsvc_healthy(s, 2000))
             return true;
-        if (txm_testsvc_ended(s, NULL))
+        int status = 0;
+        if (txm_testsvc_ended(s, &status)) {
+            txm_testsvc_describe(status, how, sizeof how);
             break;
+        }
         txm_test_sleep_ms(POLL_MS);
     }
-    fprintf(stderr, "setup: %s did not become healthy; see %s\n", s->name, s->log);
+    char last[512];
+    txm_testsvc_last_line(s, last, sizeof last);
+    fprintf(stderr, "setup: %s did not become healthy within %d ms (%s); its last log line: %s\n",
+            s->name, START_MS, how, last);
     (void)fx;
     return false;
 }

@@ -76,10 +76,11 @@ static bool wait_healthy(stack *st, int which)
     while (txm_test_now_ms() < end) {
         int status = 0;
         if (txm_testsvc_ended(p, &status)) {
-            char how[64];
+            char how[64], last[512];
             txm_testsvc_describe(status, how, sizeof how);
-            return setup_fail(st, "%s ended (%s) before answering GET %s; see %s", p->name, how,
-                              p->health, p->log);
+            txm_testsvc_last_line(p, last, sizeof last);
+            return setup_fail(st, "%s ended (%s) before answering GET %s; its last log line: %s",
+                              p->name, how, p->health, last);
         }
         if (txm_testsvc_healthy(p, 2000))
             return true;

@@ -121,3 +121,19 @@ void txm_testsvc_describe(int status, char *out, size_t cap)
     else
         snprintf(out, cap, "wait status %#x", (unsigned)status);
 }
+
+void txm_testsvc_last_line(const txm_testsvc *s, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(s->log, "r");
+    if (f == NULL)
+        return;
+    char line[2048];
+    while (fgets(line, sizeof line, f) != NULL) {
+        size_t n = strcspn(line, "\n");
+        line[n] = '\0';
+        if (n > 0)
+            snprintf(out, cap, "%s", line);
+    }
+    fclose(f);
+}

@@ -57,4 +57,8 @@ bool txm_testsvc_healthy(const txm_testsvc *s, int timeout_ms);
 /* Writes a short description of a wait status ("exit 1", "signal 9"). */
 void txm_testsvc_describe(int status, char *out, size_t cap);
 
+/* Copies the last non-empty line of the process's log (its last words,
+ * such as the error it ended on) into out; "" when there is none. */
+void txm_testsvc_last_line(const txm_testsvc *s, char *out, size_t cap);
+
 #endif
