@@ -219,17 +219,25 @@ txm_status ex_exec(txm_db *db, txm_uow *uow, const char *sql, const txm_value *p
     return txm_db_exec(db, sql, params, n_params, rows, changes, err);
 }
 
+/* An arbitrary constant naming the example schema's lock among advisory
+ * locks (txmsg's own migrations use another). */
+static const char SQL_SCHEMA_LOCK[] = "SELECT pg_advisory_xact_lock(7316871641)";
+
 txm_status ex_exec_all(txm_db *db, const char *const *statements, txm_error *err)
 {
-    txm_status st = TXM_OK;
-    for (size_t i = 0; st == TXM_OK && statements[i] != NULL; i++) {
-        st = txm_db_exec(db, statements[i], NULL, 0, NULL, NULL, err);
-        /* Two instances starting at once on PostgreSQL: the CREATE ... IF
-         * NOT EXISTS that loses the race waits for the other's commit, then
-         * fails on the catalog's unique index. Again, it finds the object. */
-        if (st == TXM_CONSTRAINT)
-            st = txm_db_exec(db, statements[i], NULL, 0, NULL, NULL, err);
-    }
+    /* One transaction; on PostgreSQL under a lock, since instances starting
+     * at once would otherwise race on the catalogs: the CREATE ... IF NOT
+     * EXISTS that loses fails on a unique index, or deadlocks on the table a
+     * foreign key names. The second instance finds every object made. */
+    txm_uow *uow = NULL;
+    txm_status st = txm_uow_begin(db, &uow, err);
+    if (st == TXM_OK && strcmp(txm_db_dialect(db), "postgresql") == 0)
+        st = txm_uow_exec(uow, SQL_SCHEMA_LOCK, NULL, 0, NULL, NULL, err);
+    for (size_t i = 0; st == TXM_OK && statements[i] != NULL; i++)
+        st = txm_uow_exec(uow, statements[i], NULL, 0, NULL, NULL, err);
+    if (st == TXM_OK)
+        return txm_uow_commit(&uow, err);
+    txm_uow_rollback(&uow);
     return st;
 }
 

@@ -93,8 +93,9 @@ void ex_copy_time(const char *text, ex_time out);
 txm_status ex_exec(txm_db *db, txm_uow *uow, const char *sql, const txm_value *params,
                    size_t n_params, txm_rows **rows, int64_t *changes, txm_error *err);
 
-/* Runs statements (NULL-terminated) one by one on db; stops at the first
- * failure. For idempotent schema creation, which several instances of a
+/* Runs statements (NULL-terminated) in one transaction on db, serialised
+ * with other processes doing the same; stops at the first failure and
+ * rolls back. For idempotent schema creation, which several instances of a
  * service may run at once. */
 txm_status ex_exec_all(txm_db *db, const char *const *statements, txm_error *err);
 
