@@ -308,3 +308,44 @@ int cli_parse_purge(cli_ctx *ctx, int argc, char **argv, const struct option *op
         rc = cli_usage_error(ctx, "--older-than DURATION is required");
     return rc;
 }
+
+bool cli_is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+}
+
+int cli_add_service(const cli_ctx *ctx, const char *name, size_t name_len, const char *url,
+                    cli_service *list, size_t *n)
+{
+    if (*n == CLI_SERVICES_MAX)
+        return cli_usage_error(ctx, "at most %d services", CLI_SERVICES_MAX);
+    if (name_len == 0 || name_len > CLI_SERVICE_NAME_MAX)
+        return cli_usage_error(ctx, "--service: a name of 1..%d characters, then =URL",
+                               CLI_SERVICE_NAME_MAX);
+    for (size_t i = 0; i < name_len; i++)
+        if (!cli_is_name_char(name[i]))
+            return cli_usage_error(ctx,
+                                   "--service: name \"%.*s\" has characters other than "
+                                   "letters, digits, '-', '_' and '.'",
+                                   (int)name_len, name);
+    if (url == NULL || url[0] == '\0')
+        return cli_usage_error(ctx, "--service %.*s: no database URL after '='", (int)name_len,
+                               name);
+    cli_service *s = &list[*n];
+    snprintf(s->name, sizeof s->name, "%.*s", (int)name_len, name);
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(list[i].name, s->name) == 0)
+            return cli_usage_error(ctx, "--service %s given twice", s->name);
+    s->url = url;
+    (*n)++;
+    return CLI_OK;
+}
+
+int cli_parse_service(const cli_ctx *ctx, const char *value, cli_service *list, size_t *n)
+{
+    const char *eq = strchr(value, '=');
+    if (eq == NULL)
+        return cli_usage_error(ctx, "--service wants NAME=DATABASE_URL, got \"%s\"", value);
+    return cli_add_service(ctx, value, (size_t)(eq - value), eq + 1, list, n);
+}
