@@ -125,6 +125,16 @@ int cli_parse_count(const cli_ctx *ctx, const char *option, const char *value, l
  * Owns: *db is the caller's. */
 int cli_open_db(const cli_ctx *ctx, txm_db **db);
 
+/* cli_open_db for url, without printing: TXM_NOT_FOUND for a missing
+ * SQLite file, else txm_db_open's status; err says which URL and why. */
+txm_status cli_db_open_url(const char *url, txm_db **db, txm_error *err);
+
+/* cli_open_transport for url, without printing; background: keep
+ * connecting to an unreachable NATS in the background (see
+ * txm_transport_options). TXM_NOT_FOUND for a missing embedded file. */
+txm_status cli_transport_open_url(const char *url, bool background, txm_transport **t,
+                                  txm_error *err);
+
 /* Connects to the broker; a missing embedded broker file is an error, not
  * created. Same returns; *t is the caller's. */
 int cli_open_transport(const cli_ctx *ctx, txm_transport **t);

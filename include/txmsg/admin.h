@@ -23,9 +23,11 @@ typedef struct txm_outbox_filter {
     int64_t created_before_us; /* only rows created strictly before this time,
                                   microseconds since the epoch; 0: any time */
     const char *topic;         /* only this topic; NULL: any. Borrowed */
-    const char *aggregate_id;  /* only this aggregate id; NULL: any. Borrowed */
     int64_t after_seq;         /* only rows with a sequence number above this; 0: all */
     size_t limit;              /* most rows returned, 1..1000000; default 100 */
+    const char *aggregate_id;  /* only this aggregate id; NULL: any. Borrowed */
+    bool dispatched_only;      /* only rows dispatched already (not with
+                                  not_dispatched_only: that matches nothing) */
 } txm_outbox_filter;
 
 /* Fills f with the defaults: every row, limit 100. */
