@@ -29,7 +29,7 @@ typedef struct txm_testhttp_response {
 /* Sends one request to host:port (a name or an address literal) on a new
  * connection with "Connection: close": method, path (with any query
  * string), extra headers (NULL-terminated array of "Name: value", may be
- * NULL), and body_len bytes of body (may be NULL; Content-Length is sent
+ * NULL; a "Host: ..." among them replaces the default "Host: host"), and body_len bytes of body (may be NULL; Content-Length is sent
  * whenever body is not NULL). Reads the answer framed by Content-Length,
  * chunked transfer encoding, or the end of the connection; interim 1xx
  * answers are skipped. When the server answers before it has read the whole
