@@ -65,18 +65,27 @@ void console_reply_error(txm_http_request *req, int status, const char *code, co
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    /* json_string refuses invalid UTF-8 (from an error text): say so rather
-     * than lose the answer. */
-    json_t *d = json_string(detail);
     console_reply_json(req, status,
-                       json_pack("{s:s, s:o}", "error", code, "detail",
-                                 d != NULL ? d : json_string("(not UTF-8)")));
+                       json_pack("{s:s, s:o}", "error", code, "detail", console_json_text(detail)));
 }
 
 void console_reply_page(txm_http_request *req, int status, const char *content_type,
                         const void *body, size_t len)
 {
     txm_http_reply_content(req, status, content_type, body, len, PAGE_HEADERS, NULL);
+}
+
+json_t *console_json_text(const char *text)
+{
+    json_t *s = json_string(text);
+    if (s != NULL)
+        return s;
+    char copy[TXM_ERROR_TEXT_LEN + 256];
+    size_t n = 0;
+    for (; text[n] != '\0' && n + 1 < sizeof copy; n++)
+        copy[n] = (unsigned char)text[n] < 0x80 ? text[n] : '?';
+    copy[n] = '\0';
+    return json_string(copy);
 }
 
 json_t *console_time_json(int64_t us)

@@ -26,7 +26,7 @@ static json_t *job_json(const console_job *j)
                      j->message_id[0] != '\0' ? json_string(j->message_id) : json_null(), "state",
                      state_name(j->state), "moved", (json_int_t)j->moved, "total",
                      (json_int_t)j->total, "rate", j->rate, "error",
-                     j->error[0] != '\0' ? json_string(j->error) : json_null(), "started",
+                     j->error[0] != '\0' ? console_json_text(j->error) : json_null(), "started",
                      console_time_json(j->started_us), "ended", console_time_json(j->ended_us));
 }
 
