@@ -418,6 +418,65 @@ static json_t *group_with_count(json_t *groups_doc, json_int_t n)
     return NULL;
 }
 
+/* Polls the job at path until its state is not "running" (or moved
+ * reaches at_least_moved when that is > 0); returns its document. */
+static json_t *await_job(const console_proc *c, const char *path, json_int_t at_least_moved)
+{
+    for (long long start = txm_test_now_ms();; txm_test_sleep_ms(20)) {
+        json_t *job = expect(c, "GET", path, NULL, NULL, 200);
+        bool running = strcmp(json_string_value(json_object_get(job, "state")), "running") == 0;
+        if (!running || (at_least_moved > 0 &&
+                         json_integer_value(json_object_get(job, "moved")) >= at_least_moved))
+            return job;
+        json_decref(job);
+        assert_true(txm_test_now_ms() - start < 30000);
+    }
+}
+
+/* A slow redrive of the 3 dead letters matching "alert(" is cancelled
+ * after its first message; a purge of their group removes the other two. */
+static void cancel_then_purge(const console_proc *c, const char *queue)
+{
+    char path[256], body[128], job_path[128], group[32];
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/redrive", queue);
+    json_t *job = expect(c, "POST", path, TOKEN, "{\"match\":\"alert(\",\"rate\":0.1}", 202);
+    snprintf(job_path, sizeof job_path, "/api/jobs/%s",
+             json_string_value(json_object_get(job, "id")));
+    json_decref(job);
+    json_decref(await_job(c, job_path, 1)); /* the first goes at once, the next in 10 s */
+    snprintf(path, sizeof path, "%s/cancel", job_path);
+    expect_error(c, "POST", path, NULL, NULL, 403, "FORBIDDEN");
+    json_decref(expect(c, "POST", path, TOKEN, NULL, 200));
+    job = await_job(c, job_path, 0);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
+    assert_int_equal(json_integer_value(json_object_get(job, "moved")), 1);
+    assert_string_equal(json_string_value(json_object_get(job, "match")), "alert(");
+    json_decref(job);
+    json_t *jobs = expect(c, "GET", "/api/jobs", NULL, NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(jobs, "jobs")), 2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(jobs, "jobs"), 0), "state")),
+                        "cancelled"); /* newest first */
+    json_decref(jobs);
+
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/groups", queue);
+    json_t *groups = expect(c, "GET", path, NULL, NULL, 200);
+    json_t *g = group_with_count(groups, 2);
+    assert_non_null(g);
+    snprintf(group, sizeof group, "%s", json_string_value(json_object_get(g, "id")));
+    json_decref(groups);
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/purge", queue);
+    snprintf(body, sizeof body, "{\"group\":\"%s\",\"confirm\":\"%s\"}", group, group);
+    json_t *purged = expect(c, "POST", path, TOKEN, body, 200);
+    assert_int_equal(json_integer_value(json_object_get(purged, "purged")), 2);
+    json_decref(purged);
+    expect_error(c, "POST", path, TOKEN, body, 404, "UNKNOWN_GROUP");
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/groups", queue);
+    groups = expect(c, "GET", path, NULL, NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(groups, "groups")), 0);
+    json_decref(groups);
+}
+
 static void dlq_groups_and_a_paced_group_redrive(void **state)
 {
     stack *s = stack_get(state);
@@ -461,14 +520,7 @@ static void dlq_groups_and_a_paced_group_redrive(void **state)
     snprintf(job_path, sizeof job_path, "/api/jobs/%s",
              json_string_value(json_object_get(job, "id")));
     json_decref(job);
-    for (;;) {
-        job = expect(&c, "GET", job_path, NULL, NULL, 200);
-        if (strcmp(json_string_value(json_object_get(job, "state")), "running") != 0)
-            break;
-        json_decref(job);
-        assert_true(txm_test_now_ms() - start < 30000);
-        txm_test_sleep_ms(20);
-    }
+    job = await_job(&c, job_path, 0);
     long long took = txm_test_now_ms() - start;
     assert_string_equal(json_string_value(json_object_get(job, "state")), "done");
     assert_int_equal(json_integer_value(json_object_get(job, "moved")), 50);
@@ -489,6 +541,7 @@ static void dlq_groups_and_a_paced_group_redrive(void **state)
     assert_int_equal(json_integer_value(json_object_get(queue_of(o, queue), "dead_letters")), 3);
     assert_int_equal(json_integer_value(json_object_get(queue_of(o, queue), "depth")), 50);
     json_decref(o);
+    cancel_then_purge(&c, queue);
     console_stop(&c);
     stack_free(s);
 }
