@@ -41,6 +41,13 @@ typedef struct stack {
     char log[700];
 } stack;
 
+/* What a failed assertion would leave behind, for teardown: the consoles
+ * still running and the stack of the test. */
+#define RUNNING_MAX 8
+static pid_t live_consoles[RUNNING_MAX];
+static size_t n_live_consoles;
+static stack *current;
+
 static stack *stack_get(void **state)
 {
     txm_relay_fixture *fx = txm_relay_get(state); /* skips an unavailable combo */
@@ -50,13 +57,23 @@ static stack *stack_get(void **state)
     assert_int_equal(txm_testdb_open(fx->combo.db, NULL, &s->b_url, &s->b_db), 0);
     assert_non_null(s->b_db);
     snprintf(s->log, sizeof s->log, "%s/console.log", fx->dir);
+    current = s;
     return s;
 }
 
-static void stack_free(stack *s)
+/* Stops what a test left running (after a failure) and drops its second
+ * database, then the relay fixture's teardown. */
+static int teardown(void **state)
 {
-    txm_testdb_close(s->fx->combo.db, s->b_url, s->b_db);
-    free(s);
+    for (size_t i = 0; i < n_live_consoles; i++)
+        txm_proc_kill(live_consoles[i], SIGKILL);
+    n_live_consoles = 0;
+    if (current != NULL) {
+        txm_testdb_close(current->fx->combo.db, current->b_url, current->b_db);
+        free(current);
+        current = NULL;
+    }
+    return txm_relay_teardown(state);
 }
 
 /* Starts the console on a free port with extra arguments (NULL-ended) and
@@ -83,6 +100,8 @@ static void console_start(stack *s, console_proc *c, const char *token, ...)
     char *env[] = {env_token, NULL};
     c->pid = txm_proc_start(TXM_CLI_BIN, argv, env, s->log);
     assert_true(c->pid > 0);
+    assert_true(n_live_consoles < RUNNING_MAX);
+    live_consoles[n_live_consoles++] = c->pid;
     const char *headers[] = {c->host, NULL};
     for (long long until = txm_test_now_ms() + 15000; txm_test_now_ms() < until;) {
         txm_testhttp_response r = {0};
@@ -100,6 +119,9 @@ static void console_start(stack *s, console_proc *c, const char *token, ...)
 /* SIGTERM: the console must stop and exit 0 (under ASan: without leaks). */
 static void console_stop(console_proc *c)
 {
+    for (size_t i = 0; i < n_live_consoles; i++)
+        if (live_consoles[i] == c->pid)
+            live_consoles[i] = live_consoles[--n_live_consoles];
     int status = txm_proc_kill(c->pid, SIGTERM);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
@@ -326,7 +348,6 @@ static void overview_follows_traffic(void **state)
     json_decref(o);
     (void)status;
     console_stop(&c);
-    stack_free(s);
 }
 
 /* Removes "at_ms" from each entry: the CLI's document has none. */
@@ -402,7 +423,6 @@ static void trace_orders_a_saga_across_two_services(void **state)
     json_decref(doc);
     expect_error(&c, "GET", "/api/trace/x?limit=0", NULL, NULL, 400, "INVALID_PARAMETER");
     console_stop(&c);
-    stack_free(s);
 }
 
 /* The group of the n messages with one cause, from GET .../dlq/groups. */
@@ -543,7 +563,6 @@ static void dlq_groups_and_a_paced_group_redrive(void **state)
     json_decref(o);
     cancel_then_purge(&c, queue);
     console_stop(&c);
-    stack_free(s);
 }
 
 /* Every action of the console, refused with code. */
@@ -682,15 +701,13 @@ static void refused_actions_change_nothing(void **state)
     actions_refused(&c, TOKEN, id, queue, group, "ACTIONS_DISABLED");
     nothing_changed(&c, id, queue);
     console_stop(&c);
-    stack_free(s);
 }
 
 /* The two stacks: SQLite + embedded broker, PostgreSQL + NATS. */
 #define STACKS(f)                                                                                  \
-    {#f "/sqlite+embedded", f, txm_relay_setup, txm_relay_teardown,                                \
-     (void *)&txm_combo_sqlite_embedded},                                                          \
+    {#f "/sqlite+embedded", f, txm_relay_setup, teardown, (void *)&txm_combo_sqlite_embedded},     \
     {                                                                                              \
-#f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown, (void *)&txm_combo_pg_nats  \
+#f "/postgresql+nats", f, txm_relay_setup, teardown, (void *)&txm_combo_pg_nats            \
     }
 
 int main(void)
