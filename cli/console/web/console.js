@@ -59,15 +59,21 @@
         return node;
     }
 
-    function append(node, child) {
-        if (child === undefined || child === null || child === false)
-            return;
-        if (Array.isArray(child))
-            child.forEach(function (c) { append(node, c); });
-        else if (typeof child === 'string' || typeof child === 'number')
-            node.appendChild(document.createTextNode(String(child)));
-        else
-            node.appendChild(child);
+    /* append(node, child...): each child an element, a string (as text),
+     * an array of children, or null/undefined/false (nothing). */
+    function append(node) {
+        for (var i = 1; i < arguments.length; i++) {
+            var child = arguments[i];
+            if (child === undefined || child === null || child === false)
+                continue;
+            if (Array.isArray(child))
+                child.forEach(function (c) { append(node, c); });
+            else if (typeof child === 'string' || typeof child === 'number')
+                node.appendChild(document.createTextNode(String(child)));
+            else
+                node.appendChild(child);
+        }
+        return node;
     }
 
     function clear(node) {
@@ -107,7 +113,7 @@
             return Math.round(ms) + ' ms';
         var s = ms / 1000;
         if (s < 60)
-            return s.toFixed(s < 10 ? 1 : 0) + ' s';
+            return (s < 10 && s % 1 !== 0 ? s.toFixed(1) : Math.round(s)) + ' s';
         if (s < 3600)
             return Math.floor(s / 60) + ' m ' + Math.round(s % 60) + ' s';
         if (s < 86400)
@@ -501,7 +507,7 @@
                 return [0, Math.max(max || 0, 1) * 1.1];
             }}},
             axes: [{size: 28, font: '11px system-ui, sans-serif'},
-                   {size: 52, font: '11px system-ui, sans-serif',
+                   {size: 62, font: '11px system-ui, sans-serif',
                     values: function (u, vals) {
                         return vals.map(function (v) { return d.fmt(v); });
                     }}],
