@@ -365,6 +365,15 @@
         if (b.error)
             append(brokerBox, ' ', el('span', {className: 'err-text'}, String(b.error)));
 
+        var down = (ov.services || []).filter(function (s) { return !s.available; })
+            .map(function (s) { return s.name; });
+        if (b.available === false)
+            down.unshift('the broker');
+        var health = clear($('overview-health'));
+        health.className = 'health ' + (down.length ? 'bad' : 'ok');
+        append(health, down.length ? 'Unavailable: ' + down.join(', ')
+                                   : 'All services and the broker are available.');
+
         var tb = clear($('services-table').tBodies[0]);
         (ov.services || []).forEach(function (s) {
             tb.appendChild(serviceRow(s));
@@ -497,7 +506,12 @@
         names.forEach(function (n, i) {
             series.push({label: n, stroke: HISTORY_COLORS[i % HISTORY_COLORS.length], width: 1.5,
                          spanGaps: false, points: {show: false},
-                         value: function (u, v) { return v === null ? '—' : d.fmt(v); }});
+                         value: function (u, v, si, idx) {
+                             /* Cursor away from the chart: the latest value. */
+                             if (idx === null || idx === undefined)
+                                 v = lastValue(u.data[si]);
+                             return v === null || v === undefined ? '—' : d.fmt(v);
+                         }});
         });
         entry.plot = new uPlot({
             width: width, height: 150, series: series,
@@ -513,6 +527,13 @@
                     }}],
         }, data, holder);
         entry.sig = sig;
+    }
+
+    function lastValue(arr) {
+        for (var i = (arr || []).length - 1; i >= 0; i--)
+            if (arr[i] !== null && arr[i] !== undefined)
+                return arr[i];
+        return null;
     }
 
     function fillServiceSelect(ov) {
@@ -532,10 +553,16 @@
         var sel = $('dlq-queue');
         var qs = ov.queues || [];
         var cur = sel.value || state.dlq.queue;
+        var labels = qs.map(function (qu) {
+            return qu.name + (qu.dead_letters ? ' (' + qu.dead_letters + ' dead)' : '');
+        });
+        var have = Array.prototype.map.call(sel.options, function (o) { return o.textContent; });
+        /* Rebuilt only when something changed, so an open list stays open. */
+        if (have.join('\n') === labels.join('\n'))
+            return;
         clear(sel);
-        qs.forEach(function (qu) {
-            var label = qu.name + (qu.dead_letters ? ' (' + qu.dead_letters + ' dead)' : '');
-            sel.appendChild(el('option', {value: qu.name}, label));
+        qs.forEach(function (qu, i) {
+            sel.appendChild(el('option', {value: qu.name}, labels[i]));
         });
         if (qs.some(function (qu) { return qu.name === cur; }))
             sel.value = cur;
