@@ -125,24 +125,53 @@ int cli_parse_count(const cli_ctx *ctx, const char *option, const char *value, l
     return CLI_OK;
 }
 
+txm_status cli_db_open_url(const char *url, txm_db **db, txm_error *err)
+{
+    *db = NULL;
+    struct stat sb;
+    if (strncmp(url, "sqlite:", 7) == 0 && stat(url + 7, &sb) != 0)
+        return txm_errf(err, TXM_NOT_FOUND, "database %s: %s", url, strerror(errno));
+    txm_db_options o;
+    txm_db_options_init(&o);
+    o.pool_size = 2;
+    o.migrate = false;
+    o.pg_relay_slot = false;
+    txm_error e;
+    txm_status st = txm_db_open(url, &o, db, &e);
+    if (st != TXM_OK)
+        return txm_errf(err, st, "cannot open database: %s", e.text);
+    return TXM_OK;
+}
+
 int cli_open_db(const cli_ctx *ctx, txm_db **db)
 {
     *db = NULL;
     const char *url = ctx->database_url;
     if (url == NULL || url[0] == '\0')
         return cli_usage_error(ctx, "no database: set TXMSG_DATABASE_URL or --database-url");
-    struct stat sb;
-    if (strncmp(url, "sqlite:", 7) == 0 && stat(url + 7, &sb) != 0)
-        return cli_fail(ctx, "database %s: %s", url, strerror(errno));
-    txm_db_options o;
-    txm_db_options_init(&o);
-    o.pool_size = 2;
-    o.migrate = false;
-    o.pg_relay_slot = false;
     txm_error err;
-    if (txm_db_open(url, &o, db, &err) != TXM_OK)
-        return cli_fail(ctx, "cannot open database: %s", err.text);
+    if (cli_db_open_url(url, db, &err) != TXM_OK)
+        return cli_fail(ctx, "%s", err.text);
     return CLI_OK;
+}
+
+txm_status cli_transport_open_url(const char *url, bool background, txm_transport **t,
+                                  txm_error *err)
+{
+    *t = NULL;
+    /* Opening an embedded broker creates its file: a mistyped path would
+     * silently show an empty broker. */
+    struct stat sb;
+    if (strncmp(url, "embedded:", 9) == 0 && stat(url + 9, &sb) != 0)
+        return txm_errf(err, TXM_NOT_FOUND, "broker %s: %s", url, strerror(errno));
+    txm_transport_options o;
+    txm_transport_options_init(&o);
+    o.background_connect = background;
+    txm_error e;
+    txm_status st = txm_transport_open(url, &o, t, &e);
+    if (st != TXM_OK)
+        return txm_errf(err, st, "cannot connect to the broker: %s", e.text);
+    return TXM_OK;
 }
 
 int cli_open_transport(const cli_ctx *ctx, txm_transport **t)
@@ -151,14 +180,9 @@ int cli_open_transport(const cli_ctx *ctx, txm_transport **t)
     const char *url = ctx->broker_url;
     if (url == NULL || url[0] == '\0')
         return cli_usage_error(ctx, "no broker: set TXMSG_BROKER_URL or --broker-url");
-    /* Opening an embedded broker creates its file: a mistyped path would
-     * silently show an empty broker. */
-    struct stat sb;
-    if (strncmp(url, "embedded:", 9) == 0 && stat(url + 9, &sb) != 0)
-        return cli_fail(ctx, "broker %s: %s", url, strerror(errno));
     txm_error err;
-    if (txm_transport_open(url, NULL, t, &err) != TXM_OK)
-        return cli_fail(ctx, "cannot connect to the broker: %s", err.text);
+    if (cli_transport_open_url(url, false, t, &err) != TXM_OK)
+        return cli_fail(ctx, "%s", err.text);
     return CLI_OK;
 }
 
@@ -307,4 +331,45 @@ int cli_parse_purge(cli_ctx *ctx, int argc, char **argv, const struct option *op
     if (rc == CLI_OK && p->older_than_ms == 0)
         rc = cli_usage_error(ctx, "--older-than DURATION is required");
     return rc;
+}
+
+bool cli_is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+}
+
+int cli_add_service(const cli_ctx *ctx, const char *name, size_t name_len, const char *url,
+                    cli_service *list, size_t *n)
+{
+    if (*n == CLI_SERVICES_MAX)
+        return cli_usage_error(ctx, "at most %d services", CLI_SERVICES_MAX);
+    if (name_len == 0 || name_len > CLI_SERVICE_NAME_MAX)
+        return cli_usage_error(ctx, "--service: a name of 1..%d characters, then =URL",
+                               CLI_SERVICE_NAME_MAX);
+    for (size_t i = 0; i < name_len; i++)
+        if (!cli_is_name_char(name[i]))
+            return cli_usage_error(ctx,
+                                   "--service: name \"%.*s\" has characters other than "
+                                   "letters, digits, '-', '_' and '.'",
+                                   (int)name_len, name);
+    if (url == NULL || url[0] == '\0')
+        return cli_usage_error(ctx, "--service %.*s: no database URL after '='", (int)name_len,
+                               name);
+    cli_service *s = &list[*n];
+    snprintf(s->name, sizeof s->name, "%.*s", (int)name_len, name);
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(list[i].name, s->name) == 0)
+            return cli_usage_error(ctx, "--service %s given twice", s->name);
+    s->url = url;
+    (*n)++;
+    return CLI_OK;
+}
+
+int cli_parse_service(const cli_ctx *ctx, const char *value, cli_service *list, size_t *n)
+{
+    const char *eq = strchr(value, '=');
+    if (eq == NULL)
+        return cli_usage_error(ctx, "--service wants NAME=DATABASE_URL, got \"%s\"", value);
+    return cli_add_service(ctx, value, (size_t)(eq - value), eq + 1, list, n);
 }

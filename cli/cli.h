@@ -125,6 +125,16 @@ int cli_parse_count(const cli_ctx *ctx, const char *option, const char *value, l
  * Owns: *db is the caller's. */
 int cli_open_db(const cli_ctx *ctx, txm_db **db);
 
+/* cli_open_db for url, without printing: TXM_NOT_FOUND for a missing
+ * SQLite file, else txm_db_open's status; err says which URL and why. */
+txm_status cli_db_open_url(const char *url, txm_db **db, txm_error *err);
+
+/* cli_open_transport for url, without printing; background: keep
+ * connecting to an unreachable NATS in the background (see
+ * txm_transport_options). TXM_NOT_FOUND for a missing embedded file. */
+txm_status cli_transport_open_url(const char *url, bool background, txm_transport **t,
+                                  txm_error *err);
+
 /* Connects to the broker; a missing embedded broker file is an error, not
  * created. Same returns; *t is the caller's. */
 int cli_open_transport(const cli_ctx *ctx, txm_transport **t);
@@ -168,6 +178,27 @@ int cli_parse_purge(cli_ctx *ctx, int argc, char **argv, const struct option *op
  * prints what it deleted. Returns CLI_OK, CLI_FAIL on a database error or
  * an interrupted single pass. Borrows db. */
 int cli_purge_run(cli_ctx *ctx, txm_db *db, const cli_purge *p);
+
+/* A service named on the command line (--service NAME=DATABASE_URL), as
+ * txmsg trace and txmsg console take them. */
+#define CLI_SERVICES_MAX 16
+#define CLI_SERVICE_NAME_MAX 63
+typedef struct cli_service {
+    char name[CLI_SERVICE_NAME_MAX + 1]; /* letters, digits, '-', '_', '.' */
+    const char *url;                     /* borrowed from argv or the environment */
+} cli_service;
+
+/* Adds the service name (name_len bytes) with url to list (*n of
+ * CLI_SERVICES_MAX used). A usage error names what is wrong: too many, a bad
+ * or repeated name, no URL. Returns CLI_OK or CLI_USAGE. */
+int cli_add_service(const cli_ctx *ctx, const char *name, size_t name_len, const char *url,
+                    cli_service *list, size_t *n);
+
+/* cli_add_service for a --service value "NAME=URL". */
+int cli_parse_service(const cli_ctx *ctx, const char *value, cli_service *list, size_t *n);
+
+/* True for the characters of a service name. */
+bool cli_is_name_char(char c);
 
 /* Sleeps ms milliseconds or until *ctx->stop is set. */
 void cli_sleep_ms(const cli_ctx *ctx, int64_t ms);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "dlq_doc.h"
 
 #define LIST_LIMIT_MAX 100000
 #define SHOW_SCAN_MAX 100000 /* dead letters searched for dlq show */
@@ -149,22 +150,6 @@ static int load(const cli_ctx *ctx, const char *queue, size_t limit, txm_transpo
     return CLI_OK;
 }
 
-static json_t *delivery_json(const txm_delivery *d, bool with_body)
-{
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s}", "message_id", txm_delivery_message_id(d), "topic",
-                          txm_delivery_topic(d), "receive_count", txm_delivery_receive_count(d),
-                          "last_error", txm_delivery_last_error(d));
-    if (o == NULL || !with_body)
-        return o;
-    size_t len = 0;
-    const char *body = txm_delivery_body(d, &len);
-    json_t *b = json_loadb(body, len, JSON_DECODE_ANY, NULL);
-    if (b == NULL)
-        b = json_stringn(body, len); /* NULL if not UTF-8: the key is then absent */
-    json_object_set_new(o, "body", b);
-    return o;
-}
-
 /* ---- dlq list ------------------------------------------------------------- */
 
 static const char LIST_USAGE[] =
@@ -183,16 +168,7 @@ static int print_list(const cli_ctx *ctx, const char *queue, txm_delivery **list
                    txm_delivery_last_error(list[i]));
         return CLI_OK;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr != NULL && i < n; i++) {
-        if (json_array_append_new(arr, delivery_json(list[i], false)) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    return cli_print_json(ctx, arr == NULL ? NULL
-                                           : json_pack("{s:s, s:I, s:o}", "queue", queue, "count",
-                                                       (json_int_t)n, "messages", arr));
+    return cli_print_json(ctx, cli_dlq_list_json(queue, list, n));
 }
 
 static int cmd_list(cli_ctx *ctx, int argc, char **argv)
@@ -260,7 +236,7 @@ static int cmd_show(cli_ctx *ctx, int argc, char **argv)
     if (rc == CLI_OK && found == NULL)
         rc = cli_fail(ctx, "no dead letter %s in the dead-letter queue of %s", pos[1], pos[0]);
     if (rc == CLI_OK && ctx->json)
-        rc = cli_print_json(ctx, delivery_json(found, true));
+        rc = cli_print_json(ctx, cli_dlq_delivery_json(found));
     else if (rc == CLI_OK)
         print_show(pos[0], found);
     txm_delivery_list_free(list, n);
@@ -286,18 +262,6 @@ static void format_time(int64_t us, char out[TXM_TIME_LEN + 1])
         snprintf(out, TXM_TIME_LEN + 1, "-");
 }
 
-static json_t *group_json(const txm_dlq_group *g)
-{
-    char first[TXM_TIME_LEN + 1], last[TXM_TIME_LEN + 1];
-    txm_time_format(g->first_seen_us, first);
-    txm_time_format(g->last_seen_us, last);
-    return json_pack("{s:s, s:s, s:I, s:o, s:o, s:{s:s, s:s}}", "id", g->id, "fingerprint",
-                     g->fingerprint, "count", (json_int_t)g->count, "first_seen",
-                     g->first_seen_us != 0 ? json_string(first) : json_null(), "last_seen",
-                     g->last_seen_us != 0 ? json_string(last) : json_null(), "sample", "message_id",
-                     g->sample_id, "last_error", g->sample_error);
-}
-
 static int print_groups(const cli_ctx *ctx, const char *queue, const txm_dlq_group *g, size_t n,
                         bool truncated)
 {
@@ -317,16 +281,7 @@ static int print_groups(const cli_ctx *ctx, const char *queue, const txm_dlq_gro
         }
         return CLI_OK;
     }
-    json_t *arr = json_array();
-    for (size_t i = 0; arr != NULL && i < n; i++) {
-        if (json_array_append_new(arr, group_json(&g[i])) != 0) {
-            json_decref(arr);
-            arr = NULL;
-        }
-    }
-    return cli_print_json(ctx, arr == NULL ? NULL
-                                           : json_pack("{s:s, s:b, s:o}", "queue", queue,
-                                                       "truncated", truncated, "groups", arr));
+    return cli_print_json(ctx, cli_dlq_groups_json(queue, g, n, truncated));
 }
 
 /* Reads the groups of queue (opening the broker into *t). */

@@ -6,9 +6,10 @@
 #include <string.h>
 
 #include "cli.h"
+#include "dispatch.h"
 #include "duration.h"
 
-#define DISPATCH_BATCH 100 /* messages per publish and per mark */
+#define DISPATCH_BATCH CLI_DISPATCH_BATCH /* messages per publish and per mark */
 
 enum {
     OPT_RELAY = 300,
@@ -297,42 +298,8 @@ typedef struct dispatch_run {
     json_t *messages;  /* dry run with --json: what would go */
 } dispatch_run;
 
-/* Declares each distinct topic of the batch, so the broker has it. */
-static txm_status declare_topics(txm_transport *t, const txm_msg *const *msgs, size_t n,
-                                 txm_error *err)
-{
-    txm_status st = TXM_OK;
-    for (size_t i = 0; st == TXM_OK && i < n; i++) {
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++)
-            seen = strcmp(txm_msg_topic(msgs[i]), txm_msg_topic(msgs[j])) == 0;
-        if (!seen)
-            st = txm_transport_declare_topic(t, txm_msg_topic(msgs[i]), err);
-    }
-    return st;
-}
-
-/* Marks the messages the broker accepted. */
-static void mark_published(dispatch_run *run, const txm_msg *const *msgs, const txm_status *results,
-                           size_t n)
-{
-    const char *ids[DISPATCH_BATCH];
-    size_t k = 0, marked = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (results[i] == TXM_OK)
-            ids[k++] = txm_msg_id(msgs[i]);
-        else
-            cli_fail(run->ctx, "message %s not published: %s", txm_msg_id(msgs[i]),
-                     txm_strerror(results[i]));
-    }
-    txm_error err;
-    if (txm_outbox_mark_dispatched(run->db, ids, k, &marked, &err) != TXM_OK)
-        cli_fail(run->ctx, "published %zu messages but cannot mark them dispatched: %s", k,
-                 err.text);
-    run->dispatched += marked;
-    run->failed += n - marked;
-}
-
+/* Publishes and marks a batch (or lists it in a dry run), counting and
+ * reporting each message that failed. */
 static void dispatch_batch(dispatch_run *run, txm_outbox_entry **list, size_t n)
 {
     assert(n <= DISPATCH_BATCH);
@@ -347,40 +314,55 @@ static void dispatch_batch(dispatch_run *run, txm_outbox_entry **list, size_t n)
     }
     if (run->dry_run)
         return;
-    /* On failure the per-message results say which messages the broker
-     * accepted; those it never got keep the failure. */
     txm_status results[DISPATCH_BATCH];
-    for (size_t i = 0; i < n; i++)
-        results[i] = TXM_BROKER;
+    size_t marked = 0;
     txm_error err;
-    txm_status st = declare_topics(run->t, msgs, n, &err);
-    if (st == TXM_OK)
-        st = txm_transport_publish_msgs(run->t, msgs, n, results, &err);
-    for (size_t i = 0; i < n; i++) {
-        if (st == TXM_OK || results[i] == TXM_BROKER)
-            results[i] = st;
-    }
+    txm_status st = cli_dispatch_msgs(run->db, run->t, msgs, n, results, &marked, &err);
     if (st != TXM_OK)
-        cli_fail(run->ctx, "publish failed: %s", err.text);
-    mark_published(run, msgs, results, n);
+        cli_fail(run->ctx, "dispatch failed: %s", err.text);
+    for (size_t i = 0; i < n; i++)
+        if (results[i] != TXM_OK)
+            cli_fail(run->ctx, "message %s not published: %s", txm_msg_id(msgs[i]),
+                     txm_strerror(results[i]));
+    run->dispatched += marked;
+    run->failed += n - marked;
 }
 
 /* Dispatches the one message id, unless it is dispatched already. */
 static int dispatch_id(dispatch_run *run, const char *id)
 {
-    txm_outbox_entry *e = NULL;
+    if (run->dry_run) {
+        txm_outbox_entry *e = NULL;
+        txm_error err;
+        txm_status st = txm_outbox_get(run->db, id, &e, &err);
+        if (st == TXM_NOT_FOUND)
+            return cli_fail(run->ctx, "no message %s in the outbox", id);
+        if (st != TXM_OK)
+            return cli_fail(run->ctx, "cannot read the outbox: %s", err.text);
+        if (txm_outbox_entry_is_dispatched(e))
+            fprintf(stderr, "%s: message %s is dispatched already; nothing to do\n", run->ctx->prog,
+                    id);
+        else
+            dispatch_batch(run, &e, 1);
+        txm_outbox_entry_free(e);
+        return CLI_OK;
+    }
     txm_error err;
-    txm_status st = txm_outbox_get(run->db, id, &e, &err);
+    txm_status st = cli_dispatch_id(run->db, run->t, id, &err);
     if (st == TXM_NOT_FOUND)
-        return cli_fail(run->ctx, "no message %s in the outbox", id);
-    if (st != TXM_OK)
-        return cli_fail(run->ctx, "cannot read the outbox: %s", err.text);
-    if (txm_outbox_entry_is_dispatched(e))
+        return cli_fail(run->ctx, "%s", err.text);
+    if (st == TXM_CONFLICT) {
         fprintf(stderr, "%s: message %s is dispatched already; nothing to do\n", run->ctx->prog,
                 id);
-    else
-        dispatch_batch(run, &e, 1);
-    txm_outbox_entry_free(e);
+        return CLI_OK;
+    }
+    run->matched++;
+    if (st == TXM_OK) {
+        run->dispatched++;
+    } else {
+        run->failed++;
+        cli_fail(run->ctx, "%s", err.text);
+    }
     return CLI_OK;
 }
 

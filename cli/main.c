@@ -1,10 +1,11 @@
 /* txmsg: the operations tool. Parses the options every command shares and
- * runs one command: outbox, inbox, dlq, monitor or trace. */
+ * runs one command: outbox, inbox, dlq, monitor, trace or console. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "console/console.h"
 #include "txmsg/version.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -26,7 +27,8 @@ static const char USAGE[] =
     "  inbox purge       delete processed-message records older than a cutoff\n"
     "  dlq list|show|groups|redrive|purge   dead letters, also grouped by cause\n"
     "  monitor           check thresholds; exit 1 naming each one crossed\n"
-    "  trace ID          one correlation id's messages across services, in time order\n\n"
+    "  trace ID          one correlation id's messages across services, in time order\n"
+    "  console           serve the operations console (a page and its JSON API)\n\n"
     "Run 'txmsg COMMAND --help' for a command's options. Exit codes: 0 ok,\n"
     "1 failure (or a crossed threshold), 2 usage error. 'txmsg --version'\n"
     "prints the version.\n\n"
@@ -82,6 +84,8 @@ static int run(cli_ctx *ctx, int argc, char **argv)
         return cli_monitor(ctx, n, cmd);
     if (strcmp(cmd[0], "trace") == 0)
         return cli_trace(ctx, n, cmd);
+    if (strcmp(cmd[0], "console") == 0)
+        return cli_console(ctx, n, cmd);
     return cli_usage_error(ctx, "unknown command \"%s\"", cmd[0]);
 }
 

@@ -25,6 +25,9 @@ typedef struct txm_outbox_filter {
     const char *topic;         /* only this topic; NULL: any. Borrowed */
     int64_t after_seq;         /* only rows with a sequence number above this; 0: all */
     size_t limit;              /* most rows returned, 1..1000000; default 100 */
+    const char *aggregate_id;  /* only this aggregate id; NULL: any. Borrowed */
+    bool dispatched_only;      /* only rows dispatched already (not with
+                                  not_dispatched_only: that matches nothing) */
 } txm_outbox_filter;
 
 /* Fills f with the defaults: every row, limit 100. */
@@ -91,6 +94,26 @@ TXM_API txm_status txm_outbox_purge_dispatched(txm_db *db, int64_t created_befor
  * the cutoff must lie well beyond any redelivery. */
 TXM_API txm_status txm_inbox_purge(txm_db *db, int64_t created_before_us, size_t batch,
                                    size_t *deleted, txm_error *err);
+
+/* How many inbox rows one subscription recorded: txm_inbox_handled_since. */
+typedef struct txm_inbox_handled {
+    char subscription[TXM_TOPIC_MAX + 1]; /* the subscription (queue) name */
+    int64_t count;                        /* rows it recorded in the window */
+} txm_inbox_handled;
+
+/* Most subscriptions one txm_inbox_handled_since call returns. */
+#define TXM_INBOX_HANDLED_MAX 1000
+
+/* Counts the inbox rows each subscription recorded at or after since_us
+ * (microseconds since the epoch), in one statement on the created_at
+ * index, by subscription name, at most TXM_INBOX_HANDLED_MAX of them: how
+ * many messages each processed lately (handled per second is the count
+ * over the window). Subscriptions with no row in the window are absent.
+ * Returns TXM_INVALID for a NULL argument, TXM_DB on database errors.
+ * Owns: *out is an array of *count entries, the caller's (txm_free); NULL
+ * and 0 when there are none or on failure. Thread: any, on a shared db. */
+TXM_API txm_status txm_inbox_handled_since(txm_db *db, int64_t since_us, txm_inbox_handled **out,
+                                           size_t *count, txm_error *err);
 
 /* What one entry of a trace is: a message this database published or one
  * a subscription here processed. Append only. */

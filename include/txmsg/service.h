@@ -321,6 +321,23 @@ TXM_API txm_status txm_http_reply(txm_http_request *req, int status, const char 
 TXM_API txm_status txm_http_reply_error(txm_http_request *req, int status, const char *code,
                                         const char *detail, txm_error *err);
 
+#define TXM_HTTP_REPLY_HEADERS_MAX 16 /* extra headers of one txm_http_reply_content */
+#define TXM_HTTP_HEADER_MAX 1024      /* bytes of one header name or value */
+
+/* Sets the answer as txm_http_reply does, with any content type (a page, a
+ * script, a stylesheet) and extra response headers (Content-Security-Policy,
+ * Cache-Control...). body: len bytes (copied; may be NULL when len is 0).
+ * headers: NULL, or a NULL-terminated list name, value, name, value (as
+ * TXM_LABELS builds one), at most TXM_HTTP_REPLY_HEADERS_MAX pairs, copied.
+ * Names and values are printable ASCII of at most TXM_HTTP_HEADER_MAX bytes
+ * (names without spaces or ':'), so no header can be split. X-Correlation-Id
+ * is added as for every answer. Returns TXM_INVALID for a bad status,
+ * content type or header, TXM_STATE if the request was already answered,
+ * TXM_NOMEM. Thread: the handler's thread, before it returns. */
+TXM_API txm_status txm_http_reply_content(txm_http_request *req, int status,
+                                          const char *content_type, const void *body, size_t len,
+                                          const char *const *headers, txm_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -168,6 +168,35 @@ TXM_API bool txm_transport_is_available(txm_transport *t);
 TXM_API txm_status txm_transport_queue_depth(txm_transport *t, const char *queue, int64_t *depth,
                                              txm_error *err);
 
+/* One subscription queue the broker knows, with its figures: a value type
+ * txm_transport_queues fills. */
+typedef struct txm_queue_info {
+    char name[TXM_TOPIC_MAX + 1];  /* the queue (subscription) */
+    char topic[TXM_TOPIC_MAX + 1]; /* the topic it is subscribed to */
+    char dlq[TXM_TOPIC_MAX + 9];   /* its dead-letter queue */
+    int64_t depth;                 /* messages waiting, visible or leased
+                                      (as txm_transport_queue_depth) */
+    int64_t in_flight;             /* leased now: embedded, a lease not run out;
+                                      NATS, the consumer's num_ack_pending */
+    int64_t dead_letters;          /* messages in its dead-letter queue; on NATS all
+                                      of the DLQ's subject, so queues sharing a DLQ
+                                      count each other's */
+} txm_queue_info;
+
+/* Most queues one txm_transport_queues call returns. */
+#define TXM_TRANSPORT_QUEUES_MAX 1000
+
+/* Lists the subscription queues the broker knows (not the dead-letter
+ * queues themselves) by name, at most TXM_TRANSPORT_QUEUES_MAX, with their
+ * depth, messages in flight and dead letters: the embedded broker's
+ * subscriptions, or the durable consumers of the TXMSG stream on NATS.
+ * Returns TXM_INVALID for a NULL argument, TXM_UNAVAILABLE while the broker
+ * is away, TXM_BROKER/TXM_DB on broker errors. Owns: *out is an array of
+ * *count entries, the caller's (txm_free); NULL and 0 when there are none or
+ * on failure. Thread: any. */
+TXM_API txm_status txm_transport_queues(txm_transport *t, txm_queue_info **out, size_t *count,
+                                        txm_error *err);
+
 /* Lists up to limit messages of queue's dead-letter queue without consuming
  * them (queue is the source queue's name). Owns: as txm_transport_receive;
  * the deliveries cannot be acked. */

@@ -127,6 +127,9 @@ struct txm_http_request {
     bool drain;                       /* answered before the body: drop it before closing */
     size_t dropped;                   /* body bytes read and dropped after too_big */
     const txm__http_input *input;     /* with conn NULL: from txm__http_serve_input */
+    char *owned_type;                 /* txm_http_reply_content's Content-Type, or NULL */
+    char *headers;      /* txm_http_reply_content's extra headers: "name\0value\0"..., or NULL */
+    size_t headers_len; /* bytes of headers */
 };
 
 void txm_http_options_init(txm_http_options *o)
@@ -292,7 +295,7 @@ txm_status txm_http_route(txm_http_server *srv, const char *method, const char *
 /* ---- replies ---- */
 
 static txm_status set_reply(txm_http_request *req, int status, const char *content_type,
-                            const char *body, size_t len, txm_error *err)
+                            const void *body, size_t len, txm_error *err)
 {
     if (req->replied)
         return txm_errf(err, TXM_STATE, "http_reply: request already answered");
@@ -339,6 +342,93 @@ txm_status txm_http_reply_error(txm_http_request *req, int status, const char *c
     txm_status st = set_reply(req, status, JSON_TYPE, text, strlen(text), err);
     free(text); /* json_dumps allocates with jansson's allocator: free() by default */
     return st;
+}
+
+/* True for a header name or value txm_http_reply_content accepts: printable
+ * ASCII (and, in a value, spaces), no CR or LF, so no header can be split. */
+static bool header_text_ok(const char *text, bool name, size_t max)
+{
+    size_t len = strnlen(text, max + 1);
+    if (len > max || (name && len == 0))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (c < 0x20 || c > 0x7e || (name && (c == ' ' || c == ':')))
+            return false;
+    }
+    return true;
+}
+
+/* Copies the NULL-terminated name, value list into one block. */
+static txm_status copy_headers(const char *const *headers, char **out, size_t *len, txm_error *err)
+{
+    size_t total = 0, n = 0;
+    for (; headers != NULL && headers[n] != NULL; n += 2) {
+        if (n / 2 >= TXM_HTTP_REPLY_HEADERS_MAX || headers[n + 1] == NULL ||
+            !header_text_ok(headers[n], true, TXM_HTTP_HEADER_MAX) ||
+            !header_text_ok(headers[n + 1], false, TXM_HTTP_HEADER_MAX))
+            return txm_errf(err, TXM_INVALID, "http_reply_content: bad header list");
+        total += strlen(headers[n]) + strlen(headers[n + 1]) + 2;
+    }
+    *out = NULL;
+    *len = 0;
+    if (total == 0)
+        return TXM_OK;
+    char *block = txm__malloc(total);
+    if (block == NULL)
+        return txm_errf(err, TXM_NOMEM, "http_reply_content: out of memory");
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(headers[i]) + 1;
+        memcpy(block + at, headers[i], l);
+        at += l;
+    }
+    *out = block;
+    *len = total;
+    return TXM_OK;
+}
+
+txm_status txm_http_reply_content(txm_http_request *req, int status, const char *content_type,
+                                  const void *body, size_t len, const char *const *headers,
+                                  txm_error *err)
+{
+    if (req == NULL || content_type == NULL || (body == NULL && len > 0))
+        return txm_errf(err, TXM_INVALID, "http_reply_content: NULL argument");
+    if (req->replied)
+        return txm_errf(err, TXM_STATE, "http_reply: request already answered");
+    if (!header_text_ok(content_type, false, TXM_HTTP_HEADER_MAX) || content_type[0] == '\0')
+        return txm_errf(err, TXM_INVALID, "http_reply_content: bad content type");
+    char *block = NULL;
+    size_t block_len = 0;
+    txm_status st = copy_headers(headers, &block, &block_len, err);
+    char *type = st == TXM_OK ? txm__strdup(content_type) : NULL;
+    if (st == TXM_OK && type == NULL)
+        st = txm_errf(err, TXM_NOMEM, "http_reply_content: out of memory");
+    if (st == TXM_OK)
+        st = set_reply(req, status, type, body, len, err);
+    if (st != TXM_OK) {
+        free(block);
+        free(type);
+        return st;
+    }
+    req->owned_type = type;
+    req->headers = block;
+    req->headers_len = block_len;
+    return TXM_OK;
+}
+
+/* Adds the extra headers of txm_http_reply_content to resp. */
+static bool add_extra_headers(const txm_http_request *req, struct MHD_Response *resp)
+{
+    size_t at = 0;
+    while (at < req->headers_len) {
+        const char *name = req->headers + at;
+        const char *value = name + strlen(name) + 1;
+        if (!MHD_add_response_header(resp, name, value))
+            return false;
+        at = (size_t)(value - req->headers) + strlen(value) + 1;
+    }
+    return true;
 }
 
 /* ---- request getters ---- */
@@ -484,6 +574,8 @@ static void request_free(txm_http_request *req)
     }
     free(req->body);
     free(req->resp);
+    free(req->owned_type);
+    free(req->headers);
     free(req);
 }
 
@@ -883,6 +975,8 @@ static enum MHD_Result send_reply(txm_http_request *req)
               MHD_add_response_header(resp, "X-Correlation-Id", req->cid);
     if (ok && req->allow[0] != '\0')
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, req->allow);
+    if (ok && req->replied)
+        ok = add_extra_headers(req, resp);
     /* While stopping, ask keep-alive clients to go so their connections end. */
     if (ok && atomic_load(&req->srv->stopping))
         ok = MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");

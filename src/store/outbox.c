@@ -40,13 +40,16 @@ static const char PG_GET[] = PG_COLUMNS "WHERE message_id = $1";
 /* Optional filters are NULL parameters; PostgreSQL needs each parameter's
  * type spelled out because "$n IS NULL" alone does not determine it. */
 static const char SQLITE_LIST[] =
-    SQLITE_COLUMNS "WHERE seq > $1 AND ($2 = 0 OR " TXM__SQLITE_NOT_DISPATCHED ")"
+    SQLITE_COLUMNS "WHERE seq > $1 AND (($2 & 1) = 0 OR " TXM__SQLITE_NOT_DISPATCHED ")"
+                   " AND (($2 & 2) = 0 OR " TXM__SQLITE_DISPATCHED ")"
                    " AND ($3 IS NULL OR created_at < $3) AND ($4 IS NULL OR topic = $4)"
-                   " ORDER BY seq LIMIT $5";
+                   " AND ($6 IS NULL OR aggregate_id = $6) ORDER BY seq LIMIT $5";
 static const char PG_LIST[] =
-    PG_COLUMNS "WHERE seq > $1::bigint AND ($2::int = 0 OR NOT is_dispatched)"
+    PG_COLUMNS "WHERE seq > $1::bigint AND (($2::int & 1) = 0 OR NOT is_dispatched)"
+               " AND (($2::int & 2) = 0 OR is_dispatched)"
                " AND ($3::timestamptz IS NULL OR created_at < $3::timestamptz)"
-               " AND ($4::text IS NULL OR topic = $4::text) ORDER BY seq LIMIT $5::bigint";
+               " AND ($4::text IS NULL OR topic = $4::text)"
+               " AND ($6::text IS NULL OR aggregate_id = $6::text) ORDER BY seq LIMIT $5::bigint";
 /* SQLite: the lower of the first skipped row and the first row past the
  * cursors, each found through its partial index (min() skips a NULL). */
 static const char SQLITE_OLDEST[] =
@@ -276,15 +279,17 @@ txm_status txm_outbox_list(txm_db *db, const txm_outbox_filter *f, txm_outbox_en
     char before[TXM_TIME_LEN + 1] = "";
     if (f->created_before_us != 0)
         txm_time_format(f->created_before_us, before);
-    txm_value p[5] = {
+    txm_value p[6] = {
         TXM_INT(f->after_seq),
-        TXM_INT(f->not_dispatched_only ? 1 : 0),
+        /* 1: not dispatched, 2: dispatched, 3: both, which no row is. */
+        TXM_INT((f->not_dispatched_only ? 1 : 0) | (f->dispatched_only ? 2 : 0)),
         f->created_before_us != 0 ? TXM_TEXT(before) : TXM_NULL_VALUE,
         f->topic != NULL ? TXM_TEXT(f->topic) : TXM_NULL_VALUE,
         TXM_INT(f->limit),
+        f->aggregate_id != NULL ? TXM_TEXT(f->aggregate_id) : TXM_NULL_VALUE,
     };
     txm_rows *rows = NULL;
-    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_LIST, PG_LIST), p, 5, &rows, NULL, err);
+    txm_status st = txm_db_exec(db, TXM__SQL(db, SQLITE_LIST, PG_LIST), p, 6, &rows, NULL, err);
     size_t n = txm_rows_count(rows);
     txm_outbox_entry **list = NULL;
     if (st == TXM_OK && (list = txm__calloc(n, sizeof *list)) == NULL)

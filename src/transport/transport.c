@@ -498,6 +498,18 @@ txm_status txm_transport_queue_depth(txm_transport *t, const char *queue, int64_
     return t->ops->queue_depth(t->broker, queue, depth, err);
 }
 
+txm_status txm_transport_queues(txm_transport *t, txm_queue_info **out, size_t *count,
+                                txm_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (count != NULL)
+        *count = 0;
+    if (t == NULL || out == NULL || count == NULL)
+        return txm_errf(err, TXM_INVALID, "queues: NULL argument");
+    return t->ops->queues(t->broker, out, count, err);
+}
+
 txm_status txm_transport_dlq_list(txm_transport *t, const char *queue, size_t limit,
                                   txm_delivery ***out, size_t *count, txm_error *err)
 {

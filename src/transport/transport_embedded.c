@@ -90,6 +90,7 @@ typedef enum {
     Q_NACK,
     Q_EXTEND,
     Q_DEPTH,
+    Q_QUEUES,
     Q_DLQ_LIST,
     Q_REDRIVE,
     Q_DLQ_DELETE,
@@ -142,6 +143,15 @@ static const char *const SQL[Q_COUNT] = {
                  "FROM subscriptions s WHERE s.queue = messages.queue) "
                  "WHERE id = ?1 AND lease = ?2",
     [Q_DEPTH] = "SELECT COUNT(*) FROM messages WHERE queue = ?1",
+    /* In flight: leased, the lease not run out (?1 now); dead letters: the
+     * DLQ's rows that came from this queue. Each count is a range scan of
+     * messages_fifo. */
+    [Q_QUEUES] = "SELECT s.queue, s.topic, s.dlq,"
+                 " (SELECT COUNT(*) FROM messages m WHERE m.queue = s.queue),"
+                 " (SELECT COUNT(*) FROM messages m WHERE m.queue = s.queue"
+                 "  AND m.lease IS NOT NULL AND m.visible_at_us > ?1),"
+                 " (SELECT COUNT(*) FROM messages m WHERE m.queue = s.dlq AND m.origin = s.queue)"
+                 " FROM subscriptions s ORDER BY s.queue LIMIT ?2",
     /* A dead letter's visible_at_us is when it was dead-lettered (Q_TO_DLQ). */
     [Q_DLQ_LIST] = "SELECT id, message_id, topic, body, receive_count, last_error, visible_at_us "
                    "FROM messages INDEXED BY messages_fifo "
@@ -1109,6 +1119,51 @@ static txm_status embedded_queue_depth(txm__broker *b, const char *queue, int64_
     return st;
 }
 
+/* What queues_txn fills: up to TXM_TRANSPORT_QUEUES_MAX slots. */
+typedef struct queues_ctx {
+    txm_queue_info *list;
+    size_t count;
+} queues_ctx;
+
+static txm_status queues_txn(conn *c, void *ctx, txm_error *err)
+{
+    queues_ctx *x = ctx;
+    const arg a[] = {a_int(txm_now_us()), a_int(TXM_TRANSPORT_QUEUES_MAX)};
+    sqlite3_stmt *s = NULL;
+    bool row = false;
+    x->count = 0; /* a retried transaction starts over */
+    txm_status st = prep(c, Q_QUEUES, a, NARGS(a), &s, err);
+    while (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && row &&
+           x->count < TXM_TRANSPORT_QUEUES_MAX) {
+        txm_queue_info *q = &x->list[x->count++];
+        snprintf(q->name, sizeof q->name, "%s", (const char *)sqlite3_column_text(s, 0));
+        snprintf(q->topic, sizeof q->topic, "%s", (const char *)sqlite3_column_text(s, 1));
+        snprintf(q->dlq, sizeof q->dlq, "%s", (const char *)sqlite3_column_text(s, 2));
+        q->depth = sqlite3_column_int64(s, 3);
+        q->in_flight = sqlite3_column_int64(s, 4);
+        q->dead_letters = sqlite3_column_int64(s, 5);
+    }
+    if (s != NULL)
+        sqlite3_reset(s);
+    return st;
+}
+
+static txm_status embedded_queues(txm__broker *b, txm_queue_info **out, size_t *count,
+                                  txm_error *err)
+{
+    queues_ctx x = {.list = txm__calloc(TXM_TRANSPORT_QUEUES_MAX, sizeof(txm_queue_info))};
+    if (x.list == NULL)
+        return txm_errf(err, TXM_NOMEM, "embedded broker: out of memory");
+    txm_status st = with_conn(b, TXN_NONE, queues_txn, &x, err);
+    if (st != TXM_OK || x.count == 0) {
+        txm_free(x.list);
+        return st;
+    }
+    *out = x.list;
+    *count = x.count;
+    return TXM_OK;
+}
+
 static txm_status dlq_list_txn(conn *c, void *ctx, txm_error *err)
 {
     queue_ctx *x = ctx;
@@ -1289,6 +1344,7 @@ const txm__transport_ops txm__transport_embedded = {
     .dead_letter = embedded_dead_letter,
     .extend = embedded_extend,
     .queue_depth = embedded_queue_depth,
+    .queues = embedded_queues,
     .dlq_list = embedded_dlq_list,
     .dlq_redrive = embedded_dlq_redrive,
     .dlq_purge = embedded_dlq_purge,

@@ -38,6 +38,9 @@ typedef struct txm__transport_ops {
     txm_status (*extend)(txm__broker *b, txm_delivery *d, txm_error *err);
     bool (*is_available)(txm__broker *b); /* NULL: always */
     txm_status (*queue_depth)(txm__broker *b, const char *queue, int64_t *depth, txm_error *err);
+    /* Fills *out (the caller's, txm_free) with up to TXM_TRANSPORT_QUEUES_MAX
+     * queues sorted by name and *count. */
+    txm_status (*queues)(txm__broker *b, txm_queue_info **out, size_t *count, txm_error *err);
     txm_status (*dlq_list)(txm__broker *b, const char *queue, size_t limit, txm_delivery ***out,
                            size_t *count, txm_error *err);
     txm_status (*dlq_redrive)(txm__broker *b, const char *queue, const char *message_id,

@@ -1402,6 +1402,58 @@ static txm_status nats_queue_depth(txm__broker *b, const char *queue, int64_t *d
     return TXM_OK;
 }
 
+/* Fills q from one consumer of the TXMSG stream and its dead-letter count. */
+static txm_status queue_from_consumer(txm__broker *b, const jsConsumerInfo *ci, txm_queue_info *q,
+                                      txm_error *err)
+{
+    qinfo info;
+    info_from_consumer(ci, ci->Name != NULL ? ci->Name : "", &info);
+    snprintf(q->name, sizeof q->name, "%s", info.queue);
+    snprintf(q->topic, sizeof q->topic, "%s", info.topic);
+    snprintf(q->dlq, sizeof q->dlq, "%s", info.dlq);
+    uint64_t pending = ci->NumPending;
+    q->in_flight = ci->NumAckPending;
+    q->depth = (pending > INT64_MAX / 2 ? INT64_MAX / 2 : (int64_t)pending) + q->in_flight;
+    return txm__nats_dlq_count(b, info.dlq, &q->dead_letters, err);
+}
+
+static int by_queue_name(const void *a, const void *b)
+{
+    return strcmp(((const txm_queue_info *)a)->name, ((const txm_queue_info *)b)->name);
+}
+
+/* Every durable consumer of the stream is a queue (declare_subscription
+ * makes one per queue); JetStream pages the list, which js_Consumers walks. */
+static txm_status nats_queues(txm__broker *b, txm_queue_info **out, size_t *count, txm_error *err)
+{
+    txm_status st = txm__nats_check_connected(b, err);
+    if (st != TXM_OK)
+        return st;
+    jsConsumerInfoList *list = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_Consumers(&list, b->js, STREAM, &b->api, &jerr);
+    if (s == NATS_NOT_FOUND)
+        return TXM_OK; /* no consumer yet */
+    if (s != NATS_OK)
+        return txm__nats_nfail(err, s, jerr, "consumers of", STREAM);
+    size_t n = 0;
+    txm_queue_info *q = txm__calloc(list->Count > 0 ? (size_t)list->Count : 1, sizeof *q);
+    if (q == NULL)
+        st = txm_errf(err, TXM_NOMEM, "nats: out of memory");
+    for (int i = 0; st == TXM_OK && i < list->Count && n < TXM_TRANSPORT_QUEUES_MAX; i++)
+        if (list->List[i] != NULL && list->List[i]->Name != NULL)
+            st = queue_from_consumer(b, list->List[i], &q[n++], err);
+    jsConsumerInfoList_Destroy(list);
+    if (st != TXM_OK || n == 0) {
+        txm_free(q);
+        return st;
+    }
+    qsort(q, n, sizeof *q, by_queue_name);
+    *out = q;
+    *count = n;
+    return TXM_OK;
+}
+
 const txm__transport_ops txm__transport_nats = {
     .scheme = "nats",
     .open = nats_open,
@@ -1419,6 +1471,7 @@ const txm__transport_ops txm__transport_nats = {
     .is_available = nats_is_available,
     .dead_letter = txm__nats_dead_letter,
     .queue_depth = nats_queue_depth,
+    .queues = nats_queues,
     .dlq_list = txm__nats_dlq_list,
     .dlq_redrive = txm__nats_dlq_redrive,
     .dlq_purge = txm__nats_dlq_purge,

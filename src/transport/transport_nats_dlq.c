@@ -226,6 +226,16 @@ static txm_status dlq_last_seq(txm__broker *b, const char *filter, uint64_t *las
     return TXM_OK;
 }
 
+txm_status txm__nats_dlq_count(txm__broker *b, const char *dlq, int64_t *count, txm_error *err)
+{
+    char subject[SUBJECT_MAX];
+    snprintf(subject, sizeof subject, "%s%s", DLQ_SUBJECT_PREFIX, dlq);
+    uint64_t last = 0, msgs = 0;
+    txm_status st = dlq_last_seq(b, subject, &last, &msgs, err);
+    *count = msgs > INT64_MAX ? INT64_MAX : (int64_t)msgs;
+    return st;
+}
+
 /* What to do with one dead letter of queue (sequence seq in DLQ_STREAM). */
 typedef txm_status (*dlq_action)(txm__broker *b, natsMsg *m, uint64_t seq, const char *queue,
                                  txm_error *err);

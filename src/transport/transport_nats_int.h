@@ -159,6 +159,10 @@ void txm__nats_header_text(const char *text, char out[REASON_MAX]);
 int txm__nats_parse_count(const char *s);
 
 /* TXM_OK when connected, else TXM_UNAVAILABLE (the client is reconnecting). */
+/* Counts the dead letters of dead-letter queue dlq (its subject in
+ * DLQ_STREAM) into *count. */
+txm_status txm__nats_dlq_count(txm__broker *b, const char *dlq, int64_t *count, txm_error *err);
+
 txm_status txm__nats_check_connected(txm__broker *b, txm_error *err);
 
 /* Copies the queue's information out of the cache, or reads it from its
