@@ -133,7 +133,7 @@ def redrive_group_from_page_empties_it(stack, driver):
     stack.seed_dead_letters("order--cancelled", queue, 6,
                             "customer store: database is locked (retry 3 of 3)")
     stack.seed_dead_letters("order--cancelled", queue, 2,
-                            "handler timed out after 5000 ms")
+                            'handler timed out after 5000 ms <img src=x onerror="window.__pwned=3">')
     stack.start_all()
     driver.get(stack.console_url + "/#dlq/" + queue)
     set_token(driver)
@@ -162,6 +162,10 @@ def redrive_group_from_page_empties_it(stack, driver):
         q = [x for x in ov["queues"] if x["name"] == queue][0]
         return q["dead_letters"] == 2 and q["depth"] == 0
     cs.wait_until(handled, 15, "the consumer to handle the redriven messages")
+    # The other group's error, with its <img onerror>, is text.
+    assert 'onerror="window.__pwned=3"' in text_of(driver, "#groups-table tbody")
+    assert driver.execute_script("return window.__pwned") is None, "an error text ran"
+    assert not by_css(driver, 'img[src="x"]'), "an img element was added"
     cs.screenshot(driver, "redrive_group_from_page_empties_it")
 
 
@@ -172,6 +176,9 @@ def payload_with_script_renders_as_text(stack, driver):
     stack.start_service("orders")
     stack.start_console()
     create_customer(stack, XSS_NAME)
+    st, _, headers = cs.http("GET", stack.console_url + "/")
+    assert st == 200 and "script-src 'self'" in headers.get("Content-Security-Policy", ""), \
+        "the page is served without its Content-Security-Policy"
     driver.get(stack.console_url + "/#outbox/customers")
     rows = cs.wait_until(lambda: [r for r in by_css(driver, "#outbox-table tbody tr")
                                   if "customer--created" in r.text], 10,

@@ -459,7 +459,8 @@
         var defs = [
             {key: 'backlog', title: 'Outbox backlog (not dispatched)', src: services,
              field: 'not_dispatched', fmt: fmtNum},
-            {key: 'lag', title: 'Relay lag', src: services, field: 'lag_ms', fmt: fmtMs},
+            {key: 'lag', title: 'Relay lag', src: services, field: 'lag_ms', fmt: fmtMs,
+             floor: 1000},
             {key: 'depth', title: 'Queue depth', src: queues, field: 'depth', fmt: fmtNum},
             {key: 'handled', title: 'Handled per second', src: queues,
              field: 'handled_per_second', fmt: fmtRate},
@@ -517,9 +518,16 @@
             width: width, height: 150, series: series,
             legend: {show: true, live: true},
             cursor: {drag: {x: false, y: false}},
-            scales: {x: {time: true}, y: {range: function (u, min, max) {
-                return [0, Math.max(max || 0, 1) * 1.1];
-            }}},
+            scales: {
+                /* At least the last minute, so a young history is not
+                 * stretched over the whole width. */
+                x: {time: true, range: function (u, min, max) {
+                    return [Math.min(min, max - 60), max];
+                }},
+                y: {range: function (u, min, max) {
+                    return [0, Math.max(max || 0, d.floor || 1) * 1.1];
+                }},
+            },
             axes: [{size: 28, font: '11px system-ui, sans-serif'},
                    {size: 62, font: '11px system-ui, sans-serif',
                     values: function (u, vals) {
