@@ -47,11 +47,15 @@ def main():
             stack.start_service(s)
         stack.start_console()
         driver = cs.browser(1280, 1000)
+        # The viewport itself (the window's size includes its frame).
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 1280, "height": 1100, "deviceScaleFactor": 1,
+                                "mobile": False})
         driver.get(stack.console_url + "/")
         customers = []
         for name in ("Ada Lovelace", "Grace Hopper", "Edsger Dijkstra"):
             st, doc, _ = cs.http("POST", stack.service_url("customers") + "/customers",
-                                 {"name": name, "credit_limit": 500000})
+                                 {"name": name, "credit_limit": 50000000})
             customers.append(doc["id"])
         start = time.monotonic()
         relays = False
@@ -64,7 +68,7 @@ def main():
             for _ in range(rnd.randint(1, 6)):
                 cs.http("POST", stack.service_url("orders") + "/orders",
                         {"customer_id": rnd.choice(customers),
-                         "order_total": rnd.choice((1500, 4200, 9900, 60000))})
+                         "order_total": rnd.choice((1500, 4200, 9900, 60000, 90000000))})
             time.sleep(0.5)
         time.sleep(3)
         os.makedirs(os.path.dirname(out), exist_ok=True)

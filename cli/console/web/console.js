@@ -435,7 +435,10 @@
         tr.appendChild(el('td', {className: 'num'}, r.position === null || r.position === undefined
                                                         ? '—' : String(r.position)));
         tr.appendChild(el('td', {className: 'num'}, fmtNum(r.behind)));
-        tr.appendChild(el('td', {className: 'num'}, fmtMs(r.lag_ms)));
+        var lag = r.lag_ms;
+        if ((lag === null || lag === undefined) && r.behind === 0)
+            lag = 0; /* level with the outbox */
+        tr.appendChild(el('td', {className: 'num'}, fmtMs(lag)));
         tr.appendChild(el('td', {className: 'num'}, fmtBytes(r.retained_wal_bytes)));
         var handled = el('td', {className: 'handled'});
         (s.handled || []).forEach(function (h, i) {
@@ -473,8 +476,13 @@
             var data = [at];
             names.forEach(function (n) {
                 var arr = (d.src[n] && d.src[n][d.field]) || [];
+                var backlog = (d.src[n] && d.src[n].not_dispatched) || [];
                 data.push(at.map(function (_, i) {
-                    return arr[i] === undefined ? null : arr[i];
+                    var v = arr[i] === undefined ? null : arr[i];
+                    /* No lag figure with nothing to relay: the relay is level. */
+                    if (v === null && d.field === 'lag_ms' && backlog[i] === 0)
+                        v = 0;
+                    return v;
                 }));
             });
             drawChart(box, d, names, data);
