@@ -200,10 +200,44 @@ def payload_with_script_renders_as_text(stack, driver):
     cs.screenshot(driver, "payload_with_script_renders_as_text")
 
 
+def refused_actions_say_why(stack, driver):
+    """A wrong token's refusal shows the API's error and changes nothing;
+    a --read-only console disables every action button and says why."""
+    for s in cs.SERVICES:
+        stack.start_service(s)
+    url = stack.start_console()
+    create_customer(stack)
+    driver.get(url + "/#outbox/customers")
+    box = by_css(driver, "#token-input")[0]
+    box.send_keys("not-the-token")
+    by_css(driver, "#token-form button[type=submit]")[0].click()
+    stack.expected_log.append("status of 403")
+    button = cs.wait_until(lambda: [b for b in by_css(driver, "#outbox-table button")
+                                    if b.text == "Dispatch now" and b.is_enabled()], 10,
+                           "an enabled Dispatch now button")
+    button[0].click()
+    cs.wait_until(lambda: '"error": "FORBIDDEN"' in (text_of(driver, "#outbox-error") or ""),
+                  10, "the FORBIDDEN error document")
+    st, doc, _ = stack.api("GET", "/api/outbox?service=customers&state=pending")
+    assert st == 200 and len(doc["messages"]) == 1, "the refused dispatch changed something"
+    cs.screenshot(driver, "refused_actions_say_why-forbidden")
+
+    ro = stack.start_console(["--read-only"], name="console-read-only")
+    driver.get(ro + "/#outbox/customers")
+    cs.wait_until(lambda: text_of(driver, "#actions-note") ==
+                  "actions off: the console runs --read-only", 10, "the read-only note")
+    cs.wait_until(lambda: by_css(driver, "#outbox-table button.action"), 10, "the outbox rows")
+    enabled = [b.text for b in by_css(driver, "button.action") if b.is_enabled()]
+    assert not enabled, "enabled on a read-only console: %s" % enabled
+    assert not by_css(driver, "#token-input")[0].is_enabled()
+    cs.screenshot(driver, "refused_actions_say_why")
+
+
 TESTS = {f.__name__: f for f in (overview_backlog_falls_after_relay_starts,
                                  trace_shows_three_steps_of_approved_order,
                                  redrive_group_from_page_empties_it,
-                                 payload_with_script_renders_as_text)}
+                                 payload_with_script_renders_as_text,
+                                 refused_actions_say_why)}
 
 
 def main():
@@ -219,7 +253,7 @@ def main():
     try:
         driver = cs.browser()
         TESTS[name](stack, driver)
-        problems = cs.browser_problems(driver)
+        problems = cs.browser_problems(driver, stack.expected_log)
         assert not problems, "the page logged:\n" + "\n".join(problems)
         ok = True
     except Exception:

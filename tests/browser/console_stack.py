@@ -98,6 +98,7 @@ class Stack:
         self.port = {}
         self.procs = {}  # name -> (Popen, log path)
         self.console_url = None
+        self.expected_log = []  # browser log texts the test provokes on purpose
         self.bins = {
             "customers": os.environ["TXM_CUSTOMERS_BIN"],
             "orders": os.environ["TXM_ORDERS_BIN"],
@@ -149,24 +150,26 @@ class Stack:
         time.sleep(0.05)
         self._alive(service + "-relay")
 
-    def start_console(self, extra_args=()):
+    def start_console(self, extra_args=(), name="console"):
         """Starts `txmsg console` over both services' databases and the
         broker, with the action token; returns its URL once /api/overview
-        answers 200."""
+        answers 200 (the first console's is also self.console_url)."""
         port = free_port()
         argv = [self.bins["cli"], "console", "--listen", "127.0.0.1:%d" % port,
                 "--broker-url", self.broker, "--interval", "1s"]
         for s in SERVICES:
             argv += ["--service", "%s=%s" % (s, self.db[s])]
         argv += list(extra_args)
-        self._spawn("console", argv, {"TXMSG_CONSOLE_TOKEN": TOKEN})
-        self.console_url = "http://127.0.0.1:%d" % port
+        self._spawn(name, argv, {"TXMSG_CONSOLE_TOKEN": TOKEN})
+        url = "http://127.0.0.1:%d" % port
+        if self.console_url is None:
+            self.console_url = url
 
         def up():
-            self._alive("console")
-            return http("GET", self.console_url + "/api/overview", timeout=2)[0] == 200
-        wait_until(up, 15, "the console to answer /api/overview")
-        return self.console_url
+            self._alive(name)
+            return http("GET", url + "/api/overview", timeout=2)[0] == 200
+        wait_until(up, 15, "%s to answer /api/overview" % name)
+        return url
 
     def start_all(self):
         for s in SERVICES:
@@ -229,12 +232,15 @@ def browser(width=1280, height=900):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
-def browser_problems(driver):
+def browser_problems(driver, expected=()):
     """What the page logged at warning level or above: CSP violations and
-    script errors (an empty list when the page is clean)."""
+    script errors (an empty list when the page is clean). A line holding
+    one of the expected texts (a refusal the test provoked) is left out."""
     out = []
     for e in driver.get_log("browser"):
         msg = e.get("message", "")
+        if any(x in msg for x in expected):
+            continue
         if e.get("level") in ("SEVERE", "WARNING") or "Content Security Policy" in msg:
             out.append("%s %s" % (e.get("level"), msg))
     return out

@@ -285,10 +285,11 @@
     function actionBlock() {
         if (!state.overview)
             return 'waiting for the console';
-        if (!state.actions.enabled)
-            return 'actions are disabled: the console was started without TXMSG_CONSOLE_TOKEN';
+        /* The server reports read_only with enabled false: say the cause. */
         if (state.actions.readOnly)
-            return 'actions are disabled: the console runs with --read-only';
+            return 'actions off: the console runs --read-only';
+        if (!state.actions.enabled)
+            return 'actions off: the console has no TXMSG_CONSOLE_TOKEN';
         if (!token())
             return 'enter the action token to enable actions';
         return '';
@@ -310,13 +311,14 @@
         var form = $('token-form');
         var off = state.overview && (!state.actions.enabled || state.actions.readOnly);
         $('token-input').disabled = !!off;
+        form.querySelectorAll('button').forEach(function (b) { b.disabled = !!off; });
         form.classList.toggle('off', !!off);
         Array.prototype.forEach.call(document.querySelectorAll('button.action'), function (b) {
             var blocked = why !== '' || b.dataset.busy === '1' || b.dataset.never === '1';
             b.disabled = blocked;
             if (why)
                 b.title = why;
-            else if (b.title && /^(actions are|enter the|waiting for)/.test(b.title))
+            else if (b.title && /^(actions off|enter the|waiting for)/.test(b.title))
                 b.removeAttribute('title');
         });
         if (typeof purgeInputChanged === 'function')
@@ -801,6 +803,8 @@
     function loadGroups(queue) {
         if (!queue)
             return Promise.resolve();
+        if (queue !== state.dlq.queue)
+            notice('');
         state.dlq.queue = queue;
         hideError($('dlq-error'));
         return api('GET', '/api/queues/' + seg(queue) + '/dlq/groups').then(function (doc) {
@@ -862,9 +866,12 @@
                 $('member-body').hidden = true;
                 var tb = clear($('members-table').tBodies[0]);
                 list.forEach(function (m) {
+                    var body = m.body && typeof m.body === 'object' ? m.body : {};
+                    var cid = typeof body.correlationid === 'string' ? body.correlationid : '';
                     tb.appendChild(el('tr', {'data-message-id': m.message_id},
                                       el('td', null, idSpan(m.message_id)),
                                       el('td', null, m.topic),
+                                      el('td', null, traceLink(cid)),
                                       el('td', {className: 'num'}, String(m.receive_count)),
                                       el('td', {className: 'err-cell'}, String(m.last_error || '')),
                                       timeCell(m.dead_lettered_at),
@@ -877,7 +884,7 @@
                                              ariaLabel: 'Redrive message ' + m.message_id}))));
                 });
                 if (!list.length)
-                    tb.appendChild(el('tr', null, el('td', {colspan: 6, className: 'muted'},
+                    tb.appendChild(el('tr', null, el('td', {colspan: 7, className: 'muted'},
                                                       'No members.')));
                 applyActionState();
             }, function (err) {
@@ -979,6 +986,13 @@
         applyActionState();
     }
 
+    /* A line under the dead-letter summary saying what an action did. */
+    function notice(text) {
+        var n = $('dlq-notice');
+        n.textContent = text;
+        n.hidden = !text;
+    }
+
     var purgeTarget = null;
 
     function askPurge(queue, g) {
@@ -1010,8 +1024,8 @@
             .then(function (res) {
                 $('purge-confirm').hidden = true;
                 purgeTarget = null;
-                $('dlq-summary').textContent = 'Purged ' + res.purged + ' dead letters of group ' +
-                                               res.group + '.';
+                notice('Purged ' + res.purged + ' dead letter' + (res.purged === 1 ? '' : 's') +
+                       ' of group ' + res.group + ' in ' + res.queue + '.');
                 return loadGroups(t.queue).then(refreshOverview);
             }, function (err) {
                 showError($('dlq-error'), err, 'Purge');
