@@ -394,7 +394,9 @@
             else
                 append(dlCell, fmtNum(dl));
             qb.appendChild(el('tr', {'data-queue': qu.name},
-                              el('th', {scope: 'row'}, qu.name),
+                              el('th', {scope: 'row'}, qu.name,
+                                 qu.topic ? el('span', {className: 'muted topic-of'},
+                                               ' ← ' + qu.topic) : null),
                               el('td', {className: 'num depth'}, fmtNum(qu.depth)),
                               el('td', {className: 'num'}, fmtNum(qu.in_flight)),
                               dlCell,
@@ -1102,6 +1104,20 @@
                 sel.value = withDl ? withDl.name : sel.options[0].value;
             }
             loadGroups(sel.value);
+            resumeJobs();
+        });
+    }
+
+    /* Shows the redrive jobs still running (started before a reload, or
+     * from another tab) so their progress is not lost. */
+    function resumeJobs() {
+        api('GET', '/api/jobs').then(function (doc) {
+            ((doc && doc.jobs) || []).forEach(function (job) {
+                if (job.state === 'running' && !state.dlq.jobs[job.id])
+                    trackJob(job);
+            });
+        }, function () {
+            /* Older consoles without the list: nothing to resume. */
         });
     }
 
