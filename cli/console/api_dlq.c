@@ -28,7 +28,9 @@ static bool is_group_id(const char *v)
            strspn(v, "0123456789abcdef") == TXM_DLQ_GROUP_ID_LEN;
 }
 
-/* The broker when it knows queue; NULL after answering 404 or 503. */
+/* The broker when it knows queue; NULL after answering 404 or 503. NATS
+ * says TXM_NOT_FOUND for the depth of a queue it does not know, the
+ * embedded broker for its dead letters. */
 static txm_transport *known_queue(console *c, txm_http_request *req, const char *queue)
 {
     txm_transport *t = console_transport(c, req);
@@ -36,8 +38,11 @@ static txm_transport *known_queue(console *c, txm_http_request *req, const char 
         return NULL;
     txm_delivery **list = NULL;
     size_t n = 0;
+    int64_t depth = 0;
     txm_error err;
-    txm_status st = txm_transport_dlq_list(t, queue, 1, &list, &n, &err);
+    txm_status st = txm_transport_queue_depth(t, queue, &depth, &err);
+    if (st == TXM_OK)
+        st = txm_transport_dlq_list(t, queue, 1, &list, &n, &err);
     txm_delivery_list_free(list, n);
     if (st == TXM_OK)
         return t;

@@ -130,16 +130,24 @@ static json_t *envelope_json(const txm_msg *m)
     return doc != NULL ? doc : json_null();
 }
 
+/* The path's service, its database and the message id; false after
+ * answering 400, 404 or 503. */
+static bool message_target(console *c, txm_http_request *req, console_service **s, txm_db **db,
+                           const char **id)
+{
+    *id = message_param(req);
+    *s = *id != NULL ? console_find_service(c, req, txm_http_request_param(req, "service")) : NULL;
+    *db = *s != NULL ? console_service_db(c, req, *s) : NULL;
+    return *db != NULL;
+}
+
 static void get_message(void *ctx, txm_http_request *req)
 {
     console *c = ctx;
-    if (!console_host_ok(c, req))
-        return;
-    const char *id = message_param(req);
-    console_service *s =
-        id != NULL ? console_find_service(c, req, txm_http_request_param(req, "service")) : NULL;
-    txm_db *db = s != NULL ? console_service_db(c, req, s) : NULL;
-    if (db == NULL)
+    console_service *s = NULL;
+    txm_db *db = NULL;
+    const char *id = NULL;
+    if (!console_host_ok(c, req) || !message_target(c, req, &s, &db, &id))
         return;
     txm_outbox_entry *e = NULL;
     txm_error err;
@@ -163,13 +171,12 @@ static void get_message(void *ctx, txm_http_request *req)
 static void post_dispatch(void *ctx, txm_http_request *req)
 {
     console *c = ctx;
-    if (!console_action_ok(c, req))
+    console_service *s = NULL;
+    txm_db *db = NULL;
+    const char *id = NULL;
+    if (!console_action_ok(c, req) || !message_target(c, req, &s, &db, &id))
         return;
-    const char *id = message_param(req);
-    console_service *s =
-        id != NULL ? console_find_service(c, req, txm_http_request_param(req, "service")) : NULL;
-    txm_db *db = s != NULL ? console_service_db(c, req, s) : NULL;
-    txm_transport *t = db != NULL ? console_transport(c, req) : NULL;
+    txm_transport *t = console_transport(c, req);
     if (t == NULL)
         return;
     txm_error err;

@@ -42,8 +42,9 @@ static json_t *service_json(const console_service *s, const console_live_svc *v)
     return json_pack("{s:s, s:s, s:o, s:b, s:o, s:o, s:o, s:o}", "name", s->cfg.name, "database",
                      s->pg ? "postgresql" : "sqlite", "outbox_mode",
                      v->ok ? json_string(txm_outbox_mode_name(v->mode)) : json_null(), "available",
-                     v->ok, "error", v->ok ? json_null() : json_string(v->error), "outbox", outbox,
-                     "relay", relay_json(s, v), "handled", v->ok ? handled_json(v) : json_null());
+                     v->ok, "error", v->ok ? json_null() : console_json_text(v->error), "outbox",
+                     outbox, "relay", relay_json(s, v), "handled",
+                     v->ok ? handled_json(v) : json_null());
 }
 
 static json_t *queues_json(console *c, const console_live *l)
@@ -129,9 +130,10 @@ static void get_overview(void *ctx, txm_http_request *req)
         "{s:s, s:I, s:I, s:{s:b, s:b}, s:o, s:{s:o, s:b, s:o}, s:o, s:o}", "now", now, "now_ms",
         (json_int_t)(l.at_us / 1000), "interval_ms", (json_int_t)c->interval_ms, "actions",
         "enabled", c->has_token && !c->read_only, "read_only", c->read_only, "services", svcs,
-        "broker", "url", c->broker_url != NULL ? json_string(c->broker_url) : json_null(),
-        "available", l.broker_ok, "error", l.broker_ok ? json_null() : json_string(l.broker_error),
-        "queues", queues, "history", history);
+        "broker", "url", c->broker_url != NULL ? console_json_text(c->broker_url) : json_null(),
+        "available", l.broker_ok, "error",
+        l.broker_ok ? json_null() : console_json_text(l.broker_error), "queues", queues, "history",
+        history);
     console_live_free(&l);
     console_reply_json(req, 200, doc);
 }

@@ -34,24 +34,14 @@ enum { OPT_SERVICE = 4000, OPT_LISTEN, OPT_BROKER, OPT_INTERVAL, OPT_READ_ONLY }
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "              \
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
-static const char *const API_HEADERS[] = {"Content-Security-Policy",
-                                          CSP,
-                                          "X-Content-Type-Options",
-                                          "nosniff",
-                                          "Referrer-Policy",
-                                          "no-referrer",
-                                          "Cache-Control",
-                                          "no-store",
-                                          NULL};
-static const char *const PAGE_HEADERS[] = {"Content-Security-Policy",
-                                           CSP,
-                                           "X-Content-Type-Options",
-                                           "nosniff",
-                                           "Referrer-Policy",
-                                           "no-referrer",
-                                           "Cache-Control",
-                                           "no-cache",
-                                           NULL};
+/* The headers of every answer, then its Cache-Control value. */
+#define SECURITY_HEADERS(cache)                                                                    \
+    {                                                                                              \
+        "Content-Security-Policy", CSP, "X-Content-Type-Options", "nosniff", "Referrer-Policy",    \
+            "no-referrer", "Cache-Control", cache, NULL                                            \
+    }
+static const char *const API_HEADERS[] = SECURITY_HEADERS("no-store");
+static const char *const PAGE_HEADERS[] = SECURITY_HEADERS("no-cache");
 
 /* ---- replies ---- */
 
@@ -75,18 +65,27 @@ void console_reply_error(txm_http_request *req, int status, const char *code, co
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    /* json_string refuses invalid UTF-8 (from an error text): say so rather
-     * than lose the answer. */
-    json_t *d = json_string(detail);
     console_reply_json(req, status,
-                       json_pack("{s:s, s:o}", "error", code, "detail",
-                                 d != NULL ? d : json_string("(not UTF-8)")));
+                       json_pack("{s:s, s:o}", "error", code, "detail", console_json_text(detail)));
 }
 
 void console_reply_page(txm_http_request *req, int status, const char *content_type,
                         const void *body, size_t len)
 {
     txm_http_reply_content(req, status, content_type, body, len, PAGE_HEADERS, NULL);
+}
+
+json_t *console_json_text(const char *text)
+{
+    json_t *s = json_string(text);
+    if (s != NULL)
+        return s;
+    char copy[TXM_ERROR_TEXT_LEN + 256];
+    size_t n = 0;
+    for (; text[n] != '\0' && n + 1 < sizeof copy; n++)
+        copy[n] = (unsigned char)text[n] < 0x80 ? text[n] : '?';
+    copy[n] = '\0';
+    return json_string(copy);
 }
 
 json_t *console_time_json(int64_t us)
@@ -161,15 +160,24 @@ console_service *console_find_service(console *c, txm_http_request *req, const c
     return NULL;
 }
 
+/* Copies error (why a handle is not open) out under the lock. */
+static void copy_error(console *c, const char *error, char why[TXM_ERROR_TEXT_LEN])
+{
+    pthread_mutex_lock(&c->lock);
+    snprintf(why, TXM_ERROR_TEXT_LEN, "%s", error);
+    pthread_mutex_unlock(&c->lock);
+}
+
 txm_db *console_service_db(console *c, txm_http_request *req, console_service *s)
 {
     pthread_mutex_lock(&c->lock);
     txm_db *db = s->db;
-    char why[TXM_ERROR_TEXT_LEN];
-    snprintf(why, sizeof why, "%s", s->error);
     pthread_mutex_unlock(&c->lock);
-    if (db == NULL)
+    char why[TXM_ERROR_TEXT_LEN];
+    if (db == NULL) {
+        copy_error(c, s->error, why);
         console_reply_error(req, 503, "DATABASE_UNAVAILABLE", "service %s: %s", s->cfg.name, why);
+    }
     return db;
 }
 
@@ -177,15 +185,19 @@ txm_transport *console_transport(console *c, txm_http_request *req)
 {
     pthread_mutex_lock(&c->lock);
     txm_transport *t = c->t;
-    char why[TXM_ERROR_TEXT_LEN];
-    snprintf(why, sizeof why, "%s", c->broker_error);
     pthread_mutex_unlock(&c->lock);
-    if (t == NULL)
+    char why[TXM_ERROR_TEXT_LEN];
+    if (t == NULL) {
+        copy_error(c, c->broker_error, why);
         console_reply_error(req, 503, "BROKER_UNAVAILABLE", "%s",
                             why[0] != '\0' ? why : "no broker configured");
-    else if (!txm_transport_is_available(t))
+        return NULL;
+    }
+    if (!txm_transport_is_available(t)) {
         console_reply_error(req, 503, "BROKER_UNAVAILABLE", "the broker cannot be reached");
-    return t != NULL && txm_transport_is_available(t) ? t : NULL;
+        return NULL;
+    }
+    return t;
 }
 
 bool console_query_int(txm_http_request *req, const char *name, long long lo, long long hi,

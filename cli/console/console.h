@@ -160,6 +160,11 @@ bool console_query_int(txm_http_request *req, const char *name, long long lo, lo
 /* A queue name from the path, or NULL after answering 400. */
 const char *console_queue_param(txm_http_request *req);
 
+/* text as a JSON string; bytes that are not UTF-8 (an error text from a
+ * database or broker) become '?', so the answer is never lost. NULL only
+ * when out of memory. */
+json_t *console_json_text(const char *text);
+
 /* RFC 3339 text or JSON null for 0. */
 json_t *console_time_json(int64_t us);
 

@@ -26,7 +26,7 @@ static json_t *job_json(const console_job *j)
                      j->message_id[0] != '\0' ? json_string(j->message_id) : json_null(), "state",
                      state_name(j->state), "moved", (json_int_t)j->moved, "total",
                      (json_int_t)j->total, "rate", j->rate, "error",
-                     j->error[0] != '\0' ? json_string(j->error) : json_null(), "started",
+                     j->error[0] != '\0' ? console_json_text(j->error) : json_null(), "started",
                      console_time_json(j->started_us), "ended", console_time_json(j->ended_us));
 }
 
@@ -181,13 +181,14 @@ static void get_jobs(void *ctx, txm_http_request *req)
     console_reply_json(req, 200, json_pack("{s:o}", "jobs", arr));
 }
 
-static void get_job(void *ctx, txm_http_request *req)
+/* Answers the job of the path (cancelling it first when cancel is set),
+ * or 404. */
+static void answer_job(console *c, txm_http_request *req, bool cancel)
 {
-    console *c = ctx;
-    if (!console_host_ok(c, req))
-        return;
     pthread_mutex_lock(&c->lock);
     console_job *j = find_job(c, req);
+    if (j != NULL && cancel)
+        atomic_store(&j->cancel, true);
     json_t *doc = j != NULL ? job_json(j) : NULL;
     pthread_mutex_unlock(&c->lock);
     if (j == NULL)
@@ -196,21 +197,16 @@ static void get_job(void *ctx, txm_http_request *req)
         console_reply_json(req, 200, doc);
 }
 
+static void get_job(void *ctx, txm_http_request *req)
+{
+    if (console_host_ok(ctx, req))
+        answer_job(ctx, req, false);
+}
+
 static void post_cancel(void *ctx, txm_http_request *req)
 {
-    console *c = ctx;
-    if (!console_action_ok(c, req))
-        return;
-    pthread_mutex_lock(&c->lock);
-    console_job *j = find_job(c, req);
-    if (j != NULL)
-        atomic_store(&j->cancel, true);
-    json_t *doc = j != NULL ? job_json(j) : NULL;
-    pthread_mutex_unlock(&c->lock);
-    if (j == NULL)
-        console_reply_error(req, 404, "UNKNOWN_JOB", "no such job");
-    else
-        console_reply_json(req, 200, doc);
+    if (console_action_ok(ctx, req))
+        answer_job(ctx, req, true);
 }
 
 txm_status console_api_jobs_routes(console *c, txm_error *err)

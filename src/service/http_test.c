@@ -207,6 +207,32 @@ static void validation_handler(void *ctx, txm_http_request *req)
     txm_http_reply_error(req, 400, "VALIDATION_ERROR", "name: \"quoted\" too long", NULL);
 }
 
+/* A page with its own type and headers; ?bad=1 tries headers that would
+ * split the answer, which are refused, then answers plainly. */
+/* A page with its own type and headers. With ?bad=1 it first tries headers
+ * that would split the answer, which must be refused (else it answers 500:
+ * a handler thread cannot fail a cmocka test). */
+static void page_handler(void *ctx, txm_http_request *req)
+{
+    (void)ctx;
+    static const char page[] = "<!doctype html><p>hi</p>";
+    if (txm_http_request_query(req, "bad") != NULL) {
+        const char *const split[] = {"X-A", "1\r\nSet-Cookie: x=1", NULL};
+        const char *const odd[] = {"X A", "1", NULL};
+        bool refused =
+            txm_http_reply_content(req, 200, "text/html", page, 3, split, NULL) == TXM_INVALID &&
+            txm_http_reply_content(req, 200, "text/html", page, 3, odd, NULL) == TXM_INVALID &&
+            txm_http_reply_content(req, 200, "text/html\n", page, 3, NULL, NULL) == TXM_INVALID;
+        if (!refused) {
+            txm_http_reply(req, 500, NULL, NULL);
+            return;
+        }
+    }
+    const char *const headers[] = {"Content-Security-Policy", "default-src 'none'", "Cache-Control",
+                                   "no-store", NULL};
+    txm_http_reply_content(req, 200, "text/html; charset=utf-8", page, strlen(page), headers, NULL);
+}
+
 /* ---- fixture ---- */
 
 struct fixture {
@@ -247,6 +273,7 @@ static int setup(void **state)
                      TXM_OK);
     assert_int_equal(txm_http_route(fx->srv, "POST", "/validate", validation_handler, NULL, NULL),
                      TXM_OK);
+    assert_int_equal(txm_http_route(fx->srv, "GET", "/page", page_handler, NULL, NULL), TXM_OK);
     assert_int_equal(txm_http_server_port(fx->srv), 0);
     if (txm_http_server_start(fx->srv, &err) != TXM_OK)
         fail_msg("start: %s", err.text);
@@ -437,6 +464,27 @@ static void http_reply_error_escapes_detail(void **state)
                         "name: \"quoted\" too long");
     json_decref(j);
     response_free(&r);
+}
+
+static void http_reply_content_sends_its_type_and_headers(void **state)
+{
+    struct fixture *fx = *state;
+    for (int bad = 0; bad < 2; bad++) {
+        struct response r = {0};
+        request(fx->port, "GET", bad ? "/page?bad=1" : "/page", NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.body, "<!doctype html><p>hi</p>");
+        char v[256];
+        assert_non_null(header(&r, "Content-Type", v, sizeof v));
+        assert_string_equal(v, "text/html; charset=utf-8");
+        assert_non_null(header(&r, "Content-Security-Policy", v, sizeof v));
+        assert_string_equal(v, "default-src 'none'");
+        assert_non_null(header(&r, "Cache-Control", v, sizeof v));
+        assert_string_equal(v, "no-store");
+        assert_non_null(header(&r, "X-Correlation-Id", v, sizeof v));
+        assert_null(header(&r, "Set-Cookie", v, sizeof v));
+        response_free(&r);
+    }
 }
 
 static void http_health_answers_ok(void **state)
@@ -761,6 +809,7 @@ int main(void)
         FX_TEST(http_correlation_id_is_echoed_or_generated),
         FX_TEST(http_handler_without_reply_gives_500),
         FX_TEST(http_reply_error_escapes_detail),
+        FX_TEST(http_reply_content_sends_its_type_and_headers),
         FX_TEST(http_health_answers_ok),
         FX_TEST(http_metrics_reflect_requests),
         FX_TEST(http_one_log_line_per_request),

@@ -66,6 +66,54 @@ static void outbox_three_in_one_uow_list_oldest_first(void **state)
     txm_outbox_list_free(list, n);
 }
 
+/* The filters of txm_outbox_list: aggregate id, dispatched or not. */
+static void outbox_list_filters_by_aggregate_and_state(void **state)
+{
+    txm_fixture *fx = txm_fixture_get(state);
+    char ids[3][TXM_UUID_LEN + 1];
+    publish_three(fx->db, ids); /* aggregate order-1 */
+    txm_uow *uow = NULL;
+    txm_msg *m = NULL;
+    assert_int_equal(txm_msg_new("order--created", "order-2", NULL, "{}", &m, NULL), TXM_OK);
+    char other[TXM_UUID_LEN + 1];
+    memcpy(other, txm_msg_id(m), sizeof other);
+    assert_int_equal(txm_uow_begin(fx->db, &uow, NULL), TXM_OK);
+    assert_int_equal(txm_outbox_publish(uow, &m, NULL), TXM_OK);
+    assert_int_equal(txm_uow_commit(&uow, NULL), TXM_OK);
+    const char *mark[] = {ids[1]};
+    assert_int_equal(txm_outbox_mark_dispatched(fx->db, mark, 1, NULL, NULL), TXM_OK);
+
+    txm_outbox_filter f;
+    txm_outbox_filter_init(&f);
+    f.aggregate_id = "order-2";
+    txm_outbox_entry **list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_outbox_list(fx->db, &f, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(txm_msg_id(txm_outbox_entry_msg(list[0])), other);
+    txm_outbox_list_free(list, n);
+
+    f.aggregate_id = "order-1";
+    f.dispatched_only = true;
+    assert_int_equal(txm_outbox_list(fx->db, &f, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(txm_msg_id(txm_outbox_entry_msg(list[0])), ids[1]);
+    txm_outbox_list_free(list, n);
+
+    f.dispatched_only = false;
+    f.not_dispatched_only = true;
+    assert_int_equal(txm_outbox_list(fx->db, &f, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(txm_msg_id(txm_outbox_entry_msg(list[0])), ids[0]);
+    assert_string_equal(txm_msg_id(txm_outbox_entry_msg(list[1])), ids[2]);
+    txm_outbox_list_free(list, n);
+
+    f.dispatched_only = true; /* both: no row is both */
+    assert_int_equal(txm_outbox_list(fx->db, &f, &list, &n, NULL), TXM_OK);
+    assert_int_equal(n, 0);
+    txm_outbox_list_free(list, n);
+}
+
 static void outbox_mark_dispatched_twice_counts_two(void **state)
 {
     txm_fixture *fx = txm_fixture_get(state);
@@ -307,6 +355,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         TXM_TEST_BOTH(outbox_three_in_one_uow_list_oldest_first),
         TXM_TEST_BOTH(outbox_mark_dispatched_twice_counts_two),
+        TXM_TEST_BOTH(outbox_list_filters_by_aggregate_and_state),
         TXM_TEST_BOTH(outbox_mark_dispatched_new_counts_only_rows_not_dispatched),
         TXM_TEST_BOTH(outbox_get_returns_the_stored_message),
         TXM_TEST_BOTH(outbox_same_id_twice_is_already_published),

@@ -787,6 +787,64 @@ static void conformance_sigkilled_consumer_loses_nothing(void **state)
 #f "/nats", f, setup, teardown, (void *)&txm_transport_nats_kind                           \
     }
 
+static const txm_queue_info *find_queue(const txm_queue_info *list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(list[i].name, name) == 0)
+            return &list[i];
+    return NULL;
+}
+
+/* txm_transport_queues: every subscription queue with its depth, leased
+ * messages and dead letters, sorted by name; the dead-letter queues are
+ * not queues of their own there. */
+static void conformance_queues_lists_depth_in_flight_and_dead_letters(void **state)
+{
+    fixture *fx = get(state);
+    char other[96];
+    txm_test_unique("queue", other, sizeof other);
+    declare(fx, fx->queue, 30000);
+    declare(fx, other, 30000);
+    txm_msg *msgs[3] = {make_msg(fx, 1), make_msg(fx, 2), make_msg(fx, 3)};
+    publish(fx, msgs, 3);
+    for (int i = 0; i < 3; i++)
+        txm_msg_free(msgs[i]);
+    txm_delivery *held = receive_one(fx, fx->queue, 5000);
+    txm_delivery *bad = receive_one(fx, fx->queue, 5000);
+    assert_non_null(held);
+    assert_non_null(bad);
+    assert_int_equal(txm_transport_dead_letter(fx->t, bad, "cannot decode", NULL), TXM_OK);
+    txm_queue_info *list = NULL;
+    size_t n = 0;
+    assert_int_equal(txm_transport_queues(fx->t, &list, &n, NULL), TXM_OK);
+    const txm_queue_info *q = find_queue(list, n, fx->queue);
+    assert_non_null(q);
+    assert_string_equal(q->topic, fx->topic);
+    assert_int_equal(q->depth, 2); /* one visible, one leased */
+    assert_int_equal(q->in_flight, 1);
+    assert_int_equal(q->dead_letters, 1);
+    const txm_queue_info *o = find_queue(list, n, other);
+    assert_non_null(o);
+    assert_int_equal(o->depth, 3);
+    assert_int_equal(o->in_flight, 0);
+    assert_int_equal(o->dead_letters, 0);
+    assert_null(find_queue(list, n, q->dlq));
+    for (size_t i = 1; i < n; i++)
+        assert_true(strcmp(list[i - 1].name, list[i].name) < 0);
+    txm_free(list);
+    /* Acknowledged, the held message leaves the queue and the lease count. */
+    assert_int_equal(txm_transport_ack(fx->t, held, NULL), TXM_OK);
+    assert_int_equal(txm_transport_queues(fx->t, &list, &n, NULL), TXM_OK);
+    q = find_queue(list, n, fx->queue);
+    assert_non_null(q);
+    assert_int_equal(q->depth, 1);
+    assert_int_equal(q->in_flight, 0);
+    txm_free(list);
+    txm_delivery_free(held);
+    txm_delivery_free(bad);
+    assert_int_equal(txm_transport_queues(NULL, &list, &n, NULL), TXM_INVALID);
+}
+
 #define CLUSTER(f)                                                                                 \
     {                                                                                              \
 #f "/nats-cluster", f, setup, teardown, (void *)&txm_transport_nats_cluster_kind           \
@@ -836,6 +894,7 @@ int main(int argc, char **argv)
         BOTH(conformance_acknowledged_messages_survive_broker_restart),
         BOTH(conformance_five_mib_payload_reaches_handler_intact),
         BOTH(conformance_sigkilled_consumer_loses_nothing),
+        BOTH(conformance_queues_lists_depth_in_flight_and_dead_letters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -357,8 +357,13 @@ static int send_request(conn *c, const char *method, const char *host, const cha
     char *head = malloc(cap);
     if (head == NULL)
         return fail(c, "out of memory");
-    int n = snprintf(head, cap, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, path,
-                     host);
+    /* A "Host: ..." among the headers replaces the default one (host alone). */
+    bool own_host = false;
+    for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
+        own_host = own_host || strncasecmp(headers[i], "Host:", 5) == 0;
+    int n = own_host ? snprintf(head, cap, "%s %s HTTP/1.1\r\nConnection: close\r\n", method, path)
+                     : snprintf(head, cap, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n",
+                                method, path, host);
     for (size_t i = 0; headers != NULL && headers[i] != NULL; i++)
         n += snprintf(head + n, cap - (size_t)n, "%s\r\n", headers[i]);
     if (body != NULL)

@@ -29,12 +29,13 @@ typedef struct txm_testhttp_response {
 /* Sends one request to host:port (a name or an address literal) on a new
  * connection with "Connection: close": method, path (with any query
  * string), extra headers (NULL-terminated array of "Name: value", may be
- * NULL), and body_len bytes of body (may be NULL; Content-Length is sent
- * whenever body is not NULL). Reads the answer framed by Content-Length,
- * chunked transfer encoding, or the end of the connection; interim 1xx
- * answers are skipped. When the server answers before it has read the whole
- * body (413) the rest is not sent and its answer is still read.
- * timeout_ms bounds the whole exchange.
+ * NULL; a "Host: ..." among them replaces the default "Host: host"), and
+ * body_len bytes of body (may be NULL; Content-Length is sent whenever body
+ * is not NULL). Reads the answer framed by Content-Length, chunked transfer
+ * encoding, or the end of the connection; interim 1xx answers are skipped.
+ * When the server answers before it has read the whole body (413) the rest
+ * is not sent and its answer is still read. timeout_ms bounds the whole
+ * exchange.
  * Returns 0 with *r filled, or -1 with r->error saying why (no connection,
  * timeout, malformed answer, head or body past its limit). Owns: *r's
  * buffers are the caller's (txm_testhttp_response_fini), on both paths.
