@@ -371,11 +371,25 @@
             .map(function (s) { return s.name; });
         if (b.available === false)
             down.unshift('the broker');
-        var health = clear($('overview-health'));
-        health.className = 'health ' + (down.length ? 'bad' : 'ok');
-        append(health, down.length ? 'Unavailable: ' + down.join(', ')
-                                   : 'All services and the broker are available.');
+        var health = $('overview-health');
+        var healthText = down.length ? 'Unavailable: ' + down.join(', ')
+                                     : 'All services and the broker are available.';
+        /* Changed only when it changes, so a screen reader hears news only. */
+        if (health.textContent !== healthText) {
+            health.textContent = healthText;
+            health.className = 'health ' + (down.length ? 'bad' : 'ok');
+        }
+        renderTables(ov, b);
+        renderCharts(ov);
+    }
 
+    /* The tables are rebuilt only when their figures changed, so focus and
+     * selection survive the refreshes of a quiet system. */
+    function renderTables(ov, b) {
+        var sig = JSON.stringify([ov.services, ov.queues, b.available]);
+        if (sig === state.tablesSig)
+            return;
+        state.tablesSig = sig;
         var tb = clear($('services-table').tBodies[0]);
         (ov.services || []).forEach(function (s) {
             tb.appendChild(serviceRow(s));
@@ -406,7 +420,6 @@
             qb.appendChild(el('tr', null, el('td', {colspan: 5, className: 'muted'},
                                               b.available === false ? 'Broker unavailable.'
                                                                     : 'No queues yet.')));
-        renderCharts(ov);
     }
 
     function serviceRow(s) {
@@ -1138,6 +1151,9 @@
             state.outbox.params = outboxParams();
             state.outbox.service = state.outbox.params.service;
             loadOutbox(null);
+        });
+        $('ob-service').addEventListener('change', function () {
+            location.hash = '#outbox/' + encodeURIComponent($('ob-service').value);
         });
         $('ob-first').addEventListener('click', function () { loadOutbox(null); });
         $('ob-next').addEventListener('click', function () {
