@@ -251,7 +251,7 @@ def main():
     driver = None
     ok = False
     try:
-        driver = cs.browser()
+        driver = cs.browser(stack.dir)
         TESTS[name](stack, driver)
         problems = cs.browser_problems(driver, stack.expected_log)
         assert not problems, "the page logged:\n" + "\n".join(problems)

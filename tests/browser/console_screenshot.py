@@ -46,7 +46,7 @@ def main():
         for s in cs.SERVICES:
             stack.start_service(s)
         stack.start_console()
-        driver = cs.browser(1280, 1000)
+        driver = cs.browser(stack.dir, 1280, 1000)
         # The viewport itself (the window's size includes its frame).
         driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                                {"width": 1280, "height": 1100, "deviceScaleFactor": 1,

@@ -92,7 +92,8 @@ def http(method, url, body=None, headers=None, timeout=5):
 class Stack:
     def __init__(self, name):
         self.name = name
-        self.dir = tempfile.mkdtemp(prefix="txm-browser-%s-" % name)
+        # A short path: Chromium's socket path under it must fit in 108 bytes.
+        self.dir = tempfile.mkdtemp(prefix="txm-browser-")
         self.broker = "embedded:" + os.path.join(self.dir, "txmsg-broker.db")
         self.db = {s: "sqlite:" + os.path.join(self.dir, s + ".db") for s in SERVICES}
         self.port = {}
@@ -218,10 +219,17 @@ def tail(path, n=30):
 
 # ---- browser ----
 
-def browser(width=1280, height=900):
+def browser(tmpdir, width=1280, height=900):
+    """Headless Chromium whose profile and temporary files (its singleton
+    socket folder) live under tmpdir, so removing tmpdir leaves nothing."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
+    home = os.path.join(tmpdir, "chromium")
+    os.makedirs(home, exist_ok=True)
+    env = dict(os.environ)
+    env["TMPDIR"] = home
     opts = webdriver.ChromeOptions()
+    opts.add_argument("--user-data-dir=" + os.path.join(home, "profile"))
     opts.binary_location = CHROMIUM
     for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
               "--window-size=%d,%d" % (width, height), "--disable-extensions",
@@ -229,7 +237,7 @@ def browser(width=1280, height=900):
               "--force-device-scale-factor=1"):
         opts.add_argument(a)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER, env=env), options=opts)
 
 
 def browser_problems(driver, expected=()):
