@@ -22,9 +22,12 @@
         intervalMs: 2000,    /* refresh period the console announced */
         timer: null,
         actions: {enabled: false, readOnly: false},
-        charts: {},          /* chart key -> {plot, sig} */
-        outbox: {service: '', params: null, afterStack: [], next: null, current: null},
-        dlq: {queue: '', group: null, jobs: {}},
+        tablesSig: null,     /* figures the overview tables show now */
+        charts: {},          /* chart key -> {fig, plot, sig} */
+        /* params: the filters of the listing shown; current: its after_seq
+         * (null: first page); next: next_after_seq of the answer. */
+        outbox: {service: '', params: null, next: null, current: null},
+        dlq: {queue: '', group: null, jobs: {}}, /* jobs: id -> its list item */
         panel: 'overview',
     };
 
@@ -1060,6 +1063,7 @@
         if (PANELS.indexOf(name) < 0)
             name = 'overview';
         state.panel = name;
+        document.title = 'txmsg console · ' + $('tab-' + name).textContent;
         PANELS.forEach(function (p) {
             $('panel-' + p).hidden = p !== name;
             var tab = $('tab-' + p);
