@@ -718,18 +718,6 @@ static void outbox_purge_removes_only_old_dispatched_messages(void **state)
     expect_text(result.out, "deleted 0 dispatched messages");
 }
 
-static void insert_inbox_at(txm_relay_fixture *fx, const char *sub, const char *id, int64_t us)
-{
-    char at[TXM_TIME_LEN + 1];
-    txm_time_format(us, at);
-    txm_value p[3] = {TXM_TEXT(sub), TXM_TEXT(id), TXM_TEXT(at)};
-    assert_int_equal(txm_db_exec(fx->db,
-                                 "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
-                                 " VALUES ($1, $2, $3)",
-                                 p, 3, NULL, NULL, NULL),
-                     TXM_OK);
-}
-
 static void inbox_purge_removes_only_old_records(void **state)
 {
     txm_relay_fixture *fx = txm_relay_get(state);
@@ -737,11 +725,11 @@ static void inbox_purge_removes_only_old_records(void **state)
     char id[32];
     for (int i = 0; i < 5; i++) {
         snprintf(id, sizeof id, "old-%d", i);
-        insert_inbox_at(fx, "sub-a", id, old + i);
+        txm_testdb_inbox_insert_at(fx->db, "sub-a", id, old + i);
     }
     for (int i = 0; i < 2; i++) {
         snprintf(id, sizeof id, "new-%d", i);
-        insert_inbox_at(fx, "sub-a", id, txm_now_us() - 3600LL * 1000000);
+        txm_testdb_inbox_insert_at(fx->db, "sub-a", id, txm_now_us() - 3600LL * 1000000);
     }
     expect_code(cli_run(fx, "inbox", "purge", "--older-than", "1d", "--batch", "2", "--json", NULL),
                 0);
@@ -765,7 +753,7 @@ static void purge_every_repeats_until_sigterm(void **state)
     const char *args[] = {"inbox", "purge", "--older-than", "1d", "--every", "200ms", NULL};
     pid_t pid = running_cli = cli_spawn(fx, fx->dir, args);
     txm_test_sleep_ms(500);
-    insert_inbox_at(fx, "sub-b", "late", txm_now_us() - 2 * DAY_US);
+    txm_testdb_inbox_insert_at(fx->db, "sub-b", "late", txm_now_us() - 2 * DAY_US);
     long long end = txm_test_now_ms() + 10000;
     while (txm_inbox_get(fx->db, "sub-b", "late", NULL, NULL) == TXM_OK && txm_test_now_ms() < end)
         txm_test_sleep_ms(50);

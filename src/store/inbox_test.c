@@ -105,27 +105,15 @@ static void inbox_batch_records_new_ids_and_reports_duplicates(void **state)
     assert_int_equal(txm_inbox_get(fx->db, "sub-a", "m-7", NULL, NULL), TXM_NOT_FOUND);
 }
 
-static void insert_at(txm_db *db, const char *sub, const char *id, int64_t us)
-{
-    char at[TXM_TIME_LEN + 1];
-    txm_time_format(us, at);
-    txm_value p[3] = {TXM_TEXT(sub), TXM_TEXT(id), TXM_TEXT(at)};
-    assert_int_equal(txm_db_exec(db,
-                                 "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
-                                 " VALUES ($1, $2, $3)",
-                                 p, 3, NULL, NULL, NULL),
-                     TXM_OK);
-}
-
 static void inbox_handled_since_counts_recent_rows_per_subscription(void **state)
 {
     txm_fixture *fx = txm_fixture_get(state);
     int64_t now = txm_now_us();
-    insert_at(fx->db, "sub-b", "m-1", now - 2000000);
-    insert_at(fx->db, "sub-a", "m-1", now - 3000000);
-    insert_at(fx->db, "sub-a", "m-2", now - 1000000);
-    insert_at(fx->db, "sub-a", "m-3", now - 60000000); /* a minute ago: outside */
-    insert_at(fx->db, "sub-c", "m-4", now - 60000000);
+    txm_testdb_inbox_insert_at(fx->db, "sub-b", "m-1", now - 2000000);
+    txm_testdb_inbox_insert_at(fx->db, "sub-a", "m-1", now - 3000000);
+    txm_testdb_inbox_insert_at(fx->db, "sub-a", "m-2", now - 1000000);
+    txm_testdb_inbox_insert_at(fx->db, "sub-a", "m-3", now - 60000000); /* a minute ago: outside */
+    txm_testdb_inbox_insert_at(fx->db, "sub-c", "m-4", now - 60000000);
     txm_inbox_handled *h = NULL;
     size_t n = 0;
     assert_int_equal(txm_inbox_handled_since(fx->db, now - 10000000, &h, &n, NULL), TXM_OK);

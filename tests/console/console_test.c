@@ -41,6 +41,13 @@ typedef struct stack {
     char log[700];
 } stack;
 
+/* What a failed assertion would leave behind, for teardown: the consoles
+ * still running and the stack of the test. */
+#define RUNNING_MAX 8
+static pid_t live_consoles[RUNNING_MAX];
+static size_t n_live_consoles;
+static stack *current;
+
 static stack *stack_get(void **state)
 {
     txm_relay_fixture *fx = txm_relay_get(state); /* skips an unavailable combo */
@@ -50,13 +57,23 @@ static stack *stack_get(void **state)
     assert_int_equal(txm_testdb_open(fx->combo.db, NULL, &s->b_url, &s->b_db), 0);
     assert_non_null(s->b_db);
     snprintf(s->log, sizeof s->log, "%s/console.log", fx->dir);
+    current = s;
     return s;
 }
 
-static void stack_free(stack *s)
+/* Stops what a test left running (after a failure) and drops its second
+ * database, then the relay fixture's teardown. */
+static int teardown(void **state)
 {
-    txm_testdb_close(s->fx->combo.db, s->b_url, s->b_db);
-    free(s);
+    for (size_t i = 0; i < n_live_consoles; i++)
+        txm_proc_kill(live_consoles[i], SIGKILL);
+    n_live_consoles = 0;
+    if (current != NULL) {
+        txm_testdb_close(current->fx->combo.db, current->b_url, current->b_db);
+        free(current);
+        current = NULL;
+    }
+    return txm_relay_teardown(state);
 }
 
 /* Starts the console on a free port with extra arguments (NULL-ended) and
@@ -83,6 +100,8 @@ static void console_start(stack *s, console_proc *c, const char *token, ...)
     char *env[] = {env_token, NULL};
     c->pid = txm_proc_start(TXM_CLI_BIN, argv, env, s->log);
     assert_true(c->pid > 0);
+    assert_true(n_live_consoles < RUNNING_MAX);
+    live_consoles[n_live_consoles++] = c->pid;
     const char *headers[] = {c->host, NULL};
     for (long long until = txm_test_now_ms() + 15000; txm_test_now_ms() < until;) {
         txm_testhttp_response r = {0};
@@ -100,6 +119,9 @@ static void console_start(stack *s, console_proc *c, const char *token, ...)
 /* SIGTERM: the console must stop and exit 0 (under ASan: without leaks). */
 static void console_stop(console_proc *c)
 {
+    for (size_t i = 0; i < n_live_consoles; i++)
+        if (live_consoles[i] == c->pid)
+            live_consoles[i] = live_consoles[--n_live_consoles];
     int status = txm_proc_kill(c->pid, SIGTERM);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
@@ -253,6 +275,81 @@ static void dead_letter(txm_transport *t, const char *topic, const char *queue, 
 
 /* ---- tests ---- */
 
+/* Receives up to n messages of queue (waiting up to 5 s for each batch),
+ * records each in service b's inbox for the queue, as its consumer would,
+ * and acknowledges it. Returns how many. */
+static size_t consume(stack *s, const char *queue, size_t n)
+{
+    size_t done = 0;
+    for (long long until = txm_test_now_ms() + 5000; done < n && txm_test_now_ms() < until;) {
+        txm_delivery **list = NULL;
+        size_t got = 0;
+        assert_int_equal(txm_transport_receive(s->fx->t, queue, n - done, 1000, &list, &got, NULL),
+                         TXM_OK);
+        for (size_t k = 0; k < got; k++) {
+            txm_msg *m = NULL;
+            size_t len = 0;
+            const char *body = txm_delivery_body(list[k], &len);
+            assert_int_equal(txm_msg_decode(body, len, &m, NULL), TXM_OK);
+            record_inbox(s->b_db, queue, m);
+            txm_msg_free(m);
+            assert_int_equal(txm_transport_ack(s->fx->t, list[k], NULL), TXM_OK);
+        }
+        txm_delivery_list_free(list, got);
+        done += got;
+    }
+    return done;
+}
+
+/* Array member key of doc has n entries. */
+static void expect_count(json_t *doc, const char *key, size_t n)
+{
+    assert_int_equal(json_array_size(json_object_get(doc, key)), n);
+    json_decref(doc);
+}
+
+/* The outbox list pages by sequence and filters by state, topic and
+ * aggregate; a message's envelope keeps its payload as it was. ids: the
+ * three dispatched messages of topic. */
+static void outbox_pages_and_filters(const console_proc *c, stack *s, const char *topic,
+                                     char ids[3][TXM_UUID_LEN + 1])
+{
+    char path[512], id[TXM_UUID_LEN + 1];
+    publish_outbox(s->fx->db, "a", topic, NULL, "{\"note\":\"<script>alert(1)</script>\"}", id);
+    snprintf(path, sizeof path, "/api/outbox?service=a&topic=%s&limit=2", topic);
+    json_t *page = expect(c, "GET", path, NULL, NULL, 200);
+    json_t *msgs = json_object_get(page, "messages");
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "message_id")),
+                        ids[0]);
+    json_int_t next = json_integer_value(json_object_get(page, "next_after_seq"));
+    json_decref(page);
+    snprintf(path, sizeof path, "/api/outbox?service=a&topic=%s&limit=2&after_seq=%lld", topic,
+             (long long)next);
+    page = expect(c, "GET", path, NULL, NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(page, "messages")), 2);
+    assert_true(json_is_null(json_object_get(page, "next_after_seq")) ||
+                json_array_size(json_object_get(page, "messages")) == 2);
+    json_decref(page);
+    snprintf(path, sizeof path, "/api/outbox?service=a&topic=%s&state=dispatched", topic);
+    expect_count(expect(c, "GET", path, NULL, NULL, 200), "messages", 3);
+    snprintf(path, sizeof path, "/api/outbox?service=a&topic=%s&state=pending", topic);
+    expect_count(expect(c, "GET", path, NULL, NULL, 200), "messages", 1);
+    snprintf(path, sizeof path, "/api/outbox?service=a&topic=%s&aggregate_id=agg-2", topic);
+    expect_count(expect(c, "GET", path, NULL, NULL, 200), "messages", 0);
+    snprintf(path, sizeof path, "/api/outbox?service=a&topic=%s&older_than=1h", topic);
+    expect_count(expect(c, "GET", path, NULL, NULL, 200), "messages", 0);
+    snprintf(path, sizeof path, "/api/outbox/a/%s", id);
+    json_t *m = expect(c, "GET", path, NULL, NULL, 200);
+    json_t *env = json_object_get(m, "envelope");
+    assert_string_equal(json_string_value(json_object_get(env, "id")), id);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(env, "data"), "note")),
+                        "<script>alert(1)</script>");
+    json_decref(m);
+    snprintf(path, sizeof path, "/api/outbox/a/%s/dispatch", id);
+    json_decref(expect(c, "POST", path, TOKEN, NULL, 200));
+}
+
 static void overview_follows_traffic(void **state)
 {
     stack *s = stack_get(state);
@@ -290,25 +387,15 @@ static void overview_follows_traffic(void **state)
     assert_true(json_is_null(json_object_get(queue_of(o, queue), "handled_per_second")));
     json_decref(o);
 
-    /* Consumed: service b records them in its inbox for the queue. */
-    txm_delivery **list = NULL;
-    size_t got = 0;
-    assert_int_equal(txm_transport_receive(s->fx->t, queue, 3, 5000, &list, &got, NULL), TXM_OK);
-    for (size_t k = 0; k < got; k++) {
-        txm_msg *m = NULL;
-        size_t len = 0;
-        const char *body = txm_delivery_body(list[k], &len);
-        assert_int_equal(txm_msg_decode(body, len, &m, NULL), TXM_OK);
-        record_inbox(s->b_db, queue, m);
-        txm_msg_free(m);
-        assert_int_equal(txm_transport_ack(s->fx->t, list[k], NULL), TXM_OK);
-    }
-    txm_delivery_list_free(list, got);
-    assert_int_equal(got, 3);
+    outbox_pages_and_filters(&c, s, topic, ids);
+
+    /* Consumed: service b records them in its inbox for the queue (four:
+     * the three above and the one outbox_pages_and_filters dispatched). */
+    assert_int_equal(consume(s, queue, 4), 4);
     o = expect(&c, "GET", "/api/overview", NULL, NULL, 200);
     json_t *q = queue_of(o, queue);
     assert_int_equal(json_integer_value(json_object_get(q, "depth")), 0);
-    assert_true(json_real_value(json_object_get(q, "handled_per_second")) > 0.29);
+    assert_true(json_real_value(json_object_get(q, "handled_per_second")) > 0.39);
     json_decref(o);
 
     /* The sampler keeps a history of the same figures. */
@@ -326,7 +413,6 @@ static void overview_follows_traffic(void **state)
     json_decref(o);
     (void)status;
     console_stop(&c);
-    stack_free(s);
 }
 
 /* Removes "at_ms" from each entry: the CLI's document has none. */
@@ -402,7 +488,6 @@ static void trace_orders_a_saga_across_two_services(void **state)
     json_decref(doc);
     expect_error(&c, "GET", "/api/trace/x?limit=0", NULL, NULL, 400, "INVALID_PARAMETER");
     console_stop(&c);
-    stack_free(s);
 }
 
 /* The group of the n messages with one cause, from GET .../dlq/groups. */
@@ -416,6 +501,65 @@ static json_t *group_with_count(json_t *groups_doc, json_int_t n)
             return g;
     }
     return NULL;
+}
+
+/* Polls the job at path until its state is not "running" (or moved
+ * reaches at_least_moved when that is > 0); returns its document. */
+static json_t *await_job(const console_proc *c, const char *path, json_int_t at_least_moved)
+{
+    for (long long start = txm_test_now_ms();; txm_test_sleep_ms(20)) {
+        json_t *job = expect(c, "GET", path, NULL, NULL, 200);
+        bool running = strcmp(json_string_value(json_object_get(job, "state")), "running") == 0;
+        if (!running || (at_least_moved > 0 &&
+                         json_integer_value(json_object_get(job, "moved")) >= at_least_moved))
+            return job;
+        json_decref(job);
+        assert_true(txm_test_now_ms() - start < 30000);
+    }
+}
+
+/* A slow redrive of the 3 dead letters matching "alert(" is cancelled
+ * after its first message; a purge of their group removes the other two. */
+static void cancel_then_purge(const console_proc *c, const char *queue)
+{
+    char path[256], body[128], job_path[128], group[32];
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/redrive", queue);
+    json_t *job = expect(c, "POST", path, TOKEN, "{\"match\":\"alert(\",\"rate\":0.1}", 202);
+    snprintf(job_path, sizeof job_path, "/api/jobs/%s",
+             json_string_value(json_object_get(job, "id")));
+    json_decref(job);
+    json_decref(await_job(c, job_path, 1)); /* the first goes at once, the next in 10 s */
+    snprintf(path, sizeof path, "%s/cancel", job_path);
+    expect_error(c, "POST", path, NULL, NULL, 403, "FORBIDDEN");
+    json_decref(expect(c, "POST", path, TOKEN, NULL, 200));
+    job = await_job(c, job_path, 0);
+    assert_string_equal(json_string_value(json_object_get(job, "state")), "cancelled");
+    assert_int_equal(json_integer_value(json_object_get(job, "moved")), 1);
+    assert_string_equal(json_string_value(json_object_get(job, "match")), "alert(");
+    json_decref(job);
+    json_t *jobs = expect(c, "GET", "/api/jobs", NULL, NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(jobs, "jobs")), 2);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(jobs, "jobs"), 0), "state")),
+                        "cancelled"); /* newest first */
+    json_decref(jobs);
+
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/groups", queue);
+    json_t *groups = expect(c, "GET", path, NULL, NULL, 200);
+    json_t *g = group_with_count(groups, 2);
+    assert_non_null(g);
+    snprintf(group, sizeof group, "%s", json_string_value(json_object_get(g, "id")));
+    json_decref(groups);
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/purge", queue);
+    snprintf(body, sizeof body, "{\"group\":\"%s\",\"confirm\":\"%s\"}", group, group);
+    json_t *purged = expect(c, "POST", path, TOKEN, body, 200);
+    assert_int_equal(json_integer_value(json_object_get(purged, "purged")), 2);
+    json_decref(purged);
+    expect_error(c, "POST", path, TOKEN, body, 404, "UNKNOWN_GROUP");
+    snprintf(path, sizeof path, "/api/queues/%s/dlq/groups", queue);
+    groups = expect(c, "GET", path, NULL, NULL, 200);
+    assert_int_equal(json_array_size(json_object_get(groups, "groups")), 0);
+    json_decref(groups);
 }
 
 static void dlq_groups_and_a_paced_group_redrive(void **state)
@@ -461,14 +605,7 @@ static void dlq_groups_and_a_paced_group_redrive(void **state)
     snprintf(job_path, sizeof job_path, "/api/jobs/%s",
              json_string_value(json_object_get(job, "id")));
     json_decref(job);
-    for (;;) {
-        job = expect(&c, "GET", job_path, NULL, NULL, 200);
-        if (strcmp(json_string_value(json_object_get(job, "state")), "running") != 0)
-            break;
-        json_decref(job);
-        assert_true(txm_test_now_ms() - start < 30000);
-        txm_test_sleep_ms(20);
-    }
+    job = await_job(&c, job_path, 0);
     long long took = txm_test_now_ms() - start;
     assert_string_equal(json_string_value(json_object_get(job, "state")), "done");
     assert_int_equal(json_integer_value(json_object_get(job, "moved")), 50);
@@ -489,8 +626,8 @@ static void dlq_groups_and_a_paced_group_redrive(void **state)
     assert_int_equal(json_integer_value(json_object_get(queue_of(o, queue), "dead_letters")), 3);
     assert_int_equal(json_integer_value(json_object_get(queue_of(o, queue), "depth")), 50);
     json_decref(o);
+    cancel_then_purge(&c, queue);
     console_stop(&c);
-    stack_free(s);
 }
 
 /* Every action of the console, refused with code. */
@@ -629,15 +766,13 @@ static void refused_actions_change_nothing(void **state)
     actions_refused(&c, TOKEN, id, queue, group, "ACTIONS_DISABLED");
     nothing_changed(&c, id, queue);
     console_stop(&c);
-    stack_free(s);
 }
 
 /* The two stacks: SQLite + embedded broker, PostgreSQL + NATS. */
 #define STACKS(f)                                                                                  \
-    {#f "/sqlite+embedded", f, txm_relay_setup, txm_relay_teardown,                                \
-     (void *)&txm_combo_sqlite_embedded},                                                          \
+    {#f "/sqlite+embedded", f, txm_relay_setup, teardown, (void *)&txm_combo_sqlite_embedded},     \
     {                                                                                              \
-#f "/postgresql+nats", f, txm_relay_setup, txm_relay_teardown, (void *)&txm_combo_pg_nats  \
+#f "/postgresql+nats", f, txm_relay_setup, teardown, (void *)&txm_combo_pg_nats            \
     }
 
 int main(void)

@@ -161,6 +161,18 @@ void txm_testdb_require(txm_test_backend b, const txm_db *db)
     }
 }
 
+void txm_testdb_inbox_insert_at(txm_db *db, const char *sub, const char *id, int64_t us)
+{
+    char at[TXM_TIME_LEN + 1];
+    txm_time_format(us, at);
+    txm_value p[3] = {TXM_TEXT(sub), TXM_TEXT(id), TXM_TEXT(at)};
+    assert_int_equal(txm_db_exec(db,
+                                 "INSERT INTO txmsg_inbox (subscription, message_id, created_at)"
+                                 " VALUES ($1, $2, $3)",
+                                 p, 3, NULL, NULL, NULL),
+                     TXM_OK);
+}
+
 bool txm_testdb_pg_slot_exists(txm_db *db, const char *slot)
 {
     txm_value p = TXM_TEXT(slot);

@@ -47,6 +47,11 @@ void txm_testdb_close(txm_test_backend b, char *url, txm_db *db);
 /* Skips the running test when db is NULL: its backend is not available. */
 void txm_testdb_require(txm_test_backend b, const txm_db *db);
 
+/* Inserts an inbox row (sub, id) created at us (microseconds since the
+ * epoch) with plain SQL, so a test can make old rows; the test fails when
+ * the insert does. */
+void txm_testdb_inbox_insert_at(txm_db *db, const char *sub, const char *id, int64_t us);
+
 /* PostgreSQL: whether the replication slot exists (the test fails when
  * the query does). */
 bool txm_testdb_pg_slot_exists(txm_db *db, const char *slot);
