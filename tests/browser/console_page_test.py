@@ -16,6 +16,7 @@ import time
 import traceback
 import uuid
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import console_stack as cs  # noqa: E402
 
