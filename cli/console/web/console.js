@@ -26,7 +26,7 @@
         charts: {},          /* chart key -> {fig, plot, sig} */
         /* params: the filters of the listing shown; current: its after_seq
          * (null: first page); next: next_after_seq of the answer. */
-        outbox: {service: '', params: null, next: null, current: null},
+        outbox: {service: '', params: null, next: null, current: null, back: []},
         dlq: {queue: '', group: null, jobs: {}}, /* jobs: id -> its list item */
         panel: 'overview',
     };
@@ -665,6 +665,7 @@
                                               'No messages match.')));
         $('ob-next').disabled = doc.next_after_seq === null || doc.next_after_seq === undefined;
         $('ob-first').disabled = state.outbox.current === null;
+        $('ob-prev').disabled = state.outbox.current === null;
         $('ob-count').textContent = msgs.length + ' message' + (msgs.length === 1 ? '' : 's') +
                                     ' of ' + doc.service +
                                     (doc.outbox_mode ? ' (' + doc.outbox_mode + ' outbox)' : '') +
@@ -1100,6 +1101,7 @@
                 $('ob-service').value = service;
             if (!state.outbox.params || service) {
                 state.outbox.params = outboxParams();
+                state.outbox.back = [];
                 loadOutbox(null);
             }
         });
@@ -1154,15 +1156,27 @@
             ev.preventDefault();
             state.outbox.params = outboxParams();
             state.outbox.service = state.outbox.params.service;
+            state.outbox.back = [];
             loadOutbox(null);
         });
         $('ob-service').addEventListener('change', function () {
             location.hash = '#outbox/' + encodeURIComponent($('ob-service').value);
         });
-        $('ob-first').addEventListener('click', function () { loadOutbox(null); });
+        $('ob-first').addEventListener('click', function () {
+            state.outbox.back = [];
+            loadOutbox(null);
+        });
+        /* after_seq pages forward only; going back replays the after_seq
+         * of the pages passed (back holds them). */
+        $('ob-prev').addEventListener('click', function () {
+            var prev = state.outbox.back.length ? state.outbox.back.pop() : null;
+            loadOutbox(prev);
+        });
         $('ob-next').addEventListener('click', function () {
-            if (state.outbox.next !== null && state.outbox.next !== undefined)
+            if (state.outbox.next !== null && state.outbox.next !== undefined) {
+                state.outbox.back.push(state.outbox.current);
                 loadOutbox(state.outbox.next);
+            }
         });
         $('message-close').addEventListener('click', function () {
             $('message-view').hidden = true;
