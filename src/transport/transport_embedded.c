@@ -1125,6 +1125,14 @@ typedef struct queues_ctx {
     size_t count;
 } queues_ctx;
 
+/* A text column, "" for NULL: a broker file written by something else may
+ * hold NULL where the schema says NOT NULL. */
+static const char *column_text(sqlite3_stmt *s, int i)
+{
+    const char *v = (const char *)sqlite3_column_text(s, i);
+    return v != NULL ? v : "";
+}
+
 static txm_status queues_txn(conn *c, void *ctx, txm_error *err)
 {
     queues_ctx *x = ctx;
@@ -1136,9 +1144,9 @@ static txm_status queues_txn(conn *c, void *ctx, txm_error *err)
     while (st == TXM_OK && (st = step(c, s, &row, err)) == TXM_OK && row &&
            x->count < TXM_TRANSPORT_QUEUES_MAX) {
         txm_queue_info *q = &x->list[x->count++];
-        snprintf(q->name, sizeof q->name, "%s", (const char *)sqlite3_column_text(s, 0));
-        snprintf(q->topic, sizeof q->topic, "%s", (const char *)sqlite3_column_text(s, 1));
-        snprintf(q->dlq, sizeof q->dlq, "%s", (const char *)sqlite3_column_text(s, 2));
+        snprintf(q->name, sizeof q->name, "%s", column_text(s, 0));
+        snprintf(q->topic, sizeof q->topic, "%s", column_text(s, 1));
+        snprintf(q->dlq, sizeof q->dlq, "%s", column_text(s, 2));
         q->depth = sqlite3_column_int64(s, 3);
         q->in_flight = sqlite3_column_int64(s, 4);
         q->dead_letters = sqlite3_column_int64(s, 5);

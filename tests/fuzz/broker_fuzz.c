@@ -341,9 +341,17 @@ static void queue_op(txm_transport *t, reader *r, uint8_t op)
     } else if (op == 7) {
         size_t moved = 0;
         st = txm_transport_dlq_redrive(t, queue, u8(r) & 1 ? NULL : queue_of(r), &moved, &err);
-    } else {
+    } else if (op == 8) {
         size_t purged = 0;
         st = txm_transport_dlq_purge(t, queue, &purged, &err);
+    } else {
+        txm_queue_info *list = NULL;
+        size_t count = 0;
+        st = txm_transport_queues(t, &list, &count, &err);
+        for (size_t i = 0; i < count; i++)
+            g.sink += (size_t)strlen(list[i].name) + strlen(list[i].topic) + strlen(list[i].dlq) +
+                      (size_t)(list[i].depth + list[i].in_flight + list[i].dead_letters);
+        txm_free(list);
     }
     check(st, &err);
 }
@@ -358,7 +366,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     txm_delivery *held[HELD_MAX];
     size_t n = 0;
     for (int k = 0; k < OPS_MAX && r.left > 0; k++) {
-        uint8_t op = u8(&r) % 9;
+        uint8_t op = u8(&r) % 10;
         if (op == 0)
             receive(t, &r, held, &n);
         else if (op <= 4)
