@@ -32,6 +32,7 @@
 #include "testbroker.h"
 #include "testdb.h"
 #include "testhttp.h"
+#include "testproc.h"
 #include "testsvc.h"
 #include "txmsg/txmsg.h"
 
@@ -612,6 +613,30 @@ static void run_load(chaos *c, int load_s)
     chaos_log(c, "load stopped");
 }
 
+/* A process that runs but does not answer: its threads' stacks go to
+ * <name>.stacks beside its log, and their innermost frames to stderr,
+ * which is all a CI log keeps. */
+static void report_stuck(chaos *c, const txm_testsvc *p)
+{
+    char path[1024], line[512];
+    snprintf(path, sizeof path, "%s/%s.stacks", c->dir, p->name);
+    fprintf(stderr, "stack: %s (pid %d) runs but does not answer; its stacks: %s\n", p->name,
+            (int)p->pid, path);
+    if (!txm_proc_dump_stacks(p->pid, path))
+        fprintf(stderr, "stack: gdb could not read them\n");
+    FILE *f = fopen(path, "r");
+    for (int shown = 0; f != NULL && shown < 80 && fgets(line, sizeof line, f) != NULL;) {
+        bool top = strncmp(line, "Thread ", 7) == 0 ||
+                   (line[0] == '#' && line[1] >= '0' && line[1] <= '5' && line[2] == ' ');
+        if (top) {
+            fprintf(stderr, "stack: %s", line);
+            shown++;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+}
+
 /* Brings every server and process up and waits until both services answer
  * their health checks. */
 static bool bring_up(chaos *c)
@@ -633,6 +658,9 @@ static bool bring_up(chaos *c)
         }
         txm_test_sleep_ms(200);
     }
+    for (int i = 0; i < P_COUNT; i++)
+        if (c->procs[i].pid > 0 && !txm_testsvc_healthy(&c->procs[i], 2000))
+            report_stuck(c, &c->procs[i]);
     return false;
 }
 

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -40,6 +41,20 @@ int txm_proc_kill(pid_t pid, int sig)
     kill(pid, sig);
     waitpid(pid, &status, 0);
     return status;
+}
+
+bool txm_proc_dump_stacks(pid_t pid, const char *out_path)
+{
+    char attach[32];
+    snprintf(attach, sizeof attach, "%d", (int)pid);
+    char *const argv[] = {"gdb", "-batch", "-nx", "-p", attach, "-ex", "thread apply all bt 25",
+                          NULL};
+    pid_t g = txm_proc_start("/usr/bin/gdb", argv, NULL, out_path);
+    if (g < 0)
+        return false;
+    int status = 0;
+    waitpid(g, &status, 0);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
 int txm_promtool_check(const char *text, size_t len)

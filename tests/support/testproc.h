@@ -2,6 +2,7 @@
 #ifndef TXM_TESTPROC_H
 #define TXM_TESTPROC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -13,6 +14,11 @@ pid_t txm_proc_start(const char *path, char *const argv[], char *const env[], co
 
 /* Sends sig and waits; returns the wait status. */
 int txm_proc_kill(pid_t pid, int sig);
+
+/* Writes every thread's backtrace of the running process pid to out_path
+ * (appended) with gdb, for a process that stopped answering. Returns false
+ * when gdb could not run. */
+bool txm_proc_dump_stacks(pid_t pid, const char *out_path);
 
 /* Feeds len bytes of text to `promtool check metrics` (Debian's prometheus
  * package); returns its exit status, 0 when the exposition is valid. */
